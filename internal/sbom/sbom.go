@@ -1,0 +1,182 @@
+// Package sbom writes software bills of materials for container images with
+// the syft library, in the formats GitLab and the supply-chain tools read:
+// CycloneDX JSON, SPDX JSON and syft JSON.
+package sbom
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/anchore/stereoscope/pkg/file"
+	"github.com/anchore/stereoscope/pkg/image"
+	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/format"
+	"github.com/anchore/syft/syft/format/cyclonedxjson"
+	"github.com/anchore/syft/syft/format/spdxjson"
+	"github.com/anchore/syft/syft/format/syftjson"
+	syftsbom "github.com/anchore/syft/syft/sbom"
+	"github.com/anchore/syft/syft/source/stereoscopesource"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	// syft's RPM cataloger reads newer rpmdb files through database/sql and
+	// needs a driver registered; modernc's is pure Go.
+	_ "modernc.org/sqlite"
+)
+
+// Format is an SBOM document format.
+type Format string
+
+// The formats lotse writes.
+const (
+	CycloneDXJSON Format = "cyclonedx-json" // what GitLab's artifacts:reports:cyclonedx reads
+	SPDXJSON      Format = "spdx-json"
+	SyftJSON      Format = "syft-json"
+)
+
+// Formats lists the formats in the order help texts show them.
+var Formats = []Format{CycloneDXJSON, SPDXJSON, SyftJSON}
+
+// ParseFormat checks a --format value.
+func ParseFormat(s string) (Format, error) {
+	f := Format(s)
+	if !slices.Contains(Formats, f) {
+		names := make([]string, len(Formats))
+		for i, f := range Formats {
+			names[i] = string(f)
+		}
+		return "", fmt.Errorf("unknown SBOM format %q (want one of %s)", s, strings.Join(names, ", "))
+	}
+	return f, nil
+}
+
+// PredicateType is the in-toto predicate type of an attestation carrying the
+// SBOM in this format, as cosign names them.
+func (f Format) PredicateType() string {
+	switch f {
+	case CycloneDXJSON:
+		return "https://cyclonedx.org/bom"
+	case SPDXJSON:
+		return "https://spdx.dev/Document"
+	default:
+		return "https://syft.dev/bom"
+	}
+}
+
+// SBOM is the bill of materials of one image.
+type SBOM struct {
+	s *syftsbom.SBOM
+}
+
+// Tool names the program that writes the SBOM (lotse and its version).
+type Tool struct{ Name, Version string }
+
+// Generate catalogs the packages of img. ref is the name the SBOM records for
+// the image (the source reference as the user gave it); tmpDir receives the
+// unpacked layers and is the caller's to remove.
+func Generate(ctx context.Context, img v1.Image, ref string, tool Tool, tmpDir string) (*SBOM, error) {
+	gen := file.NewTempDirGenerator("lotse-sbom")
+	defer gen.Cleanup() //nolint:errcheck // best effort: the directories are temporary
+	si := image.New(img, gen, tmpDir)
+	if err := si.Read(ctx); err != nil {
+		return nil, fmt.Errorf("read image layers: %w", err)
+	}
+	defer si.Cleanup() //nolint:errcheck // best effort
+	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
+	cfg := syft.DefaultCreateSBOMConfig().WithTool(tool.Name, tool.Version)
+	s, err := syft.CreateSBOM(ctx, src, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("catalog packages: %w", err)
+	}
+	return &SBOM{s: s}, nil
+}
+
+// Encode writes the SBOM in format f.
+func (s *SBOM) Encode(w io.Writer, f Format) error {
+	var (
+		enc syftsbom.FormatEncoder
+		err error
+	)
+	switch f {
+	case CycloneDXJSON:
+		enc, err = cyclonedxjson.NewFormatEncoderWithConfig(cyclonedxjson.DefaultEncoderConfig())
+	case SPDXJSON:
+		enc, err = spdxjson.NewFormatEncoderWithConfig(spdxjson.DefaultEncoderConfig())
+	case SyftJSON:
+		enc, err = syftjson.NewFormatEncoderWithConfig(syftjson.DefaultEncoderConfig())
+	default:
+		_, err = ParseFormat(string(f))
+	}
+	if err != nil {
+		return err
+	}
+	if err := enc.Encode(w, *s.s); err != nil {
+		return fmt.Errorf("encode %s SBOM: %w", f, err)
+	}
+	return nil
+}
+
+// Bytes encodes the SBOM in format f.
+func (s *SBOM) Bytes(f Format) ([]byte, error) {
+	var b bytes.Buffer
+	if err := s.Encode(&b, f); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Decode reads an SBOM in any format syft understands.
+func Decode(r io.Reader) (*SBOM, Format, error) {
+	s, id, _, err := format.Decode(r)
+	if err != nil {
+		return nil, "", fmt.Errorf("read SBOM: %w", err)
+	}
+	if s == nil {
+		return nil, "", fmt.Errorf("read SBOM: unknown format")
+	}
+	var f Format
+	switch id {
+	case cyclonedxjson.ID:
+		f = CycloneDXJSON
+	case spdxjson.ID:
+		f = SPDXJSON
+	case syftjson.ID:
+		f = SyftJSON
+	default:
+		f = Format(id)
+	}
+	return &SBOM{s: s}, f, nil
+}
+
+// Package is one cataloged package.
+type Package struct {
+	Name    string
+	Version string
+	Type    string // deb, apk, go-module, ...
+	PURL    string
+}
+
+// Packages lists the packages, sorted by PURL.
+func (s *SBOM) Packages() []Package {
+	var out []Package
+	for p := range s.s.Artifacts.Packages.Enumerate() {
+		out = append(out, Package{Name: p.Name, Version: p.Version, Type: string(p.Type), PURL: p.PURL})
+	}
+	slices.SortFunc(out, func(a, b Package) int { return strings.Compare(a.PURL+a.Name, b.PURL+b.Name) })
+	return out
+}
+
+// Counts returns the number of packages per type.
+func (s *SBOM) Counts() map[string]int {
+	m := map[string]int{}
+	for p := range s.s.Artifacts.Packages.Enumerate() {
+		m[string(p.Type)]++
+	}
+	return m
+}
+
+// Len is the number of packages.
+func (s *SBOM) Len() int { return s.s.Artifacts.Packages.PackageCount() }

@@ -1,0 +1,141 @@
+package sbom
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/lotse/lotse/test/fixture"
+)
+
+func generate(t *testing.T, img v1.Image) *SBOM {
+	t.Helper()
+	s, err := Generate(context.Background(), img, "registry.example.com/team/app:1.0", Tool{Name: "lotse", Version: "test"}, t.TempDir())
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	return s
+}
+
+func purls(s *SBOM, typ string) []string {
+	var out []string
+	for _, p := range s.Packages() {
+		if p.Type == typ {
+			out = append(out, p.PURL)
+		}
+	}
+	return out
+}
+
+func TestGenerateDebian(t *testing.T) {
+	img, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := generate(t, img)
+	got := purls(s, "deb")
+	want := []string{
+		"pkg:deb/debian/base-files@12.4%2Bdeb12u5?arch=amd64&distro=debian-12.5",
+		"pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12.5&upstream=glibc",
+		"pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12.5&upstream=openssl",
+		"pkg:deb/debian/openssl@3.0.11-1~deb12u2?arch=amd64&distro=debian-12.5",
+		"pkg:deb/debian/tzdata@2024a-0%2Bdeb12u1?arch=amd64&distro=debian-12.5",
+		"pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12.5&upstream=zlib",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("deb purls:\n got %q\nwant %q", got, want)
+	}
+	if s.Len() != len(fixture.DebianPackages) {
+		t.Errorf("Len = %d, want %d", s.Len(), len(fixture.DebianPackages))
+	}
+}
+
+func TestGenerateAlpine(t *testing.T) {
+	img, err := fixture.AlpineImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := purls(generate(t, img), "apk")
+	if len(got) != len(fixture.AlpinePackages) {
+		t.Fatalf("apk purls = %q, want %d packages", got, len(fixture.AlpinePackages))
+	}
+	if !slices.Contains(got, "pkg:apk/alpine/libcrypto3@3.3.1-r0?arch=x86_64&distro=alpine-3.20.3&upstream=openssl") {
+		t.Errorf("libcrypto3 with its openssl origin missing from %q", got)
+	}
+}
+
+func TestGenerateGoBinary(t *testing.T) {
+	img, err := fixture.GoImage(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, _ := fixture.GoModuleVersion()
+	s := generate(t, img)
+	want := "pkg:golang/golang.org/x/sync@" + ver
+	if !slices.Contains(purls(s, "go-module"), want) {
+		t.Errorf("go-module purls %q lack %s", purls(s, "go-module"), want)
+	}
+	if s.Counts()["deb"] != len(fixture.DebianPackages) {
+		t.Errorf("deb count = %d", s.Counts()["deb"])
+	}
+}
+
+func TestEncodeDecode(t *testing.T) {
+	img, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := generate(t, img)
+	for _, f := range Formats {
+		t.Run(string(f), func(t *testing.T) {
+			b, err := s.Bytes(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc map[string]any
+			if err := json.Unmarshal(b, &doc); err != nil {
+				t.Fatalf("not JSON: %v", err)
+			}
+			switch f {
+			case CycloneDXJSON:
+				if doc["bomFormat"] != "CycloneDX" {
+					t.Errorf("bomFormat = %v", doc["bomFormat"])
+				}
+				if n := len(doc["components"].([]any)); n < len(fixture.DebianPackages) {
+					t.Errorf("%d components, want at least %d", n, len(fixture.DebianPackages))
+				}
+			case SPDXJSON:
+				if !strings.HasPrefix(doc["spdxVersion"].(string), "SPDX-2") {
+					t.Errorf("spdxVersion = %v", doc["spdxVersion"])
+				}
+			}
+			back, gotFormat, err := Decode(bytes.NewReader(b))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if gotFormat != f {
+				t.Errorf("decoded format %q, want %q", gotFormat, f)
+			}
+			if !slices.Equal(purls(back, "deb"), purls(s, "deb")) {
+				t.Errorf("round trip lost packages: %q", purls(back, "deb"))
+			}
+		})
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	if _, err := ParseFormat("cyclonedx-xml"); err == nil || !strings.Contains(err.Error(), "cyclonedx-json, spdx-json, syft-json") {
+		t.Errorf("ParseFormat(cyclonedx-xml) = %v", err)
+	}
+	if f, err := ParseFormat("spdx-json"); err != nil || f != SPDXJSON {
+		t.Errorf("ParseFormat(spdx-json) = %v, %v", f, err)
+	}
+	if _, _, err := Decode(strings.NewReader("not an sbom")); err == nil {
+		t.Error("Decode accepted garbage")
+	}
+}
