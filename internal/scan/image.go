@@ -1,0 +1,56 @@
+package scan
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aquasecurity/trivy/pkg/cache"
+	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
+	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
+	artimage "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
+	fimage "github.com/aquasecurity/trivy/pkg/fanal/image"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	// trivy registers its analyzers and OS/language detectors through init();
+	// this import set is what `trivy image` links.
+	_ "github.com/aquasecurity/trivy/pkg/fanal/analyzer/all"
+	_ "github.com/aquasecurity/trivy/pkg/fanal/handler/all"
+)
+
+// Image scans img, which lotse has already opened (and, for registry
+// sources, copied to disk once). name is the reference reports show.
+func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Options) (*Result, error) {
+	c := cache.NewMemoryCache()
+	art, err := artimage.NewArtifact(namedImage{Image: img, name: name}, c, artifact.Option{
+		DisabledAnalyzers: vulnOnlyDisabledAnalyzers(),
+		Offline:           s.cfg.Offline,
+		NoProgress:        true,
+		Parallel:          5,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prepare image analysis: %w", err)
+	}
+	return s.run(ctx, art, c, opts)
+}
+
+// vulnOnlyDisabledAnalyzers mirrors what `trivy image --scanners vuln`
+// switches off: secrets, misconfigurations, licenses, image history,
+// executables, removed apk packages and RPM archives.
+func vulnOnlyDisabledAnalyzers() []analyzer.Type {
+	var ts []analyzer.Type
+	ts = append(ts, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
+		analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable, analyzer.TypeRpmArchive)
+	ts = append(ts, analyzer.TypeConfigFiles...)
+	return ts
+}
+
+// namedImage gives a v1.Image the names trivy's image artifact records.
+type namedImage struct {
+	v1.Image
+	name string
+}
+
+func (i namedImage) Name() string          { return i.name }
+func (i namedImage) ID() (string, error)   { return fimage.ID(i.Image) }
+func (i namedImage) RepoTags() []string    { return nil }
+func (i namedImage) RepoDigests() []string { return nil }

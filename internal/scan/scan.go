@@ -1,0 +1,261 @@
+// Package scan finds vulnerabilities with the trivy library: in a container
+// image (trivy's own analyzers over the image lotse already read) or in an
+// SBOM, against a trivy DB that is downloaded from an OCI repository (a
+// Harbor mirror for air-gapped sites) or used offline as it is.
+//
+// trivy-db keeps one process-wide DB handle, so one Scanner is open at a
+// time in a process; Open waits for the previous one to be closed.
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
+	dbtypes "github.com/aquasecurity/trivy-db/pkg/types"
+	"github.com/aquasecurity/trivy/pkg/cache"
+	"github.com/aquasecurity/trivy/pkg/db"
+	"github.com/aquasecurity/trivy/pkg/fanal/applier"
+	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/aquasecurity/trivy/pkg/javadb"
+	tlog "github.com/aquasecurity/trivy/pkg/log"
+	"github.com/aquasecurity/trivy/pkg/result"
+	trivyscan "github.com/aquasecurity/trivy/pkg/scan"
+	"github.com/aquasecurity/trivy/pkg/scan/langpkg"
+	"github.com/aquasecurity/trivy/pkg/scan/local"
+	"github.com/aquasecurity/trivy/pkg/scan/ospkg"
+	"github.com/aquasecurity/trivy/pkg/types"
+	"github.com/aquasecurity/trivy/pkg/version/app"
+	"github.com/aquasecurity/trivy/pkg/vulnerability"
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/lotse/lotse/internal/vuln"
+)
+
+// DefaultDBRepositories are where trivy itself downloads its DB from.
+var DefaultDBRepositories = []string{db.DefaultGCRRepository, db.DefaultGHCRRepository}
+
+// DB says where the vulnerability DB lives and where it may come from.
+type DB struct {
+	// CacheDir holds the DB in CacheDir/db, as trivy's --cache-dir does.
+	CacheDir string
+	// Repositories are OCI references of the DB, tried in order
+	// (default DefaultDBRepositories).
+	Repositories []string
+	// Offline never touches the network: the DB must already be there.
+	Offline bool
+	// Insecure allows plain HTTP and unverified TLS for the repositories.
+	Insecure bool
+	// Username and Password authenticate to the repositories' registry.
+	Username, Password string
+}
+
+// ErrNoDB is returned offline when the cache has no DB.
+var ErrNoDB = errors.New("no vulnerability DB")
+
+// dbInUse serialises Scanners: trivy-db has one process-wide handle.
+var dbInUse sync.Mutex
+
+// Scanner matches packages against an open vulnerability DB.
+type Scanner struct {
+	cfg    DB
+	log    *slog.Logger
+	closed bool
+}
+
+// Open makes sure the DB is present and fresh (downloading it unless
+// offline) and opens it.
+func Open(ctx context.Context, cfg DB, log *slog.Logger) (*Scanner, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CacheDir == "" {
+		return nil, fmt.Errorf("no cache directory for the vulnerability DB")
+	}
+	// trivy logs through the process-wide slog default; lotse reports for it.
+	tlog.InitLogger(false, true)
+
+	dbInUse.Lock()
+	s := &Scanner{cfg: cfg, log: log}
+	if err := s.prepare(ctx); err != nil {
+		dbInUse.Unlock()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Scanner) prepare(ctx context.Context) error {
+	dir := db.Dir(s.cfg.CacheDir)
+	_, statErr := os.Stat(trivydb.Path(dir))
+	if s.cfg.Offline && errors.Is(statErr, fs.ErrNotExist) {
+		return fmt.Errorf("%w in %s and --offline forbids downloading one: run once online, or copy a trivy DB (trivy.db and metadata.json) there", ErrNoDB, dir)
+	}
+	repos, err := s.repositories()
+	if err != nil {
+		return err
+	}
+	client := db.NewClient(dir, true, db.WithDBRepository(repos))
+	need, err := client.NeedsUpdate(ctx, app.Version(), s.cfg.Offline)
+	if err != nil {
+		return fmt.Errorf("vulnerability DB in %s: %w", dir, err)
+	}
+	if need {
+		start := time.Now()
+		if err := client.Download(ctx, dir, s.registryOptions()); err != nil {
+			return fmt.Errorf("download vulnerability DB from %v: %w", s.cfg.Repositories, err)
+		}
+		s.log.InfoContext(ctx, "downloaded vulnerability DB", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
+	}
+	if err := trivydb.Init(dir); err != nil {
+		return fmt.Errorf("open vulnerability DB: %w", err)
+	}
+	// The Java DB is only needed for jar files; it follows the same rules.
+	javadb.Init(s.cfg.CacheDir, nil, s.cfg.Offline, true, s.registryOptions())
+	return nil
+}
+
+func (s *Scanner) repositories() ([]name.Reference, error) {
+	names := s.cfg.Repositories
+	if len(names) == 0 {
+		names = DefaultDBRepositories
+	}
+	var opts []name.Option
+	if s.cfg.Insecure {
+		opts = append(opts, name.Insecure)
+	}
+	refs := make([]name.Reference, 0, len(names))
+	for _, n := range names {
+		r, err := name.ParseReference(n, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("bad --db-repository %q: %w", n, err)
+		}
+		refs = append(refs, r)
+	}
+	return refs, nil
+}
+
+func (s *Scanner) registryOptions() ftypes.RegistryOptions {
+	o := ftypes.RegistryOptions{Insecure: s.cfg.Insecure}
+	if s.cfg.Username != "" {
+		o.Credentials = []ftypes.Credential{{Username: s.cfg.Username, Password: s.cfg.Password}}
+	}
+	return o
+}
+
+// Close releases the DB.
+func (s *Scanner) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	defer dbInUse.Unlock()
+	return trivydb.Close()
+}
+
+// Options tune one scan.
+type Options struct {
+	// IgnoreFile is a .trivyignore (or .trivyignore.yaml) file; findings it
+	// lists are dropped. A missing default file is not an error.
+	IgnoreFile string
+}
+
+// Result is the outcome of one scan.
+type Result struct {
+	// Report is the scanner-independent view that gates and GitLab read.
+	Report vuln.Report
+	trivy  types.Report
+}
+
+func (s *Scanner) run(ctx context.Context, art artifact.Artifact, c *cache.MemoryCache, opts Options) (*Result, error) {
+	if s.closed {
+		return nil, fmt.Errorf("scanner is closed")
+	}
+	started := time.Now()
+	backend := local.NewService(applier.NewApplier(c), ospkg.NewScanner(), langpkg.NewScanner(), vulnerability.NewClient(trivydb.Config{}))
+	rep, err := trivyscan.NewService(backend, art).ScanArtifact(ctx, types.ScanOptions{
+		PkgTypes:         []string{types.PkgTypeOS, types.PkgTypeLibrary},
+		PkgRelationships: ftypes.Relationships,
+		Scanners:         types.Scanners{types.VulnerabilityScanner},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan: %w", err)
+	}
+	if err := filter(ctx, &rep, opts); err != nil {
+		return nil, err
+	}
+	return &Result{Report: toReport(rep, started, time.Now()), trivy: rep}, nil
+}
+
+func filter(ctx context.Context, rep *types.Report, opts Options) error {
+	if opts.IgnoreFile != "" {
+		if _, err := os.Stat(opts.IgnoreFile); err != nil {
+			return fmt.Errorf("ignore file: %w", err)
+		}
+	}
+	err := result.Filter(ctx, *rep, result.FilterOptions{
+		Severities: []dbtypes.Severity{dbtypes.SeverityUnknown, dbtypes.SeverityLow, dbtypes.SeverityMedium, dbtypes.SeverityHigh, dbtypes.SeverityCritical},
+		IgnoreFile: opts.IgnoreFile,
+	})
+	if err != nil {
+		return fmt.Errorf("apply ignore file %s: %w", filepath.Base(opts.IgnoreFile), err)
+	}
+	return nil
+}
+
+// toReport converts trivy's report into lotse's findings.
+func toReport(rep types.Report, started, finished time.Time) vuln.Report {
+	out := vuln.Report{
+		Artifact:   rep.ArtifactName,
+		Scanner:    vuln.Tool{ID: "trivy", Name: "Trivy", Version: app.Version(), Vendor: "Aqua Security", URL: "https://github.com/aquasecurity/trivy"},
+		StartedAt:  started,
+		FinishedAt: finished,
+	}
+	if os := rep.Metadata.OS; os != nil {
+		out.OS = string(os.Family) + " " + os.Name
+	}
+	for _, r := range rep.Results {
+		for _, v := range r.Vulnerabilities {
+			sev, err := vuln.ParseSeverity(v.Severity)
+			if err != nil {
+				sev = vuln.Unknown
+			}
+			f := vuln.Finding{
+				ID:               v.VulnerabilityID,
+				Package:          v.PkgName,
+				InstalledVersion: v.InstalledVersion,
+				FixedVersion:     v.FixedVersion,
+				Severity:         sev,
+				Title:            v.Title,
+				Description:      v.Description,
+				PrimaryURL:       v.PrimaryURL,
+				References:       v.References,
+				Target:           r.Target,
+				Type:             string(r.Type),
+				Path:             v.PkgPath,
+			}
+			if p := v.PkgIdentifier.PURL; p != nil {
+				if up := p.Qualifiers.Map()["upstream"]; up != "" {
+					f.SourcePackage = up
+				}
+			}
+			out.Findings = append(out.Findings, f)
+		}
+	}
+	vuln.Sort(out.Findings)
+	return out
+}
+
+// Trivy returns trivy's own JSON report, as `trivy --format json` writes it:
+// the predicate of lotse's vulnerability attestation.
+func (r *Result) Trivy(w io.Writer) error {
+	return r.Write(context.Background(), w, FormatJSON)
+}

@@ -1,0 +1,279 @@
+package scan
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	trivycmd "github.com/aquasecurity/trivy/pkg/commands"
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/package-url/packageurl-go"
+
+	"github.com/lotse/lotse/internal/sbom"
+	"github.com/lotse/lotse/internal/vuln"
+	"github.com/lotse/lotse/test/fixture"
+)
+
+// cacheDir holds the fixture DB, written once for the package's tests.
+var cacheDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lotse-scan-test")
+	if err != nil {
+		panic(err)
+	}
+	if err := fixture.WriteVulnDB(dir, time.Now()); err != nil {
+		panic(err)
+	}
+	cacheDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func openScanner(t *testing.T) *Scanner {
+	t.Helper()
+	s, err := Open(context.Background(), DB{CacheDir: cacheDir, Offline: true}, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+type fixtureImage struct {
+	name string
+	img  v1.Image
+}
+
+func fixtureImages(t *testing.T) []fixtureImage {
+	t.Helper()
+	deb, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alp, err := fixture.AlpineImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gob, err := fixture.GoImage(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []fixtureImage{{"debian", deb}, {"alpine", alp}, {"go", gob}}
+}
+
+// keys renders findings as "ID package@version", sorted.
+func keys(fs []vuln.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.ID+" "+f.Package+"@"+f.InstalledVersion)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func expected(t *testing.T, image string) []string {
+	t.Helper()
+	ver, err := fixture.GoModuleVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range fixture.Expected(ver) {
+		if e.Image == image {
+			out = append(out, e.ID+" "+e.Package+"@"+e.Version)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// trivyImage runs the real `trivy image` command, in process, on a docker
+// archive of img, and returns its findings.
+func trivyImage(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "image.tar")
+	tag, _ := name.NewTag("fixture.invalid/app:1")
+	if err := tarball.WriteToFile(archive, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "trivy.json")
+	app := trivycmd.NewApp()
+	app.SetArgs([]string{"image", "--quiet", "--cache-dir", cacheDir, "--skip-db-update", "--skip-java-db-update",
+		"--skip-check-update", "--skip-version-check", "--offline-scan", "--disable-telemetry", "--scanners", "vuln",
+		"--format", "json", "--output", out, "--input", archive})
+	if err := app.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("trivy image: %v", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Results []struct {
+			Vulnerabilities []struct{ VulnerabilityID, PkgName, InstalledVersion string }
+		}
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rep.Results {
+		for _, v := range r.Vulnerabilities {
+			got = append(got, v.VulnerabilityID+" "+v.PkgName+"@"+v.InstalledVersion)
+		}
+	}
+	slices.Sort(got)
+	return slices.Compact(got)
+}
+
+// TestFindings checks, for every fixture image, that lotse finds exactly the
+// expected CVEs on every affected binary package, scanning the image and
+// scanning the SBOM syft wrote of it, and that `trivy image` finds the same.
+func TestFindings(t *testing.T) {
+	for _, fi := range fixtureImages(t) {
+		t.Run(fi.name, func(t *testing.T) {
+			want := expected(t, fi.name)
+			if len(want) == 0 {
+				t.Fatal("no expectations: the test would assert nothing")
+			}
+
+			s := openScanner(t)
+			res, err := s.Image(context.Background(), fi.img, "fixture.invalid/app:1", Options{})
+			if err != nil {
+				t.Fatalf("Image: %v", err)
+			}
+			if got := keys(res.Report.Findings); !slices.Equal(got, want) {
+				t.Errorf("image scan findings:\n got %q\nwant %q", got, want)
+			}
+
+			doc, err := sbom.Generate(context.Background(), fi.img, "fixture.invalid/app:1", sbom.Tool{Name: "lotse", Version: "test"}, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []sbom.Format{sbom.CycloneDXJSON, sbom.SPDXJSON} {
+				b, err := doc.Bytes(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := s.SBOM(context.Background(), bytes.NewReader(b), "sbom.json", Options{})
+				if err != nil {
+					t.Fatalf("SBOM(%s): %v", f, err)
+				}
+				if got := keys(res.Report.Findings); !slices.Equal(got, want) {
+					t.Errorf("%s SBOM scan findings:\n got %q\nwant %q", f, got, want)
+				}
+			}
+			s.Close()
+
+			if got := trivyImage(t, fi.img); !slices.Equal(got, want) {
+				t.Errorf("trivy image findings:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+func TestIgnoreFile(t *testing.T) {
+	img, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignore := filepath.Join(t.TempDir(), ".trivyignore")
+	if err := os.WriteFile(ignore, []byte("# accepted until the next base image\nCVE-2024-0727\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := openScanner(t)
+	res, err := s.Image(context.Background(), img, "x", Options{IgnoreFile: ignore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys(res.Report.Findings) {
+		if strings.HasPrefix(k, "CVE-2024-0727 ") {
+			t.Errorf("ignored finding still reported: %s", k)
+		}
+	}
+	if len(res.Report.Findings) != len(expected(t, "debian"))-2 {
+		t.Errorf("got %d findings, want the %d not ignored", len(res.Report.Findings), len(expected(t, "debian"))-2)
+	}
+	if _, err := s.Image(context.Background(), img, "x", Options{IgnoreFile: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Error("a missing ignore file was accepted")
+	}
+}
+
+func TestOfflineWithoutDB(t *testing.T) {
+	_, err := Open(context.Background(), DB{CacheDir: t.TempDir(), Offline: true}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no vulnerability DB") || !strings.Contains(err.Error(), "--offline") {
+		t.Fatalf("Open offline without DB = %v", err)
+	}
+}
+
+func TestWriteFormats(t *testing.T) {
+	img, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openScanner(t)
+	res, err := s.Image(context.Background(), img, "fixture.invalid/app:1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, marker := range map[Format]string{FormatTable: "CVE-2024-0727", FormatJSON: `"VulnerabilityID": "CVE-2024-0727"`, FormatSARIF: `"$schema"`} {
+		var b bytes.Buffer
+		if err := res.Write(context.Background(), &b, f); err != nil {
+			t.Fatalf("Write(%s): %v", f, err)
+		}
+		if !strings.Contains(b.String(), marker) {
+			t.Errorf("%s output lacks %q:\n%s", f, marker, b.String())
+		}
+	}
+	if _, err := ParseFormat("xml"); err == nil {
+		t.Error("ParseFormat(xml) accepted")
+	}
+}
+
+func TestRestoreSource(t *testing.T) {
+	// The upstream qualifier forms syft writes, on packages as trivy's
+	// decoder leaves them (source defaulted to the package itself).
+	for _, tc := range []struct {
+		purl, name, release             string
+		srcName, srcVersion, srcRelease string
+		srcEpoch                        int
+	}{
+		{"pkg:deb/debian/libssl3@3.0.11-1~deb12u2?upstream=openssl", "libssl3", "1~deb12u2", "openssl", "3.0.11", "1~deb12u2", 0},
+		{"pkg:deb/debian/libc6@2.36-9?upstream=glibc%402.36-8", "libc6", "9", "glibc", "2.36", "8", 0},
+		{"pkg:deb/debian/zlib1g@1.2.13-1?upstream=zlib%401%3A1.2.13-2", "zlib1g", "1", "zlib", "1.2.13", "2", 1},
+		{"pkg:apk/alpine/libcrypto3@3.3.1-r0?upstream=openssl", "libcrypto3", "", "openssl", "3.3.1-r0", "", 0},
+		{"pkg:deb/debian/openssl@3.0.11-1", "openssl", "1", "openssl", "3.0.11", "1", 0},
+	} {
+		p, err := packageurl.FromString(tc.purl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ver, _, _ := strings.Cut(p.Version, "-")
+		if tc.release == "" {
+			ver = p.Version
+		}
+		pkgs := ftypes.Packages{{
+			Name: tc.name, Version: ver, Release: tc.release,
+			SrcName: tc.name, SrcVersion: ver, SrcRelease: tc.release,
+			Identifier: ftypes.PkgIdentifier{PURL: &p},
+		}}
+		restoreSource(&pkgs)
+		got := pkgs[0]
+		if got.SrcName != tc.srcName || got.SrcVersion != tc.srcVersion || got.SrcRelease != tc.srcRelease || got.SrcEpoch != tc.srcEpoch {
+			t.Errorf("%s: source = %q %q-%q epoch %d; want %q %q-%q epoch %d", tc.purl,
+				got.SrcName, got.SrcVersion, got.SrcRelease, got.SrcEpoch, tc.srcName, tc.srcVersion, tc.srcRelease, tc.srcEpoch)
+		}
+	}
+}
