@@ -1,0 +1,240 @@
+// Package sign signs, attests and verifies container images with the cosign
+// library. It runs cosign's own commands in process, with the defaults of the
+// cosign CLI, so that what lotse signs the cosign CLI verifies and the
+// reverse: signatures and attestations are Sigstore bundles attached as OCI
+// referrers (or sha256-<digest> tags on registries without the referrers
+// API).
+//
+// Keys are a file, env://VAR or a KMS URI (awskms://, gcpkms://, azurekms://,
+// hashivault://). Without a key, signing is keyless with an OIDC identity
+// token (GitLab's id_tokens with aud "sigstore"). Offline mode uses no
+// transparency log, for private sites and tests.
+package sign
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/sigstore/cosign/v3/cmd/cosign/cli"
+	"github.com/sigstore/cosign/v3/pkg/cosign"
+
+	// KMS providers register themselves with sigstore, as in the cosign CLI.
+	_ "github.com/sigstore/sigstore/pkg/signature/kms/aws"
+	_ "github.com/sigstore/sigstore/pkg/signature/kms/azure"
+	_ "github.com/sigstore/sigstore/pkg/signature/kms/gcp"
+	_ "github.com/sigstore/sigstore/pkg/signature/kms/hashivault"
+)
+
+// Options say how to sign and where the registry is.
+type Options struct {
+	// Key is the private key: a file, env://VAR or a KMS URI. Empty means
+	// keyless signing with IDToken. An encrypted key's password comes from
+	// COSIGN_PASSWORD, as with the cosign CLI.
+	Key string
+	// IDToken is the OIDC token for keyless signing (SIGSTORE_ID_TOKEN).
+	IDToken string
+	// Offline writes no transparency-log entry and uses no signing config.
+	Offline bool
+	// Insecure allows plain-HTTP and unverified-TLS registries.
+	Insecure bool
+	// Username and Password authenticate to the registry; empty means the
+	// docker config.
+	Username, Password string
+}
+
+// AttestationType is a predicate type name as cosign accepts it.
+type AttestationType string
+
+// The attestation types lotse writes and checks.
+const (
+	CycloneDX      AttestationType = "cyclonedx"
+	SPDX           AttestationType = "spdxjson"
+	Vuln           AttestationType = "vuln"
+	SLSAProvenance AttestationType = "slsaprovenance"
+)
+
+// ParseAttestationType checks a --type value.
+func ParseAttestationType(s string) (AttestationType, error) {
+	switch t := AttestationType(s); t {
+	case CycloneDX, SPDX, Vuln, SLSAProvenance:
+		return t, nil
+	case "spdx":
+		return SPDX, nil
+	}
+	return "", fmt.Errorf("unknown attestation type %q (want cyclonedx, spdxjson, vuln or slsaprovenance)", s)
+}
+
+// cosignMu serialises cosign commands: the cosign CLI keeps its root options
+// in a package variable.
+var cosignMu sync.Mutex
+
+// run executes one cosign command line in process.
+func run(ctx context.Context, args ...string) error {
+	cosignMu.Lock()
+	defer cosignMu.Unlock()
+	cmd := cli.New()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	cmd.SilenceErrors = true
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		return errors.New(cleanError(err))
+	}
+	return nil
+}
+
+// cleanError drops cosign's nested "signing [..]: " prefixes down to the cause.
+func cleanError(err error) string {
+	return strings.TrimSpace(err.Error())
+}
+
+func (o Options) registryArgs() []string {
+	var a []string
+	if o.Insecure {
+		a = append(a, "--allow-insecure-registry", "--allow-http-registry")
+	}
+	if o.Username != "" {
+		a = append(a, "--registry-username", o.Username, "--registry-password", o.Password)
+	}
+	return a
+}
+
+func (o Options) signerArgs() ([]string, error) {
+	a := []string{"--yes"}
+	switch {
+	case o.Key != "":
+		a = append(a, "--key", o.Key)
+	case o.IDToken != "":
+		a = append(a, "--identity-token", o.IDToken)
+	default:
+		return nil, errors.New("no signing key: give --key (a file, env://VAR or a KMS URI) or set SIGSTORE_ID_TOKEN for keyless signing")
+	}
+	if o.Offline {
+		if o.Key == "" {
+			return nil, errors.New("keyless signing needs the transparency log: drop --offline or give --key")
+		}
+		a = append(a, "--tlog-upload=false", "--use-signing-config=false")
+	}
+	return a, nil
+}
+
+// Sign signs the image at ref, which must name a digest.
+func Sign(ctx context.Context, ref string, o Options) error {
+	if !strings.Contains(ref, "@sha256:") {
+		return fmt.Errorf("sign %s: sign a digest (REPOSITORY@sha256:...), not a tag", ref)
+	}
+	sa, err := o.signerArgs()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"sign"}, sa...)
+	args = append(args, o.registryArgs()...)
+	if err := run(ctx, append(args, ref)...); err != nil {
+		return fmt.Errorf("sign %s: %w", ref, err)
+	}
+	return nil
+}
+
+// Attest attaches an in-toto attestation of type t with the predicate in
+// predicateFile to the image at ref (a digest).
+func Attest(ctx context.Context, ref string, t AttestationType, predicateFile string, o Options) error {
+	if !strings.Contains(ref, "@sha256:") {
+		return fmt.Errorf("attest %s: attest a digest (REPOSITORY@sha256:...), not a tag", ref)
+	}
+	if _, err := os.Stat(predicateFile); err != nil {
+		return fmt.Errorf("attest %s: predicate: %w", ref, err)
+	}
+	sa, err := o.signerArgs()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"attest", "--type", string(t), "--predicate", predicateFile}, sa...)
+	args = append(args, o.registryArgs()...)
+	if err := run(ctx, append(args, ref)...); err != nil {
+		return fmt.Errorf("attest %s: %w", ref, err)
+	}
+	return nil
+}
+
+// VerifyOptions say what a valid signature is.
+type VerifyOptions struct {
+	Options
+	// Key is the public key (a file, env://VAR or KMS URI); empty means
+	// keyless, checked against Identity and Issuer.
+	Key string
+	// Identity and Issuer are the certificate identity (a regular
+	// expression) and OIDC issuer of keyless signatures.
+	Identity, Issuer string
+}
+
+func (o VerifyOptions) args() ([]string, error) {
+	var a []string
+	switch {
+	case o.Key != "":
+		a = append(a, "--key", o.Key)
+	case o.Identity != "" && o.Issuer != "":
+		a = append(a, "--certificate-identity-regexp", o.Identity, "--certificate-oidc-issuer", o.Issuer)
+	default:
+		return nil, errors.New("nothing to verify against: give --key, or --certificate-identity and --certificate-oidc-issuer for keyless signatures")
+	}
+	if o.Offline {
+		a = append(a, "--insecure-ignore-tlog=true")
+	}
+	return append(a, o.registryArgs()...), nil
+}
+
+// Verify checks that the image at ref carries a valid signature and returns
+// the verified payloads (one JSON document per line).
+func Verify(ctx context.Context, ref string, o VerifyOptions) ([]byte, error) {
+	va, err := o.args()
+	if err != nil {
+		return nil, err
+	}
+	return verify(ctx, ref, append([]string{"verify", "--output", "json"}, va...))
+}
+
+// VerifyAttestation checks that the image at ref carries a valid attestation
+// of type t and returns the verified in-toto envelopes' payloads.
+func VerifyAttestation(ctx context.Context, ref string, t AttestationType, o VerifyOptions) ([]byte, error) {
+	va, err := o.args()
+	if err != nil {
+		return nil, err
+	}
+	return verify(ctx, ref, append([]string{"verify-attestation", "--type", string(t)}, va...))
+}
+
+// verify runs a cosign verify command; cosign prints what it verified to
+// standard output, which --output-file redirects into a file we read back.
+func verify(ctx context.Context, ref string, args []string) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "lotse-verify")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "out")
+	if err := run(ctx, append(append([]string{"--output-file", out}, args...), ref)...); err != nil {
+		return nil, fmt.Errorf("verify %s: %w", ref, err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: read result: %w", ref, err)
+	}
+	return b, nil
+}
+
+// GenerateKeyPair makes a cosign key pair: the private key encrypted with
+// password, and the public key, both PEM.
+func GenerateKeyPair(password []byte) (private, public []byte, err error) {
+	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return password, nil })
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate key pair: %w", err)
+	}
+	return kb.PrivateBytes, kb.PublicBytes, nil
+}
