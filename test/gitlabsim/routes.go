@@ -1,0 +1,73 @@
+package gitlabsim
+
+import (
+	"context"
+	"net/http"
+)
+
+// routes registers the REST API (under /api/v4) and the admin API (under /-/sim).
+func (s *Sim) routes() {
+	const api = "/api/v4"
+	const proj = api + "/projects/{id}"
+
+	s.handle("GET "+api+"/user", ClassUsers, false, s.getCurrentUser)
+	s.handle("GET "+api+"/version", ClassUsers, false, s.getVersion)
+	s.handle("GET "+proj, ClassProjects, false, s.getProject)
+
+	// Repository files; the raw variant accepts CI_JOB_TOKEN.
+	s.handle("GET "+proj+"/repository/files/{path}", ClassFiles, false, s.getFile)
+	s.handle("GET "+proj+"/repository/files/{path}/raw", ClassFiles, true, s.getRawFile)
+
+	// Commits.
+	s.handle("POST "+proj+"/repository/commits", ClassCommits, false, s.postCommit)
+	s.handle("GET "+proj+"/repository/commits", ClassCommits, false, s.listCommits)
+	s.handle("GET "+proj+"/repository/commits/{sha}", ClassCommits, true, s.getCommit)
+	s.handle("GET "+proj+"/repository/commits/{sha}/merge_requests", ClassCommits, true, s.commitMergeRequests)
+	s.handle("GET "+proj+"/repository/commits/{sha}/statuses", ClassStatuses, false, s.listStatuses)
+	s.handle("POST "+proj+"/statuses/{sha}", ClassStatuses, false, s.postStatus)
+
+	// Branches.
+	s.handle("GET "+proj+"/repository/branches", ClassBranches, false, s.listBranches)
+	s.handle("POST "+proj+"/repository/branches", ClassBranches, false, s.createBranch)
+	s.handle("GET "+proj+"/repository/branches/{branch}", ClassBranches, false, s.getBranch)
+	s.handle("DELETE "+proj+"/repository/branches/{branch}", ClassBranches, false, s.deleteBranch)
+
+	// Merge requests; job tokens may only read them.
+	mr := proj + "/merge_requests/{iid}"
+	s.handle("POST "+proj+"/merge_requests", ClassMergeRequests, false, s.createMR)
+	s.handle("GET "+proj+"/merge_requests", ClassMergeRequests, true, s.listMRs)
+	s.handle("GET "+mr, ClassMergeRequests, true, s.getMR)
+	s.handle("PUT "+mr, ClassMergeRequests, false, s.updateMR)
+	s.handle("PUT "+mr+"/merge", ClassMerge, false, s.mergeMR)
+	s.handle("POST "+mr+"/cancel_merge_when_pipeline_succeeds", ClassMerge, false, s.cancelAutoMerge)
+	s.handle("GET "+mr+"/approvals", ClassApprovals, false, s.getApprovals)
+	s.handle("POST "+mr+"/approve", ClassApprovals, false, s.approveMR)
+	s.handle("POST "+mr+"/unapprove", ClassApprovals, false, s.unapproveMR)
+	s.handle("GET "+mr+"/notes", ClassNotes, true, s.listNotes)
+	s.handle("POST "+mr+"/notes", ClassNotes, false, s.createNote)
+	s.handle("GET "+mr+"/notes/{note_id}", ClassNotes, true, s.getNote)
+	s.handle("PUT "+mr+"/notes/{note_id}", ClassNotes, false, s.updateNote)
+
+	// Pipelines (read-only; create them through the admin API).
+	s.handle("GET "+proj+"/pipelines", ClassPipelines, false, s.listPipelines)
+	s.handle("GET "+proj+"/pipelines/{pipeline_id}", ClassPipelines, false, s.getPipeline)
+
+	// Project hooks.
+	s.handle("GET "+proj+"/hooks", ClassHooks, false, s.listHooks)
+	s.handle("POST "+proj+"/hooks", ClassHooks, false, s.createHook)
+	s.handle("DELETE "+proj+"/hooks/{hook_id}", ClassHooks, false, s.deleteHook)
+
+	s.mux.HandleFunc(api+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "404 Not Found"})
+	})
+
+	s.adminRoutes()
+}
+
+// withEventUUID carries a caller's X-Gitlab-Event-UUID into the events its request causes.
+func withEventUUID(r *http.Request) *http.Request {
+	if v := r.Header.Get("X-Gitlab-Event-UUID"); v != "" {
+		return r.WithContext(context.WithValue(r.Context(), eventUUIDKey{}, v))
+	}
+	return r
+}
