@@ -259,7 +259,9 @@ func TestMergeConflictAndFastForward(t *testing.T) {
 }
 
 func TestCheckingDuration(t *testing.T) {
-	e := newEnv(t, func(p *gitlabsim.ProjectSpec) { p.Checking = &gitlabsim.Checking{Reads: -1, Duration: 150 * time.Millisecond} })
+	e := newEnv(t, func(p *gitlabsim.ProjectSpec) {
+		p.Checking = &gitlabsim.Checking{Reads: -1, Duration: 150 * time.Millisecond}
+	})
 	openMR(t, e, "f")
 	if err := e.sim.Merge(e.project, 1, "maintainer", gitlabsim.MergeSpec{AutoMerge: true}); err != nil {
 		t.Fatal(err)
