@@ -165,6 +165,9 @@ func decodeRoots(roots []*yaml.Node) ([]any, error) {
 func plan(s *source, roots []*yaml.Node, segs []segment, value string) (*splice, []*yaml.Node, error) {
 	if len(roots) == 0 {
 		// An empty file, or only comments: append the keys.
+		if err := checkCreatable(segs); err != nil {
+			return nil, nil, err
+		}
 		at := len(s.b)
 		root := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 		return appendDocument(s, at, root, segs, value), []*yaml.Node{root}, nil
@@ -264,11 +267,11 @@ func lookup(root *yaml.Node, segs []segment) (found, error) {
 		var key, val *yaml.Node
 		for j := 0; j+1 < len(cur.Content); j += 2 {
 			k := cur.Content[j]
-			if k.Kind != yaml.ScalarNode || k.Value != seg.key {
+			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" || k.Value != seg.key && helmKey(k) != seg.key {
 				continue
 			}
 			if key != nil {
-				return f, fmt.Errorf("key %q is in the mapping twice (lines %d and %d)", seg.key, key.Line, k.Line)
+				return f, fmt.Errorf("key %q is in the mapping twice as Helm reads keys (lines %d and %d)", seg.key, key.Line, k.Line)
 			}
 			key, val = k, cur.Content[j+1]
 		}
@@ -287,27 +290,30 @@ func lookup(root *yaml.Node, segs []segment) (found, error) {
 	return f, nil
 }
 
-// checkKeyClash refuses to add key to mapping m when m has a key that is not a
-// string but reads as key once Helm turns keys into strings (00 or 0.0 for
-// "0", true for "true"). It also refuses when key comes from a merge key (<<)
-// unless the new key is the last one of the path and overrides a single
-// value: adding a key would hide a merged mapping or list as a whole.
+// helmKey returns key k as Helm sees it: Helm turns keys into strings, so
+// 00 is "0" and true is "true".
+func helmKey(k *yaml.Node) string {
+	if k.ShortTag() == "!!str" {
+		return k.Value
+	}
+	var v any
+	if k.Decode(&v) != nil {
+		return k.Value
+	}
+	return fmt.Sprint(v)
+}
+
+// checkKeyClash refuses to add key to mapping m when key comes from a merge
+// key (<<), unless the new key is the last one of the path and overrides a
+// single value: a new key would hide a merged mapping or list as a whole.
 func checkKeyClash(m *yaml.Node, key string, leaf bool) error {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k := m.Content[i]
-		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!str" {
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!merge" {
 			continue
 		}
-		if k.ShortTag() == "!!merge" {
-			if v := mergedValue(m.Content[i+1], key, 0); v != nil && (!leaf || v.Kind != yaml.ScalarNode) {
-				return fmt.Errorf("%q comes from the merge key at line %d as %s; lotse does not add a key that would hide it", key, k.Line, describe(v))
-			}
-			continue
-		}
-		var v any
-		if k.Decode(&v) == nil && fmt.Sprint(v) == key {
-			return fmt.Errorf("the mapping at line %d has the key %s (line %d), which Helm reads as %q; lotse will not add a second one",
-				m.Line, k.Value, k.Line, key)
+		if v := mergedValue(m.Content[i+1], key, 0); v != nil && (!leaf || v.Kind != yaml.ScalarNode) {
+			return fmt.Errorf("%q comes from the merge key at line %d as %s; lotse does not add a key that would hide it", key, k.Line, describe(v))
 		}
 	}
 	return nil
@@ -422,10 +428,8 @@ func replaceScalar(s *source, f found, value string) (*splice, error) {
 
 // create plans adding the missing keys f.rest below f.node.
 func create(s *source, roots []*yaml.Node, f found, value string) (*splice, error) {
-	for _, seg := range f.rest {
-		if seg.isIndex() {
-			return nil, fmt.Errorf("%q does not exist, and lotse does not add list items", formatPath(f.rest))
-		}
+	if err := checkCreatable(f.rest); err != nil {
+		return nil, err
 	}
 	n := f.node
 	step := indentStep(roots[f.doc])
@@ -490,6 +494,16 @@ func create(s *source, roots []*yaml.Node, f found, value string) (*splice, erro
 	}
 	addKeys(n, f.rest, value)
 	return sp, nil
+}
+
+// checkCreatable refuses to create a path with list indexes.
+func checkCreatable(segs []segment) error {
+	for _, seg := range segs {
+		if seg.isIndex() {
+			return fmt.Errorf("%q does not exist, and lotse does not add list items", formatPath(segs))
+		}
+	}
+	return nil
 }
 
 // addKeys adds segs: value to mapping m, creating the nested mappings.
