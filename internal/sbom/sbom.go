@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -78,6 +79,9 @@ type Tool struct{ Name, Version string }
 // the image (the source reference as the user gave it); tmpDir receives the
 // unpacked layers and is the caller's to remove.
 func Generate(ctx context.Context, img v1.Image, ref string, tool Tool, tmpDir string) (*SBOM, error) {
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return nil, fmt.Errorf("layer directory: %w", err)
+	}
 	gen := file.NewTempDirGenerator("lotse-sbom")
 	defer gen.Cleanup() //nolint:errcheck // best effort: the directories are temporary
 	si := image.New(img, gen, tmpDir)

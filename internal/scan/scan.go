@@ -185,6 +185,8 @@ func (s *Scanner) run(ctx context.Context, art artifact.Artifact, c *cache.Memor
 		PkgTypes:         []string{types.PkgTypeOS, types.PkgTypeLibrary},
 		PkgRelationships: ftypes.Relationships,
 		Scanners:         types.Scanners{types.VulnerabilityScanner},
+		// trivy's default: the distribution's own rating, then NVD's.
+		VulnSeveritySources: []dbtypes.SourceID{"auto"},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scan: %w", err)

@@ -72,11 +72,11 @@ func fixtureImages(t *testing.T) []fixtureImage {
 	return []fixtureImage{{"debian", deb}, {"alpine", alp}, {"go", gob}}
 }
 
-// keys renders findings as "ID package@version", sorted.
+// keys renders findings as "ID package@version SEVERITY", sorted.
 func keys(fs []vuln.Finding) []string {
 	var out []string
 	for _, f := range fs {
-		out = append(out, f.ID+" "+f.Package+"@"+f.InstalledVersion)
+		out = append(out, f.ID+" "+f.Package+"@"+f.InstalledVersion+" "+f.Severity.String())
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
@@ -88,10 +88,14 @@ func expected(t *testing.T, image string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sev := map[string]string{}
+	for _, a := range fixture.Advisories {
+		sev[a.ID] = a.Severity.String()
+	}
 	var out []string
 	for _, e := range fixture.Expected(ver) {
 		if e.Image == image {
-			out = append(out, e.ID+" "+e.Package+"@"+e.Version)
+			out = append(out, e.ID+" "+e.Package+"@"+e.Version+" "+sev[e.ID])
 		}
 	}
 	slices.Sort(out)
@@ -122,7 +126,7 @@ func trivyImage(t *testing.T, img v1.Image) []string {
 	}
 	var rep struct {
 		Results []struct {
-			Vulnerabilities []struct{ VulnerabilityID, PkgName, InstalledVersion string }
+			Vulnerabilities []struct{ VulnerabilityID, PkgName, InstalledVersion, Severity string }
 		}
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
@@ -131,7 +135,7 @@ func trivyImage(t *testing.T, img v1.Image) []string {
 	var got []string
 	for _, r := range rep.Results {
 		for _, v := range r.Vulnerabilities {
-			got = append(got, v.VulnerabilityID+" "+v.PkgName+"@"+v.InstalledVersion)
+			got = append(got, v.VulnerabilityID+" "+v.PkgName+"@"+v.InstalledVersion+" "+v.Severity)
 		}
 	}
 	slices.Sort(got)
@@ -199,7 +203,7 @@ func TestIgnoreFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range keys(res.Report.Findings) {
-		if strings.HasPrefix(k, "CVE-2024-0727 ") {
+		if strings.HasPrefix(k, "CVE-2024-0727 ") { // both libssl3 and openssl
 			t.Errorf("ignored finding still reported: %s", k)
 		}
 	}

@@ -1,0 +1,64 @@
+package ci
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/lotse/lotse/internal/sbom"
+)
+
+func (a *app) sbomCmd() *cobra.Command {
+	var (
+		rf     registryFlags
+		format string
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "sbom IMAGE",
+		Short: "Write the SBOM of an image (syft)",
+		Long: `Write the software bill of materials of an image with syft.
+
+IMAGE is a registry reference, oci:DIR[:TAG] (an OCI layout, as buildah and
+kaniko write) or docker-archive:FILE.tar. The default format, cyclonedx-json,
+is what GitLab's artifacts:reports:cyclonedx reads.`,
+		Example: `  lotse sbom registry.example.com/team/app:1.2.3 -o gl-sbom-app.cdx.json
+  lotse sbom oci:build/image --format spdx-json`,
+		Args: exactArgs(1, "one IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := sbom.ParseFormat(format)
+			if err != nil {
+				return &UsageError{Err: err}
+			}
+			if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			img, err := a.load(ctx, args[0], &rf)
+			if err != nil {
+				return err
+			}
+			defer img.close()
+			var doc *sbom.SBOM
+			err = a.section("sbom", "SBOM of "+args[0], func() error {
+				doc, err = sbom.Generate(ctx, img.art.Image, args[0], sbom.Tool{Name: "lotse", Version: a.info.Version}, img.dir)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			b, err := doc.Bytes(f)
+			if err != nil {
+				return err
+			}
+			a.log.InfoContext(ctx, "sbom written", "image", args[0], "packages", doc.Len(), "format", f)
+			if output == "" || output == "-" {
+				_, err = a.stdout.Write(b)
+				return err
+			}
+			return writeFileAtomic(output, b)
+		},
+	}
+	a.addRegistryFlags(cmd.Flags(), &rf)
+	cmd.Flags().StringVar(&format, "format", string(sbom.CycloneDXJSON), "cyclonedx-json, spdx-json or syft-json")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of standard output")
+	return cmd
+}

@@ -1,0 +1,242 @@
+package ci
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/lotse/lotse/internal/scan"
+	"github.com/lotse/lotse/internal/vuln"
+)
+
+// dbFlags say where the vulnerability DB is and may come from.
+type dbFlags struct {
+	cacheDir string
+	repos    []string
+	offline  bool
+}
+
+func (a *app) addDBFlags(fs *pflag.FlagSet, df *dbFlags) {
+	fs.StringVar(&df.cacheDir, "cache-dir", a.defaultCacheDir(), "directory of the vulnerability DB (env LOTSE_CACHE_DIR); cache it between jobs")
+	var repos []string
+	if r := a.env.get("LOTSE_DB_REPOSITORY"); r != "" {
+		repos = strings.Split(r, ",")
+	}
+	fs.StringSliceVar(&df.repos, "db-repository", repos, "OCI repository of the trivy DB, e.g. a Harbor mirror (env LOTSE_DB_REPOSITORY; default trivy's)")
+	fs.BoolVar(&df.offline, "offline", false, "never download the DB (fail when there is none); with release, also no transparency log")
+}
+
+// defaultCacheDir is LOTSE_CACHE_DIR, else .cache/lotse in the project
+// directory in GitLab CI (so `cache:` can keep it), else the user cache.
+func (a *app) defaultCacheDir() string {
+	if d := a.env.get("LOTSE_CACHE_DIR"); d != "" {
+		return d
+	}
+	if d := a.env.get("CI_PROJECT_DIR"); d != "" {
+		return filepath.Join(d, ".cache", "lotse")
+	}
+	if d := a.env.get("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "lotse")
+	}
+	if h := a.env.get("HOME"); h != "" {
+		return filepath.Join(h, ".cache", "lotse")
+	}
+	return filepath.Join(os.TempDir(), "lotse-cache")
+}
+
+func (a *app) openScanner(ctx context.Context, df *dbFlags, rf *registryFlags) (*scan.Scanner, error) {
+	cfg := scan.DB{CacheDir: df.cacheDir, Repositories: df.repos, Offline: df.offline, Insecure: rf.insecure}
+	if len(df.repos) > 0 {
+		cfg.Username, cfg.Password = a.credentialsFor(rf, df.repos[0])
+	}
+	return scan.Open(ctx, cfg, a.log)
+}
+
+// gateFlags decide when findings fail the job.
+type gateFlags struct {
+	failOn     string
+	ignoreFile string
+}
+
+func (a *app) addGateFlags(fs *pflag.FlagSet, gf *gateFlags) {
+	fs.StringVar(&gf.failOn, "fail-on", a.env.get("LOTSE_FAIL_ON"), "exit 3 when a finding at or above this severity is not ignored: low, medium, high or critical (env LOTSE_FAIL_ON)")
+	fs.StringVar(&gf.ignoreFile, "ignore-file", ".trivyignore", "findings to ignore, in .trivyignore format (a missing default file is fine)")
+}
+
+// threshold parses --fail-on; ok is false when no gate is set.
+func (gf *gateFlags) threshold() (vuln.Severity, bool, error) {
+	if gf.failOn == "" {
+		return 0, false, nil
+	}
+	s, err := vuln.ParseSeverity(gf.failOn)
+	if err != nil {
+		return 0, false, &UsageError{Err: fmt.Errorf("--fail-on: %w", err)}
+	}
+	return s, true, nil
+}
+
+// options turns the ignore file into scan options; the default file may be
+// missing, an explicit one may not.
+func (gf *gateFlags) options(cmd *cobra.Command) (scan.Options, error) {
+	if gf.ignoreFile == "" {
+		return scan.Options{}, nil
+	}
+	if _, err := os.Stat(gf.ignoreFile); err != nil {
+		if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("ignore-file") {
+			return scan.Options{}, nil
+		}
+		return scan.Options{}, &UsageError{Err: fmt.Errorf("--ignore-file: %w", err)}
+	}
+	return scan.Options{IgnoreFile: gf.ignoreFile}, nil
+}
+
+// gate returns a GateError when findings at or above the threshold remain,
+// after printing them.
+func (a *app) gate(rep vuln.Report, gf *gateFlags) error {
+	th, ok, err := gf.threshold()
+	if err != nil || !ok {
+		return err
+	}
+	bad := vuln.AtOrAbove(rep.Findings, th)
+	if len(bad) == 0 {
+		printf(a.stderr, "gate passed: no finding at or above %s (%s)\n", th, vuln.Summary(rep.Findings))
+		return nil
+	}
+	printf(a.stderr, "gate failed: %d finding(s) at or above %s:\n", len(bad), th)
+	for _, f := range bad {
+		fix := "no fix yet"
+		if f.FixedVersion != "" {
+			fix = "fixed in " + f.FixedVersion
+		}
+		printf(a.stderr, "  %-8s %s in %s %s (%s)\n", f.Severity, f.ID, f.Package, f.InstalledVersion, fix)
+	}
+	return &GateError{Reason: fmt.Sprintf("%d finding(s) at or above %s", len(bad), th)}
+}
+
+func (a *app) scanCmd() *cobra.Command {
+	var (
+		rf           registryFlags
+		df           dbFlags
+		gf           gateFlags
+		sbomFile     string
+		format       string
+		output       string
+		gitlabReport string
+	)
+	cmd := &cobra.Command{
+		Use:   "scan [IMAGE | --sbom FILE]",
+		Short: "Scan an image or SBOM for vulnerabilities (trivy) and gate on them",
+		Long: `Scan an image, or the packages an SBOM lists, for vulnerabilities with trivy,
+print them, write GitLab's container-scanning report, and fail (exit 3) when a
+finding at or above --fail-on is not ignored.
+
+The findings are those 'trivy image' reports for the same image and DB. SBOMs
+from syft keep which source package each binary package comes from (libssl3
+from openssl), so no advisory is lost when scanning an SBOM.`,
+		Example: `  lotse scan registry.example.com/team/app:1.2.3 --fail-on high --gitlab-report gl-container-scanning-report.json
+  lotse scan --sbom gl-sbom-app.cdx.json --offline --format sarif -o trivy.sarif`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case sbomFile == "" && len(args) != 1:
+				return usagef("want one IMAGE, or --sbom FILE")
+			case sbomFile != "" && len(args) != 0:
+				return usagef("give either IMAGE or --sbom FILE, not both")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := scan.ParseFormat(format)
+			if err != nil {
+				return &UsageError{Err: err}
+			}
+			if _, _, err := gf.threshold(); err != nil {
+				return err
+			}
+			opts, err := gf.options(cmd)
+			if err != nil {
+				return err
+			}
+			if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var (
+				target string
+				img    *loaded
+				sbomFh *os.File
+			)
+			if sbomFile != "" {
+				target = sbomFile
+				if sbomFh, err = os.Open(sbomFile); err != nil {
+					return fmt.Errorf("--sbom: %w", err)
+				}
+				defer sbomFh.Close()
+			} else {
+				target = args[0]
+				if img, err = a.load(ctx, target, &rf); err != nil {
+					return err
+				}
+				defer img.close()
+			}
+			sc, err := a.openScanner(ctx, &df, &rf)
+			if err != nil {
+				return err
+			}
+			defer sc.Close()
+			var res *scan.Result
+			if err := a.section("scan", "Vulnerability scan of "+target, func() error {
+				if img != nil {
+					res, err = sc.Image(ctx, img.art.Image, target, opts)
+				} else {
+					res, err = sc.SBOM(ctx, sbomFh, sbomFile, opts)
+				}
+				return err
+			}); err != nil {
+				return err
+			}
+			var out bytes.Buffer
+			if err := res.Write(ctx, &out, f); err != nil {
+				return err
+			}
+			if output == "" || output == "-" {
+				if _, err := a.stdout.Write(out.Bytes()); err != nil {
+					return err
+				}
+			} else if err := writeFileAtomic(output, out.Bytes()); err != nil {
+				return err
+			}
+			if gitlabReport != "" {
+				if err := a.writeGitLabReport(gitlabReport, res.Report, target); err != nil {
+					return err
+				}
+			}
+			a.log.InfoContext(ctx, "scan finished", "target", target, "findings", len(res.Report.Findings))
+			return a.gate(res.Report, &gf)
+		},
+	}
+	a.addRegistryFlags(cmd.Flags(), &rf)
+	a.addDBFlags(cmd.Flags(), &df)
+	a.addGateFlags(cmd.Flags(), &gf)
+	cmd.Flags().StringVar(&sbomFile, "sbom", "", "scan the packages of this SBOM (CycloneDX or SPDX JSON) instead of an image")
+	cmd.Flags().StringVar(&format, "format", "table", "table, json or sarif")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write the report to FILE instead of standard output")
+	cmd.Flags().StringVar(&gitlabReport, "gitlab-report", "", "also write GitLab's container-scanning report (schema 15.x) to FILE")
+	return cmd
+}
+
+func (a *app) writeGitLabReport(path string, rep vuln.Report, image string) error {
+	gl := vuln.ToGitLab(rep, image, vuln.Tool{ID: "lotse", Name: "lotse", Version: a.info.Version, Vendor: "lotse", URL: "https://github.com/lotse/lotse"})
+	b, err := vuln.MarshalGitLab(gl)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b)
+}

@@ -1,0 +1,193 @@
+package ci
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/lotse/lotse/internal/oci"
+	"github.com/lotse/lotse/internal/sign"
+)
+
+// signFlags choose the key and the transparency log.
+type signFlags struct {
+	key     string
+	offline bool
+}
+
+// addSignFlags adds --key and, unless the command has its own --offline
+// (release: one flag for the DB and the log), --offline.
+func (a *app) addSignFlags(fs *pflag.FlagSet, sf *signFlags, offlineFlag bool) {
+	fs.StringVar(&sf.key, "key", a.env.get("LOTSE_SIGNING_KEY"), "private key: a file, env://VAR or a KMS URI (env LOTSE_SIGNING_KEY; its password in COSIGN_PASSWORD); without it, keyless with SIGSTORE_ID_TOKEN")
+	if offlineFlag {
+		fs.BoolVar(&sf.offline, "offline", a.env.get("LOTSE_SIGN_OFFLINE") == "true", "no transparency log (private sites); verify with --offline too")
+	}
+}
+
+func (a *app) signOptions(sf *signFlags, rf *registryFlags, host string) sign.Options {
+	u, p := a.credentialsFor(rf, host)
+	return sign.Options{
+		Key:      sf.key,
+		IDToken:  a.env.get("SIGSTORE_ID_TOKEN"),
+		Offline:  sf.offline,
+		Insecure: rf.insecure,
+		Username: u,
+		Password: p,
+	}
+}
+
+// digestArg checks that ref names a digest and returns its registry host.
+func digestArg(ref string, insecure bool) (string, error) {
+	d, err := oci.ParseDigest(ref, insecure)
+	if err != nil {
+		return "", &UsageError{Err: err}
+	}
+	return d.Context().RegistryStr(), nil
+}
+
+func (a *app) signCmd() *cobra.Command {
+	var (
+		rf registryFlags
+		sf signFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "sign IMAGE@DIGEST",
+		Short: "Sign an image by digest (cosign)",
+		Long: `Sign an image by digest with cosign. The signature is a Sigstore bundle in the
+registry, next to the image, exactly as 'cosign sign' writes it.`,
+		Example: `  COSIGN_PASSWORD=... lotse sign --key cosign.key harbor.example.com/team/app@sha256:...
+  lotse sign --key awskms:///alias/release harbor.example.com/team/app@sha256:...
+  lotse sign harbor.example.com/team/app@sha256:...   # keyless, with SIGSTORE_ID_TOKEN from id_tokens`,
+		Args: exactArgs(1, "one IMAGE@DIGEST"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			host, err := digestArg(args[0], rf.insecure)
+			if err != nil {
+				return err
+			}
+			if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
+				return err
+			}
+			if err := sign.Sign(cmd.Context(), args[0], a.signOptions(&sf, &rf, host)); err != nil {
+				return err
+			}
+			printf(a.stdout, "signed %s\n", args[0])
+			return nil
+		},
+	}
+	a.addRegistryFlags(cmd.Flags(), &rf)
+	a.addSignFlags(cmd.Flags(), &sf, true)
+	return cmd
+}
+
+func (a *app) attestCmd() *cobra.Command {
+	var (
+		rf        registryFlags
+		sf        signFlags
+		typ       string
+		predicate string
+	)
+	cmd := &cobra.Command{
+		Use:   "attest --type TYPE --predicate FILE IMAGE@DIGEST",
+		Short: "Attach a signed attestation to an image (cosign)",
+		Long: `Attach a signed in-toto attestation to an image by digest, as 'cosign attest'
+does. TYPE is cyclonedx (an SBOM), vuln (a scan result: trivy JSON) or
+slsaprovenance.`,
+		Example: `  lotse attest --type cyclonedx --predicate gl-sbom-app.cdx.json --key cosign.key harbor.example.com/team/app@sha256:...`,
+		Args:    exactArgs(1, "one IMAGE@DIGEST"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := sign.ParseAttestationType(typ)
+			if err != nil {
+				return &UsageError{Err: err}
+			}
+			if predicate == "" {
+				return usagef("--predicate FILE is required")
+			}
+			host, err := digestArg(args[0], rf.insecure)
+			if err != nil {
+				return err
+			}
+			if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
+				return err
+			}
+			if err := sign.Attest(cmd.Context(), args[0], t, predicate, a.signOptions(&sf, &rf, host)); err != nil {
+				return err
+			}
+			printf(a.stdout, "attested %s (%s)\n", args[0], t)
+			return nil
+		},
+	}
+	a.addRegistryFlags(cmd.Flags(), &rf)
+	a.addSignFlags(cmd.Flags(), &sf, true)
+	cmd.Flags().StringVar(&typ, "type", "", "cyclonedx, spdxjson, vuln or slsaprovenance")
+	cmd.Flags().StringVar(&predicate, "predicate", "", "the predicate file")
+	return cmd
+}
+
+func (a *app) verifyCmd() *cobra.Command {
+	var (
+		rf       registryFlags
+		key      string
+		identity string
+		issuer   string
+		offline  bool
+		types    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "verify IMAGE",
+		Short: "Verify an image's signature and attestations (cosign)",
+		Long: `Verify that an image carries a valid signature and, with --type, valid
+attestations of those types. Exits 1 with the reason when anything does not
+verify.`,
+		Example: `  lotse verify --key cosign.pub harbor.example.com/team/app@sha256:...
+  lotse verify --key cosign.pub --type cyclonedx --type vuln harbor.example.com/team/app:1.2.3
+  lotse verify --certificate-identity 'https://gitlab.com/team/app//.gitlab-ci.yml@refs/heads/main' \
+      --certificate-oidc-issuer https://gitlab.com harbor.example.com/team/app@sha256:...`,
+		Args: exactArgs(1, "one IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var ts []sign.AttestationType
+			for _, t := range types {
+				at, err := sign.ParseAttestationType(t)
+				if err != nil {
+					return &UsageError{Err: err}
+				}
+				ts = append(ts, at)
+			}
+			src, err := oci.ParseSource(args[0], rf.insecure)
+			if err != nil {
+				return &UsageError{Err: err}
+			}
+			if src.Kind != oci.Registry {
+				return usagef("verify needs a registry reference, not %s", args[0])
+			}
+			if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
+				return err
+			}
+			u, p := a.credentialsFor(&rf, src.Ref.Context().RegistryStr())
+			vo := sign.VerifyOptions{
+				Options:  sign.Options{Offline: offline, Insecure: rf.insecure, Username: u, Password: p},
+				Key:      key,
+				Identity: identity,
+				Issuer:   issuer,
+			}
+			if _, err := sign.Verify(cmd.Context(), args[0], vo); err != nil {
+				return err
+			}
+			printf(a.stdout, "verified signature of %s\n", args[0])
+			for _, t := range ts {
+				if _, err := sign.VerifyAttestation(cmd.Context(), args[0], t, vo); err != nil {
+					return fmt.Errorf("%s attestation: %w", t, err)
+				}
+				printf(a.stdout, "verified %s attestation of %s\n", t, args[0])
+			}
+			return nil
+		},
+	}
+	a.addRegistryFlags(cmd.Flags(), &rf)
+	cmd.Flags().StringVar(&key, "key", a.env.get("LOTSE_VERIFY_KEY"), "public key: a file, env://VAR or a KMS URI (env LOTSE_VERIFY_KEY)")
+	cmd.Flags().StringVar(&identity, "certificate-identity", "", "keyless: the signer's identity (regular expression)")
+	cmd.Flags().StringVar(&issuer, "certificate-oidc-issuer", "", "keyless: the OIDC issuer, e.g. https://gitlab.com")
+	cmd.Flags().BoolVar(&offline, "offline", a.env.get("LOTSE_SIGN_OFFLINE") == "true", "do not check the transparency log")
+	cmd.Flags().StringSliceVar(&types, "type", nil, "also verify attestations of these types (repeatable)")
+	return cmd
+}

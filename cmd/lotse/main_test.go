@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/lotse/lotse/internal/sign"
+	"github.com/lotse/lotse/test/fixture"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"lotse": func() { os.Exit(run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr)) },
+	})
+}
+
+// shared is what every script gets: a loopback registry with the fixture
+// images, the fixture vulnerability DB and a key pair.
+type shared struct {
+	registry string
+	cacheDir string
+	keysDir  string
+	files    string // OCI layout and docker archive of the Debian image
+	digests  map[string]string // DEBIAN_DIGEST, ALPINE_DIGEST
+}
+
+func setupShared(t *testing.T) *shared {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	s := &shared{registry: strings.TrimPrefix(srv.URL, "http://"), cacheDir: t.TempDir(), keysDir: t.TempDir(), files: t.TempDir()}
+	if err := fixture.WriteVulnDB(s.cacheDir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	deb, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alp, err := fixture.AlpineImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean, err := fixture.Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.digests = map[string]string{}
+	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean} {
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.digests[strings.ToUpper(strings.Split(tag, ":")[0])+"_DIGEST"] = d.String()
+		ref, err := name.NewTag(s.registry + "/fixtures/" + tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := layout.Write(filepath.Join(s.files, "layout"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(deb, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "12"})); err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag("fixtures/debian:12")
+	if err := tarball.WriteToFile(filepath.Join(s.files, "debian.tar"), tag, deb); err != nil {
+		t.Fatal(err)
+	}
+	priv, pub, err := sign.GenerateKeyPair([]byte("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other, err := sign.GenerateKeyPair([]byte("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, b := range map[string][]byte{"cosign.key": priv, "cosign.pub": pub, "other.pub": other} {
+		if err := os.WriteFile(filepath.Join(s.keysDir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func TestScripts(t *testing.T) {
+	s := setupShared(t)
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("REGISTRY", s.registry)
+			e.Setenv("LOTSE_CACHE_DIR", s.cacheDir)
+			e.Setenv("KEYS", s.keysDir)
+			e.Setenv("FILES", s.files)
+			e.Setenv("COSIGN_PASSWORD", "s3cret")
+			e.Setenv("HOME", e.WorkDir)
+			for k, v := range s.digests {
+				e.Setenv(k, v)
+			}
+			// Each script pushes to its own repository.
+			e.Setenv("REPO", s.registry+"/"+strings.ToLower(filepath.Base(e.WorkDir)))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exitcode": cmdExitCode,
+			"manifest": cmdManifest,
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "cosign" {
+				_, err := exec.LookPath("cosign")
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+	})
+}
+
+// exitcode N PROG ARGS... runs PROG and checks that it exits with N; its
+// output is then checked with stdout and stderr as after exec.
+func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exitcode N program [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exitcode: bad code %q", args[0])
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		got = ee.ExitCode()
+	case err != nil:
+		ts.Fatalf("exitcode: %v", err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
+}
+
+// manifest exists|missing REF checks the registry for a manifest.
+func cmdManifest(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || (args[0] != "exists" && args[0] != "missing") {
+		ts.Fatalf("usage: manifest exists|missing REF")
+	}
+	ref, err := name.ParseReference(args[1])
+	if err != nil {
+		ts.Fatalf("manifest: %v", err)
+	}
+	_, err = remote.Head(ref)
+	if (err == nil) != (args[0] == "exists") {
+		ts.Fatalf("manifest %s: %s, got err=%v", args[0], ref, err)
+	}
+}
