@@ -185,4 +185,3 @@ A failing gate exits 3 and pushes nothing.`,
 	cmd.Flags().StringVar(&gitlabReport, "gitlab-report", "gl-container-scanning-report.json", "GitLab container-scanning report file")
 	return cmd
 }
-

@@ -40,7 +40,7 @@ type shared struct {
 	registry string
 	cacheDir string
 	keysDir  string
-	files    string // OCI layout and docker archive of the Debian image
+	files    string            // OCI layout and docker archive of the Debian image
 	digests  map[string]string // DEBIAN_DIGEST, ALPINE_DIGEST
 }
 

@@ -1,0 +1,54 @@
+# lotse — build, test, demo and benchmark.
+#
+# One flag set everywhere: trivy needs GOEXPERIMENT=jsonv2, and any other
+# combination recompiles trivy, syft and cosign from scratch (minutes).
+export GOEXPERIMENT := jsonv2
+export CGO_ENABLED := 0
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     := $(CURDIR)/bin
+
+.PHONY: all build test lint demo bench clean tools
+
+all: build
+
+build: $(BIN)/lotse
+
+# The binaries are rebuilt when any Go file or go.sum changes.
+GOFILES := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
+
+$(BIN)/lotse: $(GOFILES)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/lotse
+
+# The cosign CLI, built from the module cache at the version lotse links:
+# the interoperability tests verify with it what lotse signs, and the reverse.
+$(BIN)/cosign: go.mod go.sum
+	$(GO) build -ldflags '-s -w' -o $@ github.com/sigstore/cosign/v3/cmd/cosign
+
+tools: $(BIN)/cosign
+
+# Every test, offline. -p 2: the test binaries that link trivy/syft/cosign
+# need about 3.5 GB each to link.
+test: tools
+	scripts/check-format.sh
+	PATH="$(BIN):$$PATH" $(GO) test -p 2 -count=1 ./...
+	$(GO) vet ./...
+
+lint:
+	scripts/check-format.sh
+	$(GO) vet ./...
+
+# The main job on embedded defaults: a loopback registry, a sample image, a
+# fixture vulnerability DB and a throwaway key; no network.
+demo: $(BIN)/lotse
+	$(GO) run ./test/demo -lotse $(BIN)/lotse
+
+# lotse release against the chain of reference CLIs (syft, trivy, crane,
+# cosign), built into a cache outside the repository.
+bench: $(BIN)/lotse
+	scripts/bench.sh $(BIN)/lotse
+
+clean:
+	rm -rf $(BIN)
