@@ -1,0 +1,283 @@
+// Command bench times `lotse release` against the chain of reference CLIs it
+// replaces (syft, trivy, crane, cosign sign, cosign attest twice) on the same
+// images, registry and DB, and checks that both find the same
+// vulnerabilities. `make bench` builds the CLIs and runs it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/lotse/lotse/internal/sign"
+	"github.com/lotse/lotse/test/fixture"
+)
+
+func main() {
+	lotse := flag.String("lotse", "bin/lotse", "the lotse binary")
+	tools := flag.String("tools", "", "directory with syft, trivy, cosign and crane")
+	runs := flag.Int("runs", 3, "runs per image and side; medians are printed")
+	largeMB := flag.Int("large-mb", 128, "size of the large image's layers in MiB")
+	flag.Parse()
+	if err := run(context.Background(), *lotse, *tools, *runs, *largeMB); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// usage is what one process cost.
+type usage struct {
+	wall, cpu time.Duration
+	rssKB     int64
+}
+
+func (u *usage) add(o usage) {
+	u.wall += o.wall
+	u.cpu += o.cpu
+	u.rssKB = max(u.rssKB, o.rssKB)
+}
+
+type bench struct {
+	ctx   context.Context
+	dir   string
+	env   []string
+	tools string
+}
+
+func (b *bench) exec(name string, args ...string) (usage, error) {
+	cmd := exec.CommandContext(b.ctx, name, args...)
+	cmd.Dir, cmd.Env = b.dir, b.env
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	u := usage{wall: time.Since(start)}
+	if cmd.ProcessState != nil {
+		u.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			u.rssKB = ru.Maxrss
+		}
+	}
+	if err != nil {
+		return u, fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
+	}
+	return u, nil
+}
+
+func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
+	if tools == "" {
+		return errors.New("-tools is required")
+	}
+	dir, err := os.MkdirTemp("", "lotse-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // closed below
+	defer srv.Close()
+	reg := ln.Addr().String()
+
+	cache := filepath.Join(dir, "cache")
+	if err := fixture.WriteVulnDB(cache, time.Now()); err != nil {
+		return err
+	}
+	priv, pub, err := sign.GenerateKeyPair([]byte("bench"))
+	if err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(dir, "cosign.key"), priv, 0o600)
+	os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644)
+
+	fmt.Printf("building images (large: %d MiB of layers)...\n", largeMB)
+	small, err := fixture.GoImage(ctx, mkdir(dir, "gobuild"))
+	if err != nil {
+		return err
+	}
+	large, err := fixture.LargeImage(largeMB, 300, 1)
+	if err != nil {
+		return err
+	}
+	b := &bench{ctx: ctx, dir: dir, tools: tools, env: append(os.Environ(),
+		"COSIGN_PASSWORD=bench", "COSIGN_YES=true", "HOME="+dir, "LOTSE_CACHE_DIR="+cache,
+		"SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false", "TRIVY_DISABLE_TELEMETRY=true")}
+
+	fmt.Printf("\n%-6s %8s  %-6s %9s %9s %10s   findings\n", "image", "layers", "side", "wall s", "cpu s", "peak MiB")
+	for _, im := range []struct {
+		name string
+		img  v1.Image
+	}{{"small", small}, {"large", large}} {
+		src, _ := name.NewTag(reg + "/src/" + im.name + ":1")
+		if err := remote.Write(src, im.img, remote.WithContext(ctx)); err != nil {
+			return err
+		}
+		size, err := layersMiB(im.img)
+		if err != nil {
+			return err
+		}
+		var chain, lot []usage
+		var chainFind, lotFind []string
+		for r := range runs {
+			cu, cf, err := b.chain(src.String(), fmt.Sprintf("%s/chain/%s%d", reg, im.name, r), cache)
+			if err != nil {
+				return err
+			}
+			lu, lf, err := b.lotse(lotse, src.String(), fmt.Sprintf("%s/lotse/%s%d", reg, im.name, r))
+			if err != nil {
+				return err
+			}
+			chain, lot = append(chain, cu), append(lot, lu)
+			chainFind, lotFind = cf, lf
+		}
+		same := "identical"
+		if !slices.Equal(chainFind, lotFind) {
+			same = fmt.Sprintf("DIFFER: chain %d, lotse %d", len(chainFind), len(lotFind))
+		}
+		c, l := median(chain), median(lot)
+		fmt.Printf("%-6s %6.0fMi  %-6s %9.2f %9.2f %10.0f   %d\n", im.name, size, "chain", c.wall.Seconds(), c.cpu.Seconds(), float64(c.rssKB)/1024, len(chainFind))
+		fmt.Printf("%-6s %8s  %-6s %9.2f %9.2f %10.0f   %d (%s)\n", "", "", "lotse", l.wall.Seconds(), l.cpu.Seconds(), float64(l.rssKB)/1024, len(lotFind), same)
+		fmt.Printf("%-6s %8s  %-6s %9.2f %9.2f %10.2f   target: wall <= 0.50\n", "", "", "ratio", l.wall.Seconds()/c.wall.Seconds(), l.cpu.Seconds()/c.cpu.Seconds(), float64(l.rssKB)/float64(c.rssKB))
+	}
+	fmt.Printf("\nmedians of %d runs; chain = syft + trivy image + crane copy + cosign sign + 2 x cosign attest, run in a row\n", runs)
+	return nil
+}
+
+// chain runs the four CLIs the way a pipeline chains them today.
+func (b *bench) chain(src, dst, cache string) (usage, []string, error) {
+	var total usage
+	t := func(n string) string { return filepath.Join(b.tools, n) }
+	steps := [][]string{
+		{t("syft"), "scan", "registry:" + src, "-o", "cyclonedx-json=sbom.cdx.json", "-q"},
+		{t("trivy"), "image", "--quiet", "--cache-dir", cache, "--skip-db-update", "--skip-java-db-update", "--skip-check-update",
+			"--skip-version-check", "--offline-scan", "--disable-telemetry", "--scanners", "vuln", "--image-src", "remote",
+			"--insecure", "--format", "json", "--output", "trivy.json", src},
+		{t("crane"), "copy", "--insecure", src, dst + ":1"},
+	}
+	for _, s := range steps {
+		u, err := b.exec(s[0], s[1:]...)
+		if err != nil {
+			return usage{}, nil, err
+		}
+		total.add(u)
+	}
+	ref, err := name.NewTag(dst + ":1")
+	if err != nil {
+		return usage{}, nil, err
+	}
+	desc, err := remote.Head(ref)
+	if err != nil {
+		return usage{}, nil, err
+	}
+	digest := ref.Context().Digest(desc.Digest.String()).String()
+	cosign := []string{"--key", "cosign.key", "--tlog-upload=false", "--use-signing-config=false", "--allow-insecure-registry"}
+	for _, s := range [][]string{
+		append(append([]string{"sign"}, cosign...), digest),
+		append(append([]string{"attest", "--type", "cyclonedx", "--predicate", "sbom.cdx.json"}, cosign...), digest),
+		append(append([]string{"attest", "--type", "vuln", "--predicate", "trivy.json"}, cosign...), digest),
+	} {
+		u, err := b.exec(t("cosign"), s...)
+		if err != nil {
+			return usage{}, nil, err
+		}
+		total.add(u)
+	}
+	f, err := findings(filepath.Join(b.dir, "trivy.json"))
+	return total, f, err
+}
+
+func (b *bench) lotse(lotse, src, dst string) (usage, []string, error) {
+	u, err := b.exec(lotse, "release", src, "--to", dst, "--tag", "1", "--offline", "--key", "cosign.key",
+		"--scan-file", "lotse-trivy.json", "--sbom-file", "lotse-sbom.cdx.json", "--gitlab-report", "lotse-gl.json")
+	if err != nil {
+		return usage{}, nil, err
+	}
+	f, err := findings(filepath.Join(b.dir, "lotse-trivy.json"))
+	return u, f, err
+}
+
+// findings reads a trivy JSON report as sorted "ID package@version" keys.
+func findings(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rep struct {
+		Results []struct {
+			Vulnerabilities []struct{ VulnerabilityID, PkgName, InstalledVersion, Severity string }
+		}
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var out []string
+	for _, r := range rep.Results {
+		for _, v := range r.Vulnerabilities {
+			out = append(out, v.VulnerabilityID+" "+v.PkgName+"@"+v.InstalledVersion+" "+v.Severity)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func median(us []usage) usage {
+	pick := func(f func(usage) float64) float64 {
+		v := make([]float64, len(us))
+		for i, u := range us {
+			v[i] = f(u)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	return usage{
+		wall:  time.Duration(pick(func(u usage) float64 { return float64(u.wall) })),
+		cpu:   time.Duration(pick(func(u usage) float64 { return float64(u.cpu) })),
+		rssKB: int64(pick(func(u usage) float64 { return float64(u.rssKB) })),
+	}
+}
+
+func layersMiB(img v1.Image) (float64, error) {
+	ls, err := img.Layers()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, l := range ls {
+		s, err := l.Size()
+		if err != nil {
+			return 0, err
+		}
+		n += s
+	}
+	return float64(n) / (1 << 20), nil
+}
+
+func mkdir(parent, n string) string {
+	p := filepath.Join(parent, n)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		panic(err)
+	}
+	return p
+}
