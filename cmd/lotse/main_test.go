@@ -79,6 +79,15 @@ func setupShared(t *testing.T) *shared {
 			t.Fatal(err)
 		}
 	}
+	// The DB as an OCI artifact: an air-gapped site's Harbor mirror.
+	dbImg, err := fixture.VulnDBImage(s.cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbRef, _ := name.NewTag(s.registry + "/mirror/trivy-db:2")
+	if err := remote.Write(dbRef, dbImg); err != nil {
+		t.Fatal(err)
+	}
 	p, err := layout.Write(filepath.Join(s.files, "layout"), empty.Index)
 	if err != nil {
 		t.Fatal(err)
