@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // apiError is an HTTP answer produced by an operation shared by the REST and Go APIs.
@@ -156,7 +157,7 @@ func (s *Sim) commitLocked(ctx context.Context, p *project, u *user, spec Commit
 	if err != nil {
 		return gitCommit{}, errMsg(500, "500 Internal Server Error")
 	}
-	now := s.now()
+	now := s.now().Truncate(time.Second) // git stores seconds
 	committer := gitIdent{Name: u.Name, Email: u.Email, When: now}
 	author := committer
 	if spec.AuthorName != "" {
@@ -181,11 +182,28 @@ func (s *Sim) commitLocked(ctx context.Context, p *project, u *user, spec Commit
 		return gitCommit{}, errMsg(400, "Could not update branch "+spec.Branch+": the branch moved, try again")
 	}
 	s.afterPushLocked(ctx, p, u, spec.Branch, old, sha)
-	c, err := p.repo.commit(ctx, sha)
-	if err != nil {
-		return gitCommit{}, errMsg(500, "500 Internal Server Error")
+	if parents == nil {
+		parents = []string{}
 	}
-	return c, nil
+	msg := strings.TrimRight(spec.Message, "\n")
+	return gitCommit{SHA: sha, Parents: parents, Author: author, Committer: committer, Message: msg, Trailers: messageTrailers(msg)}, nil
+}
+
+// messageTrailers parses "Key: value" lines of the last paragraph, like git interpret-trailers.
+func messageTrailers(msg string) map[string]string {
+	m := map[string]string{}
+	paras := strings.Split(strings.TrimSpace(msg), "\n\n")
+	if len(paras) < 2 {
+		return m
+	}
+	for line := range strings.SplitSeq(paras[len(paras)-1], "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return map[string]string{}
+		}
+		m[k] = strings.TrimSpace(v)
+	}
+	return m
 }
 
 func validBranchName(b string) bool {
@@ -222,7 +240,7 @@ func (s *Sim) validateActions(ctx context.Context, p *project, base string, acti
 	}
 	// fileHasChanged is Files::BaseService#file_has_changed? (api.md §5.1).
 	fileHasChanged := func(path, commitID string) bool {
-		if commitID == "" || base == "" {
+		if commitID == "" || base == "" || commitID == base {
 			return false
 		}
 		fromBranch, err := p.repo.lastCommitFor(ctx, base, path)
@@ -376,12 +394,13 @@ func (s *Sim) postCommit(c *call) {
 	if p == nil {
 		return
 	}
-	defer p.mu.Unlock()
 	if !p.canPush(c.user, spec.Branch) {
+		p.mu.Unlock()
 		c.forbidden("You are not allowed to push into this branch")
 		return
 	}
 	commit, aerr := s.commitLocked(c.r.Context(), p, c.user, spec)
+	p.mu.Unlock()
 	if aerr != nil {
 		c.fail(aerr)
 		return

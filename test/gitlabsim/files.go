@@ -72,7 +72,7 @@ func (s *Sim) getFile(c *call) {
 	if p == nil {
 		return
 	}
-	defer p.mu.Unlock()
+	p.mu.Unlock() // git reads need no lock: refs move atomically
 	f, content, ok := s.readFile(c, p, c.params.str("ref"))
 	if !ok {
 		return
@@ -91,11 +91,11 @@ func (s *Sim) getRawFile(c *call) {
 	if p == nil {
 		return
 	}
-	defer p.mu.Unlock()
 	ref := c.params.str("ref")
 	if ref == "" {
 		ref = p.defaultBranch
 	}
+	p.mu.Unlock() // git reads need no lock: refs move atomically
 	_, content, ok := s.readFile(c, p, ref)
 	if !ok {
 		return

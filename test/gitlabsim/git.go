@@ -2,7 +2,10 @@ package gitlabsim
 
 import (
 	"bytes"
+	"compress/zlib"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,6 +27,40 @@ var errGitNotFound = errors.New("git: not found")
 // It holds no lock of its own: callers serialise writes with the project mutex.
 type repo struct {
 	dir string
+
+	// memo caches answers about immutable objects (keyed by full SHAs), so
+	// repeated conflict checks do not spawn git again.
+	memoMu sync.Mutex
+	memo   map[string]any
+}
+
+// isSHA reports whether s is a full hex object name (immutable, so cacheable).
+func isSHA(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *repo) cached(key string) (any, bool) {
+	r.memoMu.Lock()
+	defer r.memoMu.Unlock()
+	v, ok := r.memo[key]
+	return v, ok
+}
+
+func (r *repo) remember(key string, v any) {
+	r.memoMu.Lock()
+	defer r.memoMu.Unlock()
+	if r.memo == nil || len(r.memo) > 50000 {
+		r.memo = map[string]any{}
+	}
+	r.memo[key] = v
 }
 
 // gitIdent is a commit author or committer with its time.
@@ -122,11 +160,18 @@ func (r *repo) resolve(ctx context.Context, ref string) (string, error) {
 	if ref == "" || strings.HasPrefix(ref, "-") {
 		return "", errGitNotFound
 	}
+	if isSHA(ref) {
+		if v, ok := r.cached("commit:" + ref); ok && v.(bool) {
+			return ref, nil
+		}
+	}
 	out, err := r.git(ctx, nil, nil, "rev-parse", "--verify", "--quiet", "--end-of-options", ref+"^{commit}")
 	if err != nil {
 		return "", errGitNotFound
 	}
-	return strings.TrimSpace(string(out)), nil
+	sha := strings.TrimSpace(string(out))
+	r.remember("commit:"+sha, true)
+	return sha, nil
 }
 
 // branchHead returns the SHA of refs/heads/<branch>.
@@ -172,6 +217,27 @@ func (r *repo) updateRef(ctx context.Context, ref, newSHA, oldSHA string) error 
 
 // entry returns the tree entry of path at commit.
 func (r *repo) entry(ctx context.Context, commit, path string) (treeEntry, error) {
+	key := "entry:" + commit + ":" + path
+	if isSHA(commit) {
+		if v, ok := r.cached(key); ok {
+			if e, ok := v.(treeEntry); ok {
+				return e, nil
+			}
+			return treeEntry{}, errGitNotFound
+		}
+	}
+	e, err := r.lsTree(ctx, commit, path)
+	if isSHA(commit) && (err == nil || errors.Is(err, errGitNotFound)) {
+		if err == nil {
+			r.remember(key, e)
+		} else {
+			r.remember(key, false)
+		}
+	}
+	return e, err
+}
+
+func (r *repo) lsTree(ctx context.Context, commit, path string) (treeEntry, error) {
 	out, err := r.git(ctx, nil, nil, "ls-tree", "-l", "--full-tree", commit, "--", path)
 	if err != nil {
 		return treeEntry{}, err
@@ -199,11 +265,23 @@ func (r *repo) blob(ctx context.Context, sha string) ([]byte, error) {
 
 // lastCommitFor returns the last commit reachable from ref that touched path, or errGitNotFound.
 func (r *repo) lastCommitFor(ctx context.Context, ref, path string) (string, error) {
+	key := "last:" + ref + ":" + path
+	if isSHA(ref) {
+		if v, ok := r.cached(key); ok {
+			if v.(string) == "" {
+				return "", errGitNotFound
+			}
+			return v.(string), nil
+		}
+	}
 	out, err := r.git(ctx, nil, nil, "log", "-1", "--format=%H", ref, "--", path)
 	if err != nil {
 		return "", errGitNotFound
 	}
 	sha := strings.TrimSpace(string(out))
+	if isSHA(ref) {
+		r.remember(key, sha)
+	}
 	if sha == "" {
 		return "", errGitNotFound
 	}
@@ -449,11 +527,10 @@ func (r *repo) buildTree(ctx context.Context, base string, edits []treeEdit) (st
 		}
 		blob := e.Blob
 		if e.Content != nil || blob == "" {
-			out, err := r.git(ctx, nil, e.Content, "hash-object", "-w", "--stdin")
-			if err != nil {
+			var err error
+			if blob, err = r.writeBlob(e.Content); err != nil {
 				return "", err
 			}
-			blob = strings.TrimSpace(string(out))
 		}
 		mode := e.Mode
 		if mode == "" {
@@ -471,6 +548,46 @@ func (r *repo) buildTree(ctx context.Context, base string, edits []treeEdit) (st
 		return "", err
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// writeBlob stores content as a loose blob object, like git hash-object -w,
+// without spawning git (this is the hot path of every commit).
+func (r *repo) writeBlob(content []byte) (string, error) {
+	hdr := fmt.Sprintf("blob %d\x00", len(content))
+	h := sha1.New()
+	h.Write([]byte(hdr))
+	h.Write(content)
+	sha := hex.EncodeToString(h.Sum(nil))
+	dir := filepath.Join(r.dir, "objects", sha[:2])
+	path := filepath.Join(dir, sha[2:])
+	if _, err := os.Stat(path); err == nil {
+		return sha, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("write blob: %w", err)
+	}
+	var buf bytes.Buffer
+	zw := zlib.NewWriter(&buf)
+	zw.Write([]byte(hdr))
+	zw.Write(content)
+	if err := zw.Close(); err != nil {
+		return "", fmt.Errorf("write blob: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "tmp_obj_")
+	if err != nil {
+		return "", fmt.Errorf("write blob: %w", err)
+	}
+	if _, err := tmp.Write(buf.Bytes()); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("write blob: %w", err)
+	}
+	tmp.Close()
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("write blob: %w", err)
+	}
+	return sha, nil
 }
 
 // repoDir is where a project's repository lives.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -204,9 +205,10 @@ func TestCommitActions(t *testing.T) {
 	if !strings.Contains(errBody(err), "A branch called 'feature' already exists") {
 		t.Fatalf("body %s", errBody(err))
 	}
-	// the git repository on disk has the commits
-	if e.sim.Repo(e.project) == "" {
-		t.Fatal("no repo path")
+	// the git repository on disk is valid and has the commits
+	out, err := exec.Command("git", "--git-dir", e.sim.Repo(e.project), "fsck", "--strict").CombinedOutput()
+	if err != nil {
+		t.Fatalf("git fsck: %v\n%s", err, out)
 	}
 }
 

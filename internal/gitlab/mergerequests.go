@@ -1,0 +1,254 @@
+package gitlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	gl "gitlab.com/gitlab-org/api/client-go"
+)
+
+// MR is a merge request.
+type MR struct {
+	ID           int64
+	IID          int64
+	Title        string
+	Description  string
+	State        string // opened, closed, merged, locked
+	SourceBranch string
+	TargetBranch string
+	Labels       []string
+	Author       User
+	// SHA is the head of the source branch.
+	SHA            string
+	MergeCommitSHA string
+	// DetailedMergeStatus: checking, mergeable, not_approved, conflict, ci_still_running, ...
+	DetailedMergeStatus string
+	// AutoMerge is set when GitLab will merge once the checks pass.
+	AutoMerge    bool
+	HasConflicts bool
+	Draft        bool
+	WebURL       string
+	// HeadPipelineStatus is the status of the head pipeline, "" when none (single-MR reads only).
+	HeadPipelineStatus string
+}
+
+func toMR(m *gl.MergeRequest) MR {
+	out := fromBasicMR(&m.BasicMergeRequest)
+	if m.HeadPipeline != nil {
+		out.HeadPipelineStatus = m.HeadPipeline.Status
+	}
+	return out
+}
+
+func fromBasicMR(m *gl.BasicMergeRequest) MR {
+	return MR{ID: m.ID, IID: m.IID, Title: m.Title, Description: m.Description, State: m.State,
+		SourceBranch: m.SourceBranch, TargetBranch: m.TargetBranch, Labels: []string(m.Labels), Author: basicUser(m.Author),
+		SHA: m.SHA, MergeCommitSHA: m.MergeCommitSHA, DetailedMergeStatus: m.DetailedMergeStatus,
+		AutoMerge: m.MergeWhenPipelineSucceeds, HasConflicts: m.HasConflicts, Draft: m.Draft, WebURL: m.WebURL}
+}
+
+// CreateMRRequest describes a new merge request.
+type CreateMRRequest struct {
+	SourceBranch       string
+	TargetBranch       string
+	Title              string
+	Description        string
+	Labels             []string
+	RemoveSourceBranch bool
+	Squash             bool
+}
+
+// CreateMR opens a merge request. If another open MR uses the source branch
+// the error wraps ErrAlreadyExists with APIError.ExistingIID. When the outcome
+// is unknown the open MR of the source branch is looked up before re-sending.
+func (c *Client) CreateMR(ctx context.Context, project string, req CreateMRRequest) (MR, error) {
+	opt := &gl.CreateMergeRequestOptions{SourceBranch: gl.Ptr(req.SourceBranch), TargetBranch: gl.Ptr(req.TargetBranch),
+		Title: gl.Ptr(req.Title), Description: gl.Ptr(req.Description),
+		RemoveSourceBranch: gl.Ptr(req.RemoveSourceBranch), Squash: gl.Ptr(req.Squash)}
+	if len(req.Labels) > 0 {
+		l := gl.LabelOptions(req.Labels)
+		opt.Labels = &l
+	}
+	var last error
+	for range c.retry.attempts {
+		var m *gl.MergeRequest
+		err := c.do(ctx, "create merge request", nonIdempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+			var resp *gl.Response
+			var err error
+			m, resp, err = c.api.MergeRequests.CreateMergeRequest(project, opt, o...)
+			return resp, err
+		})
+		if err == nil {
+			return toMR(m), nil
+		}
+		if !errors.Is(err, ErrUnknownOutcome) {
+			return MR{}, err
+		}
+		last = err
+		found, ferr := c.FindOpenMR(ctx, project, req.SourceBranch)
+		switch {
+		case ferr == nil && found.TargetBranch == req.TargetBranch:
+			return found, nil
+		case ferr == nil:
+			return MR{}, &APIError{Op: "create merge request", Kind: ErrAlreadyExists, ExistingIID: found.IID,
+				Message: fmt.Sprintf("open merge request !%d targets %s", found.IID, found.TargetBranch)}
+		case !errors.Is(ferr, ErrNotFound):
+			return MR{}, errors.Join(err, ferr)
+		}
+	}
+	return MR{}, last
+}
+
+// FindOpenMR returns the open MR whose source branch is sourceBranch, or ErrNotFound.
+func (c *Client) FindOpenMR(ctx context.Context, project, sourceBranch string) (MR, error) {
+	var ms []*gl.BasicMergeRequest
+	err := c.do(ctx, "find open merge request", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		var resp *gl.Response
+		var err error
+		ms, resp, err = c.api.MergeRequests.ListProjectMergeRequests(project, &gl.ListProjectMergeRequestsOptions{
+			State: gl.Ptr("opened"), SourceBranch: gl.Ptr(sourceBranch)}, o...)
+		return resp, err
+	})
+	if err != nil {
+		return MR{}, err
+	}
+	if len(ms) == 0 {
+		return MR{}, &APIError{Op: "find open merge request", Kind: ErrNotFound, Message: "no open merge request from " + sourceBranch}
+	}
+	return fromBasicMR(ms[0]), nil
+}
+
+// GetMR reads one merge request.
+func (c *Client) GetMR(ctx context.Context, project string, iid int64) (MR, error) {
+	var m *gl.MergeRequest
+	err := c.do(ctx, "get merge request", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		var resp *gl.Response
+		var err error
+		m, resp, err = c.api.MergeRequests.GetMergeRequest(project, iid, nil, o...)
+		return resp, err
+	})
+	if err != nil {
+		return MR{}, err
+	}
+	return toMR(m), nil
+}
+
+// UpdateMRRequest changes an MR; nil fields stay unchanged.
+type UpdateMRRequest struct {
+	Title       *string
+	Description *string
+	// Labels replaces all labels.
+	Labels       *[]string
+	AddLabels    []string
+	RemoveLabels []string
+}
+
+// UpdateMR changes title, description or labels (an idempotent PUT).
+func (c *Client) UpdateMR(ctx context.Context, project string, iid int64, req UpdateMRRequest) (MR, error) {
+	opt := &gl.UpdateMergeRequestOptions{Title: req.Title, Description: req.Description}
+	if req.Labels != nil {
+		l := gl.LabelOptions(*req.Labels)
+		opt.Labels = &l
+	}
+	if len(req.AddLabels) > 0 {
+		l := gl.LabelOptions(req.AddLabels)
+		opt.AddLabels = &l
+	}
+	if len(req.RemoveLabels) > 0 {
+		l := gl.LabelOptions(req.RemoveLabels)
+		opt.RemoveLabels = &l
+	}
+	var m *gl.MergeRequest
+	err := c.do(ctx, "update merge request", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		var resp *gl.Response
+		var err error
+		m, resp, err = c.api.MergeRequests.UpdateMergeRequest(project, iid, opt, o...)
+		return resp, err
+	})
+	if err != nil {
+		return MR{}, err
+	}
+	return toMR(m), nil
+}
+
+// MergeOptions are the parameters of MergeMR.
+type MergeOptions struct {
+	// SHA must equal the source branch head (else ErrConflict); empty skips the check.
+	SHA string
+	// AutoMerge lets GitLab merge once the checks pass when the MR is not yet mergeable.
+	AutoMerge          bool
+	RemoveSourceBranch bool
+}
+
+// MergeMR merges (or sets auto-merge on) an MR. Refusals wrap ErrNotMergeable with
+// the MR's detailed_merge_status; a moved source branch wraps ErrConflict; a
+// user who may not merge gets ErrUnauthorized. After an unknown outcome the MR
+// is re-read: merged (or auto-merge set, when asked) counts as success.
+func (c *Client) MergeMR(ctx context.Context, project string, iid int64, opts MergeOptions) (MR, error) {
+	opt := &gl.AcceptMergeRequestOptions{ShouldRemoveSourceBranch: gl.Ptr(opts.RemoveSourceBranch)}
+	if opts.SHA != "" {
+		opt.SHA = gl.Ptr(opts.SHA)
+	}
+	if opts.AutoMerge {
+		opt.AutoMerge = gl.Ptr(true)
+	}
+	var last error
+	for range c.retry.attempts {
+		var m *gl.MergeRequest
+		err := c.do(ctx, "merge merge request", nonIdempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+			var resp *gl.Response
+			var err error
+			m, resp, err = c.api.MergeRequests.AcceptMergeRequest(project, iid, opt, o...)
+			return resp, err
+		})
+		if err == nil {
+			return toMR(m), nil
+		}
+		var ae *APIError
+		if errors.As(err, &ae) && (ae.StatusCode == 405 || ae.StatusCode == 422) {
+			ae.Kind = ErrNotMergeable
+			if cur, gerr := c.GetMR(ctx, project, iid); gerr == nil {
+				ae.DetailedMergeStatus = cur.DetailedMergeStatus
+			}
+			return MR{}, ae
+		}
+		if !errors.Is(err, ErrUnknownOutcome) {
+			return MR{}, err
+		}
+		last = err
+		cur, gerr := c.GetMR(ctx, project, iid)
+		if gerr != nil {
+			return MR{}, errors.Join(err, gerr)
+		}
+		if cur.State == "merged" || (opts.AutoMerge && cur.AutoMerge) {
+			return cur, nil
+		}
+	}
+	return MR{}, last
+}
+
+// Approvals returns the users who approved the MR.
+func (c *Client) Approvals(ctx context.Context, project string, iid int64) ([]User, error) {
+	var a *gl.MergeRequestApprovals
+	err := c.do(ctx, "get approvals", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		var resp *gl.Response
+		var err error
+		a, resp, err = c.api.MergeRequestApprovals.GetConfiguration(project, iid, o...)
+		return resp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := []User{}
+	for _, u := range a.ApprovedBy {
+		if u != nil && u.User != nil {
+			out = append(out, basicUser(u.User))
+		}
+	}
+	return out, nil
+}
+
+// reconcileWindow is how far back re-reads look for a write whose outcome was unknown.
+const reconcileWindow = 5 * time.Minute
