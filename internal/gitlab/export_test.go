@@ -1,0 +1,7 @@
+package gitlab
+
+// Test hooks for the external test package.
+var (
+	ParseExistingIID = parseExistingIID
+	ErrorMessage     = errorMessage
+)
