@@ -17,7 +17,9 @@ import (
 // Path is a dotted path of mapping keys with optional list indexes, such as
 // image.tag, ingress.annotations."nginx.ingress.kubernetes.io/ssl-redirect"
 // or containers[0].image. A key containing ., [, ], " or \ is written in
-// double quotes, with \" and \\ as the only escapes.
+// double quotes, with \" and \\ as the only escapes. Keys match the way
+// Helm reads them, as strings: the path segment 0 matches the key 00, true
+// matches True.
 type Edit struct {
 	Path  string
 	Value string
@@ -267,7 +269,7 @@ func lookup(root *yaml.Node, segs []segment) (found, error) {
 		var key, val *yaml.Node
 		for j := 0; j+1 < len(cur.Content); j += 2 {
 			k := cur.Content[j]
-			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" || k.Value != seg.key && helmKey(k) != seg.key {
+			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" || helmKey(k) != seg.key {
 				continue
 			}
 			if key != nil {
@@ -290,8 +292,9 @@ func lookup(root *yaml.Node, segs []segment) (found, error) {
 	return f, nil
 }
 
-// helmKey returns key k as Helm sees it: Helm turns keys into strings, so
-// 00 is "0" and true is "true".
+// helmKey returns key k as Helm sees it, which is what a path segment
+// matches: Helm turns keys into strings, so 00 is "0", 1.0 is "1", true is
+// "true" and ~ is "null".
 func helmKey(k *yaml.Node) string {
 	if k.ShortTag() == "!!str" {
 		return k.Value
@@ -299,6 +302,9 @@ func helmKey(k *yaml.Node) string {
 	var v any
 	if k.Decode(&v) != nil {
 		return k.Value
+	}
+	if v == nil {
+		return "null"
 	}
 	return fmt.Sprint(v)
 }

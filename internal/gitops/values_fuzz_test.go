@@ -141,7 +141,11 @@ func stringKeys(v any) (any, bool) {
 	case map[any]any:
 		m := map[string]any{}
 		for k, e := range v {
-			m[fmt.Sprint(k)], _ = stringKeys(e)
+			key := fmt.Sprint(k)
+			if k == nil {
+				key = "null"
+			}
+			m[key], _ = stringKeys(e)
 		}
 		return m, true
 	case []any:
