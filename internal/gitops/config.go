@@ -90,8 +90,8 @@ type Target struct {
 type Stage struct {
 	Name      string
 	Promotion Promotion
-	Approvals int      // distinct approvers required; only for PromotionApproval
-	Gates     Gates    //
+	Approvals int // distinct approvers required; only for PromotionApproval
+	Gates     Gates
 	Labels    []string // merge request labels
 }
 

@@ -44,8 +44,8 @@ func (t *Trailers) fields() []struct {
 }
 
 // Format returns the trailer lines for the non-empty fields, in a fixed order,
-// each ending in a newline. Line breaks inside a value become spaces, since a
-// trailer is one line.
+// each ending in a newline. A trailer is one line, so each value is trimmed
+// and every run of whitespace in it, line breaks included, becomes one space.
 func (t Trailers) Format() string {
 	var b strings.Builder
 	for _, f := range t.fields() {
@@ -57,7 +57,8 @@ func (t Trailers) Format() string {
 }
 
 // CommitMessage builds a commit message from a subject line, an optional body
-// and the trailers, as separate paragraphs. When the body already ends in a
+// and the trailers, as separate paragraphs. The subject is made one line as in
+// Format. When the body already ends in a
 // trailer block (Signed-off-by: ...), the lotse trailers join that block.
 func CommitMessage(subject, body string, t Trailers) string {
 	msg := oneLine(subject)
