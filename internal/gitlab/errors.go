@@ -67,6 +67,7 @@ type APIError struct {
 	Err error
 }
 
+// Error describes the failure without credentials.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "gitlab %s: %v", e.Op, e.Kind)

@@ -164,6 +164,8 @@ func (r *repo) resolve(ctx context.Context, ref string) (string, error) {
 		if v, ok := r.cached("commit:" + ref); ok && v.(bool) {
 			return ref, nil
 		}
+	} else if sha := r.looseRef("refs/heads/" + ref); sha != "" && r.looseRef("refs/tags/"+ref) == "" && !fileExists(filepath.Join(r.dir, "packed-refs")) {
+		return sha, nil // a branch name, not shadowed by a tag: no need to spawn git
 	}
 	out, err := r.git(ctx, nil, nil, "rev-parse", "--verify", "--quiet", "--end-of-options", ref+"^{commit}")
 	if err != nil {
@@ -174,8 +176,27 @@ func (r *repo) resolve(ctx context.Context, ref string) (string, error) {
 	return sha, nil
 }
 
+// looseRef reads a loose ref file (the simulator never packs refs); "" if absent.
+func (r *repo) looseRef(name string) string {
+	if !validBranchName(strings.TrimPrefix(name, "refs/heads/")) {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(r.dir, filepath.FromSlash(name)))
+	if err != nil {
+		return ""
+	}
+	sha := strings.TrimSpace(string(b))
+	if !isSHA(sha) {
+		return ""
+	}
+	return sha
+}
+
 // branchHead returns the SHA of refs/heads/<branch>.
 func (r *repo) branchHead(ctx context.Context, branch string) (string, error) {
+	if sha := r.looseRef("refs/heads/" + branch); sha != "" {
+		return sha, nil
+	}
 	out, err := r.git(ctx, nil, nil, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch)
 	if err != nil {
 		return "", errGitNotFound
@@ -258,9 +279,16 @@ func (r *repo) lsTree(ctx context.Context, commit, path string) (treeEntry, erro
 	return treeEntry{Mode: f[0], Blob: f[2], Size: size}, nil
 }
 
-// blob returns the content of a blob.
+// blob returns the content of a blob (small blobs are cached: objects are immutable).
 func (r *repo) blob(ctx context.Context, sha string) ([]byte, error) {
-	return r.git(ctx, nil, nil, "cat-file", "blob", sha)
+	if v, ok := r.cached("blob:" + sha); ok {
+		return v.([]byte), nil
+	}
+	b, err := r.git(ctx, nil, nil, "cat-file", "blob", sha)
+	if err == nil && len(b) < 1<<20 {
+		r.remember("blob:"+sha, b)
+	}
+	return b, err
 }
 
 // lastCommitFor returns the last commit reachable from ref that touched path, or errGitNotFound.
@@ -588,6 +616,11 @@ func (r *repo) writeBlob(content []byte) (string, error) {
 		return "", fmt.Errorf("write blob: %w", err)
 	}
 	return sha, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // repoDir is where a project's repository lives.

@@ -128,29 +128,33 @@ func (s *Sim) CreateProject(spec ProjectSpec) (Project, error) {
 	if len(protected) == 0 && !spec.Unprotected {
 		protected = []ProtectedBranch{{Name: spec.DefaultBranch, PushAccessLevel: AccessMaintainers, MergeAccessLevel: AccessMaintainers}}
 	}
-	s.mu.Lock()
-	if _, ok := s.byPath[spec.Path]; ok {
-		s.mu.Unlock()
+	if _, err := s.lookupProject(spec.Path); err == nil {
 		return Project{}, fmt.Errorf("project %q: %w", spec.Path, ErrExists)
 	}
-	s.nextID["projects"]++
-	id := s.nextID["projects"]
+	id := s.newID("projects")
+	r, err := initRepo(s.ctx, repoDir(s.opts.Dir, id), spec.DefaultBranch)
+	if err != nil {
+		return Project{}, fmt.Errorf("create repository of %s: %w", spec.Path, err)
+	}
 	p := &project{
-		ID: id, FullPath: spec.Path, created: s.now(),
+		ID: id, FullPath: spec.Path, created: s.now(), repo: r,
 		name: path.Base(spec.Path), description: spec.Description,
 		defaultBranch: spec.DefaultBranch, visibility: spec.Visibility,
 		members: members, protected: protected, settings: settings,
 		labels: map[string]*label{}, checking: spec.Checking,
 	}
+	// The project becomes visible only once complete: lock it while it is seeded.
+	p.mu.Lock()
+	s.mu.Lock()
+	if _, ok := s.byPath[spec.Path]; ok {
+		s.mu.Unlock()
+		p.mu.Unlock()
+		return Project{}, fmt.Errorf("project %q: %w", spec.Path, ErrExists)
+	}
 	s.projects[id] = p
 	s.byPath[spec.Path] = p
 	s.mu.Unlock()
-
-	r, err := initRepo(s.ctx, repoDir(s.opts.Dir, id), spec.DefaultBranch)
-	if err != nil {
-		return Project{}, fmt.Errorf("create repository of %s: %w", spec.Path, err)
-	}
-	p.repo = r
+	defer p.mu.Unlock()
 	if !spec.Empty {
 		files := spec.Files
 		if len(files) == 0 {
@@ -162,8 +166,6 @@ func (s *Sim) CreateProject(spec ProjectSpec) (Project, error) {
 		}
 		when := s.now()
 		sys := gitIdent{Name: "Administrator", Email: "admin@example.com", When: when}
-		p.mu.Lock()
-		defer p.mu.Unlock()
 		tree, err := r.buildTree(s.ctx, "", edits)
 		if err != nil {
 			return Project{}, err
