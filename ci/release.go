@@ -73,6 +73,7 @@ A failing gate exits 3 and pushes nothing.`,
 				return err
 			}
 			defer img.close()
+			a.log.DebugContext(ctx, "image read", "took", a.now().Sub(start))
 			// The destination needs the explicit credentials too.
 			opts, err := a.ociOptions(&rf, dst.RegistryStr())
 			if err != nil {
@@ -83,6 +84,7 @@ A failing gate exits 3 and pushes nothing.`,
 				return err
 			}
 			defer sc.Close()
+			a.log.DebugContext(ctx, "vulnerability DB open", "took", a.now().Sub(start))
 
 			// SBOM and scan read the local copy side by side.
 			var (
@@ -92,13 +94,17 @@ A failing gate exits 3 and pushes nothing.`,
 			err = a.section("analyse", "SBOM and vulnerability scan of "+args[0], func() error {
 				g, gctx := errgroup.WithContext(ctx)
 				g.Go(func() error {
+					t := a.now()
 					var err error
 					doc, err = sbom.Generate(gctx, img.art.Image, args[0], sbom.Tool{Name: "lotse", Version: a.info.Version}, filepath.Join(img.dir, "sbom"))
+					a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))
 					return err
 				})
 				g.Go(func() error {
+					t := a.now()
 					var err error
 					res, err = sc.Image(gctx, img.art.Image, args[0], scanOpts)
+					a.log.DebugContext(ctx, "scan done", "took", a.now().Sub(t))
 					return err
 				})
 				return g.Wait()
@@ -137,10 +143,13 @@ A failing gate exits 3 and pushes nothing.`,
 				return err
 			}
 
+			t := a.now()
 			d, err := a.push(ctx, img.art, dst, tags, opts, "")
 			if err != nil {
 				return err
 			}
+			a.log.DebugContext(ctx, "pushed", "took", a.now().Sub(t))
+			t = a.now()
 			sf.offline = df.offline // --offline: no DB download and no transparency log
 			so := a.signOptions(&sf, &rf, dst.RegistryStr())
 			err = a.section("sign", "Sign and attest "+d.String(), func() error {
@@ -155,6 +164,7 @@ A failing gate exits 3 and pushes nothing.`,
 			if err != nil {
 				return fmt.Errorf("published %s but %w", d, err)
 			}
+			a.log.DebugContext(ctx, "signed and attested", "took", a.now().Sub(t))
 			if dotEnv != "" {
 				b, err := dotenv(map[string]string{"LOTSE_IMAGE": d.String(), "LOTSE_DIGEST": d.DigestStr()})
 				if err != nil {

@@ -37,11 +37,63 @@ func main() {
 	tools := flag.String("tools", "", "directory with syft, trivy, cosign and crane")
 	runs := flag.Int("runs", 3, "runs per image and side; medians are printed")
 	largeMB := flag.Int("large-mb", 128, "size of the large image's layers in MiB")
+	serveDir := flag.String("serve", "", "internal: set up DIR, serve the registry, print READY ADDR, run until stdin closes")
 	flag.Parse()
-	if err := run(context.Background(), *lotse, *tools, *runs, *largeMB); err != nil {
+	var err error
+	if *serveDir != "" {
+		err = serve(context.Background(), *serveDir, *largeMB)
+	} else {
+		err = run(context.Background(), *lotse, *tools, *runs, *largeMB)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// serve is the fixture half, in its own process: it holds the images in
+// memory, and a process forked from a large one reports the parent's peak RSS
+// as its own (Linux folds the pre-exec address space into ru_maxrss), so the
+// tools are started from the small measuring process instead.
+func serve(ctx context.Context, dir string, largeMB int) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // closed below
+	defer srv.Close()
+	reg := ln.Addr().String()
+	if err := fixture.WriteVulnDB(filepath.Join(dir, "cache"), time.Now()); err != nil {
+		return err
+	}
+	priv, pub, err := sign.GenerateKeyPair([]byte("bench"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cosign.key"), priv, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644); err != nil {
+		return err
+	}
+	small, err := fixture.GoImage(ctx, mkdir(dir, "gobuild"))
+	if err != nil {
+		return err
+	}
+	large, err := fixture.LargeImage(largeMB, 300, 1)
+	if err != nil {
+		return err
+	}
+	for n, img := range map[string]v1.Image{"small": small, "large": large} {
+		src, _ := name.NewTag(reg + "/src/" + n + ":1")
+		if err := remote.Write(src, img, remote.WithContext(ctx)); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("READY %s\n", reg)
+	io.Copy(io.Discard, os.Stdin) //nolint:errcheck // returns when the parent goes away
+	return nil
 }
 
 // usage is what one process cost.
@@ -92,60 +144,49 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln) //nolint:errcheck // closed below
-	defer srv.Close()
-	reg := ln.Addr().String()
-
-	cache := filepath.Join(dir, "cache")
-	if err := fixture.WriteVulnDB(cache, time.Now()); err != nil {
-		return err
-	}
-	priv, pub, err := sign.GenerateKeyPair([]byte("bench"))
-	if err != nil {
-		return err
-	}
-	os.WriteFile(filepath.Join(dir, "cosign.key"), priv, 0o600)
-	os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644)
-
 	fmt.Printf("building images (large: %d MiB of layers)...\n", largeMB)
-	small, err := fixture.GoImage(ctx, mkdir(dir, "gobuild"))
+	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	large, err := fixture.LargeImage(largeMB, 300, 1)
+	server := exec.CommandContext(ctx, self, "-serve", dir, "-large-mb", fmt.Sprint(largeMB))
+	server.Stderr = os.Stderr
+	stdin, err := server.StdinPipe()
 	if err != nil {
 		return err
 	}
+	stdout, err := server.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := server.Start(); err != nil {
+		return err
+	}
+	defer func() { stdin.Close(); server.Wait() }() //nolint:errcheck // best effort
+	var reg string
+	if _, err := fmt.Fscanf(stdout, "READY %s\n", &reg); err != nil {
+		return fmt.Errorf("fixture server: %w", err)
+	}
+	cache := filepath.Join(dir, "cache")
 	b := &bench{ctx: ctx, dir: dir, tools: tools, env: append(os.Environ(),
 		"COSIGN_PASSWORD=bench", "COSIGN_YES=true", "HOME="+dir, "LOTSE_CACHE_DIR="+cache,
 		"SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false", "TRIVY_DISABLE_TELEMETRY=true")}
 
 	fmt.Printf("\n%-6s %8s  %-6s %9s %9s %10s   findings\n", "image", "layers", "side", "wall s", "cpu s", "peak MiB")
-	for _, im := range []struct {
-		name string
-		img  v1.Image
-	}{{"small", small}, {"large", large}} {
-		src, _ := name.NewTag(reg + "/src/" + im.name + ":1")
-		if err := remote.Write(src, im.img, remote.WithContext(ctx)); err != nil {
-			return err
-		}
-		size, err := layersMiB(im.img)
+	for _, im := range []string{"small", "large"} {
+		src, _ := name.NewTag(reg + "/src/" + im + ":1")
+		size, err := layersMiB(src)
 		if err != nil {
 			return err
 		}
 		var chain, lot []usage
 		var chainFind, lotFind []string
 		for r := range runs {
-			cu, cf, err := b.chain(src.String(), fmt.Sprintf("%s/chain/%s%d", reg, im.name, r), cache)
+			cu, cf, err := b.chain(src.String(), fmt.Sprintf("%s/chain/%s%d", reg, im, r), cache)
 			if err != nil {
 				return err
 			}
-			lu, lf, err := b.lotse(lotse, src.String(), fmt.Sprintf("%s/lotse/%s%d", reg, im.name, r))
+			lu, lf, err := b.lotse(lotse, src.String(), fmt.Sprintf("%s/lotse/%s%d", reg, im, r))
 			if err != nil {
 				return err
 			}
@@ -157,11 +198,11 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 			same = fmt.Sprintf("DIFFER: chain %d, lotse %d", len(chainFind), len(lotFind))
 		}
 		c, l := median(chain), median(lot)
-		fmt.Printf("%-6s %6.0fMi  %-6s %9.2f %9.2f %10.0f   %d\n", im.name, size, "chain", c.wall.Seconds(), c.cpu.Seconds(), float64(c.rssKB)/1024, len(chainFind))
+		fmt.Printf("%-6s %6.0fMi  %-6s %9.2f %9.2f %10.0f   %d\n", im, size, "chain", c.wall.Seconds(), c.cpu.Seconds(), float64(c.rssKB)/1024, len(chainFind))
 		fmt.Printf("%-6s %8s  %-6s %9.2f %9.2f %10.0f   %d (%s)\n", "", "", "lotse", l.wall.Seconds(), l.cpu.Seconds(), float64(l.rssKB)/1024, len(lotFind), same)
 		fmt.Printf("%-6s %8s  %-6s %9.2f %9.2f %10.2f   target: wall <= 0.50\n", "", "", "ratio", l.wall.Seconds()/c.wall.Seconds(), l.cpu.Seconds()/c.cpu.Seconds(), float64(l.rssKB)/float64(c.rssKB))
 	}
-	fmt.Printf("\nmedians of %d runs; chain = syft + trivy image + crane copy + cosign sign + 2 x cosign attest, run in a row\n", runs)
+	fmt.Printf("\nmedians of %d runs; chain = syft + trivy image + crane copy + cosign sign + 2 x cosign attest, run in a row;\npeak MiB is the largest single process\n", runs)
 	return nil
 }
 
@@ -258,7 +299,11 @@ func median(us []usage) usage {
 	}
 }
 
-func layersMiB(img v1.Image) (float64, error) {
+func layersMiB(ref name.Reference) (float64, error) {
+	img, err := remote.Image(ref)
+	if err != nil {
+		return 0, err
+	}
 	ls, err := img.Layers()
 	if err != nil {
 		return 0, err
