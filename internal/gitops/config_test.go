@@ -438,3 +438,41 @@ func TestSchemaIsDraft2020AndStrict(t *testing.T) {
 		t.Errorf("schema header: %v %v", s["$schema"], s["additionalProperties"])
 	}
 }
+
+// FuzzParseConfig checks that ParseConfig never panics and that it reports
+// failures as a *ValidationError whose problems point into the file.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(base))
+	for _, name := range []string{"testdata/config/full.lotse.yaml", "testdata/config/minimal.lotse.yaml", "testdata/config/bad/typo.lotse.yaml"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("version: 1\napps: *x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig(data, "lotse.yaml")
+		if err == nil {
+			if c == nil || c.Version != 1 || len(c.Apps) == 0 || len(c.Stages) == 0 {
+				t.Fatalf("accepted an incomplete config: %+v", c)
+			}
+			for _, a := range c.Apps {
+				if _, err := c.StagesFor(a.Name); err != nil {
+					t.Fatalf("accepted config with broken stages: %v", err)
+				}
+			}
+			return
+		}
+		var ve *ValidationError
+		if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+			t.Fatalf("err = %#v", err)
+		}
+		lines := len(newSource(data).starts)
+		for _, p := range ve.Problems {
+			if p.Line < 0 || p.Line > lines+1 || p.Message == "" {
+				t.Fatalf("problem outside the file (%d lines): %+v", lines, p)
+			}
+		}
+	})
+}

@@ -89,13 +89,9 @@ func setValue(src []byte, e Edit) ([]byte, bool, error) {
 	if bytes.HasPrefix(src, []byte("\xFF\xFE")) || bytes.HasPrefix(src, []byte("\xFE\xFF")) {
 		return nil, false, errors.New("the file is UTF-16; lotse edits UTF-8 values files only")
 	}
-	docs, err := parseDocuments(src)
+	roots, err := parseRoots(src)
 	if err != nil {
 		return nil, false, err
-	}
-	roots := make([]*yaml.Node, len(docs))
-	for i, d := range docs {
-		roots[i] = d.Content[0]
 	}
 	if _, err := decodeRoots(roots); err != nil {
 		return nil, false, fmt.Errorf("not valid YAML: %w", err)
@@ -103,8 +99,11 @@ func setValue(src []byte, e Edit) ([]byte, bool, error) {
 
 	s := newSource(src)
 	sp, roots, err := plan(s, roots, segs, e.Value)
-	if err != nil || sp == nil {
-		return src, false, err
+	if err != nil {
+		return nil, false, err
+	}
+	if sp == nil {
+		return src, false, nil
 	}
 	out := make([]byte, 0, len(src)+len(sp.text))
 	out = append(out, src[:sp.start]...)
@@ -116,13 +115,9 @@ func setValue(src []byte, e Edit) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("internal error: cannot decode the edited tree: %w", err)
 	}
-	outDocs, err := parseDocuments(out)
+	outRoots, err := parseRoots(out)
 	if err != nil {
 		return nil, false, fmt.Errorf("internal error: the edit would make the file invalid (%w); refusing it", err)
-	}
-	outRoots := make([]*yaml.Node, len(outDocs))
-	for i, d := range outDocs {
-		outRoots[i] = d.Content[0]
 	}
 	got, err := decodeRoots(outRoots)
 	if err != nil || !equalTrees(got, want) {
@@ -131,15 +126,15 @@ func setValue(src []byte, e Edit) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-// parseDocuments parses every document in src.
-func parseDocuments(src []byte) ([]*yaml.Node, error) {
+// parseRoots parses every document in src and returns their root nodes.
+func parseRoots(src []byte) ([]*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(src))
-	var docs []*yaml.Node
+	var roots []*yaml.Node
 	for {
 		var n yaml.Node
 		err := dec.Decode(&n)
 		if errors.Is(err, io.EOF) {
-			return docs, nil
+			return roots, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("not valid YAML: %w", err)
@@ -147,7 +142,7 @@ func parseDocuments(src []byte) ([]*yaml.Node, error) {
 		if n.Kind != yaml.DocumentNode || len(n.Content) != 1 {
 			return nil, errors.New("not valid YAML: unexpected document structure")
 		}
-		docs = append(docs, &n)
+		roots = append(roots, n.Content[0])
 	}
 }
 
@@ -212,12 +207,12 @@ type found struct {
 // findTarget looks segs up in every document; see SetValues for the rules.
 func findTarget(roots []*yaml.Node, segs []segment) (found, error) {
 	if len(roots) == 1 {
-		return lookup(roots[0], segs)
+		return locate(roots[0], segs)
 	}
 	var hits []found
 	var misses []string
 	for i, r := range roots {
-		f, err := lookup(r, segs)
+		f, err := locate(r, segs)
 		f.doc = i
 		switch {
 		case err != nil:
@@ -238,8 +233,8 @@ func findTarget(roots []*yaml.Node, segs []segment) (found, error) {
 	return found{}, fmt.Errorf("the path is in documents %d and %d (at least); lotse edits exactly one place", hits[0].doc+1, hits[1].doc+1)
 }
 
-// lookup follows segs from root as far as they exist.
-func lookup(root *yaml.Node, segs []segment) (found, error) {
+// locate follows segs from root as far as they exist.
+func locate(root *yaml.Node, segs []segment) (found, error) {
 	f := found{node: root, parentIndent: -1}
 	for i, seg := range segs {
 		cur, at := f.node, formatPath(segs[:i])
