@@ -47,6 +47,9 @@ import (
 //   - a stage with gates.signature needs signing.publicKey.
 //   - two apps may not set the same path in the same values file for the same
 //     stage, since each promotion would undo the other's.
+//   - {app} in a set path is replaced by the app's name ([App.SetPath]), so
+//     several apps can share one values file per stage: values:
+//     envs/{stage}/values.yaml with apps.{app}.image.tag: tag.
 //
 // The JSON schema in [Schema] describes the same file for editors.
 type Config struct {
@@ -82,7 +85,7 @@ type App struct {
 
 // Target says which part of the image reference a values path receives.
 type Target struct {
-	Path string // dotted values path, see Edit
+	Path string // dotted values path, see Edit; {app} is replaced, see App.SetPath
 	Part Part
 }
 
@@ -238,6 +241,13 @@ func (a *App) ValuesPath(stage string) string {
 	return strings.NewReplacer("{app}", a.Name, "{stage}", stage).Replace(a.Values)
 }
 
+// SetPath returns the values path of target t for this app: t.Path with
+// {app} replaced by the app's name. {app} lets several apps share one values
+// file, e.g. values: envs/{stage}/values.yaml with apps.{app}.image.tag.
+func (a *App) SetPath(t Target) string {
+	return strings.ReplaceAll(t.Path, "{app}", a.Name)
+}
+
 // Edits returns the values edits that point the app at ref, one per Set
 // target, in order. ref must be an image of the app's repository. An app that
 // sets the tag needs a reference with a tag: lotse does not derive a tag from
@@ -253,7 +263,7 @@ func (a *App) Edits(ref ImageRef) ([]Edit, error) {
 		if err != nil {
 			return nil, fmt.Errorf("app %q sets %s to the %s: %w", a.Name, t.Path, t.Part, err)
 		}
-		edits = append(edits, Edit{Path: t.Path, Value: v})
+		edits = append(edits, Edit{Path: a.SetPath(t), Value: v})
 	}
 	return edits, nil
 }

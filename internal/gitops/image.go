@@ -59,8 +59,12 @@ func checkRepository(s string) error {
 	return nil
 }
 
-// String returns repository[:tag]@digest.
+// String returns repository[:tag]@digest, or repository:tag for a reference
+// read back from a values file that records no digest.
 func (r ImageRef) String() string {
+	if r.Digest == "" {
+		return r.Repository + ":" + r.Tag
+	}
 	if r.Tag == "" {
 		return r.Repository + "@" + r.Digest
 	}

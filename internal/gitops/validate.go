@@ -603,6 +603,11 @@ func (v *validator) set(n *yaml.Node, where string) []Target {
 			continue
 		}
 		canon := formatPath(segs)
+		for _, ph := range placeholderRE.FindAllString(canon, -1) {
+			if ph != "{app}" {
+				v.addf(k, "%s: set: %s: unknown placeholder %s (only {app} is replaced in set paths)", where, p, ph)
+			}
+		}
 		if prev, ok := paths[canon]; ok {
 			v.addf(k, "%s: set: %s is given twice (first at line %d)", where, p, prev.Line)
 			continue
@@ -634,10 +639,10 @@ func (v *validator) conflicts(cfg *Config) {
 		for _, s := range a.Stages {
 			file := path.Clean(a.ValuesPath(s))
 			for _, t := range a.Set {
-				key := file + "\x00" + t.Path
+				key := file + "\x00" + a.SetPath(t)
 				if prev, ok := owner[key]; ok && prev != a.Name {
 					v.problems = append(v.problems, Problem{Message: fmt.Sprintf(
-						"apps %q and %q both set %s in %s for stage %q", prev, a.Name, t.Path, file, s)})
+						"apps %q and %q both set %s in %s for stage %q", prev, a.Name, a.SetPath(t), file, s)})
 					continue
 				}
 				owner[key] = a.Name
