@@ -30,6 +30,9 @@ LOTSE_DIGEST for later jobs (artifacts:reports:dotenv).`,
 			if err != nil {
 				return &UsageError{Err: err}
 			}
+			if err := oci.CheckTags(tags); err != nil {
+				return &UsageError{Err: err}
+			}
 			if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
 				return err
 			}
@@ -50,8 +53,14 @@ LOTSE_DIGEST for later jobs (artifacts:reports:dotenv).`,
 			if err != nil {
 				return err
 			}
-			d, err := a.push(ctx, art, dst, tags, opts, dotEnv)
+			d, err := a.push(ctx, art, dst, opts)
 			if err != nil {
+				return err
+			}
+			if err := oci.Tag(ctx, art, dst, tags, opts); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			if err := a.writeDotenv(dotEnv, d); err != nil {
 				return err
 			}
 			printf(a.stdout, "%s\n", d)
@@ -64,26 +73,29 @@ LOTSE_DIGEST for later jobs (artifacts:reports:dotenv).`,
 	return cmd
 }
 
-// push publishes art and writes the dotenv file when asked.
-func (a *app) push(ctx context.Context, art *oci.Artifact, dst name.Repository, tags []string, opts oci.Options, dotEnv string) (name.Digest, error) {
+// push writes art to dst by digest.
+func (a *app) push(ctx context.Context, art *oci.Artifact, dst name.Repository, opts oci.Options) (name.Digest, error) {
 	var d name.Digest
 	err := a.section("publish", "Publish to "+dst.String(), func() error {
 		var err error
-		d, err = oci.Push(ctx, art, dst, tags, opts)
+		d, err = oci.Push(ctx, art, dst, opts)
 		return err
 	})
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("publish: %w", err)
 	}
-	a.log.InfoContext(ctx, "published", "image", d.String(), "tags", tags)
-	if dotEnv != "" {
-		b, err := dotenv(map[string]string{"LOTSE_IMAGE": d.String(), "LOTSE_DIGEST": d.DigestStr()})
-		if err != nil {
-			return name.Digest{}, err
-		}
-		if err := writeFileAtomic(dotEnv, b); err != nil {
-			return name.Digest{}, err
-		}
-	}
+	a.log.InfoContext(ctx, "published", "image", d.String())
 	return d, nil
+}
+
+// writeDotenv writes LOTSE_IMAGE and LOTSE_DIGEST for later jobs, when asked.
+func (a *app) writeDotenv(path string, d name.Digest) error {
+	if path == "" {
+		return nil
+	}
+	b, err := dotenv(map[string]string{"LOTSE_IMAGE": d.String(), "LOTSE_DIGEST": d.DigestStr()})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b)
 }

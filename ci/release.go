@@ -2,11 +2,15 @@ package ci
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -17,181 +21,233 @@ import (
 	"github.com/lotse/lotse/internal/vuln"
 )
 
+// releaseFlags are release's own flags.
+type releaseFlags struct {
+	to           string
+	tags         []string
+	dotEnv       string
+	sbomFile     string
+	scanFile     string
+	gitlabReport string
+}
+
 func (a *app) releaseCmd() *cobra.Command {
 	var (
-		rf           registryFlags
-		df           dbFlags
-		gf           gateFlags
-		sf           signFlags
-		to           string
-		tags         []string
-		dotEnv       string
-		sbomFile     string
-		scanFile     string
-		gitlabReport string
+		rf registryFlags
+		df dbFlags
+		gf gateFlags
+		sf signFlags
+		lf releaseFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "release SRC --to DST",
 		Short: "SBOM, scan, gate, publish, sign and attest in one step",
 		Long: `Release an image: read SRC once, write its SBOM, scan it, and gate on the scan
-before anything reaches DST; then publish it by digest, sign it, and attest the
-SBOM (cyclonedx) and the scan result (vuln). Writes every report: the
-CycloneDX SBOM, trivy's JSON report, GitLab's container-scanning report, and
-the dotenv file with LOTSE_IMAGE and LOTSE_DIGEST.
+before anything reaches DST; then publish it by digest, sign it, attest the
+SBOM (cyclonedx) and the scan result (vuln), and only then set the tags.
+Writes every report: the CycloneDX SBOM, trivy's JSON report, GitLab's
+container-scanning report, and the dotenv file with LOTSE_IMAGE and
+LOTSE_DIGEST.
 
-A failing gate exits 3 and pushes nothing.`,
+A failing gate exits 3 and pushes nothing. A release that fails after the
+gate leaves at most an untagged manifest in DST, never a tag.`,
 		Example: `  lotse release oci:build/image --to harbor.example.com/team/app --tag $CI_COMMIT_SHORT_SHA \
       --fail-on critical --key env://COSIGN_PRIVATE_KEY --dotenv release.env`,
 		Args: exactArgs(1, "one SRC"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Check everything that can be checked before touching anything.
-			if to == "" {
-				return usagef("--to DST is required")
-			}
-			dst, err := oci.ParseRepository(to, rf.insecure)
-			if err != nil {
-				return &UsageError{Err: err}
-			}
-			if _, _, err := gf.threshold(); err != nil {
-				return err
-			}
-			scanOpts, err := gf.options(cmd)
-			if err != nil {
-				return err
-			}
-			if sf.key == "" && a.env.get("SIGSTORE_ID_TOKEN") == "" {
-				return usagef("no signing key: give --key (a file, env://VAR or a KMS URI) or set SIGSTORE_ID_TOKEN (GitLab id_tokens, aud sigstore)")
-			}
-			if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			start := a.now()
-
-			img, err := a.load(ctx, args[0], &rf)
-			if err != nil {
-				return err
-			}
-			defer img.close()
-			a.log.DebugContext(ctx, "image read", "took", a.now().Sub(start))
-			// The destination needs the explicit credentials too.
-			opts, err := a.ociOptions(&rf, dst.RegistryStr())
-			if err != nil {
-				return err
-			}
-			sc, err := a.openScanner(ctx, &df, &rf)
-			if err != nil {
-				return err
-			}
-			defer sc.Close()
-			a.log.DebugContext(ctx, "vulnerability DB open", "took", a.now().Sub(start))
-
-			// SBOM and scan read the local copy side by side.
-			var (
-				doc *sbom.SBOM
-				res *scan.Result
-			)
-			err = a.section("analyse", "SBOM and vulnerability scan of "+args[0], func() error {
-				g, gctx := errgroup.WithContext(ctx)
-				g.Go(func() error {
-					t := a.now()
-					var err error
-					doc, err = sbom.Generate(gctx, img.art.Image, args[0], sbom.Tool{Name: "lotse", Version: a.info.Version}, filepath.Join(img.dir, "sbom"))
-					a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))
-					return err
-				})
-				g.Go(func() error {
-					t := a.now()
-					var err error
-					res, err = sc.Image(gctx, img.art.Image, args[0], scanOpts)
-					a.log.DebugContext(ctx, "scan done", "took", a.now().Sub(t))
-					return err
-				})
-				return g.Wait()
-			})
-			if err != nil {
-				return err
-			}
-			sc.Close()
-
-			// Reports first: GitLab shows them whether the gate passes or not.
-			sbomBytes, err := doc.Bytes(sbom.CycloneDXJSON)
-			if err != nil {
-				return err
-			}
-			var trivyJSON bytes.Buffer
-			if err := res.Write(ctx, &trivyJSON, scan.FormatJSON); err != nil {
-				return err
-			}
-			shown := dst.String()
-			if len(tags) > 0 {
-				shown += ":" + tags[0]
-			}
-			if err := writeFileAtomic(sbomFile, sbomBytes); err != nil {
-				return err
-			}
-			if err := writeFileAtomic(scanFile, trivyJSON.Bytes()); err != nil {
-				return err
-			}
-			if err := a.writeGitLabReport(gitlabReport, res.Report, shown); err != nil {
-				return err
-			}
-			printf(a.stdout, "sbom     %d packages -> %s\n", doc.Len(), sbomFile)
-			printf(a.stdout, "scan     %s -> %s\n", vuln.Summary(res.Report.Findings), gitlabReport)
-			if err := a.gate(res.Report, &gf); err != nil {
-				printf(a.stdout, "gate     failed: nothing was published\n")
-				return err
-			}
-
-			t := a.now()
-			d, err := a.push(ctx, img.art, dst, tags, opts, "")
-			if err != nil {
-				return err
-			}
-			a.log.DebugContext(ctx, "pushed", "took", a.now().Sub(t))
-			t = a.now()
-			sf.offline = df.offline // --offline: no DB download and no transparency log
-			so := a.signOptions(&sf, &rf, dst.RegistryStr())
-			err = a.section("sign", "Sign and attest "+d.String(), func() error {
-				if err := sign.Sign(ctx, d.String(), so); err != nil {
-					return err
-				}
-				if err := sign.Attest(ctx, d.String(), sign.CycloneDX, sbomFile, so); err != nil {
-					return err
-				}
-				return sign.Attest(ctx, d.String(), sign.Vuln, scanFile, so)
-			})
-			if err != nil {
-				return fmt.Errorf("published %s but %w", d, err)
-			}
-			a.log.DebugContext(ctx, "signed and attested", "took", a.now().Sub(t))
-			if dotEnv != "" {
-				b, err := dotenv(map[string]string{"LOTSE_IMAGE": d.String(), "LOTSE_DIGEST": d.DigestStr()})
-				if err != nil {
-					return err
-				}
-				if err := writeFileAtomic(dotEnv, b); err != nil {
-					return err
-				}
-			}
-			printf(a.stdout, "image    %s\n", d)
-			if len(tags) > 0 {
-				printf(a.stdout, "tags     %s\n", strings.Join(tags, ", "))
-			}
-			printf(a.stdout, "signed   signature, cyclonedx and vuln attestations\n")
-			a.log.InfoContext(ctx, "released", "image", d.String(), "took", a.now().Sub(start).Round(time.Millisecond))
-			return nil
+			return a.release(cmd, args[0], &rf, &df, &gf, &sf, &lf)
 		},
 	}
 	a.addRegistryFlags(cmd.Flags(), &rf)
 	a.addDBFlags(cmd.Flags(), &df)
 	a.addGateFlags(cmd.Flags(), &gf)
 	a.addSignFlags(cmd.Flags(), &sf, false)
-	cmd.Flags().StringVar(&to, "to", "", "destination repository in Harbor or any OCI registry")
-	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag to set in DST (repeatable)")
-	cmd.Flags().StringVar(&dotEnv, "dotenv", "", "write LOTSE_IMAGE and LOTSE_DIGEST to FILE")
-	cmd.Flags().StringVar(&sbomFile, "sbom-file", "gl-sbom-image.cdx.json", "CycloneDX SBOM file (artifacts:reports:cyclonedx)")
-	cmd.Flags().StringVar(&scanFile, "scan-file", "trivy-report.json", "trivy JSON report file (the vuln attestation's predicate)")
-	cmd.Flags().StringVar(&gitlabReport, "gitlab-report", "gl-container-scanning-report.json", "GitLab container-scanning report file")
+	cmd.Flags().StringVar(&lf.to, "to", "", "destination repository in Harbor or any OCI registry")
+	cmd.Flags().StringArrayVar(&lf.tags, "tag", nil, "tag to set in DST (repeatable)")
+	cmd.Flags().StringVar(&lf.dotEnv, "dotenv", "", "write LOTSE_IMAGE and LOTSE_DIGEST to FILE")
+	cmd.Flags().StringVar(&lf.sbomFile, "sbom-file", "gl-sbom-image.cdx.json", "CycloneDX SBOM file (artifacts:reports:cyclonedx)")
+	cmd.Flags().StringVar(&lf.scanFile, "scan-file", "trivy-report.json", "trivy JSON report file (the vuln attestation's predicate)")
+	cmd.Flags().StringVar(&lf.gitlabReport, "gitlab-report", "gl-container-scanning-report.json", "GitLab container-scanning report file")
 	return cmd
+}
+
+// release runs the steps as a pipeline. The SBOM (syft, the slow part) runs
+// beside scan → gate → publish → sign → attest scan; the SBOM attestation and
+// the tags follow when both are done. Nothing is pushed unless the gate
+// passed, and no tag is set unless everything was signed and attested.
+func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *dbFlags, gf *gateFlags, sf *signFlags, lf *releaseFlags) error {
+	// Check everything that can be checked before touching anything.
+	if lf.to == "" {
+		return usagef("--to DST is required")
+	}
+	dst, err := oci.ParseRepository(lf.to, rf.insecure)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	if err := oci.CheckTags(lf.tags); err != nil {
+		return &UsageError{Err: err}
+	}
+	if _, _, err := gf.threshold(); err != nil {
+		return err
+	}
+	scanOpts, err := gf.options(cmd)
+	if err != nil {
+		return err
+	}
+	if sf.key == "" && a.env.get("SIGSTORE_ID_TOKEN") == "" {
+		return usagef("no signing key: give --key (a file, env://VAR or a KMS URI) or set SIGSTORE_ID_TOKEN (GitLab id_tokens, aud sigstore)")
+	}
+	if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	start := a.now()
+	cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
+	// Decrypting the key takes a fifth of a second: do it beside the rest,
+	// but before anything is pushed.
+	keyChecked := make(chan error, 1)
+	go func() { keyChecked <- a.checkSigningKey(sf.key) }()
+
+	img, err := a.load(ctx, srcArg, rf)
+	if err != nil {
+		return err
+	}
+	defer img.close()
+	a.log.DebugContext(ctx, "image read", "took", a.now().Sub(start))
+	opts, err := a.ociOptions(rf, dst.RegistryStr())
+	if err != nil {
+		return err
+	}
+	sc, err := a.openScanner(ctx, df, rf)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	sf.offline = df.offline // --offline: no DB download and no transparency log
+	so := a.signOptions(sf, rf, dst.RegistryStr())
+
+	var (
+		doc     *sbom.SBOM
+		res     *scan.Result
+		gateErr error
+		d       name.Digest
+	)
+	err = a.section("release", "Release "+srcArg+" to "+dst.String(), func() error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			t := a.now()
+			var err error
+			if doc, err = cat.Generate(gctx, img.art.Image, srcArg, filepath.Join(img.dir, "sbom")); err != nil {
+				return err
+			}
+			a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))
+			b, err := doc.Bytes(sbom.CycloneDXJSON)
+			if err != nil {
+				return err
+			}
+			return writeFileAtomic(lf.sbomFile, b)
+		})
+		g.Go(func() error {
+			t := a.now()
+			var err error
+			if res, err = sc.Image(gctx, img.art.Image, srcArg, scanOpts); err != nil {
+				return err
+			}
+			sc.Close()
+			a.log.DebugContext(ctx, "scan done", "took", a.now().Sub(t))
+			if err := a.writeScanReports(ctx, res, lf, dst); err != nil {
+				return err
+			}
+			if gateErr = gate(res.Report, gf); gateErr != nil {
+				return nil // the SBOM is still written for GitLab
+			}
+			if err := <-keyChecked; err != nil {
+				return err
+			}
+			t = a.now()
+			if d, err = oci.Push(gctx, img.art, dst, opts); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			a.log.InfoContext(ctx, "published", "image", d.String(), "took", a.now().Sub(t))
+			if err := sign.Sign(gctx, d.String(), so); err != nil {
+				return fmt.Errorf("published %s untagged, but %w", d, err)
+			}
+			if err := sign.Attest(gctx, d.String(), sign.Vuln, lf.scanFile, so); err != nil {
+				return fmt.Errorf("published %s untagged, but %w", d, err)
+			}
+			return nil
+		})
+		return g.Wait()
+	})
+	if err != nil {
+		return err
+	}
+	printf(a.stdout, "sbom     %d packages -> %s\n", doc.Len(), lf.sbomFile)
+	printf(a.stdout, "scan     %s -> %s\n", vuln.Summary(res.Report.Findings), lf.gitlabReport)
+	if err := a.printGate(res.Report, gf); err != nil {
+		printf(a.stdout, "gate     failed: nothing was published\n")
+		return err
+	}
+	t := a.now()
+	if err := sign.Attest(ctx, d.String(), sign.CycloneDX, lf.sbomFile, so); err != nil {
+		return fmt.Errorf("published %s untagged, but %w", d, err)
+	}
+	if err := oci.Tag(ctx, img.art, dst, lf.tags, opts); err != nil {
+		return fmt.Errorf("published and signed %s, but %w", d, err)
+	}
+	a.log.DebugContext(ctx, "sbom attested and tagged", "took", a.now().Sub(t))
+	if err := a.writeDotenv(lf.dotEnv, d); err != nil {
+		return err
+	}
+	printf(a.stdout, "image    %s\n", d)
+	if len(lf.tags) > 0 {
+		printf(a.stdout, "tags     %s\n", strings.Join(lf.tags, ", "))
+	}
+	printf(a.stdout, "signed   signature, vuln and cyclonedx attestations\n")
+	a.log.InfoContext(ctx, "released", "image", d.String(), "took", a.now().Sub(start).Round(time.Millisecond))
+	return nil
+}
+
+// writeScanReports writes trivy's JSON report (the vuln attestation's
+// predicate) and GitLab's container-scanning report.
+func (a *app) writeScanReports(ctx context.Context, res *scan.Result, lf *releaseFlags, dst name.Repository) error {
+	var trivyJSON bytes.Buffer
+	if err := res.Write(ctx, &trivyJSON, scan.FormatJSON); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(lf.scanFile, trivyJSON.Bytes()); err != nil {
+		return err
+	}
+	shown := dst.String()
+	if len(lf.tags) > 0 {
+		shown += ":" + lf.tags[0]
+	}
+	return a.writeGitLabReport(lf.gitlabReport, res.Report, shown)
+}
+
+// checkSigningKey decrypts a file or env:// key with COSIGN_PASSWORD, so a
+// wrong password fails the release before anything is published. KMS keys
+// are checked when they are used.
+func (a *app) checkSigningKey(key string) error {
+	var pem []byte
+	switch {
+	case key == "":
+		return nil
+	case strings.HasPrefix(key, "env://"):
+		v := strings.TrimPrefix(key, "env://")
+		if pem = []byte(a.env.get(v)); len(pem) == 0 {
+			return usagef("--key %s: the variable %s is empty", key, v)
+		}
+	case strings.Contains(key, "://"):
+		return nil // a KMS URI
+	default:
+		var err error
+		if pem, err = os.ReadFile(key); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return usagef("--key: %v", err)
+			}
+			return fmt.Errorf("--key: %w", err)
+		}
+	}
+	return sign.CheckKey(pem, []byte(a.env.get("COSIGN_PASSWORD")))
 }

@@ -98,18 +98,33 @@ func (gf *gateFlags) options(cmd *cobra.Command) (scan.Options, error) {
 	return scan.Options{IgnoreFile: gf.ignoreFile}, nil
 }
 
-// gate returns a GateError when findings at or above the threshold remain,
-// after printing them.
-func (a *app) gate(rep vuln.Report, gf *gateFlags) error {
+// gate evaluates the findings against --fail-on: a GateError when findings
+// at or above the threshold remain, nil when they do not or no gate is set.
+// It prints nothing; see printGate.
+func gate(rep vuln.Report, gf *gateFlags) error {
 	th, ok, err := gf.threshold()
 	if err != nil || !ok {
 		return err
 	}
-	bad := vuln.AtOrAbove(rep.Findings, th)
-	if len(bad) == 0 {
+	if bad := vuln.AtOrAbove(rep.Findings, th); len(bad) > 0 {
+		return &GateError{Reason: fmt.Sprintf("%d finding(s) at or above %s", len(bad), th)}
+	}
+	return nil
+}
+
+// printGate tells on stderr how the gate went and which findings failed it,
+// and returns gate's verdict.
+func (a *app) printGate(rep vuln.Report, gf *gateFlags) error {
+	err := gate(rep, gf)
+	th, ok, _ := gf.threshold()
+	if !ok {
+		return err
+	}
+	if err == nil {
 		printf(a.stderr, "gate passed: no finding at or above %s (%s)\n", th, vuln.Summary(rep.Findings))
 		return nil
 	}
+	bad := vuln.AtOrAbove(rep.Findings, th)
 	printf(a.stderr, "gate failed: %d finding(s) at or above %s:\n", len(bad), th)
 	for _, f := range bad {
 		fix := "no fix yet"
@@ -118,7 +133,7 @@ func (a *app) gate(rep vuln.Report, gf *gateFlags) error {
 		}
 		printf(a.stderr, "  %-8s %s in %s %s (%s)\n", f.Severity, f.ID, f.Package, f.InstalledVersion, fix)
 	}
-	return &GateError{Reason: fmt.Sprintf("%d finding(s) at or above %s", len(bad), th)}
+	return err
 }
 
 func (a *app) scanCmd() *cobra.Command {
@@ -219,7 +234,7 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 				}
 			}
 			a.log.InfoContext(ctx, "scan finished", "target", target, "findings", len(res.Report.Findings))
-			return a.gate(res.Report, &gf)
+			return a.printGate(res.Report, &gf)
 		},
 	}
 	a.addRegistryFlags(cmd.Flags(), &rf)

@@ -224,31 +224,48 @@ func Localize(src Source, art *Artifact, dir string) (*Artifact, error) {
 	return &Artifact{Image: img, Digest: art.Digest}, nil
 }
 
-// Push writes the artifact to repo by digest and adds the tags. It returns
-// the digest reference, which equals the source digest: the manifest bytes
-// are copied unchanged.
-func Push(ctx context.Context, art *Artifact, repo name.Repository, tags []string, opts Options) (name.Digest, error) {
+// CheckTags reports the first tag that is not a valid OCI tag.
+func CheckTags(tags []string) error {
+	for _, t := range tags {
+		if _, err := name.NewTag("registry.invalid/x:" + t); err != nil {
+			return fmt.Errorf("bad tag %q: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// Push writes the artifact to repo by digest, untagged. It returns the
+// digest reference, which equals the source digest: the manifest bytes are
+// copied unchanged.
+func Push(ctx context.Context, art *Artifact, repo name.Repository, opts Options) (name.Digest, error) {
 	ro := opts.remote(ctx)
 	dst := repo.Digest(art.Digest.String())
-	var taggable remote.Taggable = art.Image
 	if art.Index != nil {
-		taggable = art.Index
 		if err := remote.WriteIndex(dst, art.Index, ro...); err != nil {
 			return name.Digest{}, explainRemote(repo.String(), err)
 		}
 	} else if err := remote.Write(dst, art.Image, ro...); err != nil {
 		return name.Digest{}, explainRemote(repo.String(), err)
 	}
+	return dst, nil
+}
+
+// Tag points tags in repo at the artifact, which Push has written there.
+func Tag(ctx context.Context, art *Artifact, repo name.Repository, tags []string, opts Options) error {
+	if err := CheckTags(tags); err != nil {
+		return err
+	}
+	var taggable remote.Taggable = art.Image
+	if art.Index != nil {
+		taggable = art.Index
+	}
 	for _, t := range tags {
-		if _, err := name.NewTag("registry.invalid/x:" + t); err != nil {
-			return name.Digest{}, fmt.Errorf("bad tag %q: %w", t, err)
-		}
 		tag := repo.Tag(t)
-		if err := remote.Tag(tag, taggable, ro...); err != nil {
-			return name.Digest{}, explainRemote(tag.String(), err)
+		if err := remote.Tag(tag, taggable, opts.remote(ctx)...); err != nil {
+			return explainRemote(tag.String(), err)
 		}
 	}
-	return dst, nil
+	return nil
 }
 
 // Exists reports whether the registry has a manifest for ref.

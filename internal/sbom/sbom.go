@@ -75,10 +75,36 @@ type SBOM struct {
 // Tool names the program that writes the SBOM (lotse and its version).
 type Tool struct{ Name, Version string }
 
+// Cataloger writes SBOMs. Building syft's license scanner costs about a
+// second of CPU; NewCataloger starts it in the background so that it
+// overlaps with reading the image.
+type Cataloger struct {
+	tool  Tool
+	ready chan struct{}
+	lic   context.Context // carries the license scanner
+	err   error
+}
+
+// NewCataloger starts preparing a cataloger for tool.
+func NewCataloger(tool Tool) *Cataloger {
+	c := &Cataloger{tool: tool, ready: make(chan struct{})}
+	go func() {
+		defer close(c.ready)
+		cfg := syft.DefaultCreateSBOMConfig()
+		c.lic, c.err = syft.SetContextLicenseScanner(context.Background(), cfg.Licenses)
+	}()
+	return c
+}
+
 // Generate catalogs the packages of img. ref is the name the SBOM records for
 // the image (the source reference as the user gave it); tmpDir receives the
 // unpacked layers and is the caller's to remove.
 func Generate(ctx context.Context, img v1.Image, ref string, tool Tool, tmpDir string) (*SBOM, error) {
+	return NewCataloger(tool).Generate(ctx, img, ref, tmpDir)
+}
+
+// Generate catalogs the packages of img; see the function Generate.
+func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpDir string) (*SBOM, error) {
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return nil, fmt.Errorf("layer directory: %w", err)
 	}
@@ -89,13 +115,39 @@ func Generate(ctx context.Context, img v1.Image, ref string, tool Tool, tmpDir s
 		return nil, fmt.Errorf("read image layers: %w", err)
 	}
 	defer si.Cleanup() //nolint:errcheck // best effort
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if c.err != nil {
+		return nil, fmt.Errorf("license scanner: %w", c.err)
+	}
 	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
-	cfg := syft.DefaultCreateSBOMConfig().WithTool(tool.Name, tool.Version)
-	s, err := syft.CreateSBOM(ctx, src, cfg)
+	cfg := syft.DefaultCreateSBOMConfig().WithTool(c.tool.Name, c.tool.Version)
+	s, err := syft.CreateSBOM(withValues(ctx, c.lic), src, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("catalog packages: %w", err)
 	}
 	return &SBOM{s: s}, nil
+}
+
+// withValues is ctx (its deadline and cancellation) that also answers the
+// values of vals: syft finds the prepared license scanner there.
+func withValues(ctx, vals context.Context) context.Context {
+	return valuesCtx{Context: ctx, vals: vals}
+}
+
+type valuesCtx struct {
+	context.Context
+	vals context.Context
+}
+
+func (c valuesCtx) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.vals.Value(key)
 }
 
 // Encode writes the SBOM in format f.

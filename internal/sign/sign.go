@@ -238,3 +238,12 @@ func GenerateKeyPair(password []byte) (private, public []byte, err error) {
 	}
 	return kb.PrivateBytes, kb.PublicBytes, nil
 }
+
+// CheckKey decrypts an encrypted cosign private key (PEM) with password, so
+// that a wrong password or a broken key fails before anything is published.
+func CheckKey(pemBytes, password []byte) error {
+	if _, err := cosign.LoadPrivateKey(pemBytes, password, nil); err != nil {
+		return fmt.Errorf("signing key: %w (is COSIGN_PASSWORD right?)", err)
+	}
+	return nil
+}

@@ -139,6 +139,14 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 	if tools == "" {
 		return errors.New("-tools is required")
 	}
+	// The commands run in a scratch directory: make the paths absolute.
+	var err error
+	if lotse, err = filepath.Abs(lotse); err != nil {
+		return err
+	}
+	if tools, err = filepath.Abs(tools); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "lotse-bench")
 	if err != nil {
 		return err
