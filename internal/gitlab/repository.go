@@ -69,6 +69,8 @@ type CommitRequest struct {
 	Branch string
 	// StartBranch creates Branch from it when Branch does not exist.
 	StartBranch string
+	// Force resets an existing Branch to StartBranch before committing.
+	Force       bool
 	Message     string
 	AuthorName  string
 	AuthorEmail string
@@ -111,6 +113,9 @@ func (c *Client) Commit(ctx context.Context, project string, req CommitRequest) 
 	opt := &gl.CreateCommitOptions{Branch: gl.Ptr(req.Branch), CommitMessage: gl.Ptr(req.Message)}
 	if req.StartBranch != "" {
 		opt.StartBranch = gl.Ptr(req.StartBranch)
+	}
+	if req.Force {
+		opt.Force = gl.Ptr(true)
 	}
 	if req.AuthorName != "" {
 		opt.AuthorName = gl.Ptr(req.AuthorName)
