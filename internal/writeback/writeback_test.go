@@ -367,9 +367,9 @@ func TestBadInputCommitsNothing(t *testing.T) {
 	head := f.head(t, "main")
 	other := gitops.ImageRef{Repository: "registry.example.com/team/other", Digest: digest(1)}
 	for _, tc := range []struct {
-		name  string
-		bump  writeback.Bump
-		want  string
+		name   string
+		bump   writeback.Bump
+		want   string
 		isName bool
 	}{
 		{"unknown app", writeback.Bump{App: "nope", Stage: "dev", Image: ref(1)}, `app "nope" is not defined (apps: shop, broken)`, true},
