@@ -175,6 +175,10 @@ func TestMergeRequests(t *testing.T) {
 	if err != nil || found.IID != 1 {
 		t.Fatalf("find %+v %v", found, err)
 	}
+	byCommit, err := bot.MRsForCommit(ctx(t), project, mr.SHA)
+	if err != nil || len(byCommit) != 1 || byCommit[0].IID != 1 {
+		t.Fatalf("MRs for commit %s: %+v %v", mr.SHA, byCommit, err)
+	}
 	if _, err := bot.FindOpenMR(ctx(t), project, "other"); !errors.Is(err, gitlab.ErrNotFound) {
 		t.Fatalf("find other: %v", err)
 	}

@@ -252,3 +252,23 @@ func (c *Client) Approvals(ctx context.Context, project string, iid int64) ([]Us
 
 // reconcileWindow is how far back re-reads look for a write whose outcome was unknown.
 const reconcileWindow = 5 * time.Minute
+
+// MRsForCommit lists the merge requests that contain the commit sha: how
+// lotsed finds the app's MR whose change it promotes.
+func (c *Client) MRsForCommit(ctx context.Context, project, sha string) ([]MR, error) {
+	var ms []*gl.BasicMergeRequest
+	err := c.do(ctx, "list merge requests of a commit", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		var resp *gl.Response
+		var err error
+		ms, resp, err = c.api.Commits.ListMergeRequestsByCommit(project, sha, o...)
+		return resp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]MR, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, fromBasicMR(m))
+	}
+	return out, nil
+}
