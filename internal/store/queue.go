@@ -1,0 +1,589 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// State is where a delivery is in its life.
+type State string
+
+// The states of a delivery.
+const (
+	// Queued waits for a worker (from NextAttempt on).
+	Queued State = "queued"
+	// Leased is being worked on by LeaseOwner until LeaseUntil; after that
+	// any worker may claim it again.
+	Leased State = "leased"
+	// Done was processed.
+	Done State = "done"
+	// Dead failed too often and waits for an operator's Requeue.
+	Dead State = "dead"
+)
+
+// States lists every state, in the order of a delivery's life.
+func States() []State { return []State{Queued, Leased, Done, Dead} }
+
+// Delivery is one received webhook.
+type Delivery struct {
+	ID int64
+	// Source is who sent it: "gitlab" or "argocd".
+	Source string
+	// Event is the event type, e.g. X-Gitlab-Event "Merge Request Hook".
+	Event string
+	// Key deduplicates: a second delivery with the same Source and Key is
+	// not stored. GitLab's Idempotency-Key (or webhook-id when signing is
+	// on). Empty means no deduplication.
+	Key string
+	// Headers are the non-secret request headers worth keeping; never the
+	// token or signature.
+	Headers map[string]string
+	Body    []byte
+	// ReceivedAt defaults to now on Enqueue.
+	ReceivedAt time.Time
+
+	State       State
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string
+	LeaseOwner  string
+	LeaseUntil  time.Time
+}
+
+// Tuning of the group commit.
+const (
+	// maxBatch is the most deliveries one writer commits in a transaction.
+	maxBatch = 512
+	// rowsPerInsert is the most rows of one INSERT statement (8 parameters
+	// each, far below both dialects' limits).
+	rowsPerInsert = 128
+	// enqueueBuffer is how many enqueues may wait for a writer.
+	enqueueBuffer = 4096
+)
+
+// enqueueReq is one Enqueue call waiting for its batch to commit.
+type enqueueReq struct {
+	d       Delivery
+	headers string
+	// gone is the caller's ctx.Done(): a request whose caller left before
+	// its batch started is not stored.
+	gone <-chan struct{}
+	done chan enqueueRes
+
+	id  int64
+	dup bool
+}
+
+type enqueueRes struct {
+	id  int64
+	dup bool
+	err error
+}
+
+// writerCount is how many goroutines group-commit enqueues: SQLite has one
+// writer at a time anyway; PostgreSQL commits several transactions in
+// parallel (each flush covers all that wait).
+func (db *DB) writerCount() int {
+	if db.dialect == postgres {
+		return 4
+	}
+	return 1
+}
+
+func (db *DB) startWriters(ctx context.Context) {
+	db.enq = make(chan *enqueueReq, enqueueBuffer)
+	db.quit = make(chan struct{})
+	// The writers outlive Open's ctx; Close stops them.
+	wctx := context.WithoutCancel(ctx)
+	for range db.writerCount() {
+		db.writers.Add(1)
+		go db.writeLoop(wctx)
+	}
+}
+
+// Enqueue stores a delivery as queued and returns its id once it is
+// committed (and on disk: SQLite synchronous=FULL, PostgreSQL
+// synchronous_commit as configured, on by default). A delivery whose Source
+// and Key were stored before is not stored again: Enqueue returns the first
+// one's id and duplicate=true.
+//
+// Concurrent calls are committed together: a writer goroutine takes every
+// call that waits, inserts them in one transaction and answers each after
+// the commit. When ctx ends before the answer, Enqueue returns ctx's error
+// and the delivery may or may not have been stored; a retry with the same
+// Key is safe.
+func (db *DB) Enqueue(ctx context.Context, d Delivery) (id int64, duplicate bool, err error) {
+	if d.Source == "" {
+		return 0, false, errors.New("enqueue: delivery has no source")
+	}
+	if d.Body == nil {
+		d.Body = []byte{}
+	}
+	if d.ReceivedAt.IsZero() {
+		d.ReceivedAt = time.Now()
+	}
+	if d.NextAttempt.IsZero() {
+		d.NextAttempt = d.ReceivedAt
+	}
+	headers := "{}"
+	if len(d.Headers) > 0 {
+		b, err := json.Marshal(d.Headers)
+		if err != nil {
+			return 0, false, fmt.Errorf("enqueue: encode headers: %w", err)
+		}
+		headers = string(b)
+	}
+	r := &enqueueReq{d: d, headers: headers, gone: ctx.Done(), done: make(chan enqueueRes, 1)}
+
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return 0, false, fmt.Errorf("enqueue: %w", ErrClosed)
+	}
+	db.handing.Add(1)
+	db.closeMu.Unlock()
+	select {
+	case db.enq <- r:
+		db.handing.Done()
+	case <-ctx.Done():
+		db.handing.Done()
+		return 0, false, fmt.Errorf("enqueue: %w", ctx.Err())
+	}
+	select {
+	case res := <-r.done:
+		if res.err != nil {
+			return 0, false, fmt.Errorf("enqueue %s delivery: %w", d.Source, res.err)
+		}
+		return res.id, res.dup, nil
+	case <-ctx.Done():
+		return 0, false, fmt.Errorf("enqueue: waiting for commit: %w", ctx.Err())
+	}
+}
+
+// writeLoop group-commits enqueues until Close, then commits what is left.
+func (db *DB) writeLoop(ctx context.Context) {
+	defer db.writers.Done()
+	batch := make([]*enqueueReq, 0, maxBatch)
+	for {
+		select {
+		case r := <-db.enq:
+			batch = append(batch, r)
+		case <-db.quit:
+			// Close waited for every hand-over in progress: what is in the
+			// channel now is all there will be.
+			for {
+				select {
+				case r := <-db.enq:
+					batch = append(batch, r)
+					if len(batch) == maxBatch {
+						db.commitBatch(ctx, batch)
+						batch = batch[:0]
+					}
+				default:
+					if len(batch) > 0 {
+						db.commitBatch(ctx, batch)
+					}
+					return
+				}
+			}
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-db.enq:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		db.commitBatch(ctx, batch)
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// commitBatch inserts batch in one transaction and answers every request.
+// When the transaction fails, each request is retried in its own so that
+// one bad delivery does not fail the others.
+func (db *DB) commitBatch(ctx context.Context, batch []*enqueueReq) {
+	live := make([]*enqueueReq, 0, len(batch))
+	for _, r := range batch {
+		select {
+		case <-r.gone:
+			r.done <- enqueueRes{err: errors.New("caller gone before commit")}
+		default:
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := db.inTx(ctx, func(tx *sql.Tx) error { return db.insertBatch(ctx, tx, live) })
+	if err == nil {
+		for _, r := range live {
+			r.done <- enqueueRes{id: r.id, dup: r.dup}
+		}
+		return
+	}
+	if len(live) == 1 {
+		live[0].done <- enqueueRes{err: err}
+		return
+	}
+	for _, r := range live {
+		one := []*enqueueReq{r}
+		if err := db.inTx(ctx, func(tx *sql.Tx) error { return db.insertBatch(ctx, tx, one) }); err != nil {
+			r.done <- enqueueRes{err: err}
+			continue
+		}
+		r.done <- enqueueRes{id: r.id, dup: r.dup}
+	}
+}
+
+type dedupeKey struct{ source, key string }
+
+// insertBatch inserts the requests in tx and sets their id and dup. Keyed
+// deliveries go in multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING
+// statements, in key order (so concurrent PostgreSQL writers take index
+// locks in one order and never deadlock); repeats within the batch get the
+// first one's id; unkeyed ones are inserted one by one.
+func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) error {
+	first := make(map[dedupeKey]*enqueueReq, len(batch))
+	var keyed, unkeyed, repeats []*enqueueReq
+	for _, r := range batch {
+		r.id, r.dup = 0, false
+		if r.d.Key == "" {
+			unkeyed = append(unkeyed, r)
+			continue
+		}
+		k := dedupeKey{r.d.Source, r.d.Key}
+		if _, ok := first[k]; ok {
+			repeats = append(repeats, r)
+			continue
+		}
+		first[k] = r
+		keyed = append(keyed, r)
+	}
+	slices.SortFunc(keyed, func(a, b *enqueueReq) int {
+		if c := strings.Compare(a.d.Source, b.d.Source); c != 0 {
+			return c
+		}
+		return strings.Compare(a.d.Key, b.d.Key)
+	})
+
+	const cols = `INSERT INTO deliveries (source, event, dedupe_key, headers, body, received_at, state, next_attempt) VALUES `
+	for start := 0; start < len(keyed); start += rowsPerInsert {
+		chunk := keyed[start:min(start+rowsPerInsert, len(keyed))]
+		var sb strings.Builder
+		sb.WriteString(cols)
+		args := make([]any, 0, 8*len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, 'queued', ?)")
+			args = append(args, r.d.Source, r.d.Event, r.d.Key, r.headers, r.d.Body,
+				micros(r.d.ReceivedAt), micros(r.d.NextAttempt))
+		}
+		sb.WriteString(" ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id, source, dedupe_key")
+		rows, err := tx.QueryContext(ctx, db.q(sb.String()), args...)
+		if err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		for rows.Next() {
+			var (
+				id          int64
+				source, key string
+			)
+			if err := rows.Scan(&id, &source, &key); err != nil {
+				rows.Close()
+				return fmt.Errorf("insert deliveries: read ids: %w", err)
+			}
+			if r := first[dedupeKey{source, key}]; r != nil {
+				r.id = id
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("insert deliveries: %w", err)
+		}
+		for _, r := range chunk {
+			if r.id != 0 {
+				continue
+			}
+			// Stored before: answer with the first delivery's id.
+			err := tx.QueryRowContext(ctx, db.q(`SELECT id FROM deliveries WHERE source = ? AND dedupe_key = ?`),
+				r.d.Source, r.d.Key).Scan(&r.id)
+			if err != nil {
+				return fmt.Errorf("look up duplicate delivery %s/%s: %w", r.d.Source, r.d.Key, err)
+			}
+			r.dup = true
+		}
+	}
+	for _, r := range unkeyed {
+		err := tx.QueryRowContext(ctx, db.q(cols+`(?, ?, NULL, ?, ?, ?, 'queued', ?) RETURNING id`),
+			r.d.Source, r.d.Event, r.headers, r.d.Body, micros(r.d.ReceivedAt), micros(r.d.NextAttempt)).Scan(&r.id)
+		if err != nil {
+			return fmt.Errorf("insert delivery: %w", err)
+		}
+	}
+	for _, r := range repeats {
+		r.id, r.dup = first[dedupeKey{r.d.Source, r.d.Key}].id, true
+	}
+	return nil
+}
+
+// deliveryCols are the columns scanDelivery reads, in its order.
+const deliveryCols = `id, source, event, COALESCE(dedupe_key, ''), headers, body, received_at, state, attempts, next_attempt, last_error, lease_owner, lease_until`
+
+func scanDelivery(rows *sql.Rows) (Delivery, error) {
+	var (
+		d                          Delivery
+		headers, state             string
+		received, next, leaseUntil int64
+	)
+	err := rows.Scan(&d.ID, &d.Source, &d.Event, &d.Key, &headers, &d.Body, &received, &state,
+		&d.Attempts, &next, &d.LastError, &d.LeaseOwner, &leaseUntil)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("read delivery: %w", err)
+	}
+	if headers != "" && headers != "{}" {
+		if err := json.Unmarshal([]byte(headers), &d.Headers); err != nil {
+			return Delivery{}, fmt.Errorf("read delivery %d: headers: %w", d.ID, err)
+		}
+	}
+	if d.Body == nil {
+		d.Body = []byte{}
+	}
+	d.State = State(state)
+	d.ReceivedAt, d.NextAttempt, d.LeaseUntil = fromMicros(received), fromMicros(next), fromMicros(leaseUntil)
+	return d, nil
+}
+
+func collectDeliveries(rows *sql.Rows, err error) ([]Delivery, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Lease claims up to max deliveries for owner until now+ttl: queued ones
+// that are due (NextAttempt <= now) and leased ones whose lease expired,
+// oldest first, and counts an attempt on each. On PostgreSQL rows locked
+// by another replica's Lease are skipped (FOR UPDATE SKIP LOCKED), so no
+// two callers ever get the same delivery while its lease runs. owner must
+// be unique per worker (e.g. host/pid/worker).
+func (db *DB) Lease(ctx context.Context, owner string, max int, ttl time.Duration, now time.Time) ([]Delivery, error) {
+	if owner == "" {
+		return nil, errors.New("lease: empty owner")
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	if ttl <= 0 {
+		return nil, fmt.Errorf("lease: ttl %v is not positive", ttl)
+	}
+	lock := ""
+	if db.dialect == postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	query := `UPDATE deliveries SET state = 'leased', lease_owner = ?, lease_until = ?, attempts = attempts + 1
+WHERE id IN (SELECT id FROM deliveries
+	WHERE state IN ('queued', 'leased')
+	AND ((state = 'queued' AND next_attempt <= ?) OR (state = 'leased' AND lease_until <= ?))
+	ORDER BY id LIMIT ?` + lock + `)
+RETURNING ` + deliveryCols
+	n := micros(now)
+	out, err := collectDeliveries(db.w.QueryContext(ctx, db.q(query), owner, micros(now.Add(ttl)), n, n, max))
+	if err != nil {
+		return nil, fmt.Errorf("lease deliveries: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Delivery) int { return cmpInt64(a.ID, b.ID) })
+	return out, nil
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// leaseMiss tells why an owner-checked update of delivery id touched no
+// row: ErrNotFound or ErrLeaseLost.
+func (db *DB) leaseMiss(ctx context.Context, id int64) error {
+	var n int
+	err := db.w.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM deliveries WHERE id = ?`), id).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("look up delivery %d: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("delivery %d: %w", id, ErrNotFound)
+	}
+	return fmt.Errorf("delivery %d: %w", id, ErrLeaseLost)
+}
+
+// Complete marks a leased delivery done. Only its lease owner may:
+// ErrLeaseLost otherwise (also when the lease expired and another worker
+// claimed it), ErrNotFound when there is no such delivery.
+func (db *DB) Complete(ctx context.Context, id int64, owner string) error {
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE deliveries SET state = 'done', lease_owner = '', lease_until = 0
+WHERE id = ? AND state = 'leased' AND lease_owner = ?`), id, owner)
+	if err != nil {
+		return fmt.Errorf("complete delivery %d: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("complete delivery %d: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("complete: %w", db.leaseMiss(ctx, id))
+	}
+	return nil
+}
+
+// Fail records a failed attempt on a leased delivery: it goes back to
+// queued, due at retryAt, or, once it has been attempted maxAttempts times
+// (maxAttempts > 0), to dead; dead tells which. Only the lease owner may:
+// ErrLeaseLost otherwise, ErrNotFound when there is no such delivery.
+func (db *DB) Fail(ctx context.Context, id int64, owner string, cause string, retryAt time.Time, maxAttempts int) (dead bool, err error) {
+	limit := maxAttempts
+	if limit <= 0 {
+		limit = int(^uint32(0) >> 1)
+	}
+	var state string
+	err = db.w.QueryRowContext(ctx, db.q(`UPDATE deliveries
+SET state = CASE WHEN attempts >= ? THEN 'dead' ELSE 'queued' END,
+	next_attempt = ?, last_error = ?, lease_owner = '', lease_until = 0
+WHERE id = ? AND state = 'leased' AND lease_owner = ?
+RETURNING state`), limit, micros(retryAt), cause, id, owner).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("fail: %w", db.leaseMiss(ctx, id))
+	}
+	if err != nil {
+		return false, fmt.Errorf("fail delivery %d: %w", id, err)
+	}
+	return State(state) == Dead, nil
+}
+
+// Deliveries lists up to limit deliveries in state (all states when state
+// is ""), oldest first; limit <= 0 means 100.
+func (db *DB) Deliveries(ctx context.Context, state State, limit int) ([]Delivery, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if state == "" {
+		rows, err = db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM deliveries ORDER BY id LIMIT ?`), limit)
+	} else {
+		rows, err = db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM deliveries WHERE state = ? ORDER BY id LIMIT ?`), string(state), limit)
+	}
+	out, err := collectDeliveries(rows, err)
+	if err != nil {
+		return nil, fmt.Errorf("list %s deliveries: %w", state, err)
+	}
+	return out, nil
+}
+
+// Delivery returns one delivery; ErrNotFound when there is none.
+func (db *DB) Delivery(ctx context.Context, id int64) (Delivery, error) {
+	out, err := collectDeliveries(db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM deliveries WHERE id = ?`), id))
+	if err != nil {
+		return Delivery{}, fmt.Errorf("read delivery %d: %w", id, err)
+	}
+	if len(out) == 0 {
+		return Delivery{}, fmt.Errorf("delivery %d: %w", id, ErrNotFound)
+	}
+	return out[0], nil
+}
+
+// Requeue puts a dead delivery back in the queue, due at now, with its
+// attempts reset (its LastError stays until the next attempt).
+// ErrNotFound when there is no such delivery, ErrNotDead when it is not
+// dead.
+func (db *DB) Requeue(ctx context.Context, id int64, now time.Time) error {
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt = ?
+WHERE id = ? AND state = 'dead'`), micros(now), id)
+	if err != nil {
+		return fmt.Errorf("requeue delivery %d: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("requeue delivery %d: %w", id, err)
+	} else if n == 1 {
+		return nil
+	}
+	var state string
+	err = db.w.QueryRowContext(ctx, db.q(`SELECT state FROM deliveries WHERE id = ?`), id).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("requeue delivery %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("requeue delivery %d: %w", id, err)
+	}
+	return fmt.Errorf("requeue delivery %d (%s): %w", id, state, ErrNotDead)
+}
+
+// Stats counts the deliveries in each state; every state is in the map.
+func (db *DB) Stats(ctx context.Context) (map[State]int, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT state, COUNT(*) FROM deliveries GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[State]int, 4)
+	for _, s := range States() {
+		out[s] = 0
+	}
+	for rows.Next() {
+		var (
+			s string
+			n int
+		)
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, fmt.Errorf("count deliveries: %w", err)
+		}
+		out[State(s)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// Prune deletes done deliveries received before before and returns how
+// many. A pruned delivery's Key no longer deduplicates: keep them longer
+// than GitLab may resend (its Recent events go back two days).
+func (db *DB) Prune(ctx context.Context, before time.Time) (int64, error) {
+	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM deliveries WHERE state = 'done' AND received_at < ?`), micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("prune deliveries: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune deliveries: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,269 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// LoadState returns an app's promotion state and its version; version 0
+// and nil data when nothing was saved yet.
+func (db *DB) LoadState(ctx context.Context, app string) (data []byte, version int64, err error) {
+	err = db.r.QueryRowContext(ctx, db.q(`SELECT data, version FROM app_state WHERE app = ?`), app).Scan(&data, &version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load state of %s: %w", app, err)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return data, version, nil
+}
+
+// SaveState stores an app's promotion state as version+1, provided the
+// stored version is still version (0: nothing stored yet); ErrStale when
+// somebody saved in between: load again, recompute, save again.
+func (db *DB) SaveState(ctx context.Context, app string, data []byte, version int64) error {
+	if data == nil {
+		data = []byte{}
+	}
+	now := micros(time.Now())
+	var res sql.Result
+	var err error
+	if version == 0 {
+		res, err = db.w.ExecContext(ctx, db.q(`INSERT INTO app_state (app, version, data, updated_at) VALUES (?, 1, ?, ?)
+ON CONFLICT (app) DO NOTHING`), app, data, now)
+	} else {
+		res, err = db.w.ExecContext(ctx, db.q(`UPDATE app_state SET version = version + 1, data = ?, updated_at = ?
+WHERE app = ? AND version = ?`), data, now, app, version)
+	}
+	if err != nil {
+		return fmt.Errorf("save state of %s: %w", app, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("save state of %s: %w", app, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("save state of %s at version %d: %w", app, version, ErrStale)
+	}
+	return nil
+}
+
+// Once records that the effect named key is done and reports whether this
+// call was the first to record it. A worker handling a redelivered event
+// calls it before a non-idempotent effect (a note, a merge) and skips the
+// effect when first is false. That is at most once: when the effect then
+// fails, Forget the key so a retry may do it.
+func (db *DB) Once(ctx context.Context, key string) (first bool, err error) {
+	res, err := db.w.ExecContext(ctx, db.q(`INSERT INTO effects (effect_key, done_at) VALUES (?, ?) ON CONFLICT (effect_key) DO NOTHING`),
+		key, micros(time.Now()))
+	if err != nil {
+		return false, fmt.Errorf("record effect %q: %w", key, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record effect %q: %w", key, err)
+	}
+	return n == 1, nil
+}
+
+// Forget removes the record of effect key, so that the next Once for it
+// is first again.
+func (db *DB) Forget(ctx context.Context, key string) error {
+	if _, err := db.w.ExecContext(ctx, db.q(`DELETE FROM effects WHERE effect_key = ?`), key); err != nil {
+		return fmt.Errorf("forget effect %q: %w", key, err)
+	}
+	return nil
+}
+
+// AuditRecord is one entry of the append-only audit log.
+type AuditRecord struct {
+	ID int64
+	// At defaults to now on Audit.
+	At                time.Time
+	App, Stage, Image string
+	// Actor is who caused it: a GitLab user, or lotse itself.
+	Actor string
+	// Kind names what happened, e.g. "landed", "promoted", "approved",
+	// "gate-failed", "rollback".
+	Kind   string
+	Detail string
+}
+
+// AuditFilter selects audit records; zero fields select everything.
+type AuditFilter struct {
+	App   string
+	Stage string
+	Kind  string
+	// Since keeps records at or after it.
+	Since time.Time
+	// Limit caps the number of records, newest first; <= 0 means 100.
+	Limit int
+}
+
+// Audit appends a record to the audit log.
+func (db *DB) Audit(ctx context.Context, r AuditRecord) error {
+	if r.At.IsZero() {
+		r.At = time.Now()
+	}
+	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO audit (at, app, stage, image, actor, kind, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		micros(r.At), r.App, r.Stage, r.Image, r.Actor, r.Kind, r.Detail)
+	if err != nil {
+		return fmt.Errorf("append %s audit record for %s: %w", r.Kind, r.App, err)
+	}
+	return nil
+}
+
+// AuditLog returns the audit records f selects, newest first.
+func (db *DB) AuditLog(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+	var (
+		where []string
+		args  []any
+	)
+	for _, c := range []struct{ col, val string }{{"app", f.App}, {"stage", f.Stage}, {"kind", f.Kind}} {
+		if c.val != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.val)
+		}
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "at >= ?")
+		args = append(args, micros(f.Since))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	query := `SELECT id, at, app, stage, image, actor, kind, detail FROM audit`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY at DESC, id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := db.r.QueryContext(ctx, db.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	defer rows.Close()
+	var out []AuditRecord
+	for rows.Next() {
+		var (
+			r  AuditRecord
+			at int64
+		)
+		if err := rows.Scan(&r.ID, &at, &r.App, &r.Stage, &r.Image, &r.Actor, &r.Kind, &r.Detail); err != nil {
+			return nil, fmt.Errorf("read audit log: %w", err)
+		}
+		r.At = fromMicros(at)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	return out, nil
+}
+
+// Landing is a version arriving in a stage: the input of the DORA figures.
+// Deployment frequency counts landings per stage; lead time for changes is
+// LandedAt - CommittedAt in production; change failure rate is the share
+// of production landings followed by a Rollback one; time to restore is a
+// Rollback landing's LandedAt minus the LandedAt of the landing it undid
+// (the one before it in the same app and stage).
+type Landing struct {
+	ID           int64
+	App, Stage   string
+	Image        string // the image reference with its digest
+	SourceCommit string // the app's commit the image was built from
+	// CommittedAt is SourceCommit's time; zero when unknown.
+	CommittedAt time.Time
+	LandedAt    time.Time
+	// Rollback is true when this landing puts back an earlier version.
+	Rollback bool
+}
+
+// LandingFilter selects landings; zero fields select everything.
+type LandingFilter struct {
+	App, Stage string
+	// Since keeps landings at or after it.
+	Since time.Time
+}
+
+// RecordLanding stores a landing and reports whether it is new: a landing
+// of the same app, stage, image and LandedAt is stored once, so a
+// redelivered event does not count twice. LandedAt defaults to now.
+func (db *DB) RecordLanding(ctx context.Context, l Landing) (bool, error) {
+	if l.App == "" || l.Stage == "" || l.Image == "" {
+		return false, fmt.Errorf("record landing: app, stage and image are required (got %q, %q, %q)", l.App, l.Stage, l.Image)
+	}
+	if l.LandedAt.IsZero() {
+		l.LandedAt = time.Now()
+	}
+	rollback := 0
+	if l.Rollback {
+		rollback = 1
+	}
+	res, err := db.w.ExecContext(ctx, db.q(`INSERT INTO landings (app, stage, image, source_commit, committed_at, landed_at, is_rollback)
+VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (app, stage, image, landed_at) DO NOTHING`),
+		l.App, l.Stage, l.Image, l.SourceCommit, micros(l.CommittedAt), micros(l.LandedAt), rollback)
+	if err != nil {
+		return false, fmt.Errorf("record landing of %s in %s: %w", l.App, l.Stage, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record landing of %s in %s: %w", l.App, l.Stage, err)
+	}
+	return n == 1, nil
+}
+
+// Landings returns the landings f selects, oldest first.
+func (db *DB) Landings(ctx context.Context, f LandingFilter) ([]Landing, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.App != "" {
+		where = append(where, "app = ?")
+		args = append(args, f.App)
+	}
+	if f.Stage != "" {
+		where = append(where, "stage = ?")
+		args = append(args, f.Stage)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "landed_at >= ?")
+		args = append(args, micros(f.Since))
+	}
+	query := `SELECT id, app, stage, image, source_commit, committed_at, landed_at, is_rollback FROM landings`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY landed_at, id"
+	rows, err := db.r.QueryContext(ctx, db.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read landings: %w", err)
+	}
+	defer rows.Close()
+	var out []Landing
+	for rows.Next() {
+		var (
+			l                 Landing
+			committed, landed int64
+			rollback          int
+		)
+		if err := rows.Scan(&l.ID, &l.App, &l.Stage, &l.Image, &l.SourceCommit, &committed, &landed, &rollback); err != nil {
+			return nil, fmt.Errorf("read landings: %w", err)
+		}
+		l.CommittedAt, l.LandedAt, l.Rollback = fromMicros(committed), fromMicros(landed), rollback != 0
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read landings: %w", err)
+	}
+	return out, nil
+}
