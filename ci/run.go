@@ -142,6 +142,11 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 gate failed.`,
 		a.verifyCmd(),
 		a.publishCmd(),
 		a.releaseCmd(),
+		a.bumpCmd(),
+		a.promoteCmd(),
+		a.rollbackCmd(),
+		a.statusCmd(),
+		a.configCmd(),
 	)
 	// Unknown subcommands and bad positional arguments are usage errors.
 	root.Args = func(cmd *cobra.Command, args []string) error {

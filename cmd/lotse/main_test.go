@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/lotse/lotse/internal/sign"
 	"github.com/lotse/lotse/test/fixture"
+	"github.com/lotse/lotse/test/gitlabsim"
 )
 
 func TestMain(m *testing.M) {
@@ -42,6 +44,9 @@ type shared struct {
 	keysDir  string
 	files    string            // OCI layout and docker archive of the Debian image
 	digests  map[string]string // DEBIAN_DIGEST, ALPINE_DIGEST
+	sim      *gitlabsim.Sim    // the GitLab simulator; each script makes its own GitOps project
+	simURL   string
+	botToken string // token of the user lotse writes as
 }
 
 func setupShared(t *testing.T) *shared {
@@ -112,6 +117,19 @@ func setupShared(t *testing.T) *shared {
 			t.Fatal(err)
 		}
 	}
+	s.sim = gitlabsim.New(gitlabsim.Options{Dir: t.TempDir()})
+	simSrv := httptest.NewServer(s.sim)
+	t.Cleanup(func() { simSrv.Close(); s.sim.Close() })
+	s.simURL = simSrv.URL
+	for _, u := range []string{"lotse-bot", "approver"} {
+		user, err := s.sim.CreateUser(gitlabsim.UserSpec{Username: u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u == "lotse-bot" {
+			s.botToken = user.Token
+		}
+	}
 	return s
 }
 
@@ -131,11 +149,21 @@ func TestScripts(t *testing.T) {
 			}
 			// Each script pushes to its own repository.
 			e.Setenv("REPO", s.registry+"/"+strings.ToLower(filepath.Base(e.WorkDir)))
+			// and writes to its own GitOps project (made by simproject).
+			e.Setenv("LOTSE_GITLAB_URL", s.simURL)
+			e.Setenv("LOTSE_GITLAB_TOKEN", s.botToken)
+			e.Setenv("LOTSE_GITOPS_PROJECT", "gitops/"+strings.ToLower(filepath.Base(e.WorkDir)))
+			e.Values["sim"] = s.sim
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exitcode": cmdExitCode,
-			"manifest": cmdManifest,
+			"exitcode":   cmdExitCode,
+			"manifest":   cmdManifest,
+			"simproject": cmdSimProject,
+			"simfile":    cmdSimFile,
+			"simlog":     cmdSimLog,
+			"simstate":   cmdSimState,
+			"simmr":      cmdSimMR,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "cosign" {
@@ -184,4 +212,118 @@ func cmdManifest(ts *testscript.TestScript, neg bool, args []string) {
 	if (err == nil) != (args[0] == "exists") {
 		ts.Fatalf("manifest %s: %s, got err=%v", args[0], ref, err)
 	}
+}
+
+func sim(ts *testscript.TestScript) *gitlabsim.Sim {
+	return ts.Value("sim").(*gitlabsim.Sim)
+}
+
+// simproject DIR [PROJECT] creates the GitOps project (default
+// $LOTSE_GITOPS_PROJECT) in the simulator with the files under DIR, lotse-bot
+// as Developer (who may push to main) and approver as Maintainer.
+func cmdSimProject(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: simproject DIR [PROJECT]")
+	}
+	path := ts.Getenv("LOTSE_GITOPS_PROJECT")
+	if len(args) == 2 {
+		path = args[1]
+	}
+	root := ts.MkAbs(args[0])
+	files := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(root, p)
+		files[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	ts.Check(err)
+	_, err = sim(ts).CreateProject(gitlabsim.ProjectSpec{Path: path, Files: files,
+		Members:   []gitlabsim.Member{{Username: "lotse-bot", Role: gitlabsim.RoleDeveloper}, {Username: "approver", Role: gitlabsim.RoleMaintainer}},
+		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: gitlabsim.AccessDevelopers, MergeAccessLevel: gitlabsim.AccessDevelopers}}})
+	ts.Check(err)
+}
+
+// git runs git on the bare repository of the script's GitOps project.
+func simGit(ts *testscript.TestScript, args ...string) (string, error) {
+	repo := sim(ts).Repo(ts.Getenv("LOTSE_GITOPS_PROJECT"))
+	if repo == "" {
+		ts.Fatalf("no GitOps project; run simproject first")
+	}
+	out, err := exec.Command("git", append([]string{"--git-dir", repo}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// simfile REF PATH OUT writes the file PATH at REF of the GitOps project to
+// OUT; with !, checks that it does not exist.
+func cmdSimFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: simfile REF PATH OUT")
+	}
+	out, err := simGit(ts, "show", args[0]+":"+args[1])
+	if neg {
+		if err == nil {
+			ts.Fatalf("%s exists at %s", args[1], args[0])
+		}
+		return
+	}
+	if err != nil {
+		ts.Fatalf("simfile: %v: %s", err, out)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), []byte(out), 0o644))
+}
+
+// simlog REF OUT writes the full message of the commit REF to OUT.
+func cmdSimLog(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: simlog REF OUT")
+	}
+	out, err := simGit(ts, "log", "-1", "--format=%B", args[0])
+	if err != nil {
+		ts.Fatalf("simlog: %v: %s", err, out)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out), 0o644))
+}
+
+// simstate OUT writes every branch head and merge request of the GitOps
+// project to OUT, to compare before and after a command that must not write.
+func cmdSimState(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: simstate OUT")
+	}
+	out, err := simGit(ts, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads")
+	if err != nil {
+		ts.Fatalf("simstate: %v: %s", err, out)
+	}
+	for iid := 1; ; iid++ {
+		mr, err := sim(ts).MergeRequest(ts.Getenv("LOTSE_GITOPS_PROJECT"), iid)
+		if err != nil {
+			break
+		}
+		out += fmt.Sprintf("!%d %s %s %s\n", iid, mr.State, mr.SHA, mr.Title)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(out), 0o644))
+}
+
+// simmr IID OUT writes a merge request of the GitOps project to OUT as
+// "key: value" lines: state, source, title, labels (sorted), automerge
+// (set now or before the merge), then the description.
+func cmdSimMR(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: simmr IID OUT")
+	}
+	iid, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	mr, err := sim(ts).MergeRequest(ts.Getenv("LOTSE_GITOPS_PROJECT"), iid)
+	ts.Check(err)
+	auto := mr.AutoMerge
+	for _, n := range mr.Notes {
+		auto = auto || strings.HasPrefix(n, "enabled an automatic merge")
+	}
+	out := fmt.Sprintf("state: %s\nsource: %s\ntitle: %s\nlabels: %s\nautomerge: %v\n%s\n",
+		mr.State, mr.SourceBranch, mr.Title, strings.Join(slices.Sorted(slices.Values(mr.Labels)), ","), auto, mr.Description)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out), 0o644))
 }
