@@ -1,0 +1,139 @@
+package promotion
+
+import "time"
+
+// Action is something the service must do. The concrete types are the
+// structs of this file.
+type Action interface {
+	action()
+}
+
+// OpenMR asks the service to commit Image into the stage's values file on
+// branch lotse/<app>/<stage> (with lotse trailers naming SourceProject and
+// SourceCommit) and to open the MR, or reuse the open one of that branch,
+// then to report it with MROpened.
+type OpenMR struct {
+	Stage         string
+	Image         string
+	SourceProject string
+	SourceCommit  string
+	// ResetApprovals asks the service to reset the approvals of a reused MR
+	// (PUT .../reset_approvals): they were given for an earlier image and no
+	// longer count.
+	ResetApprovals bool
+}
+
+// Rollback asks the service to open (or reuse) the MR of the stage's branch
+// with an earlier image, as OpenMR does, then to report it with MROpened.
+type Rollback struct {
+	Stage          string
+	Image          string
+	SourceProject  string
+	SourceCommit   string
+	ResetApprovals bool // as in OpenMR
+}
+
+// MergeMR asks the service to merge the MR and to report a MergeResult.
+type MergeMR struct {
+	Stage   string
+	IID     int
+	Attempt int // 1, 2, ...; echoed in MergeResult so a re-delivered answer is recognised
+}
+
+// CheckGates asks the service to verify the image's signature and/or its
+// scan attestation against MaxSeverity and to report GatesChecked.
+type CheckGates struct {
+	Stage     string
+	Image     string
+	Signature bool
+	Scan      bool
+}
+
+// Commit status states, as GitLab names them.
+const (
+	StatusPending  = "pending"
+	StatusRunning  = "running"
+	StatusSuccess  = "success"
+	StatusFailed   = "failed"
+	StatusCanceled = "canceled"
+)
+
+// SetStatus asks the service to post a commit status on the app's source
+// commit. Name is "lotse/<stage>".
+type SetStatus struct {
+	SourceProject string
+	SourceCommit  string
+	Name          string
+	State         string // StatusPending ... StatusCanceled
+	Description   string
+}
+
+// CommentTarget is the MR a sticky comment belongs to: the GitOps MR of a
+// stage (Stage and IID), or the app's source MR that produced SourceCommit
+// in SourceProject (the service resolves the MR).
+type CommentTarget struct {
+	Stage         string
+	IID           int
+	SourceProject string
+	SourceCommit  string
+}
+
+// UpsertComment asks the service to create or update the one sticky comment
+// on the target MR. Body starts with the hidden marker (see Marker) the
+// service looks for.
+type UpsertComment struct {
+	Target CommentTarget
+	Body   string
+}
+
+// Reply asks the service to answer a ChatOps command with a new note on the
+// MR the command was written on.
+type Reply struct {
+	Project string // empty: the GitOps project
+	IID     int
+	Body    string
+}
+
+// Audit kinds.
+const (
+	AuditLanded        = "landed"
+	AuditHealth        = "health"
+	AuditStarted       = "promotion-started"
+	AuditGatesPassed   = "gates-passed"
+	AuditBlocked       = "blocked"
+	AuditMROpened      = "mr-opened"
+	AuditMRUpdated     = "mr-updated"
+	AuditApproved      = "approved"
+	AuditUnapproved    = "unapproved"
+	AuditMergeAsked    = "merge-requested"
+	AuditMerged        = "merged"
+	AuditSuperseded    = "superseded"
+	AuditCancelled     = "cancelled"
+	AuditCommand       = "command"
+	AuditDenied        = "command-denied"
+	AuditRollback      = "rollback-requested"
+	AuditRetry         = "retry"
+	AuditPromoted      = "promoted"
+	AuditMergeDeferred = "merge-deferred"
+)
+
+// Audit is one record of the audit log: who did what to which image in
+// which stage, when and why.
+type Audit struct {
+	App    string
+	Kind   string // one of the Audit* kinds
+	Stage  string
+	Image  string
+	Actor  string // the GitLab user, or empty for lotse itself
+	Detail string
+	At     time.Time
+}
+
+func (OpenMR) action()        {}
+func (Rollback) action()      {}
+func (MergeMR) action()       {}
+func (CheckGates) action()    {}
+func (SetStatus) action()     {}
+func (UpsertComment) action() {}
+func (Reply) action()         {}
+func (Audit) action()         {}

@@ -1,0 +1,142 @@
+package promotion
+
+import "time"
+
+// Event is something that happened: a GitLab webhook decoded by the service,
+// the result of an action the service carried out, an ArgoCD notification,
+// or the passing of time. The concrete types are the structs of this file.
+type Event interface {
+	event()
+}
+
+// Landed says a lotse commit reached the GitOps default branch (a push whose
+// commit carries lotse trailers for this app and stage).
+type Landed struct {
+	Stage         string
+	Image         string
+	SourceProject string
+	SourceCommit  string
+	ChangeAuthors []string // authors of the change that built the image
+	Commit        string   // the GitOps commit; identifies the landing
+	At            time.Time
+}
+
+// MROpened says the MR of a promotion exists: GitLab's "open" webhook, or
+// the service reusing the open MR of the branch for OpenMR or Rollback.
+type MROpened struct {
+	Stage  string
+	IID    int
+	Author string
+	Image  string // the image the MR writes; empty: unknown
+	SHA    string // the MR's head commit; empty: unknown
+}
+
+// MRUpdated says commits were pushed to the MR (GitLab's "update" webhook).
+type MRUpdated struct {
+	Stage string
+	IID   int
+	SHA   string // the MR's head commit
+}
+
+// MRApproved says User approved the MR.
+type MRApproved struct {
+	Stage string
+	IID   int
+	User  string
+}
+
+// MRUnapproved says User withdrew their approval.
+type MRUnapproved struct {
+	Stage string
+	IID   int
+	User  string
+}
+
+// MRMerged says the MR was merged.
+type MRMerged struct {
+	Stage string
+	IID   int
+	By    string
+}
+
+// MRClosed says the MR was closed without merging.
+type MRClosed struct {
+	Stage string
+	IID   int
+}
+
+// Command is an MR note that may carry a ChatOps command. Stage is the stage
+// of the GitOps MR the note was written on (from its branch), empty for
+// other MRs.
+type Command struct {
+	Stage   string
+	Project string // the project of the MR; empty: the GitOps project
+	IID     int
+	NoteID  int64 // GitLab's note id; drops re-deliveries (0: no dedup)
+	User    string
+	Text    string
+}
+
+// Result is the outcome of one gate the service checked.
+type Result struct {
+	Checked bool   // false: the gate was not checked (not asked, or it could not be)
+	OK      bool   // the gate passed
+	Reason  string // shown in the comment either way
+}
+
+// GatesChecked is what the service found after a CheckGates action.
+type GatesChecked struct {
+	Stage     string
+	Image     string
+	Signature Result
+	Scan      Result
+}
+
+// Health is an ArgoCD notification about the app in a stage.
+type Health struct {
+	Stage   string
+	Healthy bool
+	Reason  string // e.g. "Degraded: Deployment shop has 0/2 ready pods"
+	At      time.Time
+}
+
+// MergeOutcome is what GitLab answered to a merge.
+type MergeOutcome string
+
+// The merge outcomes.
+const (
+	// MergeDone: GitLab merged the MR.
+	MergeDone MergeOutcome = "merged"
+	// MergeNotYet: GitLab still computes mergeability (detailed_merge_status
+	// "checking" or "unchecked"); ask again later.
+	MergeNotYet MergeOutcome = "not-yet"
+	// MergeNotMergeable: conflicts, a failed pipeline, a protected branch...
+	MergeNotMergeable MergeOutcome = "not-mergeable"
+	// MergeAlreadyMerged: the MR was merged already.
+	MergeAlreadyMerged MergeOutcome = "already-merged"
+)
+
+// MergeResult is what the service saw when it carried out MergeMR.
+type MergeResult struct {
+	Stage   string
+	IID     int
+	Attempt int // MergeMR.Attempt this answers; 0: unknown
+	Outcome MergeOutcome
+	Reason  string
+}
+
+// Tick says time passed: soak timers and merge retries are due.
+type Tick struct{}
+
+func (Landed) event()       {}
+func (MROpened) event()     {}
+func (MRUpdated) event()    {}
+func (MRApproved) event()   {}
+func (MRUnapproved) event() {}
+func (MRMerged) event()     {}
+func (MRClosed) event()     {}
+func (Command) event()      {}
+func (GatesChecked) event() {}
+func (Health) event()       {}
+func (MergeResult) event()  {}
+func (Tick) event()         {}

@@ -1,0 +1,241 @@
+package promotion
+
+import (
+	"slices"
+	"time"
+)
+
+// MaxHistory is how many earlier deployments a stage remembers for rollback.
+const MaxHistory = 20
+
+// maxNotes is how many ChatOps note ids the state remembers to drop
+// re-delivered commands.
+const maxNotes = 64
+
+// State is everything the engine remembers about one app. It is plain data:
+// the service stores it as JSON between events, and a JSON round trip gives
+// an equal State. Times are kept in UTC.
+type State struct {
+	App    string                 `json:"app"`
+	Seq    uint64                 `json:"seq"`              // incremented by every change; for optimistic locking in the store
+	LastID uint64                 `json:"lastID,omitempty"` // the last promotion id handed out
+	Stages map[string]*StageState `json:"stages,omitempty"` // by stage name
+	// Notes are the ids of the last ChatOps notes handled, oldest first, so a
+	// re-delivered note is not answered twice.
+	Notes []int64 `json:"notes,omitempty"`
+}
+
+// StageState is what runs in one stage and what is on its way there.
+type StageState struct {
+	Current *Deployment  `json:"current,omitempty"`
+	History []Deployment `json:"history,omitempty"` // earlier deployments, oldest first, at most MaxHistory
+	// Promotion is the latest promotion into this stage, running or finished.
+	Promotion *Promotion `json:"promotion,omitempty"`
+}
+
+// Deployment is one version that landed in a stage.
+type Deployment struct {
+	Image         string        `json:"image"`
+	SourceProject string        `json:"sourceProject,omitempty"`
+	SourceCommit  string        `json:"sourceCommit,omitempty"`
+	ChangeAuthors []string      `json:"changeAuthors,omitempty"` // sorted
+	Commit        string        `json:"commit,omitempty"`        // the GitOps commit that landed it
+	LandedAt      time.Time     `json:"landedAt,omitzero"`
+	Health        *HealthStatus `json:"health,omitempty"` // the latest ArgoCD report for this version
+}
+
+// HealthStatus is the latest ArgoCD report about a deployment.
+type HealthStatus struct {
+	Healthy bool      `json:"healthy"`
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at,omitzero"` // when the current health status was first reported
+}
+
+// Phase is where a promotion is.
+type Phase string
+
+// The phases of a promotion.
+const (
+	// PhaseChecking: CheckGates was asked; waiting for GatesChecked.
+	PhaseChecking Phase = "checking"
+	// PhaseWaiting: the checked gates passed; waiting for the soak time and
+	// the health report of the previous stage.
+	PhaseWaiting Phase = "waiting"
+	// PhaseOpening: OpenMR (or Rollback) was asked; waiting for MROpened.
+	PhaseOpening Phase = "opening"
+	// PhaseAwaitingApproval: the MR of an approval stage waits for approvers.
+	PhaseAwaitingApproval Phase = "awaiting-approval"
+	// PhaseMerging: MergeMR was asked, or will be again on the next Tick.
+	PhaseMerging Phase = "merging"
+	// PhaseMerged: the MR is merged; waiting for the commit to land.
+	PhaseMerged Phase = "merged"
+	// PhaseLanded: the version runs in the stage.
+	PhaseLanded Phase = "landed"
+	// PhaseBlocked: a gate failed or GitLab refused the merge; terminal until
+	// `/lotse retry` or a newer version.
+	PhaseBlocked Phase = "blocked"
+	// PhaseSuperseded: a newer version took its place.
+	PhaseSuperseded Phase = "superseded"
+	// PhaseCancelled: the MR was closed.
+	PhaseCancelled Phase = "cancelled"
+)
+
+// IsTerminal reports whether the promotion stopped: it landed, was blocked,
+// superseded or cancelled. Only `/lotse retry` moves a blocked promotion on.
+func (ph Phase) IsTerminal() bool {
+	switch ph {
+	case PhaseLanded, PhaseBlocked, PhaseSuperseded, PhaseCancelled:
+		return true
+	}
+	return false
+}
+
+// replaceable reports whether a new promotion may take the slot of one in
+// this phase without superseding it: it stopped, or its MR is merged and
+// only the landing is still to come.
+func (ph Phase) replaceable() bool { return ph.IsTerminal() || ph == PhaseMerged }
+
+// Promotion is one version on its way into a stage.
+type Promotion struct {
+	ID            uint64   `json:"id"`
+	Image         string   `json:"image"`
+	From          string   `json:"from,omitempty"` // the previous stage; empty for a rollback
+	SourceProject string   `json:"sourceProject,omitempty"`
+	SourceCommit  string   `json:"sourceCommit,omitempty"`
+	ChangeAuthors []string `json:"changeAuthors,omitempty"` // sorted
+	Rollback      bool     `json:"rollback,omitempty"`      // puts an earlier image back; gates are skipped
+	Trigger       string   `json:"trigger,omitempty"`       // the operator who asked for it; empty: automatic
+	Phase         Phase    `json:"phase"`
+	// BlockedIn is the phase the promotion was in when it was blocked; retry
+	// resumes from there.
+	BlockedIn     Phase         `json:"blockedIn,omitempty"`
+	Reason        string        `json:"reason,omitempty"` // why it is blocked, cancelled or superseded
+	Gates         Gates         `json:"gates"`
+	MR            *MergeRequest `json:"mr,omitempty"`
+	MergeAttempts int           `json:"mergeAttempts,omitempty"`
+	// RetryMerge is set when GitLab answered that mergeability is still
+	// being computed: the next Tick asks again.
+	RetryMerge bool `json:"retryMerge,omitempty"`
+	// ResetApprovals is set when this promotion took over the branch of one
+	// whose MR had approvals: its OpenMR asks the service to reset them.
+	ResetApprovals bool      `json:"resetApprovals,omitempty"`
+	Status         string    `json:"status,omitempty"` // the last commit status sent for the source commit
+	StartedAt      time.Time `json:"startedAt,omitzero"`
+	UpdatedAt      time.Time `json:"updatedAt,omitzero"`
+}
+
+// MergeRequest is the GitOps merge request of a promotion.
+type MergeRequest struct {
+	IID       int      `json:"iid"`
+	Author    string   `json:"author,omitempty"`
+	SHA       string   `json:"sha,omitempty"`
+	Approvers []string `json:"approvers,omitempty"` // who approved and did not revoke, sorted
+}
+
+// GateStatus is the outcome of one gate.
+type GateStatus string
+
+// Gate outcomes. The empty status means the stage does not require the gate.
+const (
+	GateNotRequired GateStatus = ""
+	GatePending     GateStatus = "pending"
+	GatePassed      GateStatus = "passed"
+	GateFailed      GateStatus = "failed"
+	GateSkipped     GateStatus = "skipped" // a rollback skips the gates
+)
+
+// ok reports whether the gate lets the promotion open or merge an MR.
+func (g GateStatus) ok() bool { return g == GateNotRequired || g == GatePassed || g == GateSkipped }
+
+// Gate is one gate of a promotion and why it is where it is.
+type Gate struct {
+	Status GateStatus `json:"status,omitempty"`
+	Reason string     `json:"reason,omitempty"`
+}
+
+// Gates are the four gates of a promotion.
+type Gates struct {
+	Signature Gate `json:"signature,omitzero"`
+	Scan      Gate `json:"scan,omitzero"`
+	Soak      Gate `json:"soak,omitzero"`
+	Health    Gate `json:"health,omitzero"`
+}
+
+// Passed reports whether every gate lets the promotion open or merge its MR.
+func (g Gates) Passed() bool {
+	return g.Signature.Status.ok() && g.Scan.Status.ok() && g.Soak.Status.ok() && g.Health.Status.ok()
+}
+
+// Stage returns the state of the stage called name, or nil.
+func (s State) Stage(name string) *StageState {
+	if s.Stages == nil {
+		return nil
+	}
+	return s.Stages[name]
+}
+
+// clone returns a deep copy, so Next never changes the caller's State.
+func (s State) clone() State {
+	c := s
+	c.Notes = slices.Clone(s.Notes)
+	if s.Stages != nil {
+		c.Stages = make(map[string]*StageState, len(s.Stages))
+		for k, v := range s.Stages {
+			if v == nil {
+				continue
+			}
+			c.Stages[k] = v.clone()
+		}
+	}
+	return c
+}
+
+func (st *StageState) clone() *StageState {
+	c := &StageState{}
+	if st.Current != nil {
+		d := st.Current.clone()
+		c.Current = &d
+	}
+	if st.History != nil {
+		c.History = make([]Deployment, len(st.History))
+		for i, d := range st.History {
+			c.History[i] = d.clone()
+		}
+	}
+	if st.Promotion != nil {
+		pr := *st.Promotion
+		pr.ChangeAuthors = slices.Clone(pr.ChangeAuthors)
+		if pr.MR != nil {
+			mr := *pr.MR
+			mr.Approvers = slices.Clone(mr.Approvers)
+			pr.MR = &mr
+		}
+		c.Promotion = &pr
+	}
+	return c
+}
+
+func (d Deployment) clone() Deployment {
+	d.ChangeAuthors = slices.Clone(d.ChangeAuthors)
+	if d.Health != nil {
+		h := *d.Health
+		d.Health = &h
+	}
+	return d
+}
+
+// normUsers returns the sorted distinct non-empty names, nil when there are
+// none (so a JSON round trip keeps the value equal).
+func normUsers(us []string) []string {
+	var out []string
+	for _, u := range us {
+		if u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
