@@ -1,0 +1,27 @@
+// Command lotsed is lotse's webhook service: GitLab webhooks in, promotions
+// (dev → staging → production, gated, four-eyes) out, through Git.
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/lotse/lotse/webhook"
+)
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return webhook.Run(ctx, version, args[1:], getenv, stdout, stderr)
+}

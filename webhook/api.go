@@ -1,0 +1,133 @@
+package webhook
+
+import (
+	"html/template"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/lotse/lotse/internal/store"
+)
+
+// listEvents is GET /api/v1/events?state=dead&limit=100.
+func (s *Server) listEvents(c echo.Context) error {
+	state := store.State(c.QueryParam("state"))
+	switch state {
+	case "":
+		state = store.Dead
+	case store.Queued, store.Leased, store.Done, store.Dead:
+	default:
+		return &badRequest{reason: "state must be queued, leased, done or dead"}
+	}
+	limit, err := intParam(c, "limit", 100)
+	if err != nil {
+		return err
+	}
+	ds, err := s.queue.Deliveries(c.Request().Context(), state, limit)
+	if err != nil {
+		return err
+	}
+	type event struct {
+		ID          int64             `json:"id"`
+		Source      string            `json:"source"`
+		Event       string            `json:"event"`
+		State       store.State       `json:"state"`
+		Attempts    int               `json:"attempts"`
+		LastError   string            `json:"last_error,omitempty"`
+		ReceivedAt  time.Time         `json:"received_at"`
+		NextAttempt time.Time         `json:"next_attempt,omitempty"`
+		Headers     map[string]string `json:"headers,omitempty"`
+	}
+	out := make([]event, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, event{d.ID, d.Source, d.Event, d.State, d.Attempts, d.LastError, d.ReceivedAt, d.NextAttempt, d.Headers})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// requeueEvent is POST /api/v1/events/:id/requeue (admin).
+func (s *Server) requeueEvent(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil {
+		return &badRequest{reason: "event id must be a number"}
+	}
+	if err := s.queue.Requeue(c.Request().Context(), id, s.now()); err != nil {
+		return err
+	}
+	s.kickWorkers()
+	return c.JSON(http.StatusOK, map[string]any{"id": id, "state": store.Queued})
+}
+
+func (s *Server) status(c echo.Context) error {
+	v, err := s.views.Status(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func (s *Server) audit(c echo.Context) error {
+	limit, err := intParam(c, "limit", 200)
+	if err != nil {
+		return err
+	}
+	v, err := s.views.Audit(c.Request().Context(), c.QueryParam("app"), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func (s *Server) dora(c echo.Context) error {
+	days, err := intParam(c, "days", 30)
+	if err != nil {
+		return err
+	}
+	v, err := s.views.DORA(c.Request().Context(), s.now().AddDate(0, 0, -days))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func intParam(c echo.Context, name string, def int) (int, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 10000 {
+		return 0, &badRequest{reason: name + " must be a number from 1 to 10000"}
+	}
+	return n, nil
+}
+
+var boardTemplate = template.Must(template.New("board").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lotse board</title>
+<meta http-equiv="refresh" content="30">
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.4rem .7rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.muted{color:#777;font-size:.85em}code{font-size:.85em}
+</style></head><body>
+<h1>lotse board</h1>
+<p class="muted">Where every app's release is. Refreshes every 30 seconds. {{.Now}}</p>
+{{.Body}}
+</body></html>`))
+
+// board is GET /board: the status as an HTML page.
+func (s *Server) board(c echo.Context) error {
+	v, err := s.views.Status(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	body, err := renderBoard(v)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Content-Type", "text/html; charset=utf-8")
+	c.Response().WriteHeader(http.StatusOK)
+	return boardTemplate.Execute(c.Response(), map[string]any{"Now": s.now().UTC().Format(time.RFC3339), "Body": body})
+}

@@ -1,0 +1,138 @@
+package webhook
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lotse/lotse/internal/gitops"
+)
+
+// The reference payloads (GitLab's documented examples) must decode without
+// error, and yield nothing for projects that are not the GitOps project.
+func TestDecodeReferencePayloads(t *testing.T) {
+	files, err := filepath.Glob("../test/gitlabsim/testdata/payloads/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no reference payloads: %v", err)
+	}
+	events := map[string]string{"Push": "Push Hook", "Merge": "Merge Request Hook", "Note": "Note Hook", "Pipeline": "Pipeline Hook"}
+	for _, f := range files {
+		base := filepath.Base(f)
+		ev := events[strings.Fields(base)[0]]
+		if ev == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		occ, err := decodeGitLab(ev, b, "platform/gitops", "main", "lotse-bot")
+		if err != nil {
+			t.Errorf("%s: %v", base, err)
+		}
+		if len(occ) != 0 {
+			t.Errorf("%s: decoded %v for another project", base, occ)
+		}
+	}
+}
+
+func TestDecodePush(t *testing.T) {
+	msg := gitops.CommitMessage("Bump shop in dev", "", gitops.Trailers{App: "shop", Stage: "dev", Image: "r.example/shop@sha256:" + strings.Repeat("a", 64),
+		SourceProject: "team/shop", SourceCommit: "0123abcd", Pipeline: "https://gitlab.example/team/shop/-/pipelines/7"})
+	body := `{"object_kind":"push","ref":"refs/heads/main","project":{"path_with_namespace":"Platform/GitOps","default_branch":"main"},
+	  "commits":[{"id":"c1","message":` + jsonString(msg) + `,"timestamp":"2026-11-01T10:00:00+01:00"},
+	             {"id":"c2","message":"docs: typo","timestamp":"2026-11-01T10:01:00Z"}]}`
+	occ, err := decodeGitLab("Push Hook", []byte(body), "platform/gitops", "main", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(occ) != 1 {
+		t.Fatalf("got %d occurrences, want 1: %+v", len(occ), occ)
+	}
+	o := occ[0]
+	if o.Kind != "landed" || o.App != "shop" || o.Stage != "dev" || o.SourceCommit != "0123abcd" || o.Commit != "c1" || o.At.Hour() != 9 {
+		t.Errorf("occurrence = %+v", o)
+	}
+	other := strings.Replace(body, "refs/heads/main", "refs/heads/lotse/shop/dev", 1)
+	if occ, _ := decodeGitLab("Push Hook", []byte(other), "platform/gitops", "main", ""); len(occ) != 0 {
+		t.Errorf("push to a promotion branch decoded as landed: %+v", occ)
+	}
+}
+
+func TestDecodeMRAndNote(t *testing.T) {
+	mr := `{"object_kind":"merge_request","user":{"username":"alice"},"project":{"path_with_namespace":"platform/gitops"},
+	  "object_attributes":{"iid":7,"source_branch":"lotse/shop/production","action":"approved","last_commit":{"id":"abc"}}}`
+	occ, err := decodeGitLab("Merge Request Hook", []byte(mr), "platform/gitops", "main", "lotse-bot")
+	if err != nil || len(occ) != 1 || occ[0].Action != "approved" || occ[0].User != "alice" || occ[0].Stage != "production" || occ[0].IID != 7 {
+		t.Fatalf("MR = %+v, %v", occ, err)
+	}
+	for _, branch := range []string{"feature/x", "lotse/shop", "lotse//prod", "lotse/shop/prod/x"} {
+		b := strings.Replace(mr, "lotse/shop/production", branch, 1)
+		if occ, _ := decodeGitLab("Merge Request Hook", []byte(b), "platform/gitops", "main", ""); len(occ) != 0 {
+			t.Errorf("branch %q decoded: %+v", branch, occ)
+		}
+	}
+	note := `{"object_kind":"note","user":{"username":"bob"},"project":{"path_with_namespace":"platform/gitops"},
+	  "object_attributes":{"note":" /lotse promote production ","noteable_type":"MergeRequest","system":false,"action":"create"},
+	  "merge_request":{"iid":7,"source_branch":"lotse/shop/production"}}`
+	occ, err = decodeGitLab("Note Hook", []byte(note), "platform/gitops", "main", "lotse-bot")
+	if err != nil || len(occ) != 1 || occ[0].Body != "/lotse promote production" || occ[0].User != "bob" {
+		t.Fatalf("note = %+v, %v", occ, err)
+	}
+	for name, b := range map[string]string{
+		"bot's own":   strings.Replace(note, `"bob"`, `"lotse-bot"`, 1),
+		"not command": strings.Replace(note, "/lotse promote", "LGTM", 1),
+		"system":      strings.Replace(note, `"system":false`, `"system":true`, 1),
+		"edit":        strings.Replace(note, `"action":"create"`, `"action":"update"`, 1),
+	} {
+		if occ, _ := decodeGitLab("Note Hook", []byte(b), "platform/gitops", "main", "lotse-bot"); len(occ) != 0 {
+			t.Errorf("%s note decoded: %+v", name, occ)
+		}
+	}
+	if _, err := decodeGitLab("Note Hook", []byte(`{"object_attributes":`), "platform/gitops", "main", ""); err == nil {
+		t.Error("truncated JSON decoded")
+	}
+}
+
+func TestDecodeArgoCD(t *testing.T) {
+	occ, err := decodeArgoCD([]byte(`{"app":"shop","stage":"staging","health":"Healthy","sync":"Synced","images":["r/shop@sha256:1"]}`))
+	if err != nil || len(occ) != 1 || !occ[0].Healthy {
+		t.Fatalf("healthy = %+v, %v", occ, err)
+	}
+	occ, _ = decodeArgoCD([]byte(`{"app":"shop","stage":"staging","health":"Degraded","sync":"Synced","message":"CrashLoopBackOff"}`))
+	if occ[0].Healthy || !strings.Contains(occ[0].Reason, "CrashLoopBackOff") {
+		t.Errorf("degraded = %+v", occ)
+	}
+	if _, err := decodeArgoCD([]byte(`{"health":"Healthy"}`)); err == nil {
+		t.Error("notification without app accepted")
+	}
+}
+
+// FuzzDecode: no delivery body makes the decoder panic, and whatever it
+// returns names a promotion branch's app and stage.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{}`, `{"ref":"refs/heads/main","project":{"path_with_namespace":"p/g"},"commits":[{"message":"x\n\nLotse-App: a\nLotse-Stage: b\nLotse-Image: r@sha256:1","timestamp":"2026-01-01T00:00:00Z"}]}`,
+		`{"project":{"path_with_namespace":"p/g"},"object_attributes":{"iid":1,"source_branch":"lotse/a/b","action":"open"}}`, `[1,2]`, `null`} {
+		f.Add("Push Hook", []byte(s))
+		f.Add("Merge Request Hook", []byte(s))
+		f.Add("Note Hook", []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, event string, body []byte) {
+		occ, err := decodeGitLab(event, body, "p/g", "main", "bot")
+		if err != nil {
+			return
+		}
+		for _, o := range occ {
+			if o.App == "" || o.Stage == "" || strings.Contains(o.App+o.Stage, "/") && o.Kind != "landed" {
+				t.Fatalf("bad occurrence %+v", o)
+			}
+		}
+		_, _ = decodeArgoCD(body)
+	})
+}
+
+func jsonString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}

@@ -1,0 +1,268 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lotse/lotse/internal/store"
+)
+
+const (
+	testToken   = "gitlab-secret"
+	readToken   = "read-token"
+	adminToken  = "admin-token"
+	testProject = "platform/gitops"
+)
+
+var testSigning = "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+
+type noViews struct{}
+
+func (noViews) Status(context.Context) (any, error)             { return []AppView{}, nil }
+func (noViews) Audit(context.Context, string, int) (any, error) { return []store.AuditRecord{}, nil }
+func (noViews) DORA(context.Context, time.Time) (any, error)    { return map[string]DORAFigures{}, nil }
+
+func testServer(t *testing.T, mod func(*Config)) (*Server, *store.DB, http.Handler) {
+	t.Helper()
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "lotsed.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	cfg := &Config{WebhookSecret: testToken, APIReadToken: readToken, APIAdminToken: adminToken, MaxBody: 64 << 10,
+		SignatureTolerance: 5 * time.Minute, GitOpsProject: testProject}
+	if mod != nil {
+		mod(cfg)
+	}
+	s, err := NewServer(cfg, db, noViews{}, slog.New(slog.DiscardHandler), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetProjects([]string{testProject})
+	return s, db, s.Handler()
+}
+
+func mrBody(project string) []byte {
+	return []byte(`{"object_kind":"merge_request","project":{"path_with_namespace":"` + project + `"},"object_attributes":{"iid":1,"source_branch":"lotse/shop/dev","action":"open"}}`)
+}
+
+func post(h http.Handler, path string, body []byte, hdr map[string]string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func stored(t *testing.T, db *store.DB) int {
+	t.Helper()
+	st, err := db.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, v := range st {
+		n += v
+	}
+	return n
+}
+
+func TestGitLabHookAuthAndIntake(t *testing.T) {
+	_, db, h := testServer(t, nil)
+	hdr := func(token, key string) map[string]string {
+		return map[string]string{"X-Gitlab-Token": token, "X-Gitlab-Event": "Merge Request Hook", "Idempotency-Key": key, "Content-Type": "application/json"}
+	}
+	for name, tc := range map[string]struct {
+		body   []byte
+		hdr    map[string]string
+		status int
+		msg    string
+	}{
+		"no token":      {mrBody(testProject), hdr("", "k0"), 401, "401 Unauthorized"},
+		"wrong token":   {mrBody(testProject), hdr("nope", "k0"), 401, "401 Unauthorized"},
+		"malformed":     {[]byte(`{"object_kind":`), hdr(testToken, "k0"), 400, "malformed JSON body"},
+		"not an event":  {[]byte(`{"a":1}`), hdr(testToken, "k0"), 400, "no object_kind"},
+		"other project": {mrBody("team/other"), hdr(testToken, "k0"), 200, ""},
+	} {
+		rec := post(h, "/webhooks/gitlab", tc.body, tc.hdr)
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.msg) {
+			t.Errorf("%s: %d %s, want %d %q", name, rec.Code, rec.Body, tc.status, tc.msg)
+		}
+		if strings.Contains(rec.Body.String(), testToken) {
+			t.Errorf("%s: the token leaked into the answer", name)
+		}
+	}
+	if n := stored(t, db); n != 0 {
+		t.Fatalf("%d deliveries stored for refused or ignored requests", n)
+	}
+	unknown := hdr(testToken, "k9")
+	unknown["X-Gitlab-Event"] = "Wiki Page Hook"
+	if rec := post(h, "/webhooks/gitlab", []byte(`{"object_kind":"wiki_page"}`), unknown); rec.Code != 200 {
+		t.Errorf("unknown event: %d", rec.Code)
+	}
+	// Accepted, then the re-send with the same Idempotency-Key (and a new
+	// X-Gitlab-Webhook-UUID) is stored once.
+	for i := range 3 {
+		h2 := hdr(testToken, "key-1")
+		h2["X-Gitlab-Webhook-UUID"] = strings.Repeat(string(rune('a'+i)), 8)
+		if rec := post(h, "/webhooks/gitlab", mrBody(testProject), h2); rec.Code != 200 {
+			t.Fatalf("delivery %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	if n := stored(t, db); n != 1 {
+		t.Fatalf("stored %d deliveries, want 1", n)
+	}
+	ds, err := db.Deliveries(context.Background(), store.Queued, 10)
+	if err != nil || len(ds) != 1 || ds[0].Event != "Merge Request Hook" || ds[0].Headers["X-Gitlab-Token"] != "" {
+		t.Fatalf("queued = %+v, %v", ds, err)
+	}
+	big := bytes.Repeat([]byte("x"), 70<<10)
+	if rec := post(h, "/webhooks/gitlab", big, hdr(testToken, "big")); rec.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("large body: %d", rec.Code)
+	}
+}
+
+func TestSignedDeliveries(t *testing.T) {
+	now := time.Now()
+	_, db, h := testServer(t, func(c *Config) { c.WebhookSecret = ""; c.SigningSecret = testSigning })
+	body := mrBody(testProject)
+	sig, err := Sign(testSigning, "msg-1", now, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(id, ts, sig string) map[string]string {
+		return map[string]string{"X-Gitlab-Event": "Merge Request Hook", "webhook-id": id, "webhook-timestamp": ts, "webhook-signature": sig}
+	}
+	unix := func(t time.Time) string { return jsonNumber(t.Unix()) }
+	for name, tc := range map[string]struct {
+		hdr    map[string]string
+		body   []byte
+		status int
+	}{
+		"valid":            {signed("msg-1", unix(now), "v0,x "+sig), body, 200},
+		"tampered body":    {signed("msg-1", unix(now), sig), append(body, ' '), 401},
+		"other id":         {signed("msg-2", unix(now), sig), body, 401},
+		"stale":            {signed("msg-1", unix(now.Add(-10*time.Minute)), sig), body, 401},
+		"no signature":     {map[string]string{"X-Gitlab-Event": "Merge Request Hook"}, body, 401},
+		"token not enough": {map[string]string{"X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Token": testToken}, body, 401},
+	} {
+		if rec := post(h, "/webhooks/gitlab", tc.body, tc.hdr); rec.Code != tc.status {
+			t.Errorf("%s: %d %s, want %d", name, rec.Code, rec.Body, tc.status)
+		}
+	}
+	if n := stored(t, db); n != 1 {
+		t.Fatalf("stored %d, want only the valid one", n)
+	}
+}
+
+func jsonNumber(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestAPIAuth(t *testing.T) {
+	_, _, h := testServer(t, nil)
+	get := func(path, token string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, tc := range []struct {
+		method, path, token string
+		want                int
+	}{
+		{"GET", "/healthz", "", 200},
+		{"GET", "/readyz", "", 503},
+		{"GET", "/api/v1/events?state=dead", "", 401},
+		{"GET", "/api/v1/events?state=dead", "wrong", 401},
+		{"GET", "/api/v1/events?state=dead", readToken, 200},
+		{"GET", "/api/v1/events?state=nonsense", readToken, 400},
+		{"GET", "/metrics", "", 401},
+		{"GET", "/metrics", readToken, 200},
+		{"GET", "/board", adminToken, 200},
+		{"POST", "/api/v1/events/1/requeue", readToken, 403},
+		{"POST", "/api/v1/events/1/requeue", adminToken, 404},
+		{"POST", "/api/v1/events/x/requeue", adminToken, 400},
+	} {
+		var code int
+		if tc.method == "GET" {
+			code = get(tc.path, tc.token)
+		} else {
+			hdr := map[string]string{}
+			if tc.token != "" {
+				hdr["Authorization"] = "Bearer " + tc.token
+			}
+			code = post(h, tc.path, nil, hdr).Code
+		}
+		if code != tc.want {
+			t.Errorf("%s %s with %q: %d, want %d", tc.method, tc.path, tc.token, code, tc.want)
+		}
+	}
+}
+
+func TestArgoCDHook(t *testing.T) {
+	_, db, h := testServer(t, func(c *Config) { c.ArgoCDToken = "argo" })
+	body := []byte(`{"app":"shop","stage":"staging","health":"Healthy","sync":"Synced"}`)
+	if rec := post(h, "/webhooks/argocd", body, map[string]string{"Authorization": "Bearer nope"}); rec.Code != 401 {
+		t.Errorf("bad token: %d", rec.Code)
+	}
+	if rec := post(h, "/webhooks/argocd", []byte(`{"health":"Healthy"}`), map[string]string{"Authorization": "Bearer argo"}); rec.Code != 400 {
+		t.Errorf("no app: %d", rec.Code)
+	}
+	if rec := post(h, "/webhooks/argocd", body, map[string]string{"Authorization": "Bearer argo"}); rec.Code != 200 {
+		t.Errorf("good: %d", rec.Code)
+	}
+	if n := stored(t, db); n != 1 {
+		t.Errorf("stored %d", n)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	env := map[string]string{"LOTSE_WEBHOOK_SECRET_FILE": "/secret", "LOTSE_GITLAB_URL": "https://gitlab.example", "LOTSE_GITLAB_TOKEN": "t",
+		"LOTSE_WORKERS": "2"}
+	files := map[string]string{"/secret": "s3cret\n", "/cfg.yaml": "gitops-project: platform/gitops\nworkers: 9\noperators: [alice, bob]\n"}
+	read := func(p string) ([]byte, error) {
+		if v, ok := files[p]; ok {
+			return []byte(v), nil
+		}
+		return nil, io.ErrUnexpectedEOF
+	}
+	c, err := LoadConfig("/cfg.yaml", map[string]string{"listen": ":9"}, func(k string) string { return env[k] }, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WebhookSecret != "s3cret" || c.Workers != 2 || c.Listen != ":9" || c.GitOpsProject != "platform/gitops" || len(c.Operators) != 2 || c.Tick != 30*time.Second {
+		t.Errorf("config = %+v", c)
+	}
+	delete(env, "LOTSE_WEBHOOK_SECRET_FILE")
+	if _, err := LoadConfig("/cfg.yaml", nil, func(k string) string { return env[k] }, read); err == nil || !strings.Contains(err.Error(), "no webhook secret") {
+		t.Errorf("no secret: %v", err)
+	}
+	if _, err := LoadConfig("/cfg.yaml", map[string]string{"workers": "zero"}, func(k string) string { return env[k] }, read); err == nil {
+		t.Error("bad workers accepted")
+	}
+	files["/bad.yaml"] = "wrokers: 3\n"
+	if _, err := LoadConfig("/bad.yaml", nil, func(k string) string { return env[k] }, read); err == nil || !strings.Contains(err.Error(), `unknown setting "wrokers"`) {
+		t.Errorf("typo: %v", err)
+	}
+	var b bytes.Buffer
+	Usage(&b)
+	for _, o := range options() {
+		if !strings.Contains(b.String(), o.env()) {
+			t.Errorf("--help lacks %s", o.env())
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lotse/lotse/internal/promotion"
+	"github.com/lotse/lotse/internal/store"
+)
+
+// StageView is one cell of the board: what runs in a stage, per Git, and
+// the promotion into it that is under way, per lotsed.
+type StageView struct {
+	Stage         string    `json:"stage"`
+	Image         string    `json:"image,omitempty"`
+	Since         time.Time `json:"since,omitempty"`
+	SourceProject string    `json:"source_project,omitempty"`
+	SourceCommit  string    `json:"source_commit,omitempty"`
+	Promotion     string    `json:"promotion,omitempty"` // e.g. "awaiting-approval: sha256:ab12… (!7)"
+}
+
+// AppView is one row of the board.
+type AppView struct {
+	App    string      `json:"app"`
+	Stages []StageView `json:"stages"`
+}
+
+// Status is GET /api/v1/status: apps × stages.
+func (s *service) Status(ctx context.Context) (any, error) {
+	w, err := s.config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sts, err := w.Status(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	byApp := map[string]*AppView{}
+	var order []string
+	for _, st := range sts {
+		av := byApp[st.App]
+		if av == nil {
+			av = &AppView{App: st.App}
+			byApp[st.App] = av
+			order = append(order, st.App)
+		}
+		v := StageView{Stage: st.Stage, SourceProject: st.SourceProject, SourceCommit: st.SourceCommit, Since: st.Since}
+		if st.Deployed {
+			v.Image = st.Image.String()
+		}
+		av.Stages = append(av.Stages, v)
+	}
+	out := make([]AppView, 0, len(order))
+	for _, app := range order {
+		av := byApp[app]
+		if r, _, err := s.load(ctx, app); err == nil {
+			for i := range av.Stages {
+				av.Stages[i].Promotion = describe(r.State.Stage(av.Stages[i].Stage))
+			}
+		}
+		out = append(out, *av)
+	}
+	return out, nil
+}
+
+// describe summarises the promotion under way into a stage.
+func describe(st *promotion.StageState) string {
+	if st == nil || st.Promotion == nil {
+		return ""
+	}
+	p := st.Promotion
+	s := string(p.Phase)
+	if p.Image != "" {
+		s += ": " + shortImage(p.Image)
+	}
+	if p.MR != nil && p.MR.IID > 0 {
+		s += fmt.Sprintf(" (!%d)", p.MR.IID)
+	}
+	return s
+}
+
+func shortImage(img string) string {
+	if i := strings.Index(img, "@sha256:"); i >= 0 && len(img) >= i+20 {
+		return img[i+1 : i+20]
+	}
+	return img
+}
+
+// Audit is GET /api/v1/audit.
+func (s *service) Audit(ctx context.Context, app string, limit int) (any, error) {
+	return s.db.AuditLog(ctx, store.AuditFilter{App: app, Limit: limit})
+}
+
+// DORAFigures are the four DORA metrics of the last stage (production).
+type DORAFigures struct {
+	Stage           string  `json:"stage"`
+	Since           string  `json:"since"`
+	Deployments     int     `json:"deployments"`
+	PerDay          float64 `json:"deployments_per_day"`
+	LeadTimeHours   float64 `json:"lead_time_median_hours"`
+	ChangeFailure   float64 `json:"change_failure_rate"`
+	RestoreHours    float64 `json:"time_to_restore_median_hours"`
+	LeadTimeSamples int     `json:"lead_time_samples"`
+}
+
+// DORA is GET /api/v1/dora: figures per app for the last stage, from the
+// recorded landings.
+func (s *service) DORA(ctx context.Context, since time.Time) (any, error) {
+	w, err := s.config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]DORAFigures{}
+	now := s.now()
+	for _, a := range w.Config().Apps {
+		stages, err := w.Config().StagesFor(a.Name)
+		if err != nil || len(stages) == 0 {
+			continue
+		}
+		last := stages[len(stages)-1].Name
+		ls, err := s.db.Landings(ctx, store.LandingFilter{App: a.Name, Stage: last})
+		if err != nil {
+			return nil, err
+		}
+		out[a.Name] = dora(ls, last, since, now)
+	}
+	return out, nil
+}
+
+// dora computes the figures from a stage's landings, oldest first.
+func dora(ls []store.Landing, stage string, since, now time.Time) DORAFigures {
+	f := DORAFigures{Stage: stage, Since: since.UTC().Format(time.RFC3339)}
+	var lead, restore []float64
+	failures := 0
+	for i, l := range ls {
+		if l.LandedAt.Before(since) {
+			continue
+		}
+		f.Deployments++
+		if !l.CommittedAt.IsZero() && !l.Rollback {
+			lead = append(lead, l.LandedAt.Sub(l.CommittedAt).Hours())
+		}
+		if l.Rollback {
+			failures++
+			if i > 0 {
+				restore = append(restore, l.LandedAt.Sub(ls[i-1].LandedAt).Hours())
+			}
+		}
+	}
+	if days := now.Sub(since).Hours() / 24; days > 0 {
+		f.PerDay = float64(f.Deployments) / days
+	}
+	if n := f.Deployments - failures; n > 0 {
+		f.ChangeFailure = float64(failures) / float64(n)
+	}
+	f.LeadTimeHours, f.LeadTimeSamples = median(lead), len(lead)
+	f.RestoreHours = median(restore)
+	return f
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+var boardTable = template.Must(template.New("t").Funcs(template.FuncMap{"short": shortImage,
+	"since": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04")
+	}}).Parse(`{{if not .}}<p>No apps in lotse.yaml yet.</p>{{else}}
+<table><tr><th>app</th>{{range (index . 0).Stages}}<th>{{.Stage}}</th>{{end}}</tr>
+{{range .}}<tr><th>{{.App}}</th>{{range .Stages}}<td>{{if .Image}}<code>{{short .Image}}</code><br><span class="muted">since {{since .Since}}{{if .SourceCommit}}, {{.SourceProject}}@{{printf "%.8s" .SourceCommit}}{{end}}</span>{{else}}<span class="muted">nothing yet</span>{{end}}{{if .Promotion}}<br>&rarr; {{.Promotion}}{{end}}</td>{{end}}</tr>
+{{end}}</table>{{end}}`))
+
+func renderBoard(v any) (template.HTML, error) {
+	apps, _ := v.([]AppView)
+	var b strings.Builder
+	if err := boardTable.Execute(&b, apps); err != nil {
+		return "", err
+	}
+	return template.HTML(b.String()), nil //nolint:gosec // produced by html/template
+}
