@@ -23,7 +23,9 @@ type authError struct{ reason string }
 func (e *authError) Error() string { return "unauthorized: " + e.reason }
 func (e *authError) Unwrap() error { return errUnauthorized }
 
-func refuse(format string, args ...any) error { return &authError{reason: fmt.Sprintf(format, args...)} }
+func refuse(format string, args ...any) error {
+	return &authError{reason: fmt.Sprintf(format, args...)}
+}
 
 // equal compares secrets in constant time.
 func equal(a, b string) bool {

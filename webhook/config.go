@@ -253,4 +253,3 @@ func (c *Config) Redacted() []any {
 	return []any{"listen", c.Listen, "database", db, "gitlab", c.GitLabURL, "gitops_project", c.GitOpsProject,
 		"workers", c.Workers, "signed_webhooks", c.SigningSecret != "", "argocd", c.ArgoCDToken != ""}
 }
-
