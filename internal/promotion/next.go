@@ -442,6 +442,9 @@ func (en *engine) start(ti int, d Deployment, from, trigger string, rollback boo
 		StartedAt:     en.now,
 		UpdatedAt:     en.now,
 	}
+	if st.Promotion != nil {
+		st.Previous = st.Promotion
+	}
 	st.Promotion = pr
 	en.touch(target.Name)
 	if rollback {

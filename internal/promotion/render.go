@@ -2,6 +2,7 @@ package promotion
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -24,7 +25,7 @@ func RenderComment(p Policy, s State, stage string, now time.Time) string {
 	var b strings.Builder
 	b.WriteString(Marker(p.App, stage) + "\n")
 	fmt.Fprintf(&b, "### lotse · %s → %s\n\n", p.App, stage)
-	stageTable(&b, p, s, "", now)
+	stageTable(&b, p, s, "", "", now)
 	ti := p.stageIndex(stage)
 	if st := s.Stage(stage); ti >= 0 && st != nil && st.Promotion != nil {
 		b.WriteString("\n")
@@ -40,20 +41,32 @@ func RenderSourceComment(p Policy, s State, project, commit string, now time.Tim
 	var b strings.Builder
 	b.WriteString(Marker(p.App, "") + "\n")
 	fmt.Fprintf(&b, "### lotse · %s: where `%s` is\n\n", p.App, short(commit))
-	stageTable(&b, p, s, commit, now)
+	stageTable(&b, p, s, project, commit, now)
 	for ti := len(p.Stages) - 1; ti >= 0; ti-- {
-		st := s.Stage(p.Stages[ti].Name)
-		if st == nil || st.Promotion == nil || st.Promotion.SourceCommit != commit || st.Promotion.SourceProject != project {
-			continue
+		if pr := sourcePromotion(s.Stage(p.Stages[ti].Name), project, commit); pr != nil {
+			b.WriteString("\n")
+			promotionDetails(&b, p, s, ti, pr, now)
+			break
 		}
-		b.WriteString("\n")
-		promotionDetails(&b, p, s, ti, st.Promotion, now)
-		break
 	}
 	return b.String()
 }
 
-func stageTable(b *strings.Builder, p Policy, s State, commit string, now time.Time) {
+// sourcePromotion returns the latest promotion into the stage of the version
+// built from commit, or nil.
+func sourcePromotion(st *StageState, project, commit string) *Promotion {
+	if st == nil {
+		return nil
+	}
+	for _, pr := range []*Promotion{st.Promotion, st.Previous} {
+		if pr != nil && pr.SourceCommit == commit && pr.SourceProject == project {
+			return pr
+		}
+	}
+	return nil
+}
+
+func stageTable(b *strings.Builder, p Policy, s State, project, commit string, now time.Time) {
 	if commit != "" {
 		b.WriteString("| stage | image | since | health | this change |\n|---|---|---|---|---|\n")
 	} else {
@@ -75,8 +88,12 @@ func stageTable(b *strings.Builder, p Policy, s State, commit string, now time.T
 				here = "✅ running"
 			}
 		}
-		if commit != "" && here == "" && st != nil && st.Promotion != nil && st.Promotion.SourceCommit == commit {
-			here = phaseLabel(st.Promotion.Phase)
+		if commit != "" && here == "" {
+			if pr := sourcePromotion(st, project, commit); pr != nil {
+				here = phaseLabel(pr.Phase)
+			} else if st != nil && slices.ContainsFunc(st.History, func(d Deployment) bool { return d.SourceCommit == commit }) {
+				here = "ran here before"
+			}
 		}
 		if commit != "" {
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", sp.Name, image, since, health, orDefault(here, "—"))

@@ -31,6 +31,9 @@ type StageState struct {
 	History []Deployment `json:"history,omitempty"` // earlier deployments, oldest first, at most MaxHistory
 	// Promotion is the latest promotion into this stage, running or finished.
 	Promotion *Promotion `json:"promotion,omitempty"`
+	// Previous is the promotion Promotion replaced, so the source MR of a
+	// superseded version can still say what became of it.
+	Previous *Promotion `json:"previous,omitempty"`
 }
 
 // Deployment is one version that landed in a stage.
@@ -202,17 +205,23 @@ func (st *StageState) clone() *StageState {
 			c.History[i] = d.clone()
 		}
 	}
-	if st.Promotion != nil {
-		pr := *st.Promotion
-		pr.ChangeAuthors = slices.Clone(pr.ChangeAuthors)
-		if pr.MR != nil {
-			mr := *pr.MR
-			mr.Approvers = slices.Clone(mr.Approvers)
-			pr.MR = &mr
-		}
-		c.Promotion = &pr
-	}
+	c.Promotion = st.Promotion.clone()
+	c.Previous = st.Previous.clone()
 	return c
+}
+
+func (pr *Promotion) clone() *Promotion {
+	if pr == nil {
+		return nil
+	}
+	c := *pr
+	c.ChangeAuthors = slices.Clone(pr.ChangeAuthors)
+	if pr.MR != nil {
+		mr := *pr.MR
+		mr.Approvers = slices.Clone(mr.Approvers)
+		c.MR = &mr
+	}
+	return &c
 }
 
 func (d Deployment) clone() Deployment {
