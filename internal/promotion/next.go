@@ -726,7 +726,7 @@ func approvalRejected(p Policy, pr *Promotion, u string) string {
 	case slices.Contains(pr.ChangeAuthors, u):
 		return "author of the change"
 	case pr.Trigger != "" && u == pr.Trigger:
-		return "asked for this promotion"
+		return "asked for it by ChatOps"
 	}
 	return ""
 }

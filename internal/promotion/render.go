@@ -189,6 +189,9 @@ func gateRows(b *strings.Builder, p Policy, s State, target StagePolicy, pr *Pro
 		reason := r.g.Reason
 		if r.g.Status == GatePending && reason == "" {
 			reason = r.wait
+			if pr.Phase.IsTerminal() {
+				reason = "not evaluated"
+			}
 		}
 		fmt.Fprintf(b, "| %s | %s | %s |\n", r.name, gateLabel(r.g.Status), cell(reason))
 	}
@@ -262,7 +265,7 @@ func nextStep(p Policy, target StagePolicy, pr *Promotion, s State, now time.Tim
 	case PhaseAwaitingApproval:
 		counted, _ := fourEyes(p, target, pr)
 		n := target.Approvals - len(counted)
-		return fmt.Sprintf("%d more approval%s needed from someone who is not the merge request author, an author of the change, the one who asked for it, or lotse's user; lotse then merges.", n, plural(n))
+		return fmt.Sprintf("%d more approval%s needed from someone who is not the merge request author, an author of the change, the operator who asked for it, or lotse's user; lotse then merges.", n, plural(n))
 	case PhaseMerging:
 		if pr.RetryMerge {
 			return fmt.Sprintf("GitLab is still checking whether the merge request can be merged; lotse asks again (attempt %d of %d).", pr.MergeAttempts+1, p.mergeAttempts())
