@@ -7,12 +7,14 @@ import (
 	"strings"
 )
 
-// migrations are applied in order, each once; append, never edit. In the
-// SQL, {{id}} is the auto-increment primary key and {{blob}} the binary
-// type of the dialect; timestamps are BIGINT microseconds since the epoch.
-var migrations = []string{
-	// 1: queue, promotion state, effects, audit log, landings.
-	`
+// migrations returns the schema steps, applied in order, each once;
+// append, never edit. In the SQL, {{id}} is the auto-increment primary key
+// and {{blob}} the binary type of the dialect; timestamps are BIGINT
+// microseconds since the epoch.
+func migrations() []string {
+	return []string{
+		// 1: queue, promotion state, effects, audit log, landings.
+		`
 CREATE TABLE deliveries (
 	id           {{id}},
 	source       TEXT NOT NULL,
@@ -29,7 +31,7 @@ CREATE TABLE deliveries (
 	lease_until  BIGINT NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX deliveries_dedupe ON deliveries (source, dedupe_key);
-CREATE INDEX deliveries_pending ON deliveries (id) WHERE state IN ('queued', 'leased');
+-- Lease and Deliveries read queued/leased/dead rows by state, in id order.
 CREATE INDEX deliveries_state ON deliveries (state, id);
 
 CREATE TABLE app_state (
@@ -70,6 +72,7 @@ CREATE TABLE landings (
 CREATE UNIQUE INDEX landings_once ON landings (app, stage, image, landed_at);
 CREATE INDEX landings_stage ON landings (stage, landed_at);
 `,
+	}
 }
 
 // migrationLock is the PostgreSQL advisory lock key that serializes
@@ -99,12 +102,13 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
-		if have > len(migrations) {
-			return fmt.Errorf("database schema version %d is newer than this lotsed knows (%d)", have, len(migrations))
+		steps := migrations()
+		if have > len(steps) {
+			return fmt.Errorf("database schema version %d is newer than this lotsed knows (%d)", have, len(steps))
 		}
-		for v := have + 1; v <= len(migrations); v++ {
+		for v := have + 1; v <= len(steps); v++ {
 			// SQLite's driver runs one statement per Exec; split on ";".
-			for _, stmt := range strings.Split(db.render(migrations[v-1]), ";") {
+			for _, stmt := range strings.Split(db.render(steps[v-1]), ";") {
 				if strings.TrimSpace(stmt) == "" {
 					continue
 				}

