@@ -136,8 +136,8 @@ func lookup(cfg *gitops.Config, app, stage string) (*gitops.App, *gitops.Stage, 
 
 // sleep waits the jittered backoff of retry n (0-based), or until ctx ends.
 func (w *Writer) sleep(ctx context.Context, n int) error {
-	ceil := w.opts.Backoff << min(n, 4)
-	d := ceil/2 + rand.N(ceil/2+1) // #nosec G404 -- jitter, not security
+	ceil := w.opts.Backoff << min(n, 5)
+	d := rand.N(ceil + 1) // #nosec G404 -- full jitter, not security
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

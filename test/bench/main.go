@@ -1,7 +1,9 @@
 // Command bench times `lotse release` against the chain of reference CLIs it
 // replaces (syft, trivy, crane, cosign sign, cosign attest twice) on the same
 // images, registry and DB, and checks that both find the same
-// vulnerabilities. `make bench` builds the CLIs and runs it.
+// vulnerabilities; then it runs concurrent `lotse bump` processes against
+// the GitLab simulator (-bumps-only runs just that). `make bench` builds the
+// CLIs and runs it.
 package main
 
 import (
@@ -38,12 +40,21 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per image and side; medians are printed")
 	largeMB := flag.Int("large-mb", 128, "size of the large image's layers in MiB")
 	serveDir := flag.String("serve", "", "internal: set up DIR, serve the registry, print READY ADDR, run until stdin closes")
+	bumpsOnly := flag.Bool("bumps-only", false, "run only the concurrent-bumps section (needs no -tools)")
+	nBumps := flag.Int("bumps", 50, "concurrent lotse bump processes (apps in one values file)")
+	rate429 := flag.Float64("bumps-429", 0.1, "share of GitLab requests answered 429 during the bumps")
 	flag.Parse()
 	var err error
-	if *serveDir != "" {
+	switch {
+	case *serveDir != "":
 		err = serve(context.Background(), *serveDir, *largeMB)
-	} else {
+	case *bumpsOnly:
+		err = bumps(context.Background(), *lotse, *nBumps, *rate429)
+	default:
 		err = run(context.Background(), *lotse, *tools, *runs, *largeMB)
+		if err == nil {
+			err = bumps(context.Background(), *lotse, *nBumps, *rate429)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
