@@ -643,3 +643,32 @@ func TestEnqueueDropsSecretHeaders(t *testing.T) {
 		}
 	})
 }
+
+// TestEnqueueBadDeliveryFailsAlone sends one delivery PostgreSQL refuses (a
+// NUL byte in a text column) among good ones committed in the same batches:
+// only that one fails.
+func TestEnqueueBadDeliveryFailsAlone(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := ctxT(t)
+		db := open(t, b.url(t))
+		var wg sync.WaitGroup
+		for round := range 5 {
+			for i := range 40 {
+				wg.Go(func() {
+					d := Delivery{Source: "gitlab", Key: fmt.Sprintf("%d-%d", round, i), Event: "Push Hook", Body: []byte("{}")}
+					if i == 7 {
+						d.Event = "bad\x00event"
+					}
+					_, _, err := db.Enqueue(ctx, d)
+					switch {
+					case i != 7 && err != nil:
+						t.Errorf("good delivery %s: %v", d.Key, err)
+					case i == 7 && b.name == "postgres" && err == nil:
+						t.Errorf("delivery with a NUL byte was stored")
+					}
+				})
+			}
+			wg.Wait()
+		}
+	})
+}
