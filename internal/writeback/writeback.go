@@ -57,8 +57,8 @@ type Options struct {
 	// after a conflict. Default 60: a values file shared by 50 apps that all
 	// bump at once needs up to about one retry per other app.
 	MaxRetries int
-	// Backoff is the base of the jittered wait between retries (default
-	// 20ms); the wait grows with each retry up to 16 times the base.
+	// Backoff is the base of the wait between retries (default 20ms): a
+	// random wait up to the base times 2^retry, at most 32 times the base.
 	Backoff time.Duration
 	// HistoryLimit bounds how many commits of a values file Rollback and
 	// Status read. Default 100.
