@@ -41,6 +41,9 @@ type Config struct {
 	Tick               time.Duration
 	LogLevel           string
 	Insecure           bool // registries over plain HTTP (signature gate)
+	SignOffline        bool // signatures carry no transparency-log entry
+	RegistryUser       string
+	RegistryPassword   string
 }
 
 // option is one configuration setting: its flag and file key, variable,
@@ -103,6 +106,15 @@ func options() []option {
 			}},
 		{key: "tick", def: "30s", help: "how often timers (soak time, merge retries) are checked", set: func(c *Config, v string) error { return parseDuration(&c.Tick, v) }},
 		{key: "log-level", def: "info", help: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
+		{key: "sign-offline", def: "false", help: "releases are signed without a transparency log (lotse --offline): do not look for log entries when verifying",
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				c.SignOffline = b
+				return err
+			}},
+		{key: "registry-user", help: "user for the registry holding the released images (signature and scan gates; default: anonymous)",
+			set: str(func(c *Config) *string { return &c.RegistryUser })},
+		{key: "registry-password", secret: true, help: "its password or token", set: str(func(c *Config) *string { return &c.RegistryPassword })},
 		{key: "insecure", def: "false", help: "allow plain-HTTP registries when verifying signatures",
 			set: func(c *Config, v string) error {
 				b, err := strconv.ParseBool(v)

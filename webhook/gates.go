@@ -19,6 +19,7 @@ import (
 type gates struct {
 	key      string // cosign public key: a file, env://VAR or a KMS URI
 	insecure bool
+	offline  bool // no transparency log
 	user     string
 	password string
 }
@@ -47,7 +48,7 @@ func (g *gates) scan(ctx context.Context, image string) (vuln.Severity, int, err
 }
 
 func (g *gates) verifyOptions() sign.VerifyOptions {
-	return sign.VerifyOptions{Options: sign.Options{Insecure: g.insecure, Username: g.user, Password: g.password}, Key: g.key}
+	return sign.VerifyOptions{Options: sign.Options{Insecure: g.insecure, Offline: g.offline, Username: g.user, Password: g.password}, Key: g.key}
 }
 
 // maxSeverity reads cosign's verify-attestation output (one DSSE envelope

@@ -79,7 +79,8 @@ func newService(ctx context.Context, cfg *Config, version string, log *slog.Logg
 		}
 		s.bot = u.Username
 	}
-	s.gates = &gates{key: cfg.PublicKey, insecure: cfg.Insecure}
+	s.gates = &gates{key: cfg.PublicKey, insecure: cfg.Insecure, offline: cfg.SignOffline,
+		user: cfg.RegistryUser, password: cfg.RegistryPassword}
 	s.server.SetProjects([]string{cfg.GitOpsProject})
 	if _, err := s.config(ctx); err != nil {
 		// lotsed still starts: the config is read again on the next delivery.
@@ -116,7 +117,7 @@ func (s *service) reload(ctx context.Context) (*writeback.Writer, error) {
 	}
 	s.server.SetProjects(projects)
 	if s.cfg.PublicKey == "" && cfg.Signing.PublicKey != "" {
-		s.gates.key = s.fetchKey(ctx, cfg.Signing.PublicKey)
+		s.gates.key = s.fetchKey(ctx, cfg.Signing.PublicKey, cfg.GitLab.DefaultBranch)
 	}
 	s.writer.Store(w)
 	return w, nil
@@ -124,11 +125,11 @@ func (s *service) reload(ctx context.Context) (*writeback.Writer, error) {
 
 // fetchKey makes lotse.yaml's signing.publicKey usable by cosign: a KMS URI
 // as it is, a path in the GitOps repository as a local file.
-func (s *service) fetchKey(ctx context.Context, ref string) string {
+func (s *service) fetchKey(ctx context.Context, ref, branch string) string {
 	if strings.Contains(ref, "://") {
 		return ref
 	}
-	f, err := s.gl.File(ctx, s.cfg.GitOpsProject, ref, "")
+	f, err := s.gl.File(ctx, s.cfg.GitOpsProject, ref, branch)
 	if err != nil {
 		s.log.Warn("signing.publicKey not readable", "path", ref, "err", err)
 		return ""

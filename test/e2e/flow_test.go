@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lotse/lotse/internal/promotion"
+)
+
+// TestPromotionFlow: dev → staging (automatic, gated) → production (two
+// approvals, four-eyes), with statuses, sticky comments and the audit log.
+func TestPromotionFlow(t *testing.T) {
+	w := newWorld(t)
+	base := w.startLotsed(filepath.Join(t.TempDir(), "lotsed.db"))
+	img := w.images["v1"]
+
+	w.bumpDev(img)
+
+	// staging: gates pass (signed, MEDIUM < critical), lotsed opens and merges the MR.
+	eventually(t, "the image to land in staging", 30*time.Second, func() (bool, string) {
+		return w.valuesDigest("staging") == digestOf(img), w.describeStatuses()
+	})
+	// production: an MR waits for two approvals.
+	var mr = waitMR(t, w, "production")
+	if got := w.valuesDigest("production"); got == digestOf(img) {
+		t.Fatal("production changed without approvals")
+	}
+
+	// The change's author and lotse's own user do not count; alice does.
+	must(t, w.sim.Approve(gitopsProject, int(mr.IID), "dev1"))
+	must(t, w.sim.Approve(gitopsProject, int(mr.IID), "alice"))
+	time.Sleep(1500 * time.Millisecond) // several ticks: still not enough
+	if got := w.valuesDigest("production"); got == digestOf(img) {
+		t.Fatal("merged with one valid approval (dev1 is the change's author)")
+	}
+	comment := stickyComment(t, w, mr.IID)
+	for _, want := range []string{"alice", "dev1"} {
+		if !strings.Contains(comment, want) {
+			t.Errorf("sticky comment does not mention %s:\n%s", want, comment)
+		}
+	}
+	// An unapproval revokes: alice withdraws, bob approves: still one.
+	must(t, w.sim.Unapprove(gitopsProject, int(mr.IID), "alice"))
+	time.Sleep(1 * time.Second)
+	must(t, w.sim.Approve(gitopsProject, int(mr.IID), "bob"))
+	time.Sleep(1500 * time.Millisecond)
+	if got := w.valuesDigest("production"); got == digestOf(img) {
+		t.Fatal("merged although alice withdrew her approval")
+	}
+	must(t, w.sim.Approve(gitopsProject, int(mr.IID), "alice"))
+	eventually(t, "production to get the image after two valid approvals", 30*time.Second, func() (bool, string) {
+		return w.valuesDigest("production") == digestOf(img), stickyComment(t, w, mr.IID)
+	})
+
+	// Statuses on the app's commit, one per stage.
+	eventually(t, "commit statuses lotse/<stage> = success", 15*time.Second, func() (bool, string) {
+		st := w.statuses()
+		return st["lotse/dev"] == "success" && st["lotse/staging"] == "success" && st["lotse/production"] == "success", fmt.Sprint(st)
+	})
+	// One sticky comment per MR, and one on the app's MR.
+	for _, iid := range []int64{mr.IID} {
+		if n := countMarked(t, w, gitopsProject, iid); n != 1 {
+			t.Errorf("MR !%d has %d sticky comments, want 1", iid, n)
+		}
+	}
+	if n := countMarked(t, w, appProject, 1); n != 1 {
+		t.Errorf("the app's MR has %d sticky comments, want 1", n)
+	}
+
+	// The audit log and the status API tell the story.
+	var audit []struct{ Kind, Stage, Actor string }
+	apiGet(t, base, "/api/v1/audit?app=shop", &audit)
+	landed := map[string]bool{}
+	approvers := map[string]bool{}
+	for _, a := range audit {
+		if a.Kind == promotion.AuditLanded {
+			landed[a.Stage] = true
+		}
+		if a.Kind == promotion.AuditApproved {
+			approvers[a.Actor] = true
+		}
+	}
+	if !landed["dev"] || !landed["staging"] || !landed["production"] {
+		t.Errorf("audit lacks landings: %+v", audit)
+	}
+	if !approvers["alice"] || !approvers["bob"] {
+		t.Errorf("audit lacks approvals: %+v", audit)
+	}
+	var status []struct {
+		App    string
+		Stages []struct{ Stage, Image string }
+	}
+	apiGet(t, base, "/api/v1/status", &status)
+	if len(status) != 1 || len(status[0].Stages) != 3 || status[0].Stages[2].Image != img {
+		t.Errorf("status = %+v", status)
+	}
+	var dora map[string]struct{ Deployments int }
+	apiGet(t, base, "/api/v1/dora", &dora)
+	if dora["shop"].Deployments != 1 {
+		t.Errorf("dora = %+v", dora)
+	}
+}
+
+func waitMR(t *testing.T, w *world, stage string) (mr struct{ IID int64 }) {
+	t.Helper()
+	eventually(t, "the "+stage+" MR", 30*time.Second, func() (bool, string) {
+		m, ok := w.openMR(stage)
+		mr.IID = m.IID
+		return ok, fmt.Sprintf("statuses %v", w.statuses())
+	})
+	return mr
+}
+
+func stickyComment(t *testing.T, w *world, iid int64) string {
+	t.Helper()
+	notes, err := w.client("alice").Notes(context.Background(), gitopsProject, iid)
+	must(t, err)
+	for _, n := range notes {
+		if strings.HasPrefix(n.Body, "<!-- lotse") {
+			return n.Body
+		}
+	}
+	return ""
+}
+
+func countMarked(t *testing.T, w *world, project string, iid int64) int {
+	t.Helper()
+	notes, err := w.client("alice").Notes(context.Background(), project, iid)
+	must(t, err)
+	n := 0
+	for _, note := range notes {
+		if strings.HasPrefix(note.Body, "<!-- lotse") {
+			n++
+		}
+	}
+	return n
+}
