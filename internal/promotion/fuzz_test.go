@@ -303,6 +303,8 @@ func FuzzNext(f *testing.F) {
 	rb := append([]byte(nil), walk...)
 	rb = append(rb, ev(7, 2, 0, 0, 0, 5, 1, 1, 1)...)  // olga: /lotse rollback production
 	rb = append(rb, ev(7, 1, 0, 0, 0, 6, 1, 1, 2)...)  // eve: /lotse retry (denied)
+	rb = append(rb, ev(7, 1, 0, 0, 0, 5, 1, 1, 2)...)  // olga: /lotse retry
+	rb = append(rb, ev(7, 1, 0, 0, 0, 5, 1, 2, 3)...)  // olga: /lotse retry staging
 	rb = append(rb, ev(13, 2, 0, 0, 0, 0, 0, 0, 0)...) // the rollback MR opens
 	rb = append(rb, ev(4, 2, 0, 0, 0, 0, 0)...)        // carol unapproves
 	rb = append(rb, ev(10, 1, 0, 0, 1, 0, 2, 2)...)    // a stale merge result
