@@ -25,6 +25,7 @@ type occurrence struct {
 	// mr: a promotion MR changed (action open, update, approved,
 	// unapproved, merge, close, reopen); note: a comment on one.
 	IID    int64
+	NoteID int64
 	Action string
 	User   string // who did it
 	SHA    string
@@ -170,6 +171,7 @@ func decodeNote(body []byte, gitopsProject, bot string) ([]occurrence, error) {
 		User    gitlabUser    `json:"user"`
 		Project gitlabProject `json:"project"`
 		Attrs   struct {
+			ID           int64  `json:"id"`
 			Note         string `json:"note"`
 			NoteableType string `json:"noteable_type"`
 			System       bool   `json:"system"`
@@ -196,7 +198,7 @@ func decodeNote(body []byte, gitopsProject, bot string) ([]occurrence, error) {
 	if !ok {
 		return nil, nil
 	}
-	return []occurrence{{Kind: "note", App: app, Stage: stage, IID: p.MR.IID, User: p.User.Username, Body: strings.TrimSpace(p.Attrs.Note)}}, nil
+	return []occurrence{{Kind: "note", App: app, Stage: stage, IID: p.MR.IID, NoteID: p.Attrs.ID, User: p.User.Username, Body: strings.TrimSpace(p.Attrs.Note)}}, nil
 }
 
 func decodePipeline(body []byte, gitopsProject string) ([]occurrence, error) {

@@ -60,7 +60,7 @@ func (s *service) openMR(ctx context.Context, app string, a promotion.OpenMR) ([
 	if res.MR == nil {
 		return nil, nil // a commit stage: the push hook reports the landing
 	}
-	return []promotion.Event{promotion.MROpened{Stage: a.Stage, IID: int(res.MR.IID), Author: res.MR.Author.Username, Image: a.Image}}, nil
+	return []promotion.Event{promotion.MROpened{Stage: a.Stage, IID: int(res.MR.IID), Author: res.MR.Author.Username, Image: a.Image, SHA: res.MR.SHA}}, nil
 }
 
 func (s *service) rollback(ctx context.Context, app string, a promotion.Rollback) ([]promotion.Event, error) {
@@ -75,7 +75,7 @@ func (s *service) rollback(ctx context.Context, app string, a promotion.Rollback
 	if res.MR == nil {
 		return nil, nil
 	}
-	return []promotion.Event{promotion.MROpened{Stage: a.Stage, IID: int(res.MR.IID), Author: res.MR.Author.Username, Image: a.Image}}, nil
+	return []promotion.Event{promotion.MROpened{Stage: a.Stage, IID: int(res.MR.IID), Author: res.MR.Author.Username, Image: a.Image, SHA: res.MR.SHA}}, nil
 }
 
 // merge asks GitLab to merge. Mergeability is computed asynchronously: while
@@ -83,7 +83,7 @@ func (s *service) rollback(ctx context.Context, app string, a promotion.Rollback
 // again on a later tick; an MR that is merged already is never merged again.
 func (s *service) merge(ctx context.Context, app string, a promotion.MergeMR) ([]promotion.Event, error) {
 	result := func(o promotion.MergeOutcome, reason string) []promotion.Event {
-		return []promotion.Event{promotion.MergeResult{Stage: a.Stage, IID: a.IID, Outcome: o, Reason: reason}}
+		return []promotion.Event{promotion.MergeResult{Stage: a.Stage, IID: a.IID, Attempt: a.Attempt, Outcome: o, Reason: reason}}
 	}
 	mr, err := s.gl.GetMR(ctx, s.cfg.GitOpsProject, int64(a.IID))
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 )
 
 // leaseTTL is how long a worker owns a delivery before another may take it.
-const leaseTTL = 2 * time.Minute
+const leaseTTL = 30 * time.Second
 
 // service is lotsed's worker side: it turns stored deliveries into
 // promotion events, runs the state machine and carries out its actions.
@@ -321,7 +321,7 @@ func (s *service) events(ctx context.Context, o occurrence) ([]promotion.Event, 
 	case "mr":
 		switch o.Action {
 		case "open", "reopen":
-			return []promotion.Event{promotion.MROpened{Stage: o.Stage, IID: iid, Author: o.User}}, nil
+			return []promotion.Event{promotion.MROpened{Stage: o.Stage, IID: iid, Author: o.User, SHA: o.SHA}}, nil
 		case "update":
 			return []promotion.Event{promotion.MRUpdated{Stage: o.Stage, IID: iid, SHA: o.SHA}}, nil
 		case "approved":
@@ -334,7 +334,7 @@ func (s *service) events(ctx context.Context, o occurrence) ([]promotion.Event, 
 			return []promotion.Event{promotion.MRClosed{Stage: o.Stage, IID: iid}}, nil
 		}
 	case "note":
-		return []promotion.Event{promotion.Command{Stage: o.Stage, IID: iid, User: o.User, Text: o.Body}}, nil
+		return []promotion.Event{promotion.Command{Stage: o.Stage, IID: iid, NoteID: o.NoteID, User: o.User, Text: o.Body}}, nil
 	case "health":
 		return []promotion.Event{promotion.Health{Stage: o.Stage, Healthy: o.Healthy, Reason: o.Reason, At: s.now()}}, nil
 	case "pipeline":
@@ -455,6 +455,7 @@ func (s *service) apply(ctx context.Context, p promotion.Policy, events []promot
 		}
 		head := r.Outbox[0]
 		follow, err := s.perform(ctx, p.App, head.action())
+		s.log.Debug("action", "app", p.App, "action", head.Type, "data", string(head.Data), "follow", len(follow), "err", err)
 		if err != nil {
 			return fmt.Errorf("%s: %w", head.Type, err)
 		}
@@ -480,6 +481,9 @@ func (s *service) step(ctx context.Context, p promotion.Policy, events []promoti
 			if err != nil {
 				s.log.Warn("event refused by the state machine", "app", p.App, "event", fmt.Sprintf("%T", e), "err", err)
 				continue
+			}
+			if _, tick := e.(promotion.Tick); !tick || len(acts) > 0 {
+				s.log.Debug("event", "app", p.App, "event", fmt.Sprintf("%T", e), "detail", fmt.Sprintf("%+v", e), "actions", len(acts))
 			}
 			r.State = st
 			for _, a := range acts {
