@@ -14,13 +14,16 @@ BIN     := $(CURDIR)/bin
 
 all: build
 
-build: $(BIN)/lotse
+build: $(BIN)/lotse $(BIN)/lotsed
 
 # The binaries are rebuilt when any Go file or go.sum changes.
 GOFILES := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
 
 $(BIN)/lotse: $(GOFILES)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/lotse
+
+$(BIN)/lotsed: $(GOFILES)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/lotsed
 
 # The cosign CLI, built from the module cache at the version lotse links:
 # the interoperability tests verify with it what lotse signs, and the reverse.
@@ -30,10 +33,11 @@ $(BIN)/cosign: go.mod go.sum
 tools: $(BIN)/cosign
 
 # Every test, offline. -p 2: the test binaries that link trivy/syft/cosign
-# need about 3.5 GB each to link.
+# need about 3.5 GB each to link. PostgreSQL (Debian's, installed when
+# missing) runs on loopback for the store and lotsed tests.
 test: tools
 	scripts/check-format.sh
-	PATH="$(BIN):$$PATH" $(GO) test -p 2 -count=1 ./...
+	eval "$$(scripts/postgres.sh)" && PATH="$(BIN):$$PATH" $(GO) test -p 2 -count=1 ./...
 	$(GO) vet ./...
 
 lint:

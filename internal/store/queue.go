@@ -485,6 +485,32 @@ WHERE id = ? AND state = 'leased' AND lease_owner = ?`), id, owner)
 	return nil
 }
 
+// CompleteMany marks several deliveries leased by owner as done in one
+// transaction (one disk flush for the lot). It returns how many it marked;
+// deliveries whose lease was lost are left alone.
+func (db *DB) CompleteMany(ctx context.Context, ids []int64, owner string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, owner)
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		marks[i] = "?"
+		args = append(args, id)
+	}
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE deliveries SET state = 'done', lease_owner = '', lease_until = 0
+WHERE state = 'leased' AND lease_owner = ? AND id IN (`+strings.Join(marks, ", ")+`)`), args...)
+	if err != nil {
+		return 0, fmt.Errorf("complete %d deliveries: %w", len(ids), err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("complete %d deliveries: %w", len(ids), err)
+	}
+	return int(n), nil
+}
+
 // Fail records a failed attempt on a leased delivery: it goes back to
 // queued, due at retryAt, or, once it has been attempted maxAttempts times
 // (maxAttempts > 0), to dead; dead tells which. Only the lease owner may:

@@ -672,3 +672,36 @@ func TestEnqueueBadDeliveryFailsAlone(t *testing.T) {
 		}
 	})
 }
+
+func TestCompleteMany(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := ctxT(t)
+		db := open(t, b.url(t))
+		now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		for i := range 6 {
+			if _, _, err := db.Enqueue(ctx, Delivery{Source: "gitlab", Key: fmt.Sprint("many", i), Body: []byte("x"), ReceivedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mine, err := db.Lease(ctx, "w1", 4, time.Minute, now)
+		if err != nil || len(mine) != 4 {
+			t.Fatalf("lease: %v %v", idsOf(mine), err)
+		}
+		theirs, err := db.Lease(ctx, "w2", 2, time.Minute, now)
+		if err != nil || len(theirs) != 2 {
+			t.Fatalf("lease: %v %v", idsOf(theirs), err)
+		}
+		// w1 completes its four and tries one of w2's: only its own change.
+		n, err := db.CompleteMany(ctx, append(idsOf(mine), theirs[0].ID), "w1")
+		if err != nil || n != 4 {
+			t.Fatalf("CompleteMany = %d, %v; want 4", n, err)
+		}
+		st, err := db.Stats(ctx)
+		if err != nil || st[Done] != 4 || st[Leased] != 2 {
+			t.Fatalf("stats = %v, %v", st, err)
+		}
+		if n, err := db.CompleteMany(ctx, nil, "w1"); n != 0 || err != nil {
+			t.Fatalf("CompleteMany(nil) = %d, %v", n, err)
+		}
+	})
+}

@@ -43,17 +43,26 @@ func main() {
 	bumpsOnly := flag.Bool("bumps-only", false, "run only the concurrent-bumps section (needs no -tools)")
 	nBumps := flag.Int("bumps", 50, "concurrent lotse bump processes (apps in one values file)")
 	rate429 := flag.Float64("bumps-429", 0.1, "share of GitLab requests answered 429 during the bumps")
+	lotsed := flag.String("lotsed", "", "the lotsed binary: measure its webhook intake")
+	intakeOnly := flag.Bool("intake-only", false, "run only the lotsed intake section")
+	seconds := flag.Int("seconds", 5, "length of each intake run")
 	flag.Parse()
+	pgURL := os.Getenv("LOTSE_TEST_POSTGRES_URL")
 	var err error
 	switch {
 	case *serveDir != "":
 		err = serve(context.Background(), *serveDir, *largeMB)
 	case *bumpsOnly:
 		err = bumps(context.Background(), *lotse, *nBumps, *rate429)
+	case *intakeOnly:
+		err = intake(context.Background(), *lotsed, pgURL, *seconds)
 	default:
 		err = run(context.Background(), *lotse, *tools, *runs, *largeMB)
 		if err == nil {
 			err = bumps(context.Background(), *lotse, *nBumps, *rate429)
+		}
+		if err == nil && *lotsed != "" {
+			err = intake(context.Background(), *lotsed, pgURL, *seconds)
 		}
 	}
 	if err != nil {
