@@ -50,9 +50,11 @@ demo: $(BIN)/lotse
 	$(GO) run ./test/demo -lotse $(BIN)/lotse
 
 # lotse release against the chain of reference CLIs (syft, trivy, crane,
-# cosign), built into a cache outside the repository.
-bench: $(BIN)/lotse
-	scripts/bench.sh $(BIN)/lotse
+# cosign), built into a cache outside the repository; 50 concurrent bumps
+# against the GitLab simulator; lotsed's webhook intake on SQLite and
+# PostgreSQL.
+bench: $(BIN)/lotse $(BIN)/lotsed
+	scripts/bench.sh $(BIN)/lotse $(BIN)/lotsed
 
 clean:
 	rm -rf $(BIN)

@@ -6,7 +6,8 @@
 # `go install` is refused for syft and trivy here, so a throwaway wrapper
 # module that requires them builds them. Needs the Go module proxy once.
 set -euo pipefail
-lotse=${1:?usage: bench.sh path/to/lotse}
+lotse=${1:?usage: bench.sh path/to/lotse path/to/lotsed}
+lotsed=${2:?usage: bench.sh path/to/lotse path/to/lotsed}
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${LOTSE_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lotse-bench}"
 tools="$cache/bin"
