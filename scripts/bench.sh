@@ -31,4 +31,5 @@ if [ ! -x "$tools/syft" ] || [ ! -x "$tools/trivy" ] || [ ! -x "$tools/cosign" ]
 fi
 
 cd "$root"
-go run ./test/bench -lotse "$lotse" -tools "$tools" "${@:2}"
+eval "$(scripts/postgres.sh)"
+go run ./test/bench -lotse "$lotse" -lotsed "$lotsed" -tools "$tools" "${@:3}"
