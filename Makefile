@@ -44,10 +44,11 @@ lint:
 	scripts/check-format.sh
 	$(GO) vet ./...
 
-# The main job on embedded defaults: a loopback registry, a sample image, a
-# fixture vulnerability DB and a throwaway key; no network.
-demo: $(BIN)/lotse
-	$(GO) run ./test/demo -lotse $(BIN)/lotse
+# The whole flow on embedded defaults, offline: a loopback registry, the
+# GitLab simulator, lotsed on SQLite, a sample image, a fixture vulnerability
+# DB and a throwaway key: release, bump, promotion to staging and production.
+demo: $(BIN)/lotse $(BIN)/lotsed
+	$(GO) run ./test/demo -lotse $(BIN)/lotse -lotsed $(BIN)/lotsed
 
 # lotse release against the chain of reference CLIs (syft, trivy, crane,
 # cosign), built into a cache outside the repository; 50 concurrent bumps

@@ -66,7 +66,7 @@ gate leaves at most an untagged manifest in DST, never a tag.`,
 	cmd.Flags().StringArrayVar(&lf.tags, "tag", nil, "tag to set in DST (repeatable)")
 	cmd.Flags().StringVar(&lf.dotEnv, "dotenv", "", "write LOTSE_IMAGE and LOTSE_DIGEST to FILE")
 	cmd.Flags().StringVar(&lf.sbomFile, "sbom-file", "gl-sbom-image.cdx.json", "CycloneDX SBOM file (artifacts:reports:cyclonedx)")
-	cmd.Flags().StringVar(&lf.scanFile, "scan-file", "trivy-report.json", "trivy JSON report file (the vuln attestation's predicate)")
+	cmd.Flags().StringVar(&lf.scanFile, "scan-file", "trivy-report.json", "trivy JSON report file (attested as the vuln predicate)")
 	cmd.Flags().StringVar(&lf.gitlabReport, "gitlab-report", "gl-container-scanning-report.json", "GitLab container-scanning report file")
 	return cmd
 }
@@ -155,7 +155,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			}
 			sc.Close()
 			a.log.DebugContext(ctx, "scan done", "took", a.now().Sub(t))
-			if err := a.writeScanReports(ctx, res, lf, dst); err != nil {
+			if err := a.writeScanReports(ctx, res, lf, dst, img.dir); err != nil {
 				return err
 			}
 			if gateErr = gate(res.Report, gf); gateErr != nil {
@@ -172,7 +172,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			if err := sign.Sign(gctx, d.String(), so); err != nil {
 				return fmt.Errorf("published %s untagged, but %w", d, err)
 			}
-			if err := sign.Attest(gctx, d.String(), sign.Vuln, lf.scanFile, so); err != nil {
+			if err := sign.Attest(gctx, d.String(), sign.Vuln, filepath.Join(img.dir, "vuln-predicate.json"), so); err != nil {
 				return fmt.Errorf("published %s untagged, but %w", d, err)
 			}
 			return nil
@@ -208,14 +208,21 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	return nil
 }
 
-// writeScanReports writes trivy's JSON report (the vuln attestation's
-// predicate) and GitLab's container-scanning report.
-func (a *app) writeScanReports(ctx context.Context, res *scan.Result, lf *releaseFlags, dst name.Repository) error {
+// writeScanReports writes trivy's JSON report, GitLab's container-scanning
+// report, and into predicateDir the vuln attestation's predicate.
+func (a *app) writeScanReports(ctx context.Context, res *scan.Result, lf *releaseFlags, dst name.Repository, predicateDir string) error {
 	var trivyJSON bytes.Buffer
 	if err := res.Write(ctx, &trivyJSON, scan.FormatJSON); err != nil {
 		return err
 	}
 	if err := writeFileAtomic(lf.scanFile, trivyJSON.Bytes()); err != nil {
+		return err
+	}
+	var pred bytes.Buffer
+	if err := res.WriteVulnPredicate(ctx, &pred); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(predicateDir, "vuln-predicate.json"), pred.Bytes(), 0o600); err != nil {
 		return err
 	}
 	shown := dst.String()

@@ -1,12 +1,15 @@
 package ci
 
 import (
+	"context"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/lotse/lotse/internal/oci"
+	"github.com/lotse/lotse/internal/scan"
 	"github.com/lotse/lotse/internal/sign"
 )
 
@@ -110,6 +113,15 @@ slsaprovenance.`,
 			if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
 				return err
 			}
+			if t == sign.Vuln {
+				// A trivy JSON report is wrapped into cosign's vuln predicate.
+				p, cleanup, err := vulnPredicateFile(cmd.Context(), predicate)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				predicate = p
+			}
 			if err := sign.Attest(cmd.Context(), args[0], t, predicate, a.signOptions(&sf, &rf, host)); err != nil {
 				return err
 			}
@@ -190,4 +202,30 @@ verify.`,
 	cmd.Flags().BoolVar(&offline, "offline", a.env.get("LOTSE_SIGN_OFFLINE") == "true", "do not check the transparency log")
 	cmd.Flags().StringSliceVar(&types, "type", nil, "also verify attestations of these types (repeatable)")
 	return cmd
+}
+
+// vulnPredicateFile returns a file holding cosign's vuln predicate for the
+// report in path: path itself when it already is one, else a temporary file.
+func vulnPredicateFile(ctx context.Context, path string) (string, func(), error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("--predicate: %w", err)
+	}
+	p, err := scan.VulnPredicate(ctx, b)
+	if err != nil {
+		return "", nil, &UsageError{Err: fmt.Errorf("--predicate %s: %w", path, err)}
+	}
+	f, err := os.CreateTemp("", "lotse-vuln-*.json")
+	if err != nil {
+		return "", nil, err
+	}
+	_, err = f.Write(p)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", nil, err
+	}
+	return f.Name(), func() { os.Remove(f.Name()) }, nil
 }

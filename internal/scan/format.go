@@ -1,13 +1,16 @@
 package scan
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
 
 	dbtypes "github.com/aquasecurity/trivy-db/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/report"
+	"github.com/aquasecurity/trivy/pkg/report/predicate"
 	"github.com/aquasecurity/trivy/pkg/report/table"
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/version/app"
@@ -55,4 +58,45 @@ func (r *Result) Write(ctx context.Context, w io.Writer, f Format) error {
 		return fmt.Errorf("write %s report: %w", f, err)
 	}
 	return nil
+}
+
+// WriteVulnPredicate writes the result as the predicate of cosign's "vuln"
+// attestation (trivy --format cosign-vuln): the trivy report inside
+// {"invocation", "scanner": {"uri", "version", "db", "result"}, "metadata"}.
+// cosign attest --type vuln expects exactly this shape; a bare trivy report
+// would be attested as an empty predicate.
+func (r *Result) WriteVulnPredicate(ctx context.Context, w io.Writer) error {
+	if err := predicate.NewVulnWriter(w, app.Version()).Write(ctx, r.trivy); err != nil {
+		return fmt.Errorf("write vuln predicate: %w", err)
+	}
+	return nil
+}
+
+// VulnPredicate wraps a trivy JSON report (as `lotse scan --format json` or
+// `trivy --format json` write it) into cosign's vuln predicate. A document
+// that already is a vuln predicate is returned as it is.
+func VulnPredicate(ctx context.Context, trivyJSON []byte) ([]byte, error) {
+	var probe struct {
+		Scanner *json.RawMessage `json:"scanner"`
+		Results *json.RawMessage `json:"Results"`
+		Schema  *json.RawMessage `json:"SchemaVersion"`
+	}
+	if err := json.Unmarshal(trivyJSON, &probe); err != nil {
+		return nil, fmt.Errorf("vuln predicate: not JSON: %w", err)
+	}
+	if probe.Scanner != nil {
+		return trivyJSON, nil
+	}
+	if probe.Schema == nil {
+		return nil, fmt.Errorf("vuln predicate: neither a trivy JSON report nor a cosign vuln predicate")
+	}
+	var rep types.Report
+	if err := json.Unmarshal(trivyJSON, &rep); err != nil {
+		return nil, fmt.Errorf("vuln predicate: read trivy report: %w", err)
+	}
+	var b bytes.Buffer
+	if err := (&Result{trivy: rep}).WriteVulnPredicate(ctx, &b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }

@@ -281,3 +281,57 @@ func TestRestoreSource(t *testing.T) {
 		}
 	}
 }
+
+// The vuln attestation's predicate must carry the findings in cosign's
+// shape; a bare trivy report would be attested as an empty predicate.
+func TestVulnPredicate(t *testing.T) {
+	img, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openScanner(t)
+	res, err := s.Image(context.Background(), img, "fixture.invalid/app:1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pred, report bytes.Buffer
+	if err := res.WriteVulnPredicate(context.Background(), &pred); err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Write(context.Background(), &report, FormatJSON); err != nil {
+		t.Fatal(err)
+	}
+	wrapped, err := VulnPredicate(context.Background(), report.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"written": pred.Bytes(), "wrapped": wrapped} {
+		var p struct {
+			Scanner struct {
+				URI    string
+				Result struct {
+					Results []struct {
+						Vulnerabilities []struct{ VulnerabilityID string }
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		n := 0
+		for _, r := range p.Scanner.Result.Results {
+			n += len(r.Vulnerabilities)
+		}
+		if !strings.HasPrefix(p.Scanner.URI, "pkg:github/aquasecurity/trivy@") || n != len(expected(t, "debian")) {
+			t.Errorf("%s predicate: uri %q, %d findings, want %d", name, p.Scanner.URI, n, len(expected(t, "debian")))
+		}
+	}
+	same, err := VulnPredicate(context.Background(), pred.Bytes())
+	if err != nil || !bytes.Equal(same, pred.Bytes()) {
+		t.Errorf("a predicate was not kept as it is: %v", err)
+	}
+	if _, err := VulnPredicate(context.Background(), []byte(`{"bomFormat":"CycloneDX"}`)); err == nil {
+		t.Error("an SBOM was accepted as a scan report")
+	}
+}

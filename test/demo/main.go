@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,11 +27,12 @@ import (
 
 func main() {
 	lotse := flag.String("lotse", "bin/lotse", "the lotse binary")
-	keep := flag.Bool("keep", false, "keep the work directory")
+	lotsed := flag.String("lotsed", "bin/lotsed", "the lotsed binary")
+	keep := flag.Bool("keep", false, "keep everything running (and the work directory) until Ctrl-C, to look around")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *lotse, *keep, os.Stdout); err != nil {
+	if err := run(ctx, *lotse, *lotsed, *keep, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -47,9 +46,39 @@ type demo struct {
 	out   io.Writer
 }
 
-func run(ctx context.Context, lotse string, keep bool, out io.Writer) error {
-	lotse, err := filepath.Abs(lotse)
-	if err != nil {
+const lotseYAML = `version: 1
+gitlab:
+  project: platform/gitops
+  defaultBranch: main
+signing:
+  publicKey: keys/cosign.pub
+apps:
+  - name: shop
+    sourceProject: team/shop
+    image: HARBOR
+    values: apps/{app}/envs/{stage}/values.yaml
+    set:
+      image.repository: repository
+      image.digest: digest
+stages:
+  - name: dev
+    promotion: commit
+  - name: staging
+    promotion: merge-request
+    gates: {signature: true, maxSeverity: critical}
+  - name: production
+    promotion: approval
+    approvals: 2
+    gates: {signature: true, maxSeverity: critical}
+    labels: [production]
+`
+
+func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) error {
+	var err error
+	if lotse, err = filepath.Abs(lotse); err != nil {
+		return err
+	}
+	if lotsed, err = filepath.Abs(lotsed); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "lotse-demo")
@@ -64,29 +93,15 @@ func run(ctx context.Context, lotse string, keep bool, out io.Writer) error {
 	start := time.Now()
 
 	// 1. A registry on loopback: stands in for GitLab's registry and Harbor.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	reg, stopReg, err := serveLoopback(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln) //nolint:errcheck // closed below
-	defer srv.Close()
-	reg := ln.Addr().String()
+	defer stopReg()
 	step(out, "registry", "listening on %s (stands in for GitLab's registry and Harbor)", reg)
+	harbor := reg + "/harbor/team/shop"
 
-	// 2. A sample image: Debian packages and a Go binary with module info.
-	img, err := fixture.GoImage(ctx, mkdir(dir, "build"))
-	if err != nil {
-		return err
-	}
-	built, _ := name.NewTag(reg + "/team/shop:build-42")
-	if err := remote.Write(built, img, remote.WithContext(ctx)); err != nil {
-		return err
-	}
-	d, _ := img.Digest()
-	step(out, "build", "pushed %s (%s)", built, d)
-
-	// 3. A vulnerability DB from fixtures and a throwaway signing key.
+	// 2. A vulnerability DB from fixtures and a throwaway signing key.
 	cache := mkdir(dir, "cache")
 	if err := fixture.WriteVulnDB(cache, time.Now()); err != nil {
 		return err
@@ -98,17 +113,43 @@ func run(ctx context.Context, lotse string, keep bool, out io.Writer) error {
 	if err := os.WriteFile(filepath.Join(dir, "cosign.key"), priv, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644); err != nil {
+	step(out, "setup", "fixture vulnerability DB, throwaway cosign key pair")
+
+	// 3. GitLab: the GitOps repository and the app's project, on real git.
+	gl, err := newGitLab(dir, harbor, string(pub))
+	if err != nil {
 		return err
 	}
-	step(out, "setup", "fixture vulnerability DB in %s, throwaway cosign key pair", cache)
+	defer gl.close()
+	step(out, "gitlab", "simulator at %s: %s (protected main) and %s, users alice, bob, dev1, lotse-bot", gl.url, gitopsProject, appProject)
 
-	dm := &demo{ctx: ctx, lotse: lotse, dir: dir, out: out,
-		env: append(os.Environ(), "LOTSE_CACHE_DIR="+cache, "COSIGN_PASSWORD=demo", "HOME="+dir)}
-	harbor := reg + "/harbor/team/shop"
+	// 4. lotsed with embedded SQLite, registered as the GitOps project's webhook.
+	lotsedURL, stopLotsed, err := startLotsed(ctx, lotsed, dir, gl)
+	if err != nil {
+		return err
+	}
+	defer stopLotsed()
+	step(out, "lotsed", "%s (SQLite in %s), webhook registered", lotsedURL, filepath.Join(dir, "lotsed.db"))
+
+	// 5. CI of team/shop: the merged change is built and pushed.
+	img, err := fixture.GoImage(ctx, mkdir(dir, "build"))
+	if err != nil {
+		return err
+	}
+	built, _ := name.NewTag(reg + "/team/shop:build-42")
+	if err := remote.Write(built, img, remote.WithContext(ctx)); err != nil {
+		return err
+	}
+	d, _ := img.Digest()
+	step(out, "build", "dev1's change %.8s built and pushed as %s (%s)", gl.source, built, d)
+
+	dm := &demo{ctx: ctx, lotse: lotse, dir: dir, out: out, env: append(os.Environ(),
+		"LOTSE_CACHE_DIR="+cache, "COSIGN_PASSWORD=demo", "HOME="+dir,
+		"LOTSE_GITLAB_URL="+gl.url, "LOTSE_GITLAB_TOKEN="+gl.users["ci"].Token, "LOTSE_GITOPS_PROJECT="+gitopsProject,
+		"CI_PROJECT_PATH="+appProject, "CI_COMMIT_SHA="+gl.source, "CI_PIPELINE_URL="+gl.url+"/team/shop/-/pipelines/42")}
 	release := []string{"release", built.String(), "--to", harbor, "--tag", "1.4.0", "--offline", "--key", "cosign.key", "--fail-on", "critical", "--dotenv", "release.env"}
 
-	// 4. The release gate stops a critical finding: nothing reaches Harbor.
+	// 6. The release gate stops a critical finding: nothing reaches Harbor.
 	fmt.Fprintf(out, "\n$ lotse %s\n", strings.Join(release, " "))
 	code, err := dm.lotseRun(release...)
 	if err != nil {
@@ -119,7 +160,7 @@ func run(ctx context.Context, lotse string, keep bool, out io.Writer) error {
 	}
 	step(out, "gate", "exit code 3: a CRITICAL finding stopped the release before anything was pushed")
 
-	// 5. The team accepts it with a reason in .trivyignore; the release goes through.
+	// 7. The team accepts it with a reason in .trivyignore; the release goes through.
 	if err := os.WriteFile(filepath.Join(dir, ".trivyignore"), []byte("# zlib inflate bug: shop never inflates untrusted input (SEC-1234, until 2026-12-31)\nCVE-2023-45853\n"), 0o644); err != nil {
 		return err
 	}
@@ -127,25 +168,63 @@ func run(ctx context.Context, lotse string, keep bool, out io.Writer) error {
 	if code, err := dm.lotseRun(release...); err != nil || code != 0 {
 		return fmt.Errorf("release: exit code %d: %v", code, err)
 	}
-
-	// 6. Anyone can check what was released.
-	verify := []string{"verify", "--offline", "--key", "cosign.pub", "--type", "cyclonedx", "--type", "vuln", harbor + ":1.4.0"}
-	fmt.Fprintf(out, "\n$ lotse %s\n", strings.Join(verify, " "))
-	if code, err := dm.lotseRun(verify...); err != nil || code != 0 {
-		return fmt.Errorf("verify: exit code %d: %v", code, err)
-	}
-
 	env, err := os.ReadFile(filepath.Join(dir, "release.env"))
 	if err != nil {
 		return err
 	}
+	image := strings.TrimPrefix(strings.Split(strings.TrimSpace(string(env)), "\n")[1], "LOTSE_IMAGE=")
+
+	// 8. The bump job writes the image into dev; lotsed takes it from there.
+	bump := []string{"bump", "--app", "shop", "--stage", "dev", "--image", image}
+	fmt.Fprintf(out, "\n$ lotse %s\n", strings.Join(bump, " "))
+	if code, err := dm.lotseRun(bump...); err != nil || code != 0 {
+		return fmt.Errorf("bump: exit code %d: %v", code, err)
+	}
+	digest := image[strings.Index(image, "@")+1:]
+	if err := gl.waitStage(ctx, "staging", digest, 60*time.Second); err != nil {
+		return err
+	}
+	step(out, "staging", "lotsed checked the gates (signature, scan attestation), opened the MR and merged it")
+
+	// 9. Production needs two approvals from people who did not write the change.
+	mr, err := gl.waitMR(ctx, "production", 60*time.Second)
+	if err != nil {
+		return err
+	}
+	step(out, "prod", "MR !%d waits for two approvals; dev1 (the change's author) approves: does not count", mr)
+	if err := gl.sim.Approve(gitopsProject, int(mr), "dev1"); err != nil {
+		return err
+	}
+	for _, u := range []string{"alice", "bob"} {
+		time.Sleep(700 * time.Millisecond)
+		if err := gl.sim.Approve(gitopsProject, int(mr), u); err != nil {
+			return err
+		}
+		step(out, "prod", "%s approves", u)
+	}
+	if err := gl.waitStage(ctx, "production", digest, 60*time.Second); err != nil {
+		return err
+	}
+	step(out, "prod", "two valid approvals: lotsed merged MR !%d", mr)
+
+	fmt.Fprintf(out, "\n$ lotse status\n")
+	if code, err := dm.lotseRun("status"); err != nil || code != 0 {
+		return fmt.Errorf("status: exit code %d: %v", code, err)
+	}
+	if err := gl.show(ctx, out, mr); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "\nWhat happened, in %s:\n", time.Since(start).Round(100*time.Millisecond))
-	fmt.Fprintf(out, "  - one read of %s: SBOM (syft) and vulnerability scan (trivy) side by side\n", built)
-	fmt.Fprintf(out, "  - the gate stopped a CRITICAL finding; accepted with a reason, the release went through\n")
-	fmt.Fprintf(out, "  - published by digest to %s, tagged 1.4.0, signed, SBOM and scan attested (cosign)\n", harbor)
-	fmt.Fprintf(out, "  - reports for GitLab: gl-sbom-image.cdx.json, gl-container-scanning-report.json, release.env:\n")
-	for _, l := range strings.Split(strings.TrimSpace(string(env)), "\n") {
-		fmt.Fprintf(out, "      %s\n", l)
+	fmt.Fprintf(out, "  - lotse release read the image once: SBOM (syft) and scan (trivy) side by side; the gate stopped a CRITICAL\n")
+	fmt.Fprintf(out, "    finding, accepted with a reason it went through: published by digest, signed, SBOM and scan attested\n")
+	fmt.Fprintf(out, "  - lotse bump committed the digest to dev; lotsed saw the push, checked signature and scan for staging,\n")
+	fmt.Fprintf(out, "    opened and merged the staging MR, opened the production MR and merged it after two valid approvals\n")
+	fmt.Fprintf(out, "  - every step is a Git commit or MR in %s; statuses and one sticky comment tell the app's MR\n", gitopsProject)
+	fmt.Fprintf(out, "  - see it: board %s/board (token %s), MRs %s/api/v4/projects/platform%%2Fgitops/merge_requests (token %s)\n",
+		lotsedURL, demoReadToken, gl.url, gl.users["alice"].Token)
+	if keep {
+		fmt.Fprintf(out, "\nEverything keeps running; Ctrl-C to stop.\n")
+		<-ctx.Done()
 	}
 	return nil
 }

@@ -134,6 +134,9 @@ func newWorld(t *testing.T) *world {
 	must(t, err)
 	w.images["v1"] = w.release(deb, "v1", true, "MEDIUM")
 	w.images["unsigned"] = w.release(alp, "unsigned", false, "")
+	clean, err := fixture.Image()
+	must(t, err)
+	w.images["high"] = w.release(clean, "high", true, "HIGH")
 
 	// GitLab: the GitOps project (protected main: only Maintainers push,
 	// i.e. lotse's user), and the app's project with a merged MR by dev1.
@@ -186,7 +189,10 @@ func (w *world) release(img v1.Image, tag string, signed bool, sev string) strin
 	}
 	opts := sign.Options{Key: filepath.Join(w.keys, "cosign.key"), Offline: true}
 	must(t, sign.Sign(context.Background(), digest, opts))
-	report := `{"SchemaVersion":2,"ArtifactName":"` + digest + `","Results":[{"Target":"debian","Vulnerabilities":[{"VulnerabilityID":"CVE-2024-0001","PkgName":"libssl3","Severity":"` + sev + `"}]}]}`
+	// cosign's vuln predicate around a trivy report, as lotse release attests it.
+	report := `{"invocation":{},"scanner":{"uri":"pkg:github/aquasecurity/trivy@0.74.0","version":"0.74.0","db":{},"result":` +
+		`{"SchemaVersion":2,"ArtifactName":"` + digest + `","Results":[{"Target":"debian","Vulnerabilities":[{"VulnerabilityID":"CVE-2024-0001","PkgName":"libssl3","Severity":"` + sev + `"}]}]}},` +
+		`"metadata":{"scanStartedOn":"2026-01-01T00:00:00Z","scanFinishedOn":"2026-01-01T00:00:01Z"}}`
 	pred := filepath.Join(t.TempDir(), "trivy.json")
 	must(t, os.WriteFile(pred, []byte(report), 0o644))
 	must(t, sign.Attest(context.Background(), digest, sign.Vuln, pred, opts))

@@ -58,6 +58,27 @@ func TestGateFailureAndChatOps(t *testing.T) {
 	}
 }
 
+// TestScanGate: an image whose attested scan has a HIGH finding passes
+// staging (maximum critical) and is blocked before production (maximum
+// high), with the reason in the commit status.
+func TestScanGate(t *testing.T) {
+	w := newWorld(t)
+	w.startLotsed(filepath.Join(t.TempDir(), "lotsed.db"))
+	w.bumpDev(w.images["high"])
+	eventually(t, "staging", 30*time.Second, func() (bool, string) {
+		return w.valuesDigest("staging") == digestOf(w.images["high"]), w.describeStatuses()
+	})
+	eventually(t, "production to be blocked by the scan gate", 30*time.Second, func() (bool, string) {
+		return w.statuses()["lotse/production"] == "failed", w.describeStatuses()
+	})
+	if d := w.describeStatuses(); !strings.Contains(d, "HIGH") {
+		t.Errorf("the failed status does not name the severity: %s", d)
+	}
+	if _, ok := w.openMR("production"); ok {
+		t.Error("a production MR was opened for a blocked image")
+	}
+}
+
 // TestDuplicatesAndFaults: GitLab re-sends every delivery and answers a
 // share of lotsed's calls with 429 and 502; every promotion still finishes,
 // with no second MR and no second sticky comment.
