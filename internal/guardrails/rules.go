@@ -66,20 +66,20 @@ func (s *Severity) UnmarshalText(b []byte) error {
 // The rule ids. They appear in findings, in lotse.yaml and in exemption
 // annotations (ExemptPrefix + id).
 const (
-	RuleResourcesRequests  = "resources-requests"
-	RuleResourcesLimits    = "resources-limits"
-	RuleProbes             = "probes"
-	RuleRunAsNonRoot       = "run-as-non-root"
-	RuleReadOnlyRootFS     = "read-only-root-filesystem"
+	RuleResourcesRequests   = "resources-requests"
+	RuleResourcesLimits     = "resources-limits"
+	RuleProbes              = "probes"
+	RuleRunAsNonRoot        = "run-as-non-root"
+	RuleReadOnlyRootFS      = "read-only-root-filesystem"
 	RulePrivilegeEscalation = "privilege-escalation"
-	RulePrivileged         = "privileged"
-	RuleImageDigest        = "image-digest"
-	RuleImageRegistry      = "image-registry"
-	RuleHostPath           = "host-path"
-	RuleHostNetwork        = "host-network"
-	RuleHostPID            = "host-pid"
-	RuleHostIPC            = "host-ipc"
-	RuleExemption          = "exemption"
+	RulePrivileged          = "privileged"
+	RuleImageDigest         = "image-digest"
+	RuleImageRegistry       = "image-registry"
+	RuleHostPath            = "host-path"
+	RuleHostNetwork         = "host-network"
+	RuleHostPID             = "host-pid"
+	RuleHostIPC             = "host-ipc"
+	RuleExemption           = "exemption"
 )
 
 // ExemptPrefix starts the annotation that exempts a workload from a rule:
