@@ -32,7 +32,7 @@ func (noViews) Status(context.Context) (any, error)             { return []AppVi
 func (noViews) Audit(context.Context, string, int) (any, error) { return []store.AuditRecord{}, nil }
 func (noViews) DORA(context.Context, time.Time) (any, error)    { return map[string]DORAFigures{}, nil }
 
-func testServer(t *testing.T, mod func(*Config)) (*Server, *store.DB, http.Handler) {
+func testServer(t testing.TB, mod func(*Config)) (*Server, *store.DB, http.Handler) {
 	t.Helper()
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "lotsed.db"))
 	if err != nil {
