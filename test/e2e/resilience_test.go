@@ -58,6 +58,36 @@ func TestGateFailureAndChatOps(t *testing.T) {
 	}
 }
 
+// TestRollbackChatOps: two versions pass through staging; an operator asks
+// for a rollback in a note, and staging goes back to the first through a
+// merge request labelled rollback.
+func TestRollbackChatOps(t *testing.T) {
+	w := newWorld(t)
+	w.startLotsed(filepath.Join(t.TempDir(), "lotsed.db"))
+	for _, img := range []string{"high", "v1"} {
+		w.bumpDev(w.images[img])
+		eventually(t, img+" in staging", 30*time.Second, func() (bool, string) {
+			return w.valuesDigest("staging") == digestOf(w.images[img]), w.describeStatuses()
+		})
+	}
+	mr := waitMR(t, w, "production")
+	_, err := w.sim.CreateNote(gitopsProject, int(mr.IID), "alice", "/lotse rollback staging")
+	must(t, err)
+	eventually(t, "staging rolled back to the previous image", 30*time.Second, func() (bool, string) {
+		return w.valuesDigest("staging") == digestOf(w.images["high"]), "staging holds " + w.valuesDigest("staging")
+	})
+	var found bool
+	for iid := 1; iid <= 6; iid++ {
+		m, err := w.sim.MergeRequest(gitopsProject, iid)
+		if err == nil && strings.Contains(strings.Join(m.Labels, ","), "rollback") && m.State == "merged" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no merged MR labelled rollback")
+	}
+}
+
 // TestScanGate: an image whose attested scan has a HIGH finding passes
 // staging (maximum critical) and is blocked before production (maximum
 // high), with the reason in the commit status.
