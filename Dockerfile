@@ -10,9 +10,20 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/lotse ./cmd/lotse
+    go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/lotse ./cmd/lotse && \
+    go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/lotsed ./cmd/lotsed
 
-FROM gcr.io/distroless/static-debian12:debug-nonroot
+# lotsed: docker build --target lotsed . (listens on :8080; SQLite under /var/lib/lotsed)
+FROM gcr.io/distroless/static-debian12:nonroot AS lotsed
+COPY --from=build /out/lotsed /usr/local/bin/lotsed
+ENV LOTSE_DATABASE_URL=/var/lib/lotsed/lotsed.db
+VOLUME /var/lib/lotsed
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/lotsed"]
+
+# lotse, the default target: the image the CI/CD components run.
+FROM gcr.io/distroless/static-debian12:debug-nonroot AS lotse
 COPY --from=build /out/lotse /usr/local/bin/lotse
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/lotse"]
