@@ -38,6 +38,9 @@ import (
 //	    approvals: 2
 //	    gates: {signature: true, maxSeverity: medium, soak: 1h, health: true}
 //	    labels: [promotion, production]
+//	guardrails:                     # optional: lotse guardrails check, see Guardrails
+//	  allowedRegistries: [harbor.example.com]
+//	  stages: {dev: {rules: {image-digest: {enabled: false}}}}
 //
 // Choices beyond the first sketch, each for a reason:
 //   - set is required: charts name their image fields differently, and a
@@ -58,6 +61,8 @@ type Config struct {
 	Signing Signing
 	Apps    []App
 	Stages  []Stage // in promotion order
+	// Guardrails is the policy of lotse guardrails check.
+	Guardrails Guardrails
 }
 
 // GitLab says where the GitOps repository lives.

@@ -183,7 +183,7 @@ func TestConfigProblems(t *testing.T) {
 		{
 			name: "unknown key without suggestion",
 			old:  "version: 1\n", new: "version: 1\nfrobnicate: yes\n",
-			want: []string{`lotse.yaml:2:1: lotse.yaml: unknown key "frobnicate" (known keys: version, gitlab, signing, apps, stages)`},
+			want: []string{`lotse.yaml:2:1: lotse.yaml: unknown key "frobnicate" (known keys: version, gitlab, signing, apps, stages, guardrails)`},
 		},
 		{
 			name: "duplicate app",
@@ -295,6 +295,26 @@ func TestConfigProblems(t *testing.T) {
 			want: []string{`lotse.yaml: apps "shop" and "shop2" both set image.tag in apps/shop/envs/dev/values.yaml for stage "dev"`,
 				`lotse.yaml: apps "shop" and "shop2" both set image.tag in apps/shop/envs/staging/values.yaml for stage "staging"`,
 				`lotse.yaml: apps "shop" and "shop2" both set image.tag in apps/shop/envs/production/values.yaml for stage "production"`},
+		},
+		{
+			name: "guardrails: unknown rule, severity and stage",
+			old:  base, new: base + "guardrails:\n  rules:\n    probe: {severity: minor}\n    privileged: {severity: high, enabled: nope}\n  stages:\n    prod: {rules: {}}\n    dev: {rule: {}}\n",
+			want: []string{
+				`lotse.yaml:24:5: guardrails.rules: unknown rule "probe" (did you mean "probes"?)`,
+				`lotse.yaml:25:28: guardrails.rules.privileged.severity: unknown severity "high" (want one of info, minor, major, critical, blocker)`,
+				`lotse.yaml:25:43: guardrails.rules.privileged.enabled must be true or false, not a string`,
+				`lotse.yaml:27:5: guardrails.stages: stage "prod" is not defined (stages: dev, staging, production)`,
+				`lotse.yaml:28:11: guardrails.stages.dev: unknown key "rule" (did you mean "rules"?)`,
+			},
+		},
+		{
+			name: "guardrails: registries",
+			old:  base, new: base + "guardrails:\n  allowedRegistries: [https://harbor.example.com, 'harbor.example.com/*', harbor.example.com, harbor.example.com]\n",
+			want: []string{
+				`lotse.yaml:23:23: guardrails.allowedRegistries: "https://harbor.example.com" must be a registry host, like harbor.example.com, optionally with a path, like harbor.example.com/team (no scheme, tag or wildcard)`,
+				`lotse.yaml:23:51: guardrails.allowedRegistries: "harbor.example.com/*" must be a registry host, like harbor.example.com, optionally with a path, like harbor.example.com/team (no scheme, tag or wildcard)`,
+				`lotse.yaml:23:95: guardrails.allowedRegistries: "harbor.example.com" is given twice`,
+			},
 		},
 		{
 			name: "not YAML",
@@ -426,6 +446,64 @@ func TestSeverity(t *testing.T) {
 	}
 	if _, err := ParseSeverity("none"); err == nil {
 		t.Error("ParseSeverity(none) succeeded")
+	}
+}
+
+func TestFullExampleGuardrails(t *testing.T) {
+	data, err := os.ReadFile("testdata/config/full.lotse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig(data, "lotse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.Guardrails
+	if !slices.Equal(g.AllowedRegistries, []string{"harbor.example.com", "registry.k8s.io/ingress-nginx"}) {
+		t.Errorf("allowedRegistries %v", g.AllowedRegistries)
+	}
+	off := false
+	dev := g.ForStage("dev")
+	want := map[string]GuardrailRule{
+		"probes":           {Severity: "minor"},
+		"host-path":        {Severity: "blocker"},
+		"image-digest":     {Enabled: &off},
+		"resources-limits": {Severity: "minor"},
+	}
+	if len(dev) != len(want) {
+		t.Errorf("dev rules %v", dev)
+	}
+	for id, w := range want {
+		got := dev[id]
+		if got.Severity != w.Severity || (got.Enabled == nil) != (w.Enabled == nil) || got.Enabled != nil && *got.Enabled != *w.Enabled {
+			t.Errorf("dev %s = %+v, want %+v", id, got, w)
+		}
+	}
+	if prod := g.ForStage("production"); prod["probes"].Severity != "major" || prod["host-path"].Severity != "blocker" || len(prod) != 2 {
+		t.Errorf("production rules %v", prod)
+	}
+	if staging := g.ForStage("staging"); staging["probes"].Severity != "minor" || len(staging) != 2 {
+		t.Errorf("staging rules (the global ones) %v", staging)
+	}
+}
+
+// TestSchemaGuardrailRules keeps the schema's rule ids and GuardrailRuleIDs
+// in step.
+func TestSchemaGuardrailRules(t *testing.T) {
+	var s struct {
+		Defs struct {
+			GuardrailRules struct {
+				PropertyNames struct {
+					Enum []string `yaml:"enum"`
+				} `yaml:"propertyNames"`
+			} `yaml:"guardrailRules"`
+		} `yaml:"$defs"`
+	}
+	if err := yaml.Unmarshal(Schema, &s); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Defs.GuardrailRules.PropertyNames.Enum; !slices.Equal(got, GuardrailRuleIDs()) {
+		t.Errorf("schema rule ids %v, want %v", got, GuardrailRuleIDs())
 	}
 }
 

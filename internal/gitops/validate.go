@@ -279,7 +279,7 @@ func (v *validator) require(n *yaml.Node, fs map[string]field, where, key, hint 
 // config validates the whole file.
 func (v *validator) config(root *yaml.Node) *Config {
 	cfg := &Config{GitLab: GitLab{DefaultBranch: "main"}}
-	fs := v.fields(root, "lotse.yaml", "version", "gitlab", "signing", "apps", "stages")
+	fs := v.fields(root, "lotse.yaml", "version", "gitlab", "signing", "apps", "stages", "guardrails")
 
 	if f, ok := v.require(root, fs, "lotse.yaml", "version", "; set version: 1"); ok {
 		if n, ok := v.integer(f.val, "version"); ok {
@@ -321,6 +321,9 @@ func (v *validator) config(root *yaml.Node) *Config {
 		if len(f.val.Content) == 0 && f.val.Kind == yaml.SequenceNode {
 			v.addf(f.val, "apps must list at least one app")
 		}
+	}
+	if f, ok := fs["guardrails"]; ok {
+		v.guardrails(f.val, cfg)
 	}
 	v.conflicts(cfg)
 	return cfg
