@@ -11,11 +11,13 @@ COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/lotse ./cmd/lotse && \
-    go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/lotsed ./cmd/lotsed
+    go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/lotsed ./cmd/lotsed && \
+    mkdir -p /out/data
 
 # lotsed: docker build --target lotsed . (listens on :8080; SQLite under /var/lib/lotsed)
 FROM gcr.io/distroless/static-debian12:nonroot AS lotsed
 COPY --from=build /out/lotsed /usr/local/bin/lotsed
+COPY --from=build --chown=65532:65532 /out/data /var/lib/lotsed
 ENV LOTSE_DATABASE_URL=/var/lib/lotsed/lotsed.db
 VOLUME /var/lib/lotsed
 USER 65532:65532
