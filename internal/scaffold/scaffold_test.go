@@ -132,6 +132,9 @@ func TestGeneratedConfigIsValid(t *testing.T) {
 			if hasKey != (len(o.PublicKey) > 0) || (!hasKey && files["keys/README.md"] == nil) {
 				t.Errorf("keys/: cosign.pub written %v, want %v (README otherwise)", hasKey, len(o.PublicKey) > 0)
 			}
+			if !slices.Equal(cfg.Guardrails.AllowedRegistries, []string{o.Registry}) {
+				t.Errorf("guardrails allow %v, want only %s", cfg.Guardrails.AllowedRegistries, o.Registry)
+			}
 			if got := stageNames(cfg); !slices.Equal(got, o.Stages) {
 				t.Errorf("stages %v, want %v", got, o.Stages)
 			}
