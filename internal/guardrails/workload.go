@@ -237,10 +237,10 @@ func (fs *findings) container(ct *yaml.Node, fallback string, podSC *yaml.Node, 
 		add(RuleRunAsNonRoot, nonRoot, "securityContext.runAsNonRoot is %s on the %s, want true", valueText(nonRoot), where)
 	}
 	if n := get(sc, "readOnlyRootFilesystem"); !isTrue(n) {
-		add(RuleReadOnlyRootFS, n, "%s", wantBool("readOnlyRootFilesystem", n, true))
+		add(RuleReadOnlyRootFS, firstSet(n, sc), "%s", wantBool("readOnlyRootFilesystem", n, true))
 	}
 	if n := get(sc, "allowPrivilegeEscalation"); !isFalse(n) {
-		add(RulePrivilegeEscalation, n, "%s", wantBool("allowPrivilegeEscalation", n, false))
+		add(RulePrivilegeEscalation, firstSet(n, sc), "%s", wantBool("allowPrivilegeEscalation", n, false))
 	}
 	if n := get(sc, "privileged"); isTrue(n) {
 		add(RulePrivileged, n, "securityContext.privileged is true: the container has every capability of the node")
