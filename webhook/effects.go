@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/lotse/lotse/internal/gitlab"
 	"github.com/lotse/lotse/internal/gitops"
@@ -60,7 +61,22 @@ func (s *service) openMR(ctx context.Context, app string, a promotion.OpenMR) ([
 	if res.MR == nil {
 		return nil, nil // a commit stage: the push hook reports the landing
 	}
-	return []promotion.Event{promotion.MROpened{Stage: a.Stage, IID: int(res.MR.IID), Author: res.MR.Author.Username, Image: a.Image, SHA: res.MR.SHA}}, nil
+	return s.opened(ctx, a.Stage, a.Image, res.MR)
+}
+
+// opened reports an MR lotsed opened or reused, with the approvals it
+// already has: webhooks of approvals given before lotsed recorded the MR
+// (after a restart, or a slow worker) would otherwise be lost to the count.
+func (s *service) opened(ctx context.Context, stage, image string, mr *gitlab.MR) ([]promotion.Event, error) {
+	ev := []promotion.Event{promotion.MROpened{Stage: stage, IID: int(mr.IID), Author: mr.Author.Username, Image: image, SHA: mr.SHA}}
+	approvers, err := s.gl.Approvals(ctx, s.cfg.GitOpsProject, mr.IID)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range approvers {
+		ev = append(ev, promotion.MRApproved{Stage: stage, IID: int(mr.IID), User: u.Username})
+	}
+	return ev, nil
 }
 
 func (s *service) rollback(ctx context.Context, app string, a promotion.Rollback) ([]promotion.Event, error) {
@@ -75,7 +91,7 @@ func (s *service) rollback(ctx context.Context, app string, a promotion.Rollback
 	if res.MR == nil {
 		return nil, nil
 	}
-	return []promotion.Event{promotion.MROpened{Stage: a.Stage, IID: int(res.MR.IID), Author: res.MR.Author.Username, Image: a.Image, SHA: res.MR.SHA}}, nil
+	return s.opened(ctx, a.Stage, a.Image, res.MR)
 }
 
 // merge asks GitLab to merge. Mergeability is computed asynchronously: while
@@ -192,21 +208,40 @@ func (s *service) upsertComment(ctx context.Context, a promotion.UpsertComment) 
 		project, iid = a.Target.SourceProject, mrs[0].IID
 	}
 	marker, _, _ := strings.Cut(a.Body, "\n")
-	notes, err := s.gl.Notes(ctx, project, iid)
-	if err != nil {
-		return err
-	}
-	for _, n := range notes {
-		if n.Author.Username == s.bot && strings.HasPrefix(n.Body, marker) {
-			if n.Body == a.Body {
-				return nil
-			}
-			_, err := s.gl.UpdateNote(ctx, project, iid, n.ID, a.Body)
+	// Replicas may upsert the same comment at once: the first to claim its
+	// creation creates it, the others wait for it and update it.
+	claim := "comment:" + digestOf(project, fmt.Sprint(iid), marker)
+	for attempt := 0; ; attempt++ {
+		notes, err := s.gl.Notes(ctx, project, iid)
+		if err != nil {
 			return err
 		}
+		for _, n := range notes {
+			if n.Author.Username == s.bot && strings.HasPrefix(n.Body, marker) {
+				if n.Body == a.Body {
+					return nil
+				}
+				_, err := s.gl.UpdateNote(ctx, project, iid, n.ID, a.Body)
+				return err
+			}
+		}
+		first, err := s.db.Once(ctx, claim)
+		if err != nil {
+			return err
+		}
+		if first || attempt >= 20 {
+			if _, err := s.gl.CreateNote(ctx, project, iid, a.Body); err != nil {
+				_ = s.db.Forget(ctx, claim) // let the next attempt create it
+				return err
+			}
+			return nil
+		}
+		select { // another worker is creating it
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	_, err = s.gl.CreateNote(ctx, project, iid, a.Body)
-	return err
 }
 
 func (s *service) reply(ctx context.Context, a promotion.Reply) error {

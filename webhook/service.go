@@ -110,7 +110,8 @@ func (s *service) config(ctx context.Context) (*writeback.Writer, error) {
 func (s *service) reload(ctx context.Context) (*writeback.Writer, error) {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
-	w, err := writeback.Open(ctx, s.gl, s.cfg.GitOpsProject, writeback.Options{})
+	// lotsed merges promotion MRs itself, after it recorded them.
+	w, err := writeback.Open(ctx, s.gl, s.cfg.GitOpsProject, writeback.Options{CallerMerges: true})
 	if err != nil {
 		return nil, err
 	}

@@ -155,7 +155,7 @@ func (w *Writer) apply(ctx context.Context, c change) (Result, error) {
 	if err := w.ensureMR(ctx, c, &res); err != nil {
 		return res, err
 	}
-	if c.merge {
+	if c.merge && !w.opts.CallerMerges {
 		if err := w.autoMerge(ctx, &res); err != nil {
 			return res, err
 		}

@@ -65,6 +65,10 @@ type Options struct {
 	HistoryLimit int
 	// AuthorName and AuthorEmail set the commit author; empty: the token's user.
 	AuthorName, AuthorEmail string
+	// CallerMerges leaves merging to the caller: no auto-merge is asked for
+	// merge-request stages and rollbacks. lotsed sets it, because it merges
+	// only after it recorded the MR and its gates.
+	CallerMerges bool
 }
 
 func (o Options) withDefaults() Options {

@@ -229,6 +229,27 @@ func TestBumpMergeRequest(t *testing.T) {
 	}
 }
 
+// With CallerMerges (lotsed) the MR of a merge-request stage stays open for
+// the caller to merge once it recorded it.
+func TestBumpCallerMerges(t *testing.T) {
+	f := setup(t, nil)
+	w, err := writeback.Open(ctx(t), f.client(t), project, writeback.Options{Backoff: time.Millisecond, CallerMerges: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Bump(ctx(t), writeback.Bump{App: "shop", Stage: "staging", Image: ref(1)})
+	if err != nil || res.MR == nil {
+		t.Fatalf("Bump = %+v, %v", res, err)
+	}
+	mr, err := f.sim.MergeRequest(project, int(res.MR.IID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mr.State != "opened" || mr.AutoMerge {
+		t.Fatalf("MR %+v: want it open, without auto-merge", mr)
+	}
+}
+
 func TestBumpApprovalReusesMR(t *testing.T) {
 	f := setup(t, nil)
 	w := f.writer(t, nil)
