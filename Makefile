@@ -34,10 +34,14 @@ tools: $(BIN)/cosign
 
 # Every test, offline. -p 2: the test binaries that link trivy/syft/cosign
 # need about 3.5 GB each to link. PostgreSQL (Debian's, installed when
-# missing) runs on loopback for the store and lotsed tests.
-test: tools
+# missing) runs on loopback for the store and lotsed tests; gitlab-ci-local
+# (npm, installed outside the repository when missing) runs the CI/CD
+# components for real.
+test: tools $(BIN)/lotse
 	scripts/check-format.sh
-	eval "$$(scripts/postgres.sh)" && PATH="$(BIN):$$PATH" $(GO) test -p 2 -count=1 ./...
+	eval "$$(scripts/postgres.sh)" && \
+	  GITLAB_CI_LOCAL="$$(scripts/gitlab-ci-local.sh)" LOTSE_BIN=$(BIN)/lotse \
+	  PATH="$(BIN):$$PATH" $(GO) test -p 2 -count=1 ./...
 	$(GO) vet ./...
 
 lint:
