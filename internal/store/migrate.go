@@ -72,6 +72,19 @@ CREATE TABLE landings (
 CREATE UNIQUE INDEX landings_once ON landings (app, stage, image, landed_at);
 CREATE INDEX landings_stage ON landings (stage, landed_at);
 `,
+		// 2: bodies and headers in their own table. A delivery's row is
+		// rewritten when it is leased and when it is done; with the body in
+		// it SQLite rewrote the body (overflow pages, into the WAL) each time.
+		`
+CREATE TABLE delivery_bodies (
+	id      BIGINT PRIMARY KEY,
+	headers TEXT NOT NULL DEFAULT '{}',
+	body    {{blob}} NOT NULL
+);
+INSERT INTO delivery_bodies (id, headers, body) SELECT id, headers, body FROM deliveries;
+ALTER TABLE deliveries DROP COLUMN headers;
+ALTER TABLE deliveries DROP COLUMN body;
+`,
 	}
 }
 

@@ -299,19 +299,18 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 		return strings.Compare(a.d.Key, b.d.Key)
 	})
 
-	const cols = `INSERT INTO deliveries (source, event, dedupe_key, headers, body, received_at, state, next_attempt) VALUES `
+	const cols = `INSERT INTO deliveries (source, event, dedupe_key, received_at, state, next_attempt) VALUES `
 	for start := 0; start < len(keyed); start += rowsPerInsert {
 		chunk := keyed[start:min(start+rowsPerInsert, len(keyed))]
 		var sb strings.Builder
 		sb.WriteString(cols)
-		args := make([]any, 0, 8*len(chunk))
+		args := make([]any, 0, 5*len(chunk))
 		for i, r := range chunk {
 			if i > 0 {
 				sb.WriteString(", ")
 			}
-			sb.WriteString("(?, ?, ?, ?, ?, ?, 'queued', ?)")
-			args = append(args, r.d.Source, r.d.Event, r.d.Key, r.headers, r.d.Body,
-				micros(r.d.ReceivedAt), micros(r.d.NextAttempt))
+			sb.WriteString("(?, ?, ?, ?, 'queued', ?)")
+			args = append(args, r.d.Source, r.d.Event, r.d.Key, micros(r.d.ReceivedAt), micros(r.d.NextAttempt))
 		}
 		sb.WriteString(" ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id, source, dedupe_key")
 		rows, err := tx.QueryContext(ctx, db.q(sb.String()), args...)
@@ -337,6 +336,15 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("insert deliveries: %w", err)
 		}
+		var fresh []*enqueueReq
+		for _, r := range chunk {
+			if r.id != 0 {
+				fresh = append(fresh, r)
+			}
+		}
+		if err := insertBodies(ctx, db, tx, fresh); err != nil {
+			return err
+		}
 		for _, r := range chunk {
 			if r.id != 0 {
 				continue
@@ -351,11 +359,14 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 		}
 	}
 	for _, r := range unkeyed {
-		err := tx.QueryRowContext(ctx, db.q(cols+`(?, ?, NULL, ?, ?, ?, 'queued', ?) RETURNING id`),
-			r.d.Source, r.d.Event, r.headers, r.d.Body, micros(r.d.ReceivedAt), micros(r.d.NextAttempt)).Scan(&r.id)
+		err := tx.QueryRowContext(ctx, db.q(cols+`(?, ?, NULL, ?, 'queued', ?) RETURNING id`),
+			r.d.Source, r.d.Event, micros(r.d.ReceivedAt), micros(r.d.NextAttempt)).Scan(&r.id)
 		if err != nil {
 			return fmt.Errorf("insert delivery: %w", err)
 		}
+	}
+	if err := insertBodies(ctx, db, tx, unkeyed); err != nil {
+		return err
 	}
 	for _, r := range repeats {
 		r.id, r.dup = first[dedupeKey{r.d.Source, r.d.Key}].id, true
@@ -363,8 +374,35 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 	return nil
 }
 
-// deliveryCols are the columns scanDelivery reads, in its order.
-const deliveryCols = `id, source, event, COALESCE(dedupe_key, ''), headers, body, received_at, state, attempts, next_attempt, last_error, lease_owner, lease_until`
+// insertBodies stores the headers and bodies of newly inserted deliveries.
+func insertBodies(ctx context.Context, db *DB, tx *sql.Tx, rs []*enqueueReq) error {
+	for start := 0; start < len(rs); start += rowsPerInsert {
+		chunk := rs[start:min(start+rowsPerInsert, len(rs))]
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO delivery_bodies (id, headers, body) VALUES `)
+		args := make([]any, 0, 3*len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?)")
+			args = append(args, r.id, r.headers, r.d.Body)
+		}
+		if _, err := tx.ExecContext(ctx, db.q(sb.String()), args...); err != nil {
+			return fmt.Errorf("insert delivery bodies: %w", err)
+		}
+	}
+	return nil
+}
+
+// deliveryCols are the columns scanDelivery reads, in its order: the
+// delivery (d) and its body (b) joined by deliveryFrom.
+const (
+	deliveryCols = `d.id, d.source, d.event, COALESCE(d.dedupe_key, ''), b.headers, b.body, d.received_at, d.state, d.attempts, d.next_attempt, d.last_error, d.lease_owner, d.lease_until`
+	deliveryFrom = `deliveries d JOIN delivery_bodies b ON b.id = d.id`
+	// metaCols are deliveryCols without the body, for UPDATE ... RETURNING.
+	metaCols = `id, source, event, COALESCE(dedupe_key, ''), '{}', NULL, received_at, state, attempts, next_attempt, last_error, lease_owner, lease_until`
+)
 
 func scanDelivery(rows *sql.Rows) (Delivery, error) {
 	var (
@@ -377,10 +415,8 @@ func scanDelivery(rows *sql.Rows) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, fmt.Errorf("read delivery: %w", err)
 	}
-	if headers != "" && headers != "{}" {
-		if err := json.Unmarshal([]byte(headers), &d.Headers); err != nil {
-			return Delivery{}, fmt.Errorf("read delivery %d: headers: %w", d.ID, err)
-		}
+	if err := setHeaders(&d, headers); err != nil {
+		return Delivery{}, err
 	}
 	if d.Body == nil {
 		d.Body = []byte{}
@@ -388,6 +424,16 @@ func scanDelivery(rows *sql.Rows) (Delivery, error) {
 	d.State = State(state)
 	d.ReceivedAt, d.NextAttempt, d.LeaseUntil = fromMicros(received), fromMicros(next), fromMicros(leaseUntil)
 	return d, nil
+}
+
+func setHeaders(d *Delivery, headers string) error {
+	d.Headers = nil
+	if headers != "" && headers != "{}" {
+		if err := json.Unmarshal([]byte(headers), &d.Headers); err != nil {
+			return fmt.Errorf("read delivery %d: headers: %w", d.ID, err)
+		}
+	}
+	return nil
 }
 
 func collectDeliveries(rows *sql.Rows, err error) ([]Delivery, error) {
@@ -407,6 +453,45 @@ func collectDeliveries(rows *sql.Rows, err error) ([]Delivery, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// fillBodies reads the headers and bodies of ds.
+func (db *DB) fillBodies(ctx context.Context, ds []Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*Delivery, len(ds))
+	args := make([]any, len(ds))
+	marks := make([]string, len(ds))
+	for i := range ds {
+		byID[ds[i].ID] = &ds[i]
+		args[i], marks[i] = ds[i].ID, "?"
+	}
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT id, headers, body FROM delivery_bodies WHERE id IN (`+strings.Join(marks, ", ")+`)`), args...)
+	if err != nil {
+		return fmt.Errorf("read delivery bodies: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id      int64
+			headers string
+			body    []byte
+		)
+		if err := rows.Scan(&id, &headers, &body); err != nil {
+			return fmt.Errorf("read delivery bodies: %w", err)
+		}
+		if d := byID[id]; d != nil {
+			if body == nil {
+				body = []byte{}
+			}
+			d.Body = body
+			if err := setHeaders(d, headers); err != nil {
+				return err
+			}
+		}
+	}
+	return rows.Err()
 }
 
 // Lease claims up to max deliveries for owner until now+ttl: queued ones
@@ -434,10 +519,13 @@ WHERE id IN (SELECT id FROM deliveries
 	WHERE state IN ('queued', 'leased')
 	AND ((state = 'queued' AND next_attempt <= ?) OR (state = 'leased' AND lease_until <= ?))
 	ORDER BY id LIMIT ?` + lock + `)
-RETURNING ` + deliveryCols
+RETURNING ` + metaCols
 	n := micros(now)
 	out, err := collectDeliveries(db.w.QueryContext(ctx, db.q(query), owner, micros(now.Add(ttl)), n, n, max))
 	if err != nil {
+		return nil, fmt.Errorf("lease deliveries: %w", err)
+	}
+	if err := db.fillBodies(ctx, out); err != nil {
 		return nil, fmt.Errorf("lease deliveries: %w", err)
 	}
 	slices.SortFunc(out, func(a, b Delivery) int { return cmpInt64(a.ID, b.ID) })
@@ -546,9 +634,9 @@ func (db *DB) Deliveries(ctx context.Context, state State, limit int) ([]Deliver
 		err  error
 	)
 	if state == "" {
-		rows, err = db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM deliveries ORDER BY id LIMIT ?`), limit)
+		rows, err = db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM `+deliveryFrom+` ORDER BY d.id LIMIT ?`), limit)
 	} else {
-		rows, err = db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM deliveries WHERE state = ? ORDER BY id LIMIT ?`), string(state), limit)
+		rows, err = db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM `+deliveryFrom+` WHERE d.state = ? ORDER BY d.id LIMIT ?`), string(state), limit)
 	}
 	out, err := collectDeliveries(rows, err)
 	if err != nil {
@@ -559,7 +647,7 @@ func (db *DB) Deliveries(ctx context.Context, state State, limit int) ([]Deliver
 
 // Delivery returns one delivery; ErrNotFound when there is none.
 func (db *DB) Delivery(ctx context.Context, id int64) (Delivery, error) {
-	out, err := collectDeliveries(db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM deliveries WHERE id = ?`), id))
+	out, err := collectDeliveries(db.r.QueryContext(ctx, db.q(`SELECT `+deliveryCols+` FROM `+deliveryFrom+` WHERE d.id = ?`), id))
 	if err != nil {
 		return Delivery{}, fmt.Errorf("read delivery %d: %w", id, err)
 	}
@@ -626,11 +714,19 @@ func (db *DB) Stats(ctx context.Context) (map[State]int, error) {
 // many. A pruned delivery's Key no longer deduplicates: keep them longer
 // than GitLab may resend (its Recent events go back two days).
 func (db *DB) Prune(ctx context.Context, before time.Time) (int64, error) {
-	res, err := db.w.ExecContext(ctx, db.q(`DELETE FROM deliveries WHERE state = 'done' AND received_at < ?`), micros(before))
-	if err != nil {
-		return 0, fmt.Errorf("prune deliveries: %w", err)
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM delivery_bodies WHERE id IN
+	(SELECT id FROM deliveries WHERE state = 'done' AND received_at < ?)`), micros(before)); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, db.q(`DELETE FROM deliveries WHERE state = 'done' AND received_at < ?`), micros(before))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("prune deliveries: %w", err)
 	}
