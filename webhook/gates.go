@@ -48,7 +48,7 @@ func (g *gates) scan(ctx context.Context, image string) (vuln.Severity, int, err
 }
 
 func (g *gates) verifyOptions() sign.VerifyOptions {
-	return sign.VerifyOptions{Options: sign.Options{Insecure: g.insecure, Offline: g.offline, Username: g.user, Password: g.password}, Key: g.key}
+	return sign.VerifyOptions{Options: sign.Options{Insecure: g.insecure, Offline: g.offline, Username: g.user, Password: g.password, Quiet: true}, Key: g.key}
 }
 
 // maxSeverity reads cosign's verify-attestation output (one DSSE envelope
