@@ -58,10 +58,7 @@ func Run(ctx context.Context, info Info, args []string, getenv func(string) stri
 		return ExitOK
 	}
 	code := exitCode(err)
-	var gate *GateError
-	if !errors.As(err, &gate) || gate.Printed == false {
-		fmt.Fprintf(stderr, "lotse: %s\n", oneLine(err.Error()))
-	}
+	fmt.Fprintf(stderr, "lotse: %s\n", oneLine(err.Error()))
 	if code == ExitUsage {
 		fmt.Fprintln(stderr, "Run 'lotse --help' for usage.")
 	}
@@ -78,11 +75,10 @@ func usagef(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
-// GateError is a failed gate: exit code 3. Printed says the command already
-// reported the reason on stdout, so Run adds only the summary line.
+// GateError is a failed gate: exit code 3. The command prints the findings
+// behind it; Run adds the one-line summary.
 type GateError struct {
-	Reason  string
-	Printed bool
+	Reason string
 }
 
 func (e *GateError) Error() string { return "gate failed: " + e.Reason }
