@@ -121,7 +121,7 @@ const (
 // Gates are the checks an image must pass before it is promoted to a stage.
 type Gates struct {
 	Signature   bool          // the image must carry a valid signature
-	MaxSeverity Severity      // highest vulnerability severity allowed; SeverityNone: no gate
+	MaxSeverity Severity      // the scan attestation must have no finding at or above it; SeverityNone: no gate
 	Soak        time.Duration // time the image must have run in the previous stage
 	Health      bool          // the previous stage must be healthy in ArgoCD
 }
