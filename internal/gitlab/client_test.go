@@ -352,8 +352,6 @@ func TestConcurrentCommitsToOneFile(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no writer saw a conflict: the test did not exercise last_commit_id")
 	}
+	// The time is reported, not asserted: speed is make bench's business.
 	t.Logf("50 concurrent writers, %d saw conflicts, %d commit attempts, %v", n, f.sim.CountRequests(gitlabsim.ClassCommits, "POST"), time.Since(start))
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("took %v", d)
-	}
 }

@@ -322,9 +322,7 @@ func TestConcurrentCommitsDistinctFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("50 commits took %v", d)
-	}
+	t.Logf("50 concurrent commits took %v", time.Since(start)) // reported, not asserted: see make bench
 	cs, _, _ := c.Commits.ListCommits(e.project, &gl.ListCommitsOptions{ListOptions: gl.ListOptions{PerPage: 100}})
 	if len(cs) != 51 {
 		t.Fatalf("%d commits on main, want 51", len(cs))
