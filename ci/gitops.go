@@ -51,7 +51,7 @@ func (a *app) gitlabClient(f *gitopsFlags) (*gitlab.Client, error) {
 		if a.env.get("CI_JOB_TOKEN") != "" {
 			hint = "; CI_JOB_TOKEN cannot be used: GitLab does not let job tokens commit files or open merge requests"
 		}
-		return nil, usagef("no GitLab token: set LOTSE_GITLAB_TOKEN to a project or group access token with the api scope and the Developer role on %s%s", f.project, hint)
+		return nil, usagef("no GitLab token: set LOTSE_GITLAB_TOKEN to lotse's access token for %s (api scope; the Maintainer role when it commits to the protected default branch)%s", f.project, hint)
 	}
 	c, err := gitlab.New(url, token, gitlab.WithUserAgent("lotse/"+a.info.Version),
 		gitlab.WithHTTPClient(&http.Client{Timeout: 60 * time.Second}))
