@@ -2,36 +2,15 @@ package ci
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/lotse/lotse/internal/atomicfile"
 )
 
-// writeFileAtomic writes data to a temporary file beside path and renames it
-// into place, so that a failed run never leaves half a report.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+// writeFileAtomic writes a report whole: a failed run never leaves half
+// of one.
+func writeFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data) }
 
 // dotenv renders variables for GitLab's artifacts:reports:dotenv: KEY=VALUE
 // lines, no quotes, no spaces in values.

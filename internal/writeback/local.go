@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lotse/lotse/internal/atomicfile"
 	"github.com/lotse/lotse/internal/gitops"
 )
 
@@ -63,7 +64,7 @@ func (l Local) Bump(ctx context.Context, b Bump) (Result, error) {
 	}
 	res.Changed = changed
 	if changed {
-		if err := writeAtomic(file, out); err != nil {
+		if err := atomicfile.Write(file, out); err != nil {
 			return res, err
 		}
 	}
@@ -110,32 +111,4 @@ func (l Local) git(ctx context.Context, stdin *strings.Reader, args ...string) (
 		return "", fmt.Errorf("git %s: %w: %s", args[0], err, msg)
 	}
 	return strings.TrimSpace(out.String()), nil
-}
-
-// writeAtomic replaces path with data through a temporary file beside it,
-// keeping the file's mode.
-func writeAtomic(path string, data []byte) error {
-	mode := fs.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), mode)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
