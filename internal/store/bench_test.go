@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// BenchmarkEnqueue measures durable enqueues of 4 KB bodies from many
+// BenchmarkEnqueue measures durable enqueues of GitLab's 6 KB Merge Request Hook from many
 // concurrent callers (webhook handlers), each with its own key, and reports
 // enqueues per second and the p50/p99 latency of one Enqueue.
 //
@@ -20,7 +20,7 @@ func BenchmarkEnqueue(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			ctx := ctxT(b)
 			db := open(b, be.url(b))
-			payload := body(4096)
+			payload := mrHook(b)
 			headers := map[string]string{"X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Instance": "https://gitlab.example.com"}
 			var (
 				seq atomic.Int64
@@ -66,7 +66,7 @@ func BenchmarkEnqueueAt500(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			ctx := ctxT(b)
 			db := open(b, be.url(b))
-			payload := body(4096)
+			payload := mrHook(b)
 			lat := make([]time.Duration, b.N)
 			var wg sync.WaitGroup
 			b.ResetTimer()

@@ -19,10 +19,7 @@ func BenchmarkCycle(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	body := make([]byte, 6<<10)
-	for i := range body {
-		body[i] = byte('a' + i%26)
-	}
+	body := mrHook(b)
 	var seq atomic.Int64
 	stop := make(chan struct{})
 	var workers sync.WaitGroup

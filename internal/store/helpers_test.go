@@ -102,6 +102,16 @@ func ctxT(t testing.TB) context.Context {
 }
 
 // body returns n bytes that look like a GitLab webhook body.
+// mrHook is GitLab's documented Merge Request Hook (about 6 KB), the body
+// the benchmarks store.
+func mrHook(tb testing.TB) []byte {
+	b, err := os.ReadFile(filepath.Join("..", "..", "test", "bench", "mr-hook.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
 func body(n int) []byte {
 	b := make([]byte, n)
 	const s = `{"object_kind":"merge_request","event_type":"merge_request","user":{"name":"A"},"project":{"id":1}}`

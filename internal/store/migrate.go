@@ -85,6 +85,11 @@ INSERT INTO delivery_bodies (id, headers, body) SELECT id, headers, body FROM de
 ALTER TABLE deliveries DROP COLUMN headers;
 ALTER TABLE deliveries DROP COLUMN body;
 `,
+		// 3: bodies compressed: encoding '' is the body as received, 's2'
+		// is s2-compressed (klauspost/compress).
+		`
+ALTER TABLE delivery_bodies ADD COLUMN encoding TEXT NOT NULL DEFAULT '';
+`,
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // State is where a delivery is in its life.
@@ -53,8 +55,12 @@ type Delivery struct {
 	Attempts    int
 	NextAttempt time.Time
 	LastError   string
-	LeaseOwner  string
-	LeaseUntil  time.Time
+	// LeaseOwner and LeaseUntil, when set on Enqueue, store the delivery
+	// already leased to LeaseOwner (its first attempt) rather than queued:
+	// the receiving process hands it to a worker in memory and saves a
+	// Lease transaction and reading the body back.
+	LeaseOwner string
+	LeaseUntil time.Time
 }
 
 // Tuning of the group commit.
@@ -66,6 +72,11 @@ const (
 	rowsPerInsert = 128
 	// enqueueBuffer is how many enqueues may wait for a writer.
 	enqueueBuffer = 4096
+	// When the last batch had lingerAfter deliveries or more, the writer
+	// waits up to lingerMax for lingerFor before it commits the next.
+	lingerAfter = 4
+	lingerFor   = 32
+	lingerMax   = time.Millisecond
 	// batchTimeout bounds one batch's transaction, so that a database that
 	// stops answering fails the waiting callers instead of wedging them.
 	batchTimeout = 30 * time.Second
@@ -81,10 +92,16 @@ func secretHeader(name string) bool {
 	return false
 }
 
-// enqueueReq is one Enqueue call waiting for its batch to commit.
+// enqueueReq is one Enqueue or CompleteMany call waiting for its batch to
+// commit: the writers commit both kinds together.
 type enqueueReq struct {
-	d       Delivery
-	headers string
+	// complete, when set, makes this a CompleteMany of ids by owner.
+	complete *completion
+	d        Delivery
+	headers  string
+	// body is d.Body as stored, in encoding.
+	body     []byte
+	encoding string
 	// gone is the caller's ctx.Done(): a request whose caller left before
 	// its batch started is not stored.
 	gone <-chan struct{}
@@ -98,6 +115,12 @@ type enqueueRes struct {
 	id  int64
 	dup bool
 	err error
+}
+
+type completion struct {
+	ids   []int64
+	owner string
+	n     int // how many were marked done
 }
 
 // writerCount is how many goroutines group-commit enqueues: SQLite has one
@@ -160,12 +183,27 @@ func (db *DB) Enqueue(ctx context.Context, d Delivery) (id int64, duplicate bool
 		}
 		headers = string(b)
 	}
-	r := &enqueueReq{d: d, headers: headers, gone: ctx.Done(), done: make(chan enqueueRes, 1)}
+	if (d.LeaseOwner == "") != d.LeaseUntil.IsZero() {
+		return 0, false, errors.New("enqueue: a leased delivery needs both LeaseOwner and LeaseUntil")
+	}
+	r := &enqueueReq{d: d, headers: headers}
+	// Compressed by the caller's goroutine, in parallel, so that the one
+	// writer has a third of the bytes to write.
+	r.body, r.encoding = encodeBody(d.Body)
+	res, err := db.hand(ctx, r)
+	if err != nil {
+		return 0, false, fmt.Errorf("enqueue %s delivery: %w", d.Source, err)
+	}
+	return res.id, res.dup, nil
+}
 
+// hand gives r to the writers and waits for its batch to commit.
+func (db *DB) hand(ctx context.Context, r *enqueueReq) (enqueueRes, error) {
+	r.gone, r.done = ctx.Done(), make(chan enqueueRes, 1)
 	db.closeMu.Lock()
 	if db.closed {
 		db.closeMu.Unlock()
-		return 0, false, fmt.Errorf("enqueue: %w", ErrClosed)
+		return enqueueRes{}, ErrClosed
 	}
 	db.handing.Add(1)
 	db.closeMu.Unlock()
@@ -174,16 +212,13 @@ func (db *DB) Enqueue(ctx context.Context, d Delivery) (id int64, duplicate bool
 		db.handing.Done()
 	case <-ctx.Done():
 		db.handing.Done()
-		return 0, false, fmt.Errorf("enqueue: %w", ctx.Err())
+		return enqueueRes{}, ctx.Err()
 	}
 	select {
 	case res := <-r.done:
-		if res.err != nil {
-			return 0, false, fmt.Errorf("enqueue %s delivery: %w", d.Source, res.err)
-		}
-		return res.id, res.dup, nil
+		return res, res.err
 	case <-ctx.Done():
-		return 0, false, fmt.Errorf("enqueue: waiting for commit: %w", ctx.Err())
+		return enqueueRes{}, fmt.Errorf("waiting for commit: %w", ctx.Err())
 	}
 }
 
@@ -191,6 +226,9 @@ func (db *DB) Enqueue(ctx context.Context, d Delivery) (id int64, duplicate bool
 func (db *DB) writeLoop(ctx context.Context) {
 	defer db.writers.Done()
 	batch := make([]*enqueueReq, 0, maxBatch)
+	linger := time.NewTimer(0)
+	<-linger.C
+	prev := 0 // the last batch's size
 	for {
 		select {
 		case r := <-db.enq:
@@ -223,6 +261,27 @@ func (db *DB) writeLoop(ctx context.Context) {
 				break more
 			}
 		}
+		if prev >= lingerAfter && len(batch) < lingerFor {
+			// Busy: wait a little for more, so that commits (and disk
+			// flushes) are fewer and each carries more deliveries.
+			linger.Reset(lingerMax)
+		gather:
+			for len(batch) < lingerFor {
+				select {
+				case r := <-db.enq:
+					batch = append(batch, r)
+				case <-linger.C:
+					break gather
+				}
+			}
+			if !linger.Stop() {
+				select {
+				case <-linger.C:
+				default:
+				}
+			}
+		}
+		prev = len(batch)
 		db.commitBatch(ctx, batch)
 		clear(batch)
 		batch = batch[:0]
@@ -279,6 +338,12 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 	first := make(map[dedupeKey]*enqueueReq, len(batch))
 	var keyed, unkeyed, repeats []*enqueueReq
 	for _, r := range batch {
+		if r.complete != nil {
+			if err := db.completeIn(ctx, tx, r.complete); err != nil {
+				return err
+			}
+			continue
+		}
 		r.id, r.dup = 0, false
 		if r.d.Key == "" {
 			unkeyed = append(unkeyed, r)
@@ -299,21 +364,15 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 		return strings.Compare(a.d.Key, b.d.Key)
 	})
 
-	const cols = `INSERT INTO deliveries (source, event, dedupe_key, received_at, state, next_attempt) VALUES `
-	for start := 0; start < len(keyed); start += rowsPerInsert {
-		chunk := keyed[start:min(start+rowsPerInsert, len(keyed))]
-		var sb strings.Builder
-		sb.WriteString(cols)
-		args := make([]any, 0, 5*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("(?, ?, ?, ?, 'queued', ?)")
+	for rest := keyed; len(rest) > 0; {
+		chunk := rest[:chunkLen(len(rest))]
+		rest = rest[len(chunk):]
+		args := make([]any, 0, 9*len(chunk))
+		for _, r := range chunk {
 			args = append(args, r.d.Source, r.d.Event, r.d.Key, micros(r.d.ReceivedAt), micros(r.d.NextAttempt))
+			args = appendLease(args, r.d)
 		}
-		sb.WriteString(" ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id, source, dedupe_key")
-		rows, err := tx.QueryContext(ctx, db.q(sb.String()), args...)
+		rows, err := tx.StmtContext(ctx, db.batch.insert[chunkIndex(len(chunk))]).QueryContext(ctx, args...)
 		if err != nil {
 			return fmt.Errorf("insert deliveries: %w", err)
 		}
@@ -350,8 +409,7 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 				continue
 			}
 			// Stored before: answer with the first delivery's id.
-			err := tx.QueryRowContext(ctx, db.q(`SELECT id FROM deliveries WHERE source = ? AND dedupe_key = ?`),
-				r.d.Source, r.d.Key).Scan(&r.id)
+			err := tx.StmtContext(ctx, db.batch.findKey).QueryRowContext(ctx, r.d.Source, r.d.Key).Scan(&r.id)
 			if err != nil {
 				return fmt.Errorf("look up duplicate delivery %s/%s: %w", r.d.Source, r.d.Key, err)
 			}
@@ -359,8 +417,8 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 		}
 	}
 	for _, r := range unkeyed {
-		err := tx.QueryRowContext(ctx, db.q(cols+`(?, ?, NULL, ?, 'queued', ?) RETURNING id`),
-			r.d.Source, r.d.Event, micros(r.d.ReceivedAt), micros(r.d.NextAttempt)).Scan(&r.id)
+		args := appendLease([]any{r.d.Source, r.d.Event, micros(r.d.ReceivedAt), micros(r.d.NextAttempt)}, r.d)
+		err := tx.QueryRowContext(ctx, db.q(insertCols+`(?, ?, NULL, ?, ?, ?, ?, ?, ?) RETURNING id`), args...).Scan(&r.id)
 		if err != nil {
 			return fmt.Errorf("insert delivery: %w", err)
 		}
@@ -374,43 +432,111 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 	return nil
 }
 
+// appendLease appends the state, attempts, lease_owner and lease_until a
+// new delivery is stored with: queued, or leased (its first attempt).
+func appendLease(args []any, d Delivery) []any {
+	if d.LeaseOwner == "" {
+		return append(args, string(Queued), 0, "", 0)
+	}
+	return append(args, string(Leased), 1, d.LeaseOwner, micros(d.LeaseUntil))
+}
+
 // insertBodies stores the headers and bodies of newly inserted deliveries.
 func insertBodies(ctx context.Context, db *DB, tx *sql.Tx, rs []*enqueueReq) error {
-	for start := 0; start < len(rs); start += rowsPerInsert {
-		chunk := rs[start:min(start+rowsPerInsert, len(rs))]
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO delivery_bodies (id, headers, body) VALUES `)
-		args := make([]any, 0, 3*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("(?, ?, ?)")
-			args = append(args, r.id, r.headers, r.d.Body)
+	for len(rs) > 0 {
+		chunk := rs[:chunkLen(len(rs))]
+		rs = rs[len(chunk):]
+		args := make([]any, 0, 4*len(chunk))
+		for _, r := range chunk {
+			args = append(args, r.id, r.headers, r.encoding, r.body)
 		}
-		if _, err := tx.ExecContext(ctx, db.q(sb.String()), args...); err != nil {
+		if _, err := tx.StmtContext(ctx, db.batch.bodies[chunkIndex(len(chunk))]).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert delivery bodies: %w", err)
 		}
 	}
 	return nil
 }
 
+// The statements of the group commit are prepared once, for chunks of 1,
+// 2, 4, ... rowsPerInsert rows: parsing a new multi-row statement for each
+// batch cost SQLite more than running it.
+const chunkSizes = 8 // 1 << (chunkSizes-1) == rowsPerInsert
+
+const insertCols = `INSERT INTO deliveries (source, event, dedupe_key, received_at, next_attempt, state, attempts, lease_owner, lease_until) VALUES `
+
+// batchStmts are the prepared statements of the write path; index i of
+// each array takes 1<<i rows (or ids).
+type batchStmts struct {
+	insert, bodies, complete [chunkSizes]*sql.Stmt
+	findKey                  *sql.Stmt
+}
+
+// chunkLen is the longest prepared chunk that n rows fill: the largest
+// power of two <= min(n, rowsPerInsert).
+func chunkLen(n int) int {
+	c := rowsPerInsert
+	for c > n {
+		c /= 2
+	}
+	return c
+}
+
+// chunkIndex is the index in batchStmts of a chunk of n = 1<<i rows.
+func chunkIndex(n int) int {
+	i := 0
+	for 1<<i < n {
+		i++
+	}
+	return i
+}
+
+func (db *DB) prepareBatch(ctx context.Context) error {
+	rows := func(n int, row string) string {
+		return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+	}
+	prep := func(query string) (*sql.Stmt, error) {
+		st, err := db.w.PrepareContext(ctx, db.q(query))
+		if err != nil {
+			return nil, fmt.Errorf("prepare %.60q: %w", query, err)
+		}
+		return st, nil
+	}
+	var err error
+	for i := range chunkSizes {
+		n := 1 << i
+		if db.batch.insert[i], err = prep(insertCols + rows(n, "(?, ?, ?, ?, ?, ?, ?, ?, ?)") +
+			" ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id, source, dedupe_key"); err != nil {
+			return err
+		}
+		if db.batch.bodies[i], err = prep(`INSERT INTO delivery_bodies (id, headers, encoding, body) VALUES ` + rows(n, "(?, ?, ?, ?)")); err != nil {
+			return err
+		}
+		if db.batch.complete[i], err = prep(`UPDATE deliveries SET state = 'done', lease_owner = '', lease_until = 0
+WHERE state = 'leased' AND lease_owner = ? AND id IN (` + rows(n, "?") + `)`); err != nil {
+			return err
+		}
+	}
+	db.batch.findKey, err = prep(`SELECT id FROM deliveries WHERE source = ? AND dedupe_key = ?`)
+	return err
+}
+
 // deliveryCols are the columns scanDelivery reads, in its order: the
 // delivery (d) and its body (b) joined by deliveryFrom.
 const (
-	deliveryCols = `d.id, d.source, d.event, COALESCE(d.dedupe_key, ''), b.headers, b.body, d.received_at, d.state, d.attempts, d.next_attempt, d.last_error, d.lease_owner, d.lease_until`
+	deliveryCols = `d.id, d.source, d.event, COALESCE(d.dedupe_key, ''), b.headers, b.encoding, b.body, d.received_at, d.state, d.attempts, d.next_attempt, d.last_error, d.lease_owner, d.lease_until`
 	deliveryFrom = `deliveries d JOIN delivery_bodies b ON b.id = d.id`
 	// metaCols are deliveryCols without the body, for UPDATE ... RETURNING.
-	metaCols = `id, source, event, COALESCE(dedupe_key, ''), '{}', NULL, received_at, state, attempts, next_attempt, last_error, lease_owner, lease_until`
+	metaCols = `id, source, event, COALESCE(dedupe_key, ''), '{}', '', NULL, received_at, state, attempts, next_attempt, last_error, lease_owner, lease_until`
 )
 
 func scanDelivery(rows *sql.Rows) (Delivery, error) {
 	var (
 		d                          Delivery
-		headers, state             string
+		headers, encoding, state   string
+		body                       []byte
 		received, next, leaseUntil int64
 	)
-	err := rows.Scan(&d.ID, &d.Source, &d.Event, &d.Key, &headers, &d.Body, &received, &state,
+	err := rows.Scan(&d.ID, &d.Source, &d.Event, &d.Key, &headers, &encoding, &body, &received, &state,
 		&d.Attempts, &next, &d.LastError, &d.LeaseOwner, &leaseUntil)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("read delivery: %w", err)
@@ -418,12 +544,47 @@ func scanDelivery(rows *sql.Rows) (Delivery, error) {
 	if err := setHeaders(&d, headers); err != nil {
 		return Delivery{}, err
 	}
-	if d.Body == nil {
-		d.Body = []byte{}
+	if err := setBody(&d, encoding, body); err != nil {
+		return Delivery{}, err
 	}
 	d.State = State(state)
 	d.ReceivedAt, d.NextAttempt, d.LeaseUntil = fromMicros(received), fromMicros(next), fromMicros(leaseUntil)
 	return d, nil
+}
+
+// Bodies of at least compressMin bytes are stored s2-compressed (GitLab's
+// JSON shrinks to about a third) when that saves space.
+const compressMin = 512
+
+// encodeBody is body as stored and its encoding: "" (as is) or "s2".
+func encodeBody(body []byte) ([]byte, string) {
+	if len(body) < compressMin {
+		return body, ""
+	}
+	if c := s2.Encode(nil, body); len(c) < len(body) {
+		return c, "s2"
+	}
+	return body, ""
+}
+
+// setBody sets d.Body from its stored form.
+func setBody(d *Delivery, encoding string, body []byte) error {
+	switch encoding {
+	case "":
+		if body == nil {
+			body = []byte{}
+		}
+		d.Body = body
+	case "s2":
+		b, err := s2.Decode(nil, body)
+		if err != nil {
+			return fmt.Errorf("read delivery %d: body: %w", d.ID, err)
+		}
+		d.Body = b
+	default:
+		return fmt.Errorf("read delivery %d: body in unknown encoding %q (stored by a newer lotsed?)", d.ID, encoding)
+	}
+	return nil
 }
 
 func setHeaders(d *Delivery, headers string) error {
@@ -467,25 +628,24 @@ func (db *DB) fillBodies(ctx context.Context, ds []Delivery) error {
 		byID[ds[i].ID] = &ds[i]
 		args[i], marks[i] = ds[i].ID, "?"
 	}
-	rows, err := db.r.QueryContext(ctx, db.q(`SELECT id, headers, body FROM delivery_bodies WHERE id IN (`+strings.Join(marks, ", ")+`)`), args...)
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT id, headers, encoding, body FROM delivery_bodies WHERE id IN (`+strings.Join(marks, ", ")+`)`), args...)
 	if err != nil {
 		return fmt.Errorf("read delivery bodies: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			id      int64
-			headers string
-			body    []byte
+			id                int64
+			headers, encoding string
+			body              []byte
 		)
-		if err := rows.Scan(&id, &headers, &body); err != nil {
+		if err := rows.Scan(&id, &headers, &encoding, &body); err != nil {
 			return fmt.Errorf("read delivery bodies: %w", err)
 		}
 		if d := byID[id]; d != nil {
-			if body == nil {
-				body = []byte{}
+			if err := setBody(d, encoding, body); err != nil {
+				return err
 			}
-			d.Body = body
 			if err := setHeaders(d, headers); err != nil {
 				return err
 			}
@@ -576,27 +736,69 @@ WHERE id = ? AND state = 'leased' AND lease_owner = ?`), id, owner)
 // CompleteMany marks several deliveries leased by owner as done in one
 // transaction (one disk flush for the lot). It returns how many it marked;
 // deliveries whose lease was lost are left alone.
+//
+// Completions are committed by the writers that commit Enqueue's
+// deliveries, in the same transactions: under load they cost no disk flush
+// of their own.
 func (db *DB) CompleteMany(ctx context.Context, ids []int64, owner string) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, len(ids)+1)
-	args = append(args, owner)
-	marks := make([]string, len(ids))
-	for i, id := range ids {
-		marks[i] = "?"
-		args = append(args, id)
-	}
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE deliveries SET state = 'done', lease_owner = '', lease_until = 0
-WHERE state = 'leased' AND lease_owner = ? AND id IN (`+strings.Join(marks, ", ")+`)`), args...)
-	if err != nil {
+	c := &completion{ids: ids, owner: owner}
+	if _, err := db.hand(ctx, &enqueueReq{complete: c}); err != nil {
 		return 0, fmt.Errorf("complete %d deliveries: %w", len(ids), err)
+	}
+	return c.n, nil
+}
+
+// completeIn runs c in tx.
+func (db *DB) completeIn(ctx context.Context, tx *sql.Tx, c *completion) error {
+	c.n = 0
+	for ids := c.ids; len(ids) > 0; {
+		chunk := ids[:chunkLen(len(ids))]
+		ids = ids[len(chunk):]
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, c.owner)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		res, err := tx.StmtContext(ctx, db.batch.complete[chunkIndex(len(chunk))]).ExecContext(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("complete %d deliveries: %w", len(c.ids), err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("complete %d deliveries: %w", len(c.ids), err)
+		}
+		c.n += int(n)
+	}
+	return nil
+}
+
+// ReleaseLeases puts the deliveries leased to owners (to anyone when no
+// owner is given) back in the queue, due at now, and returns how many.
+// Their attempts stay counted. For a process that stops: what it held is
+// free at once rather than when the leases run out; and for a database
+// only this process uses (SQLite) at start, where every lease left is that
+// of a process that died.
+func (db *DB) ReleaseLeases(ctx context.Context, now time.Time, owners ...string) (int64, error) {
+	query := `UPDATE deliveries SET state = 'queued', next_attempt = ?, lease_owner = '', lease_until = 0 WHERE state = 'leased'`
+	args := []any{micros(now)}
+	if len(owners) > 0 {
+		query += ` AND lease_owner IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(owners)), ", ") + `)`
+		for _, o := range owners {
+			args = append(args, o)
+		}
+	}
+	res, err := db.w.ExecContext(ctx, db.q(query), args...)
+	if err != nil {
+		return 0, fmt.Errorf("release leases: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, fmt.Errorf("complete %d deliveries: %w", len(ids), err)
+		return 0, fmt.Errorf("release leases: %w", err)
 	}
-	return int(n), nil
+	return n, nil
 }
 
 // Fail records a failed attempt on a leased delivery: it goes back to

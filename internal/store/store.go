@@ -74,6 +74,8 @@ type DB struct {
 	// queue in Go rather than spin on SQLite's busy handler. r serves reads;
 	// on PostgreSQL w and r are the same pool.
 	w, r *sql.DB
+	// batch are the group commit's statements, prepared once.
+	batch batchStmts
 
 	enq     chan *enqueueReq
 	quit    chan struct{} // closed by Close: writers drain and stop
@@ -138,6 +140,10 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, err
 	}
 	if err := db.migrate(ctx); err != nil {
+		db.closePools()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := db.prepareBatch(ctx); err != nil {
 		db.closePools()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -207,6 +213,10 @@ func openPostgres(ctx context.Context, url string) (*DB, error) {
 	}
 	return &DB{dialect: postgres, w: p, r: p}, nil
 }
+
+// SingleProcess reports whether the database serves one process only
+// (SQLite), so that leases found at start belong to a process that died.
+func (db *DB) SingleProcess() bool { return db.dialect == sqlite }
 
 // Close stops taking deliveries, waits for the ones already handed over to
 // be committed and answered, and closes the database.
