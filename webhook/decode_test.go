@@ -1,8 +1,10 @@
 package webhook
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -135,4 +137,81 @@ func FuzzDecode(f *testing.F) {
 func jsonString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
+}
+
+// parseGitLab reads the fields encoding/json reads through gitlabHook's
+// tags: the same result on GitLab's documented payloads.
+func TestParseGitLabMatchesEncodingJSON(t *testing.T) {
+	files, err := filepath.Glob("../test/gitlabsim/testdata/payloads/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no reference payloads: %v", err)
+	}
+	files = append(files, "../test/bench/mr-hook.json")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameAsEncodingJSON(t, filepath.Base(f), b)
+	}
+}
+
+func sameAsEncodingJSON(t *testing.T, name string, body []byte) {
+	t.Helper()
+	var want gitlabHook
+	if err := json.Unmarshal(body, &want); err != nil {
+		t.Fatalf("%s: encoding/json: %v", name, err)
+	}
+	got, err := parseGitLab(body)
+	if err != nil {
+		t.Fatalf("%s: parseGitLab: %v", name, err)
+	}
+	if !reflect.DeepEqual(*got, want) {
+		t.Errorf("%s:\nparseGitLab   %+v\nencoding/json %+v", name, *got, want)
+	}
+}
+
+func TestParseGitLabErrors(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"object_kind":`:                          "unexpected end of JSON input",
+		`[]`:                                       "JSON array, not an object",
+		`{"object_attributes":{"iid":"7"}}`:        "object_attributes.iid: want a number, got a string",
+		`{"object_attributes":{"system":1}}`:       "object_attributes.system: want a boolean, got a number",
+		`{"commits":[{"added":["a",2]}]}`:          "commits.0.added.1: want a string, got a number",
+		`{"user":"alice"}`:                         "user: want an object, got a string",
+		`{"object_attributes":{"iid":1.5}}`:        "object_attributes.iid",
+		`{"merge_request":null,"project":null}`:    "",
+		`{"object_kind":"push","ref":"\u0072efs"}`: "",
+	} {
+		_, err := parseGitLab([]byte(body))
+		if want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", body, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to say %q", body, err, want)
+		}
+	}
+}
+
+// FuzzParseGitLab: whatever encoding/json decodes into gitlabHook and
+// encodes back, parseGitLab reads the same from.
+func FuzzParseGitLab(f *testing.F) {
+	for _, s := range []string{`{}`, `{"object_kind":"merge_request","user":{"id":1,"username":"a\u00e9"},"object_attributes":{"iid":3,"system":true}}`,
+		`{"commits":[{"id":"c","added":["lotse.yaml"],"removed":null}],"merge_request":{"iid":2}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var h gitlabHook
+		if json.Unmarshal(body, &h) != nil {
+			return
+		}
+		canonical, err := json.Marshal(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameAsEncodingJSON(t, string(canonical), canonical)
+	})
 }

@@ -35,7 +35,12 @@ func (e *badRequest) Error() string { return e.reason }
 
 // readBody reads at most limit bytes of the request body.
 func readBody(c echo.Context, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	r := c.Request()
+	size := int64(512)
+	if n := r.ContentLength; n > 0 && n < limit {
+		size = n + 1 // one allocation: room for the body and the read that sees EOF
+	}
+	body, err := readAll(http.MaxBytesReader(c.Response(), r.Body, limit), make([]byte, 0, size))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", limit))
@@ -44,6 +49,23 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 		return nil, &badRequest{reason: "read body: " + err.Error()}
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll into buf.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // gitlabHook is POST /webhooks/gitlab: authenticate, validate, store
@@ -63,19 +85,16 @@ func (s *Server) gitlabHook(c echo.Context) error {
 		s.metrics.ignored.Add(1)
 		return c.NoContent(http.StatusOK)
 	}
-	var head struct {
-		ObjectKind string `json:"object_kind"`
-		Project    struct {
-			PathWithNamespace string `json:"path_with_namespace"`
-		} `json:"project"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
+	// Decoded once: a worker of this process gets the result with the
+	// delivery.
+	hook, err := parseGitLab(body)
+	if err != nil {
 		return &badRequest{reason: "malformed JSON body: " + err.Error()}
 	}
-	if head.ObjectKind == "" {
+	if hook.ObjectKind == "" {
 		return &badRequest{reason: "not a GitLab event: no object_kind"}
 	}
-	if !s.watches(head.Project.PathWithNamespace) {
+	if !s.watches(hook.Project.PathWithNamespace) {
 		s.metrics.ignored.Add(1)
 		return c.NoContent(http.StatusOK)
 	}
@@ -87,7 +106,7 @@ func (s *Server) gitlabHook(c echo.Context) error {
 		Body:       body,
 		ReceivedAt: s.now(),
 	}
-	return s.enqueue(c, d)
+	return s.enqueue(c, d, hook)
 }
 
 // argocdHook is POST /webhooks/argocd: an ArgoCD notification about an
@@ -113,19 +132,38 @@ func (s *Server) argocdHook(c echo.Context) error {
 	}
 	d := store.Delivery{Source: "argocd", Event: "ArgoCD Notification", Key: randomKey(), Body: body, ReceivedAt: s.now(),
 		Headers: map[string]string{"User-Agent": c.Request().UserAgent()}}
-	return s.enqueue(c, d)
+	return s.enqueue(c, d, nil)
 }
 
-func (s *Server) enqueue(c echo.Context, d store.Delivery) error {
+// enqueue stores d and answers 200 once it is durable. When a worker of
+// this process has room, d is stored leased to it and handed over in
+// memory, with hook (its decoded body, if any); otherwise it is stored
+// queued and the workers are woken.
+func (s *Server) enqueue(c echo.Context, d store.Delivery, hook *gitlabHook) error {
 	start := s.now()
-	_, dup, err := s.queue.Enqueue(c.Request().Context(), d)
+	h := s.handoff
+	mine := h.reserve()
+	if mine {
+		d.LeaseOwner, d.LeaseUntil = h.owner, start.Add(h.ttl)
+	}
+	id, dup, err := s.queue.Enqueue(c.Request().Context(), d)
+	if err != nil || dup {
+		if mine {
+			<-h.slots
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("store delivery: %w", err)
 	}
 	s.metrics.ackLatency.observe(s.now().Sub(start))
-	if dup {
+	switch {
+	case dup:
 		s.metrics.duplicates.Add(1)
-	} else {
+	case mine:
+		s.metrics.accepted.Add(1)
+		d.ID, d.State, d.Attempts = id, store.Leased, 1
+		h.ch <- handed{d: d, hook: hook} // never blocks: the reserved place is d's
+	default:
 		s.metrics.accepted.Add(1)
 		s.kickWorkers()
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -39,6 +40,13 @@ func Run(ctx context.Context, version string, args []string, getenv func(string)
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		fmt.Fprintf(stderr, "lotsed: log-level: %v\n", err)
 		return 2
+	}
+	if getenv("GOGC") == "" {
+		// lotsed's live heap is small (tens of MB) and every delivery
+		// allocates its body: collecting at 3x rather than 2x the live
+		// heap costs a few MB and saves about a twentieth of the CPU at
+		// full intake.
+		debug.SetGCPercent(200)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := serve(ctx, cfg, version, log); err != nil {

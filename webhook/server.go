@@ -34,6 +34,60 @@ type Server struct {
 	ready    atomic.Bool
 	metrics  *metrics
 	views    Views
+	handoff  *handoff
+}
+
+// handoff carries deliveries from the intake straight to the workers of
+// this process: stored already leased to owner, so that a worker needs
+// neither a Lease transaction nor to read the body back. It holds at most
+// cap(slots) deliveries; when it is full, the intake stores deliveries as
+// queued and the workers lease them from the store.
+type handoff struct {
+	owner string
+	ttl   time.Duration
+	slots chan struct{}
+	ch    chan handed
+}
+
+// handed is a delivery the intake hands to a worker, with its body decoded
+// when it is a GitLab delivery.
+type handed struct {
+	d    store.Delivery
+	hook *gitlabHook
+}
+
+// HandOff makes the intake hand up to n deliveries at a time to the
+// workers reading Handed, leased to owner for ttl. Without it every
+// delivery is stored queued.
+func (s *Server) HandOff(owner string, ttl time.Duration, n int) {
+	s.handoff = &handoff{owner: owner, ttl: ttl, slots: make(chan struct{}, n), ch: make(chan handed, n)}
+}
+
+// Handed delivers the deliveries the intake hands over (nil without
+// HandOff). Receivers own their leases; each receive frees a place.
+func (s *Server) Handed() <-chan handed {
+	if s.handoff == nil {
+		return nil
+	}
+	return s.handoff.ch
+}
+
+// Took tells the intake that a worker took a handed delivery.
+func (s *Server) Took() {
+	<-s.handoff.slots
+}
+
+// reserve takes a place in the hand-off; false when there is none.
+func (h *handoff) reserve() bool {
+	if h == nil {
+		return false
+	}
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 // Views are the read models the API and the board show; the worker side

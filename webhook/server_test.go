@@ -266,3 +266,60 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// With HandOff, accepted deliveries are stored leased to the hand-off's
+// owner and handed over with their decoded body, as long as there is room;
+// then they are stored queued and the workers are woken. Duplicates are
+// never handed over.
+func TestIntakeHandsOver(t *testing.T) {
+	s, db, h := testServer(t, nil)
+	s.HandOff("me/intake", time.Minute, 2)
+	send := func(key string) {
+		t.Helper()
+		hdr := map[string]string{"X-Gitlab-Token": testToken, "X-Gitlab-Event": "Merge Request Hook", "Idempotency-Key": key}
+		if rec := post(h, "/webhooks/gitlab", mrBody(testProject), hdr); rec.Code != 200 {
+			t.Fatalf("%s: %d %s", key, rec.Code, rec.Body)
+		}
+	}
+	send("a")
+	send("a") // a re-send
+	send("b")
+	send("c") // no room left
+	for _, key := range []string{"a", "b"} {
+		select {
+		case got := <-s.Handed():
+			s.Took()
+			if got.d.ID == 0 || got.d.State != store.Leased || got.d.LeaseOwner != "me/intake" || got.d.Key != "idem:"+key {
+				t.Errorf("handed %+v", got.d)
+			}
+			if got.hook == nil || got.hook.Attrs.SourceBranch != "lotse/shop/dev" || got.hook.Attrs.IID != 1 {
+				t.Errorf("handed hook %+v", got.hook)
+			}
+			stored, err := db.Delivery(context.Background(), got.d.ID)
+			if err != nil || stored.State != store.Leased || stored.LeaseOwner != "me/intake" {
+				t.Errorf("stored %+v, %v", stored, err)
+			}
+		default:
+			t.Fatalf("delivery %s was not handed over", key)
+		}
+	}
+	select {
+	case got := <-s.Handed():
+		t.Fatalf("handed over %+v beyond the room", got.d)
+	default:
+	}
+	select {
+	case <-s.Kicks():
+	default:
+		t.Error("the workers were not woken for the queued delivery")
+	}
+	queued, err := db.Deliveries(context.Background(), store.Queued, 10)
+	if err != nil || len(queued) != 1 || queued[0].Key != "idem:c" {
+		t.Errorf("queued = %+v, %v, want c", queued, err)
+	}
+	// Room again: the next one is handed over.
+	send("d")
+	if got := <-s.Handed(); got.d.Key != "idem:d" {
+		t.Errorf("handed %s, want d", got.d.Key)
+	}
+}

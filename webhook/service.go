@@ -73,11 +73,25 @@ func newService(ctx context.Context, cfg *Config, version string, log *slog.Logg
 	host, _ := os.Hostname()
 	s := &service{cfg: cfg, log: log, db: db, gl: gl, now: time.Now, tmpDir: tmp, appLock: map[string]*sync.Mutex{},
 		owner: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), rand.Int64())}
+	if db.SingleProcess() {
+		// Leases left in a database no other process uses are those of a
+		// lotsed that died: their deliveries need not wait for them to
+		// expire.
+		n, err := db.ReleaseLeases(ctx, s.now())
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		if n > 0 {
+			log.Info("deliveries of an earlier run queued again", "count", n)
+		}
+	}
 	s.server, err = NewServer(cfg, db, s, log, time.Now)
 	if err != nil {
 		s.close()
 		return nil, err
 	}
+	s.server.HandOff(s.handoffOwner(), leaseTTL, cfg.Workers*leaseBatch)
 	s.bot = cfg.BotUser
 	if s.bot == "" {
 		u, err := gl.CurrentUser(ctx)
@@ -98,6 +112,17 @@ func newService(ctx context.Context, cfg *Config, version string, log *slog.Logg
 }
 
 func (s *service) close() {
+	// What this process leased and did not finish (handed over but not
+	// taken, or interrupted) is free for the other replicas at once.
+	owners := []string{s.handoffOwner()}
+	for i := range s.cfg.Workers {
+		owners = append(owners, s.workerOwner(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if _, err := s.db.ReleaseLeases(ctx, s.now(), owners...); err != nil {
+		s.log.Warn("release leases", "err", err)
+	}
+	cancel()
 	s.db.Close()
 	os.RemoveAll(s.tmpDir)
 }
@@ -196,51 +221,107 @@ func (s *service) work(ctx context.Context) {
 }
 
 func (s *service) workerLoop(ctx context.Context, n int) {
-	owner := fmt.Sprintf("%s/%d", s.owner, n)
+	owner := s.workerOwner(n)
 	idle := time.NewTimer(0)
 	defer idle.Stop()
+	// fromStore: the store may hold deliveries for us (queued, due for a
+	// retry, or leases expired): at start, after a kick or the idle timer,
+	// and while leases come back full.
+	fromStore := true
 	for ctx.Err() == nil {
-		ds, err := s.db.Lease(ctx, owner, leaseBatch, leaseTTL, s.now())
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("lease deliveries", "err", err)
+		if hs := s.handed(nil); len(hs) > 0 {
+			s.run(ctx, s.handoffOwner(), hs)
+			continue
 		}
-		if len(ds) == 0 {
-			idle.Reset(500 * time.Millisecond)
+		if fromStore {
+			ds, err := s.db.Lease(ctx, owner, leaseBatch, leaseTTL, s.now())
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("lease deliveries", "err", err)
+			}
+			fromStore = len(ds) == leaseBatch
+			if len(ds) > 0 {
+				hs := make([]handed, len(ds))
+				for i, d := range ds {
+					hs[i].d = d
+				}
+				s.run(ctx, owner, hs)
+				continue
+			}
+		}
+		idle.Reset(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return
+		case h := <-s.server.Handed():
+			s.run(ctx, s.handoffOwner(), s.handed(&h))
+		case <-s.server.Kicks():
+			// Let a few more queued deliveries arrive, so that one lease
+			// serves them all.
 			select {
 			case <-ctx.Done():
 				return
-			case <-s.server.Kicks():
-				// Let a few more deliveries arrive: one lease and one
-				// completion (two disk flushes) then serve them all, instead
-				// of two flushes per delivery competing with the intake's.
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(gatherWait):
-				}
-			case <-idle.C:
+			case <-time.After(gatherWait):
 			}
-			continue
+			fromStore = true
+		case <-idle.C:
+			fromStore = true
 		}
-		var done []int64
-		for _, d := range ds {
-			if s.handle(ctx, owner, d) {
-				done = append(done, d.ID)
-			}
+	}
+}
+
+// workerOwner is who worker n leases deliveries from the store to.
+func (s *service) workerOwner(n int) string { return fmt.Sprintf("%s/%d", s.owner, n) }
+
+// handoffOwner is who the intake leases the deliveries it hands over to.
+func (s *service) handoffOwner() string { return s.owner + "/intake" }
+
+// handed takes first (when not nil) and what else the intake has handed
+// over, up to a batch, leaving out deliveries whose lease ran out while
+// they waited (a worker may have leased them from the store since).
+func (s *service) handed(first *handed) []handed {
+	var hs []handed
+	now := s.now()
+	take := func(h handed) {
+		s.server.Took()
+		if now.Before(h.d.LeaseUntil) {
+			hs = append(hs, h)
 		}
-		// One transaction (one disk flush) for the batch.
-		if n, err := s.db.CompleteMany(ctx, done, owner); err != nil && ctx.Err() == nil {
-			s.log.Warn("complete deliveries", "ids", done, "err", err)
-		} else if n < len(done) {
-			s.log.Warn("deliveries completed after their lease was lost", "lost", len(done)-n)
+	}
+	if first != nil {
+		take(*first)
+	}
+	for len(hs) < leaseBatch {
+		select {
+		case h := <-s.server.Handed():
+			take(h)
+		default:
+			return hs
 		}
+	}
+	return hs
+}
+
+// run processes hs, leased to owner, and marks those done that are.
+func (s *service) run(ctx context.Context, owner string, hs []handed) {
+	var done []int64
+	for _, h := range hs {
+		if s.handle(ctx, owner, h) {
+			done = append(done, h.d.ID)
+		}
+	}
+	// One write for the batch, committed with the intake's deliveries.
+	if n, err := s.db.CompleteMany(ctx, done, owner); err != nil && ctx.Err() == nil {
+		s.log.Warn("complete deliveries", "ids", done, "err", err)
+	} else if n < len(done) {
+		s.log.Warn("deliveries completed after their lease was lost", "lost", len(done)-n)
 	}
 }
 
 // handle processes one delivery; true means it is done (the caller marks
 // it), false that the failure was recorded for a retry or parked as dead.
-func (s *service) handle(ctx context.Context, owner string, d store.Delivery) bool {
-	err := s.process(ctx, d)
+func (s *service) handle(ctx context.Context, owner string, h handed) bool {
+	d := h.d
+	err := s.process(ctx, d, h.hook)
 	if ctx.Err() != nil {
 		return false // shutting down: the lease expires and another worker retries
 	}
@@ -270,7 +351,8 @@ func (s *service) handle(ctx context.Context, owner string, d store.Delivery) bo
 }
 
 // process decodes a delivery and applies what it says to each app.
-func (s *service) process(ctx context.Context, d store.Delivery) error {
+// hook is d's body decoded when the intake handed it over; nil otherwise.
+func (s *service) process(ctx context.Context, d store.Delivery, hook *gitlabHook) error {
 	w, err := s.config(ctx)
 	if err != nil {
 		return fmt.Errorf("read lotse.yaml: %w", err)
@@ -278,12 +360,20 @@ func (s *service) process(ctx context.Context, d store.Delivery) error {
 	var occ []occurrence
 	switch d.Source {
 	case "gitlab":
-		if d.Event == "Push Hook" && touchesConfig(d.Body) {
+		if !handledEvents[d.Event] {
+			return nil
+		}
+		if hook == nil {
+			if hook, err = parseGitLab(d.Body); err != nil {
+				return &decodeError{err}
+			}
+		}
+		if d.Event == "Push Hook" && touchesConfig(hook) {
 			if w, err = s.reload(ctx); err != nil {
 				return fmt.Errorf("reload lotse.yaml: %w", err)
 			}
 		}
-		occ, err = decodeGitLab(d.Event, d.Body, s.cfg.GitOpsProject, w.Config().GitLab.DefaultBranch, s.bot)
+		occ, err = decodeHook(d.Event, hook, s.cfg.GitOpsProject, w.Config().GitLab.DefaultBranch, s.bot)
 	case "argocd":
 		occ, err = decodeArgoCD(d.Body)
 	default:
@@ -310,15 +400,7 @@ func (s *service) process(ctx context.Context, d store.Delivery) error {
 }
 
 // touchesConfig reports whether a push changed lotse.yaml.
-func touchesConfig(body []byte) bool {
-	var p struct {
-		Commits []struct {
-			Added, Modified, Removed []string
-		} `json:"commits"`
-	}
-	if json.Unmarshal(body, &p) != nil {
-		return false
-	}
+func touchesConfig(p *gitlabHook) bool {
 	for _, c := range p.Commits {
 		for _, l := range [][]string{c.Added, c.Modified, c.Removed} {
 			for _, f := range l {
