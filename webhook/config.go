@@ -39,6 +39,7 @@ type Config struct {
 	MaxAttempts        int
 	MaxBody            int64
 	Tick               time.Duration
+	Retention          time.Duration // processed deliveries are kept this long; 0: forever
 	LogLevel           string
 	Insecure           bool // registries over plain HTTP (signature gate)
 	SignOffline        bool // signatures carry no transparency-log entry
@@ -105,6 +106,17 @@ func options() []option {
 				return nil
 			}},
 		{key: "tick", def: "30s", help: "how often timers (soak time, merge retries) are checked", set: func(c *Config, v string) error { return parseDuration(&c.Tick, v) }},
+		{key: "retention", def: "168h", help: "how long processed deliveries are kept (they deduplicate GitLab's re-sends, which go back 2 days); 0 keeps them",
+			set: func(c *Config, v string) error {
+				if v == "0" {
+					c.Retention = 0
+					return nil
+				}
+				if err := parseDuration(&c.Retention, v); err != nil || c.Retention < 48*time.Hour {
+					return fmt.Errorf("want 0 or a duration of at least 48h (GitLab re-sends for 2 days), got %q", v)
+				}
+				return nil
+			}},
 		{key: "log-level", def: "info", help: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 		{key: "sign-offline", def: "false", help: "releases are signed without a transparency log (lotse --offline): do not look for log entries when verifying",
 			set: func(c *Config, v string) error {

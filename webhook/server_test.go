@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -254,6 +255,18 @@ func TestConfig(t *testing.T) {
 	if _, err := LoadConfig("/cfg.yaml", map[string]string{"workers": "zero"}, func(k string) string { return env[k] }, read); err == nil {
 		t.Error("bad workers accepted")
 	}
+	if c.Retention != 168*time.Hour {
+		t.Errorf("default retention %v", c.Retention)
+	}
+	for v, want := range map[string]string{"0": "", "72h": "", "24h": "at least 48h", "soon": "at least 48h"} {
+		c, err := LoadConfig("/cfg.yaml", map[string]string{"retention": v, "webhook-secret": "x"}, func(k string) string { return env[k] }, read)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("retention %q: %v", v, err)
+		}
+		if v == "0" && err == nil && c.Retention != 0 {
+			t.Errorf("retention 0 = %v", c.Retention)
+		}
+	}
 	files["/bad.yaml"] = "wrokers: 3\n"
 	if _, err := LoadConfig("/bad.yaml", nil, func(k string) string { return env[k] }, read); err == nil || !strings.Contains(err.Error(), `unknown setting "wrokers"`) {
 		t.Errorf("typo: %v", err)
@@ -321,5 +334,38 @@ func TestIntakeHandsOver(t *testing.T) {
 	send("d")
 	if got := <-s.Handed(); got.d.Key != "idem:d" {
 		t.Errorf("handed %s, want d", got.d.Key)
+	}
+}
+
+// Processed deliveries older than the retention are pruned, once an hour.
+func TestPruneRetention(t *testing.T) {
+	_, db, _ := testServer(t, nil)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	for i, age := range []time.Duration{10 * 24 * time.Hour, 8 * 24 * time.Hour, time.Hour} {
+		id, _, err := db.Enqueue(ctx, store.Delivery{Source: "gitlab", Key: fmt.Sprint(i), Body: []byte(`{}`), ReceivedAt: now.Add(-age),
+			LeaseOwner: "w", LeaseUntil: now.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.CompleteMany(ctx, []int64{id}, "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &service{cfg: &Config{Retention: 7 * 24 * time.Hour}, db: db, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
+	s.prune(ctx)
+	if st, _ := db.Stats(ctx); st[store.Done] != 1 {
+		t.Errorf("after prune: %v, want the one of an hour ago", st)
+	}
+	// Within the hour nothing is pruned again, whatever the age.
+	s.cfg.Retention = time.Minute
+	s.prune(ctx)
+	if st, _ := db.Stats(ctx); st[store.Done] != 1 {
+		t.Errorf("pruned again within the hour: %v", st)
+	}
+	now = now.Add(time.Hour)
+	s.prune(ctx)
+	if st, _ := db.Stats(ctx); st[store.Done] != 0 {
+		t.Errorf("after an hour: %v, want none", st)
 	}
 }

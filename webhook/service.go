@@ -49,6 +49,8 @@ type service struct {
 	now    func() time.Time
 	tmpDir string
 
+	lastPrune time.Time // only the timer goroutine touches it
+
 	writer  atomic.Pointer[writeback.Writer]
 	loadMu  sync.Mutex
 	appMu   sync.Mutex
@@ -485,6 +487,7 @@ func (s *service) changeAuthors(ctx context.Context, project, sha string) []stri
 
 // tick sends the passage of time to every app.
 func (s *service) tick(ctx context.Context) {
+	s.prune(ctx)
 	w, err := s.config(ctx)
 	if err != nil {
 		return
@@ -497,6 +500,24 @@ func (s *service) tick(ctx context.Context) {
 		if err := s.apply(ctx, p, []promotion.Event{promotion.Tick{}}); err != nil && ctx.Err() == nil {
 			s.log.Warn("timer", "app", a.Name, "err", err)
 		}
+	}
+}
+
+// prune deletes the deliveries processed longer ago than the retention,
+// at most once an hour.
+func (s *service) prune(ctx context.Context) {
+	now := s.now()
+	if s.cfg.Retention <= 0 || now.Sub(s.lastPrune) < time.Hour {
+		return
+	}
+	s.lastPrune = now
+	n, err := s.db.Prune(ctx, now.Add(-s.cfg.Retention))
+	if err != nil {
+		s.log.Warn("prune deliveries", "err", err)
+		return
+	}
+	if n > 0 {
+		s.log.Info("pruned processed deliveries", "count", n, "older_than", s.cfg.Retention.String())
 	}
 }
 
