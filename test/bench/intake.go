@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	_ "embed"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	_ "github.com/lib/pq" // PostgreSQL driver, for a fresh schema per run
 
 	"github.com/lotse/lotse/test/gitlabsim"
 )
@@ -60,11 +64,16 @@ func intake(ctx context.Context, lotsed, pgURL string, seconds int) error {
 	}
 	body := bytes.ReplaceAll(mrHook, []byte(`"path_with_namespace":"gitlabhq/gitlab-test"`), []byte(`"path_with_namespace":"platform/gitops"`))
 
-	fmt.Printf("\nlotsed webhook intake, loopback, %d KB Merge Request Hook bodies, fsync on:\n", len(body)/1024)
+	fmt.Printf("\nlotsed webhook intake, loopback, %d KB Merge Request Hook bodies, fsync on, %d concurrent senders for acked/s:\n", len(body)/1024, senders)
 	fmt.Printf("%-10s %12s %10s %10s %10s %10s\n", "database", "acked/s", "p50 ms", "p99 ms", "max ms", "peak MiB")
 	dbs := []struct{ name, url string }{{"sqlite", filepath.Join(dir, "lotsed.db")}}
 	if pgURL != "" {
-		dbs = append(dbs, struct{ name, url string }{"postgres", pgURL})
+		u, drop, err := freshSchema(ctx, pgURL)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		dbs = append(dbs, struct{ name, url string }{"postgres", u})
 	}
 	for _, db := range dbs {
 		addr := freeAddr()
@@ -125,9 +134,11 @@ func client(conns int) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
 }
 
-// saturate sends with 64 concurrent senders for d and returns acks/s.
+// senders is how many requests saturate keeps in flight.
+const senders = 64
+
+// saturate sends with senders concurrent senders for d and returns acks/s.
 func saturate(ctx context.Context, url string, body []byte, run string, d time.Duration) (float64, error) {
-	const senders = 64
 	c := client(senders)
 	var n atomic.Int64
 	var firstErr atomic.Value
@@ -231,4 +242,32 @@ func waitUp(url string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("lotsed did not become ready at %s", url)
+}
+
+// freshSchema creates an empty schema in the PostgreSQL at base, so that
+// every run starts from an empty database as the SQLite one does, and
+// returns a URL that uses it and a func that drops it.
+func freshSchema(ctx context.Context, base string) (string, func(), error) {
+	admin, err := sql.Open("postgres", base)
+	if err != nil {
+		return "", nil, err
+	}
+	schema := fmt.Sprintf("bench_%d", time.Now().UnixNano())
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		return "", nil, fmt.Errorf("create schema: %w", err)
+	}
+	drop := func() {
+		admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE") //nolint:errcheck // best effort
+		admin.Close()
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), drop, nil
 }
