@@ -103,10 +103,21 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	ctx := cmd.Context()
 	start := a.now()
 	cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
-	// Decrypting the key takes a fifth of a second: do it beside the rest,
-	// but before anything is pushed.
-	keyChecked := make(chan error, 1)
-	go func() { keyChecked <- a.checkSigningKey(sf.key) }()
+	// Decrypting the key takes a fifth of a second: do it once, beside the
+	// rest, but before anything is pushed; the signature and both
+	// attestations use the decrypted key.
+	var (
+		keyReady = make(chan struct{})
+		key      *sign.Key
+		keyErr   error
+	)
+	go func() { key, keyErr = a.loadSigningKey(sf.key); close(keyReady) }()
+	defer func() {
+		<-keyReady
+		if key != nil {
+			key.Close()
+		}
+	}()
 
 	img, err := a.load(ctx, srcArg, rf)
 	if err != nil {
@@ -161,8 +172,12 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			if gateErr = gate(res.Report, gf); gateErr != nil {
 				return nil // the SBOM is still written for GitLab
 			}
-			if err := <-keyChecked; err != nil {
-				return err
+			<-keyReady
+			if keyErr != nil {
+				return keyErr
+			}
+			if key != nil {
+				so.Key = key.Ref()
 			}
 			t = a.now()
 			if d, err = oci.Push(gctx, img.art, dst, opts); err != nil {
@@ -232,29 +247,29 @@ func (a *app) writeScanReports(ctx context.Context, res *scan.Result, lf *releas
 	return a.writeGitLabReport(lf.gitlabReport, res.Report, shown)
 }
 
-// checkSigningKey decrypts a file or env:// key with COSIGN_PASSWORD, so a
-// wrong password fails the release before anything is published. KMS keys
-// are checked when they are used.
-func (a *app) checkSigningKey(key string) error {
+// loadSigningKey decrypts a file or env:// key with COSIGN_PASSWORD, so a
+// wrong password fails the release before anything is published; nil for
+// keyless signing and KMS URIs, which are checked when they are used.
+func (a *app) loadSigningKey(key string) (*sign.Key, error) {
 	var pem []byte
 	switch {
 	case key == "":
-		return nil
+		return nil, nil
 	case strings.HasPrefix(key, "env://"):
 		v := strings.TrimPrefix(key, "env://")
 		if pem = []byte(a.env.get(v)); len(pem) == 0 {
-			return usagef("--key %s: the variable %s is empty", key, v)
+			return nil, usagef("--key %s: the variable %s is empty", key, v)
 		}
 	case strings.Contains(key, "://"):
-		return nil // a KMS URI
+		return nil, nil // a KMS URI
 	default:
 		var err error
 		if pem, err = os.ReadFile(key); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return usagef("--key: %v", err)
+				return nil, usagef("--key: %v", err)
 			}
-			return fmt.Errorf("--key: %w", err)
+			return nil, fmt.Errorf("--key: %w", err)
 		}
 	}
-	return sign.CheckKey(pem, []byte(a.env.get("COSIGN_PASSWORD")))
+	return sign.LoadKey(pem, []byte(a.env.get("COSIGN_PASSWORD")))
 }

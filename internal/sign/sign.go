@@ -14,6 +14,7 @@ package sign
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"os"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/sigstore/cosign/v3/cmd/cosign/cli"
 	"github.com/sigstore/cosign/v3/pkg/cosign"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/kms"
 
 	// KMS providers register themselves with sigstore, as in the cosign CLI.
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/aws"
@@ -252,11 +255,81 @@ func GenerateKeyPair(password []byte) (private, public []byte, err error) {
 	return kb.PrivateBytes, kb.PublicBytes, nil
 }
 
-// CheckKey decrypts an encrypted cosign private key (PEM) with password, so
-// that a wrong password or a broken key fails before anything is published.
-func CheckKey(pemBytes, password []byte) error {
-	if _, err := cosign.LoadPrivateKey(pemBytes, password, nil); err != nil {
-		return fmt.Errorf("signing key: %w (is COSIGN_PASSWORD right?)", err)
+// Key is a private key decrypted once for several Sign and Attest calls:
+// decrypting an encrypted cosign key (scrypt) takes about a fifth of a
+// second, and cosign's commands would do it on every call. Give Ref as
+// Options.Key; Close forgets the key.
+type Key struct{ ref string }
+
+// LoadKey decrypts an encrypted cosign private key (PEM) with password.
+func LoadKey(pemBytes, password []byte) (*Key, error) {
+	sv, err := cosign.LoadPrivateKey(pemBytes, password, nil)
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w (is COSIGN_PASSWORD right?)", err)
 	}
-	return nil
+	return &Key{ref: loadedKeys.add(sv)}, nil
 }
+
+// Ref is the key reference that cosign's commands, in this process, resolve
+// to the decrypted key (through sigstore's KMS provider registry, as any
+// KMS URI).
+func (k *Key) Ref() string { return k.ref }
+
+// Close forgets the decrypted key.
+func (k *Key) Close() { loadedKeys.remove(k.ref) }
+
+// loadedKeyScheme names keys decrypted in this process.
+const loadedKeyScheme = "lotse-loaded-key://"
+
+// loadedKeys holds the keys LoadKey decrypted. It is package state because
+// sigstore's KMS provider registry, which cosign's commands resolve --key
+// through, is.
+var loadedKeys = &keyRing{keys: map[string]signature.SignerVerifier{}}
+
+type keyRing struct {
+	register sync.Once
+	mu       sync.Mutex
+	next     int
+	keys     map[string]signature.SignerVerifier
+}
+
+func (r *keyRing) add(sv signature.SignerVerifier) string {
+	r.register.Do(func() { kms.AddProvider(loadedKeyScheme, r.provider) })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	ref := fmt.Sprintf("%s%d", loadedKeyScheme, r.next)
+	r.keys[ref] = sv
+	return ref
+}
+
+func (r *keyRing) remove(ref string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.keys, ref)
+}
+
+func (r *keyRing) provider(_ context.Context, ref string, _ crypto.Hash, _ ...signature.RPCOption) (kms.SignerVerifier, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sv, ok := r.keys[ref]
+	if !ok {
+		return nil, fmt.Errorf("%s: no such key loaded in this process", ref)
+	}
+	return loadedKey{sv}, nil
+}
+
+// loadedKey is a decrypted key as a KMS key: it signs and verifies; it
+// makes no keys.
+type loadedKey struct{ signature.SignerVerifier }
+
+func (loadedKey) CreateKey(context.Context, string) (crypto.PublicKey, error) {
+	return nil, errors.New("a loaded key creates no keys")
+}
+
+func (loadedKey) CryptoSigner(context.Context, func(error)) (crypto.Signer, crypto.SignerOpts, error) {
+	return nil, nil, errors.New("a loaded key has no crypto.Signer")
+}
+
+func (loadedKey) SupportedAlgorithms() []string { return nil }
+func (loadedKey) DefaultAlgorithm() string      { return "" }

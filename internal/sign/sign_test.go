@@ -185,3 +185,45 @@ func TestQuiet(t *testing.T) {
 		t.Errorf("verify wrote %q to stderr, want cosign's report", out)
 	}
 }
+
+// A key decrypted once signs and attests through its Ref; what it signs
+// verifies with the public key; closed, it is gone.
+func TestLoadedKey(t *testing.T) {
+	ctx := context.Background()
+	k := writeKeys(t)
+	img, _ := twoImages(t)
+	pem, err := os.ReadFile(k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKey(pem, []byte("wrong")); err == nil || !strings.Contains(err.Error(), "COSIGN_PASSWORD") {
+		t.Errorf("wrong password: %v", err)
+	}
+	key, err := LoadKey(pem, []byte("correct horse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("COSIGN_PASSWORD", "not needed any more")
+	opts := Options{Key: key.Ref(), Offline: true}
+	if err := Sign(ctx, img, opts); err != nil {
+		t.Fatalf("Sign with the loaded key: %v", err)
+	}
+	pred := filepath.Join(t.TempDir(), "vuln.json")
+	if err := os.WriteFile(pred, []byte(`{"SchemaVersion":2,"Results":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Attest(ctx, img, Vuln, pred, opts); err != nil {
+		t.Fatalf("Attest with the loaded key: %v", err)
+	}
+	vo := VerifyOptions{Options: Options{Offline: true}, Key: k.pub}
+	if _, err := Verify(ctx, img, vo); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+	if _, err := VerifyAttestation(ctx, img, Vuln, vo); err != nil {
+		t.Errorf("VerifyAttestation: %v", err)
+	}
+	key.Close()
+	if err := Sign(ctx, img, opts); err == nil || !strings.Contains(err.Error(), "no such key") {
+		t.Errorf("Sign after Close: %v", err)
+	}
+}
