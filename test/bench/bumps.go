@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -31,21 +31,11 @@ func bumps(ctx context.Context, lotse string, n int, rate float64) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	sim := gitlabsim.New(gitlabsim.Options{Dir: dir})
-	defer sim.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sim, url, bot, stop, err := startSim(dir)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln) //nolint:errcheck // closed below
-	defer srv.Close()
-	url := "http://" + ln.Addr().String()
-
-	bot, err := sim.CreateUser(gitlabsim.UserSpec{Username: "lotse-bot", Bot: true})
-	if err != nil {
-		return err
-	}
+	defer stop()
 	var cfg, vals strings.Builder
 	cfg.WriteString("version: 1\ngitlab: {project: platform/gitops}\nstages: [{name: dev, promotion: commit}]\napps:\n")
 	vals.WriteString("# every app of the dev environment\napps:\n")
@@ -132,4 +122,17 @@ func bumps(ctx context.Context, lotse string, n int, rate float64) error {
 		return fmt.Errorf("only %d of %d bumps landed", landed, n)
 	}
 	return nil
+}
+
+// startSim serves a GitLab simulator keeping its repositories in dir on
+// loopback, with lotse's bot user; stop closes both.
+func startSim(dir string) (sim *gitlabsim.Sim, url string, bot gitlabsim.User, stop func(), err error) {
+	sim = gitlabsim.New(gitlabsim.Options{Dir: dir})
+	srv := httptest.NewServer(sim)
+	stop = func() { srv.Close(); sim.Close() }
+	if bot, err = sim.CreateUser(gitlabsim.UserSpec{Username: "lotse-bot", Bot: true}); err != nil {
+		stop()
+		return nil, "", gitlabsim.User{}, nil, err
+	}
+	return sim, srv.URL, bot, stop, nil
 }

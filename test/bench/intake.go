@@ -42,20 +42,11 @@ func intake(ctx context.Context, lotsed, pgURL string, seconds int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	sim := gitlabsim.New(gitlabsim.Options{Dir: filepath.Join(dir, "sim")})
-	defer sim.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sim, simURL, bot, stopSim, err := startSim(filepath.Join(dir, "sim"))
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln) //nolint:errcheck // closed below
-	defer srv.Close()
-	simURL := "http://" + ln.Addr().String()
-	bot, err := sim.CreateUser(gitlabsim.UserSpec{Username: "lotse-bot", Bot: true})
-	if err != nil {
-		return err
-	}
+	defer stopSim()
 	cfg := "version: 1\ngitlab: {project: platform/gitops}\nstages: [{name: dev, promotion: commit}]\napps:\n" +
 		"  - name: shop\n    sourceProject: team/shop\n    image: registry.example.com/team/shop\n    values: envs/{stage}/values.yaml\n    set: {image.digest: digest}\n"
 	if _, err := sim.CreateProject(gitlabsim.ProjectSpec{Path: "platform/gitops", Files: map[string]string{"lotse.yaml": cfg},
