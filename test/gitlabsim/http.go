@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -166,6 +167,32 @@ func (c *call) requireParams(names ...string) bool {
 		return false
 	}
 	return true
+}
+
+// sortListed orders a listing as GitLab does for order_by (created_at, the
+// default, or updated_at) and sort (desc, the default, or asc); equal times
+// go by id. at gives an item's creation and update times and id.
+func sortListed[T any](c *call, items []T, at func(T) (created, updated time.Time, id int)) {
+	byUpdated := c.params.str("order_by") == "updated_at"
+	asc := c.params.str("sort") == "asc"
+	sort.SliceStable(items, func(i, j int) bool {
+		ca, ua, ia := at(items[i])
+		cb, ub, ib := at(items[j])
+		a, b := ca, cb
+		if byUpdated {
+			a, b = ua, ub
+		}
+		if a.Equal(b) {
+			if asc {
+				return ia < ib
+			}
+			return ia > ib
+		}
+		if asc {
+			return a.Before(b)
+		}
+		return a.After(b)
+	})
 }
 
 // paginate slices n items per the page/per_page parameters, writes GitLab's

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -449,24 +448,7 @@ func (s *Sim) listMRs(c *call) {
 			sel = append(sel, mr)
 		}
 	}
-	orderBy := c.params.str("order_by")
-	asc := c.params.str("sort") == "asc"
-	sort.SliceStable(sel, func(i, j int) bool {
-		a, b := sel[i].CreatedAt, sel[j].CreatedAt
-		if orderBy == "updated_at" {
-			a, b = sel[i].UpdatedAt, sel[j].UpdatedAt
-		}
-		if a.Equal(b) {
-			if asc {
-				return sel[i].IID < sel[j].IID
-			}
-			return sel[i].IID > sel[j].IID
-		}
-		if asc {
-			return a.Before(b)
-		}
-		return a.After(b)
-	})
+	sortListed(c, sel, func(mr *mergeRequest) (time.Time, time.Time, int) { return mr.CreatedAt, mr.UpdatedAt, mr.IID })
 	lo, hi := c.paginate(len(sel))
 	out := []apiMergeRequest{}
 	for _, mr := range sel[lo:hi] {

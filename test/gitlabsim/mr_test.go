@@ -2,6 +2,7 @@ package gitlabsim_test
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -417,5 +418,58 @@ func TestHooksAPI(t *testing.T) {
 	}
 	if _, err := e.client(t, "maintainer").Projects.DeleteProjectHook(e.project, h.ID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Listings follow order_by and sort: newest first by default, equal times by
+// id; notes the same way.
+func TestListingOrder(t *testing.T) {
+	e := newEnv(t)
+	for _, b := range []string{"a", "b", "c"} {
+		openMR(t, e, b)
+	}
+	c := e.client(t, "developer")
+	iids := func(o *gl.ListProjectMergeRequestsOptions) []int64 {
+		t.Helper()
+		list, _, err := c.MergeRequests.ListProjectMergeRequests(e.project, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, mr := range list {
+			out = append(out, mr.IID)
+		}
+		return out
+	}
+	if got := iids(nil); !slices.Equal(got, []int64{3, 2, 1}) {
+		t.Errorf("default order %v, want newest first", got)
+	}
+	if got := iids(&gl.ListProjectMergeRequestsOptions{Sort: gl.Ptr("asc")}); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Errorf("sort=asc %v", got)
+	}
+	// Updating !1 makes it the most recently updated.
+	if _, _, err := c.MergeRequests.UpdateMergeRequest(e.project, 1, &gl.UpdateMergeRequestOptions{Title: gl.Ptr("new title")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := iids(&gl.ListProjectMergeRequestsOptions{OrderBy: gl.Ptr("updated_at")}); got[0] != 1 {
+		t.Errorf("order_by=updated_at %v, want !1 first", got)
+	}
+	for _, body := range []string{"first", "second"} {
+		if _, _, err := c.Notes.CreateMergeRequestNote(e.project, 2, &gl.CreateMergeRequestNoteOptions{Body: gl.Ptr(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notes, _, err := c.Notes.ListMergeRequestNotes(e.project, 2, &gl.ListMergeRequestNotesOptions{Sort: gl.Ptr("asc")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for _, n := range notes {
+		if !n.System {
+			bodies = append(bodies, n.Body)
+		}
+	}
+	if !slices.Equal(bodies, []string{"first", "second"}) {
+		t.Errorf("notes sort=asc %v", bodies)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -90,24 +89,7 @@ func (s *Sim) listNotes(c *call) {
 	default:
 		sel = append(sel, mr.notes...)
 	}
-	asc := c.params.str("sort") == "asc"
-	byUpdated := c.params.str("order_by") == "updated_at"
-	sort.SliceStable(sel, func(i, j int) bool {
-		a, b := sel[i].CreatedAt, sel[j].CreatedAt
-		if byUpdated {
-			a, b = sel[i].UpdatedAt, sel[j].UpdatedAt
-		}
-		if a.Equal(b) {
-			if asc {
-				return sel[i].ID < sel[j].ID
-			}
-			return sel[i].ID > sel[j].ID
-		}
-		if asc {
-			return a.Before(b)
-		}
-		return a.After(b)
-	})
+	sortListed(c, sel, func(n *note) (time.Time, time.Time, int) { return n.CreatedAt, n.UpdatedAt, n.ID })
 	lo, hi := c.paginate(len(sel))
 	out := []apiNote{}
 	for _, n := range sel[lo:hi] {
