@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -273,9 +274,16 @@ func TestConfig(t *testing.T) {
 	}
 	var b bytes.Buffer
 	Usage(&b)
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, o := range options() {
 		if !strings.Contains(b.String(), o.env()) {
 			t.Errorf("--help lacks %s", o.env())
+		}
+		if !strings.Contains(string(readme), "`--"+o.key+"`") || !strings.Contains(string(readme), "`"+o.env()+"`") {
+			t.Errorf("the README's table of lotsed's options lacks --%s / %s", o.key, o.env())
 		}
 	}
 }
