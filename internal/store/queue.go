@@ -722,14 +722,11 @@ func (db *DB) leaseMiss(ctx context.Context, id int64) error {
 // ErrLeaseLost otherwise (also when the lease expired and another worker
 // claimed it), ErrNotFound when there is no such delivery.
 func (db *DB) Complete(ctx context.Context, id int64, owner string) error {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE deliveries SET state = 'done', lease_owner = '', lease_until = 0
-WHERE id = ? AND state = 'leased' AND lease_owner = ?`), id, owner)
+	n, err := db.CompleteMany(ctx, []int64{id}, owner)
 	if err != nil {
-		return fmt.Errorf("complete delivery %d: %w", id, err)
+		return err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("complete delivery %d: %w", id, err)
-	} else if n == 0 {
+	if n == 0 {
 		return fmt.Errorf("complete: %w", db.leaseMiss(ctx, id))
 	}
 	return nil
