@@ -56,7 +56,6 @@ type gitlabProject struct {
 }
 
 type gitlabUser struct {
-	ID       int64  `json:"id"`
 	Username string `json:"username"`
 }
 
@@ -74,8 +73,6 @@ type gitlabHook struct {
 		// merge request
 		IID          int64  `json:"iid"`
 		SourceBranch string `json:"source_branch"`
-		TargetBranch string `json:"target_branch"`
-		State        string `json:"state"`
 		LastCommit   struct {
 			ID string `json:"id"`
 		} `json:"last_commit"`
@@ -140,7 +137,6 @@ func parseGitLab(body []byte) (*gitlabHook, error) {
 	)
 	h.ObjectKind = r.str(v, "object_kind")
 	h.Ref = r.str(v, "ref")
-	h.User.ID = r.int(v, "user", "id")
 	h.User.Username = r.str(v, "user", "username")
 	h.Project.PathWithNamespace = r.str(v, "project", "path_with_namespace")
 	h.Project.DefaultBranch = r.str(v, "project", "default_branch")
@@ -154,8 +150,6 @@ func parseGitLab(body []byte) (*gitlabHook, error) {
 		const a = "object_attributes"
 		h.Attrs.IID = r.int(v, a, "iid")
 		h.Attrs.SourceBranch = r.str(v, a, "source_branch")
-		h.Attrs.TargetBranch = r.str(v, a, "target_branch")
-		h.Attrs.State = r.str(v, a, "state")
 		h.Attrs.LastCommit.ID = r.str(v, a, "last_commit", "id")
 		h.Attrs.Action = r.str(v, a, "action")
 		h.Attrs.ID = r.int(v, a, "id")
