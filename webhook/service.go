@@ -32,6 +32,10 @@ const gatherWait = 20 * time.Millisecond
 // together costs one disk flush instead of one each.
 const leaseBatch = 32
 
+// storePoll is how often a worker looks in the store at the latest, for
+// retries that came due and leases that ran out.
+const storePoll = 500 * time.Millisecond
+
 // leaseTTL is how long a worker owns a delivery before another may take it.
 const leaseTTL = 30 * time.Second
 
@@ -227,16 +231,20 @@ func (s *service) workerLoop(ctx context.Context, n int) {
 	idle := time.NewTimer(0)
 	defer idle.Stop()
 	// fromStore: the store may hold deliveries for us (queued, due for a
-	// retry, or leases expired): at start, after a kick or the idle timer,
-	// and while leases come back full.
+	// retry, or leases expired): at start, when woken, at least every
+	// storePoll (a busy hand-off must not starve them), and while leases
+	// come back full.
 	fromStore := true
+	var looked time.Time
 	for ctx.Err() == nil {
-		if hs := s.handed(nil); len(hs) > 0 {
-			s.run(ctx, s.handoffOwner(), hs)
-			continue
+		select {
+		case <-s.server.Kicks():
+			fromStore = true
+		default:
 		}
-		if fromStore {
-			ds, err := s.db.Lease(ctx, owner, leaseBatch, leaseTTL, s.now())
+		if fromStore || s.now().Sub(looked) >= storePoll {
+			looked = s.now()
+			ds, err := s.db.Lease(ctx, owner, leaseBatch, leaseTTL, looked)
 			if err != nil && ctx.Err() == nil {
 				s.log.Error("lease deliveries", "err", err)
 			}
@@ -250,7 +258,11 @@ func (s *service) workerLoop(ctx context.Context, n int) {
 				continue
 			}
 		}
-		idle.Reset(500 * time.Millisecond)
+		if hs := s.handed(nil); len(hs) > 0 {
+			s.run(ctx, s.handoffOwner(), hs)
+			continue
+		}
+		idle.Reset(storePoll)
 		select {
 		case <-ctx.Done():
 			return
