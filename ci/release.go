@@ -76,6 +76,9 @@ gate leaves at most an untagged manifest in DST, never a tag.`,
 // the tags follow when both are done. Nothing is pushed unless the gate
 // passed, and no tag is set unless everything was signed and attested.
 func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *dbFlags, gf *gateFlags, sf *signFlags, lf *releaseFlags) error {
+	// syft's license scanner takes most of a second to build and bounds the
+	// whole release: start it first, before anything else.
+	cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
 	// Check everything that can be checked before touching anything.
 	if lf.to == "" {
 		return usagef("--to DST is required")
@@ -102,7 +105,6 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	}
 	ctx := cmd.Context()
 	start := a.now()
-	cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
 	// Decrypting the key takes a fifth of a second: do it once, beside the
 	// rest, but before anything is pushed; the signature and both
 	// attestations use the decrypted key.

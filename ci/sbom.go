@@ -24,6 +24,8 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
   lotse sbom oci:build/image --format spdx-json`,
 		Args: exactArgs(1, "one IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The license scanner builds while the image is read.
+			cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
 			f, err := sbom.ParseFormat(format)
 			if err != nil {
 				return &UsageError{Err: err}
@@ -39,7 +41,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 			defer img.close()
 			var doc *sbom.SBOM
 			err = a.section("sbom", "SBOM of "+args[0], func() error {
-				doc, err = sbom.Generate(ctx, img.art.Image, args[0], sbom.Tool{Name: "lotse", Version: a.info.Version}, img.dir)
+				doc, err = cat.Generate(ctx, img.art.Image, args[0], img.dir)
 				return err
 			})
 			if err != nil {
