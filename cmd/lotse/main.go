@@ -4,9 +4,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/lotse/lotse/ci"
@@ -23,5 +25,30 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	// LOTSE_CPUPROFILE=FILE writes a CPU profile of the command: make pgo
+	// collects them into default.pgo, which go build applies to lotse.
+	if path := getenv("LOTSE_CPUPROFILE"); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "lotse: LOTSE_CPUPROFILE: %v\n", err)
+			return ci.ExitError
+		}
+		defer stopProfile()
+	}
 	return ci.Run(ctx, ci.Info{Version: version}, args[1:], getenv, stdout, stderr)
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/pprof/profile"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/lotse/lotse/internal/sign"
@@ -158,6 +159,7 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode":   cmdExitCode,
+			"cpuprofile": cmdCPUProfile,
 			"manifest":   cmdManifest,
 			"simproject": cmdSimProject,
 			"simfile":    cmdSimFile,
@@ -173,6 +175,24 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 	})
+}
+
+// cpuprofile FILE checks that FILE is a CPU profile as pprof reads it.
+func cmdCPUProfile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: cpuprofile FILE")
+	}
+	f, err := os.Open(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer f.Close()
+	p, err := profile.Parse(f)
+	ts.Check(err)
+	for _, st := range p.SampleType {
+		if st.Type == "cpu" && st.Unit == "nanoseconds" {
+			return
+		}
+	}
+	ts.Fatalf("%s: no cpu/nanoseconds samples, only %v", args[0], p.SampleType)
 }
 
 // exitcode N PROG ARGS... runs PROG and checks that it exits with N; its
