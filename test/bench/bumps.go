@@ -26,6 +26,9 @@ var retriesRE = regexp.MustCompile(`(?m)^retries (\d+)$`)
 // a share of requests with 429 (Retry-After: 1). It prints the time until all
 // landed and the retries per bump, and checks that every bump is in the file.
 func bumps(ctx context.Context, lotse string, n int, rate float64) error {
+	if n < 1 {
+		return fmt.Errorf("-bumps %d: need at least one", n)
+	}
 	dir, err := os.MkdirTemp("", "lotse-bench-bumps")
 	if err != nil {
 		return err
