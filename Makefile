@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := $(CURDIR)/bin
 
-.PHONY: all build test lint demo bench clean tools
+.PHONY: all build test lint demo bench pgo clean tools
 
 all: build
 
@@ -19,7 +19,9 @@ build: $(BIN)/lotse $(BIN)/lotsed
 # The binaries are rebuilt when any Go file or go.sum changes.
 GOFILES := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
 
-$(BIN)/lotse: $(GOFILES)
+# go build applies cmd/lotse/default.pgo (profile-guided optimisation) to
+# lotse and everything it links; make pgo writes it.
+$(BIN)/lotse: $(GOFILES) $(wildcard cmd/lotse/default.pgo)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/lotse
 
 $(BIN)/lotsed: $(GOFILES)
@@ -60,6 +62,11 @@ demo: $(BIN)/lotse $(BIN)/lotsed
 # PostgreSQL.
 bench: $(BIN)/lotse $(BIN)/lotsed
 	scripts/bench.sh $(BIN)/lotse $(BIN)/lotsed
+
+# Rewrites cmd/lotse/default.pgo: CPU profiles of lotse release on the bench
+# images. Run it after changes to the release path, then rebuild.
+pgo: $(BIN)/lotse
+	$(GO) run ./test/bench -lotse $(BIN)/lotse -runs 5 -pgo cmd/lotse/default.pgo
 
 clean:
 	rm -rf $(BIN)

@@ -3,7 +3,8 @@
 // images, registry and DB, and checks that both find the same
 // vulnerabilities; then it runs concurrent `lotse bump` processes against
 // the GitLab simulator (-bumps-only runs just that). `make bench` builds the
-// CLIs and runs it.
+// CLIs and runs it. With -pgo FILE it only profiles `lotse release` on the
+// same images and writes the merged profile (`make pgo`).
 package main
 
 import (
@@ -46,12 +47,15 @@ func main() {
 	lotsed := flag.String("lotsed", "", "the lotsed binary: measure its webhook intake")
 	intakeOnly := flag.Bool("intake-only", false, "run only the lotsed intake section")
 	seconds := flag.Int("seconds", 5, "length of each intake run")
+	pgoOut := flag.String("pgo", "", "write the CPU profile of lotse release on the bench images to FILE (cmd/lotse/default.pgo) and stop")
 	flag.Parse()
 	pgURL := os.Getenv("LOTSE_TEST_POSTGRES_URL")
 	var err error
 	switch {
 	case *serveDir != "":
 		err = serve(context.Background(), *serveDir, *largeMB)
+	case *pgoOut != "":
+		err = pgo(context.Background(), *lotse, *pgoOut, *runs, *largeMB)
 	case *bumpsOnly:
 		err = bumps(context.Background(), *lotse, *nBumps, *rate429)
 	case *intakeOnly:
@@ -155,6 +159,53 @@ func (b *bench) exec(name string, args ...string) (usage, error) {
 	return u, nil
 }
 
+// startFixtures starts the fixture server (see serve) in its own process and
+// returns a bench whose commands run in its scratch directory, the address of
+// its registry, and the function that stops it and removes the directory.
+func startFixtures(ctx context.Context, tools string, largeMB int) (*bench, string, func(), error) {
+	dir, err := os.MkdirTemp("", "lotse-bench")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	fail := func(err error) (*bench, string, func(), error) {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	fmt.Printf("building images (large: %d MiB of layers)...\n", largeMB)
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	server := exec.CommandContext(ctx, self, "-serve", dir, "-large-mb", fmt.Sprint(largeMB))
+	server.Stderr = os.Stderr
+	stdin, err := server.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	stdout, err := server.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := server.Start(); err != nil {
+		return fail(err)
+	}
+	stop := func() {
+		stdin.Close()
+		server.Wait() //nolint:errcheck // best effort
+		os.RemoveAll(dir)
+	}
+	var reg string
+	if _, err := fmt.Fscanf(stdout, "READY %s\n", &reg); err != nil {
+		stop()
+		return nil, "", nil, fmt.Errorf("fixture server: %w", err)
+	}
+	cache := filepath.Join(dir, "cache")
+	b := &bench{ctx: ctx, dir: dir, tools: tools, env: append(os.Environ(),
+		"COSIGN_PASSWORD=bench", "COSIGN_YES=true", "HOME="+dir, "LOTSE_CACHE_DIR="+cache,
+		"SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false", "TRIVY_DISABLE_TELEMETRY=true")}
+	return b, reg, stop, nil
+}
+
 func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 	if tools == "" {
 		return errors.New("-tools is required")
@@ -167,38 +218,12 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 	if tools, err = filepath.Abs(tools); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "lotse-bench")
+	b, reg, stop, err := startFixtures(ctx, tools, largeMB)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	fmt.Printf("building images (large: %d MiB of layers)...\n", largeMB)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	server := exec.CommandContext(ctx, self, "-serve", dir, "-large-mb", fmt.Sprint(largeMB))
-	server.Stderr = os.Stderr
-	stdin, err := server.StdinPipe()
-	if err != nil {
-		return err
-	}
-	stdout, err := server.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := server.Start(); err != nil {
-		return err
-	}
-	defer func() { stdin.Close(); server.Wait() }() //nolint:errcheck // best effort
-	var reg string
-	if _, err := fmt.Fscanf(stdout, "READY %s\n", &reg); err != nil {
-		return fmt.Errorf("fixture server: %w", err)
-	}
-	cache := filepath.Join(dir, "cache")
-	b := &bench{ctx: ctx, dir: dir, tools: tools, env: append(os.Environ(),
-		"COSIGN_PASSWORD=bench", "COSIGN_YES=true", "HOME="+dir, "LOTSE_CACHE_DIR="+cache,
-		"SYFT_REGISTRY_INSECURE_USE_HTTP=true", "SYFT_CHECK_FOR_APP_UPDATE=false", "TRIVY_DISABLE_TELEMETRY=true")}
+	defer stop()
+	cache := filepath.Join(b.dir, "cache")
 
 	fmt.Printf("\n%-6s %8s  %-6s %9s %9s %10s   findings\n", "image", "layers", "side", "wall s", "cpu s", "peak MiB")
 	for _, im := range []string{"small", "large"} {
