@@ -261,6 +261,14 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 
 // chain runs the four CLIs the way a pipeline chains them today.
 func (b *bench) chain(src, dst, cache string) (usage, []string, error) {
+	// A pipeline scans an image it has not scanned before. trivy keeps what
+	// it learnt of each layer in CACHE/fanal beside the DB, so without this
+	// every run after the first would find the same image's layers already
+	// analysed (the 128 MiB image: 0.12 s instead of 0.36 s). lotse keeps no
+	// such cache.
+	if err := os.RemoveAll(filepath.Join(cache, "fanal")); err != nil {
+		return usage{}, nil, err
+	}
 	var total usage
 	t := func(n string) string { return filepath.Join(b.tools, n) }
 	steps := [][]string{
