@@ -38,7 +38,7 @@ import (
 func main() {
 	lotse := flag.String("lotse", "bin/lotse", "the lotse binary")
 	tools := flag.String("tools", "", "directory with syft, trivy, cosign and crane")
-	runs := flag.Int("runs", 3, "runs per image and side; medians are printed")
+	runs := flag.Int("runs", 5, "runs per image and side; medians are printed")
 	largeMB := flag.Int("large-mb", 128, "size of the large image's layers in MiB")
 	serveDir := flag.String("serve", "", "internal: set up DIR, serve the registry, print READY ADDR, run until stdin closes")
 	bumpsOnly := flag.Bool("bumps-only", false, "run only the concurrent-bumps section (needs no -tools)")
