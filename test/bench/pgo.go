@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/lotse/lotse/internal/atomicfile"
 )
 
 // pgo writes the profile that `go build` applies to lotse (cmd/lotse/default.pgo):
@@ -47,21 +50,11 @@ func pgo(ctx context.Context, lotse, out string, runs, largeMB int) error {
 	if err != nil {
 		return fmt.Errorf("merge profiles: %w", err)
 	}
-	tmp := out + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := merged.Write(&buf); err != nil {
 		return err
 	}
-	if err := merged.Write(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, out); err != nil {
+	if err := atomicfile.Write(out, buf.Bytes()); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s: %d releases, %d samples\n", out, len(profiles), len(merged.Sample))
