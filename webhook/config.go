@@ -239,6 +239,9 @@ func (c *Config) check() error {
 	if c.APIReadToken != "" && c.APIReadToken == c.APIAdminToken {
 		problems = append(problems, "api-read-token and api-admin-token must differ")
 	}
+	if c.DatabaseURL == "" {
+		problems = append(problems, "database-url is empty: give a SQLite file (the default is lotsed.db) or a postgres:// URL")
+	}
 	if c.GitLabURL == "" || c.GitLabToken == "" || c.GitOpsProject == "" {
 		problems = append(problems, "gitlab-url, gitlab-token and gitops-project are required (LOTSE_GITLAB_URL, LOTSE_GITLAB_TOKEN, LOTSE_GITOPS_PROJECT)")
 	}

@@ -249,6 +249,9 @@ func TestConfig(t *testing.T) {
 	if c.WebhookSecret != "s3cret" || c.Workers != 2 || c.Listen != ":9" || c.GitOpsProject != "platform/gitops" || len(c.Operators) != 2 || c.Tick != 30*time.Second {
 		t.Errorf("config = %+v", c)
 	}
+	if _, err := LoadConfig("/cfg.yaml", map[string]string{"database-url": ""}, func(k string) string { return env[k] }, read); err == nil || !strings.Contains(err.Error(), "database-url is empty") {
+		t.Errorf("empty database URL: %v", err)
+	}
 	delete(env, "LOTSE_WEBHOOK_SECRET_FILE")
 	if _, err := LoadConfig("/cfg.yaml", nil, func(k string) string { return env[k] }, read); err == nil || !strings.Contains(err.Error(), "no webhook secret") {
 		t.Errorf("no secret: %v", err)

@@ -87,24 +87,9 @@ type DB struct {
 	handing sync.WaitGroup
 }
 
-// DefaultPath is where Open puts the SQLite database when it is given an
-// empty URL: lotsed.db in $XDG_STATE_HOME/lotse, or in ~/.local/state/lotse.
-func DefaultPath() (string, error) {
-	base := os.Getenv("XDG_STATE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("default database path: %w", err)
-		}
-		base = filepath.Join(home, ".local", "state")
-	}
-	return filepath.Join(base, "lotse", "lotsed.db"), nil
-}
-
 // Open opens (creating when needed) the store at url and brings its schema
 // up to date.
 //
-//   - "" opens SQLite at DefaultPath;
 //   - a file path, or sqlite:///abs/path, or sqlite://rel/path opens SQLite
 //     there, creating the directory;
 //   - postgres://... or postgresql://... opens PostgreSQL (lib/pq
@@ -127,14 +112,10 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		db, err = openSQLite(ctx, path)
 	case strings.Contains(url, "://"):
 		return nil, fmt.Errorf("open store: unsupported database URL scheme in %q (want postgres:// or sqlite://)", redact(url))
+	case url == "":
+		return nil, errors.New("open store: no database URL (a SQLite file or a postgres:// URL)")
 	default:
-		path := url
-		if path == "" {
-			if path, err = DefaultPath(); err != nil {
-				return nil, fmt.Errorf("open store: %w", err)
-			}
-		}
-		db, err = openSQLite(ctx, path)
+		db, err = openSQLite(ctx, url)
 	}
 	if err != nil {
 		return nil, err
