@@ -20,7 +20,6 @@ import (
 	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
-	"github.com/lotse/lotse/internal/vuln"
 	"github.com/lotse/lotse/internal/writeback"
 )
 
@@ -190,15 +189,8 @@ func (s *service) policy(cfg *gitops.Config, app string) (promotion.Policy, bool
 	}
 	p := promotion.Policy{App: app, BotUser: s.bot, Operators: s.cfg.Operators}
 	for _, st := range stages {
-		sp := promotion.StagePolicy{Name: st.Name, Mode: promotion.Mode(st.Promotion), Approvals: st.Approvals,
-			RequireSignature: st.Gates.Signature, Soak: st.Gates.Soak, RequireHealthy: st.Gates.Health}
-		if st.Gates.MaxSeverity != gitops.SeverityNone {
-			sev, err := vuln.ParseSeverity(st.Gates.MaxSeverity.String())
-			if err == nil {
-				sp.MaxSeverity = &sev
-			}
-		}
-		p.Stages = append(p.Stages, sp)
+		p.Stages = append(p.Stages, promotion.StagePolicy{Name: st.Name, Mode: promotion.Mode(st.Promotion), Approvals: st.Approvals,
+			RequireSignature: st.Gates.Signature, MaxSeverity: st.Gates.MaxSeverity, Soak: st.Gates.Soak, RequireHealthy: st.Gates.Health})
 	}
 	return p, true
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lotse/lotse/internal/vuln"
 )
 
 // Config is a parsed and validated lotse.yaml, the file at the root of the
@@ -120,44 +122,10 @@ const (
 
 // Gates are the checks an image must pass before it is promoted to a stage.
 type Gates struct {
-	Signature   bool          // the image must carry a valid signature
-	MaxSeverity Severity      // the scan attestation must have no finding at or above it; SeverityNone: no gate
-	Soak        time.Duration // time the image must have run in the previous stage
-	Health      bool          // the previous stage must be healthy in ArgoCD
-}
-
-// Severity is a vulnerability severity, ordered from SeverityUnknown up to
-// SeverityCritical. The zero value SeverityNone means "not set".
-type Severity int
-
-// The severities, in increasing order.
-const (
-	SeverityNone Severity = iota
-	SeverityUnknown
-	SeverityLow
-	SeverityMedium
-	SeverityHigh
-	SeverityCritical
-)
-
-var severityNames = []string{"", "unknown", "low", "medium", "high", "critical"}
-
-// ParseSeverity parses unknown, low, medium, high or critical, in any case.
-func ParseSeverity(s string) (Severity, error) {
-	for i, n := range severityNames {
-		if i > 0 && strings.EqualFold(s, n) {
-			return Severity(i), nil
-		}
-	}
-	return SeverityNone, fmt.Errorf("unknown severity %q (want one of %s)", s, strings.Join(severityNames[1:], ", "))
-}
-
-// String returns the lowercase name, or "" for SeverityNone.
-func (s Severity) String() string {
-	if s < 0 || int(s) >= len(severityNames) {
-		return fmt.Sprintf("Severity(%d)", int(s))
-	}
-	return severityNames[s]
+	Signature   bool           // the image must carry a valid signature
+	MaxSeverity *vuln.Severity // the scan attestation must have no finding at or above it; nil: no gate
+	Soak        time.Duration  // time the image must have run in the previous stage
+	Health      bool           // the previous stage must be healthy in ArgoCD
 }
 
 // BranchName is the branch lotse uses to promote app to stage.

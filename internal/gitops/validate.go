@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/lotse/lotse/internal/vuln"
 )
 
 // Problem is one thing wrong in a lotse.yaml, at a 1-based line and column
@@ -456,11 +458,11 @@ func (v *validator) gates(n *yaml.Node, where string) Gates {
 	}
 	if f, ok := fs["maxSeverity"]; ok {
 		if s, ok := v.str(f.val, where+".maxSeverity"); ok {
-			sev, err := ParseSeverity(s)
-			if err != nil {
+			if sev, err := vuln.ParseSeverity(s); err != nil {
 				v.addf(f.val, "%s.maxSeverity: %v", where, err)
+			} else {
+				g.MaxSeverity = &sev
 			}
-			g.MaxSeverity = sev
 		}
 	}
 	if f, ok := fs["soak"]; ok {

@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/lotse/lotse/internal/gitops"
+	"github.com/lotse/lotse/internal/vuln"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden trees in testdata/golden")
@@ -146,12 +147,12 @@ func TestGeneratedConfigIsValid(t *testing.T) {
 					}
 				case i == len(cfg.Stages)-1:
 					if s.Promotion != gitops.PromotionApproval || s.Approvals != 2 || !s.Gates.Signature || !s.Gates.Health ||
-						s.Gates.MaxSeverity != gitops.SeverityMedium || s.Gates.Soak == 0 {
+						s.Gates.MaxSeverity == nil || *s.Gates.MaxSeverity != vuln.Medium || s.Gates.Soak == 0 {
 						t.Errorf("last stage %+v, want approval by 2 with every gate", s)
 					}
 				default:
 					if s.Promotion != gitops.PromotionMergeRequest || !s.Gates.Signature || !s.Gates.Health ||
-						s.Gates.MaxSeverity != gitops.SeverityHigh || s.Gates.Soak == 0 {
+						s.Gates.MaxSeverity == nil || *s.Gates.MaxSeverity != vuln.High || s.Gates.Soak == 0 {
 						t.Errorf("middle stage %+v, want a merge request with every gate", s)
 					}
 				}
