@@ -371,6 +371,26 @@ func (v *validator) signing(n *yaml.Node, s *Signing) {
 	}
 }
 
+// uniqueName reads the required name of a stage or an app (kind): read says
+// whether there was a string to read, valid whether it is a good name that
+// no earlier entry (in seen) has.
+func (v *validator) uniqueName(n *yaml.Node, fs map[string]field, kind string, seen map[string]*yaml.Node) (name string, read, valid bool) {
+	f, ok := v.require(n, fs, kind, "name", "")
+	if !ok {
+		return "", false, false
+	}
+	if name, ok = v.str(f.val, kind+" name"); !ok {
+		return "", false, false
+	}
+	valid = v.name(f.val, kind, name)
+	if prev, dup := seen[name]; dup {
+		v.addf(f.val, "%s %q is defined twice (first at line %d)", kind, name, prev.Line)
+		return name, true, false
+	}
+	seen[name] = f.val
+	return name, true, valid
+}
+
 // stage validates one entry of stages.
 func (v *validator) stage(n *yaml.Node, seen map[string]*yaml.Node) (Stage, bool) {
 	var s Stage
@@ -379,24 +399,9 @@ func (v *validator) stage(n *yaml.Node, seen map[string]*yaml.Node) (Stage, bool
 	}
 	where := "stage"
 	fs := v.fields(n, where, "name", "promotion", "approvals", "gates", "labels")
-	valid := true
-	if f, ok := v.require(n, fs, where, "name", ""); ok {
-		if name, ok := v.str(f.val, "stage name"); ok {
-			s.Name, where = name, fmt.Sprintf("stage %q", name)
-			if !v.name(f.val, "stage", name) {
-				valid = false
-			}
-			if prev, ok := seen[name]; ok {
-				v.addf(f.val, "stage %q is defined twice (first at line %d)", name, prev.Line)
-				valid = false
-			} else {
-				seen[name] = f.val
-			}
-		} else {
-			valid = false
-		}
-	} else {
-		valid = false
+	name, read, valid := v.uniqueName(n, fs, "stage", seen)
+	if read {
+		s.Name, where = name, fmt.Sprintf("stage %q", name)
 	}
 	if f, ok := v.require(n, fs, where, "promotion", " (commit, merge-request or approval)"); ok {
 		if p, ok := v.str(f.val, where+": promotion"); ok {
@@ -497,22 +502,9 @@ func (v *validator) app(n *yaml.Node, cfg *Config, seen map[string]*yaml.Node) (
 	}
 	where := "app"
 	fs := v.fields(n, where, "name", "sourceProject", "image", "values", "set", "stages")
-	valid := true
-	if f, ok := v.require(n, fs, where, "name", ""); ok {
-		if name, ok := v.str(f.val, "app name"); ok {
-			a.Name, where = name, fmt.Sprintf("app %q", name)
-			valid = v.name(f.val, "app", name)
-			if prev, ok := seen[name]; ok {
-				v.addf(f.val, "app %q is defined twice (first at line %d)", name, prev.Line)
-				valid = false
-			} else {
-				seen[name] = f.val
-			}
-		} else {
-			valid = false
-		}
-	} else {
-		valid = false
+	name, read, valid := v.uniqueName(n, fs, "app", seen)
+	if read {
+		a.Name, where = name, fmt.Sprintf("app %q", name)
 	}
 	if f, ok := v.require(n, fs, where, "sourceProject", " (the GitLab project that builds the image)"); ok {
 		if s, ok := v.str(f.val, where+": sourceProject"); ok {
