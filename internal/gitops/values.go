@@ -592,31 +592,27 @@ func equalTrees(a, b any) bool {
 		return true
 	case map[string]any:
 		b, ok := b.(map[string]any)
-		if !ok || len(a) != len(b) {
-			return false
-		}
-		for k, v := range a {
-			w, ok := b[k]
-			if !ok || !equalTrees(v, w) {
-				return false
-			}
-		}
-		return true
+		return ok && equalMaps(a, b)
 	case map[any]any:
 		b, ok := b.(map[any]any)
-		if !ok || len(a) != len(b) {
-			return false
-		}
-		for k, v := range a {
-			w, ok := b[k]
-			if !ok || !equalTrees(v, w) {
-				return false
-			}
-		}
-		return true
+		return ok && equalMaps(a, b)
 	case float64:
 		b, ok := b.(float64)
 		return ok && (a == b || math.IsNaN(a) && math.IsNaN(b))
 	}
 	return a == b
+}
+
+// equalMaps is equalTrees for the two map types YAML decodes to.
+func equalMaps[K comparable](a, b map[K]any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		w, ok := b[k]
+		if !ok || !equalTrees(v, w) {
+			return false
+		}
+	}
+	return true
 }
