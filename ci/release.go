@@ -107,8 +107,13 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	start := a.now()
 	// The signature and both attestations use one decrypted key. Decrypting
 	// it (scrypt) takes a fifth of a second of CPU: the scan lane does it
-	// after the scan, before anything is pushed, when the license scanner
-	// no longer shares the second core with reading the image and the scan.
+	// after the scan, before anything is pushed (a wrong password fails
+	// there), when the license scanner no longer shares the second core with
+	// reading the image and the scan.
+	keyPEM, err := a.readSigningKey(sf.key)
+	if err != nil {
+		return err
+	}
 	var key *sign.Key
 	defer func() {
 		if key != nil {
@@ -169,10 +174,10 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			if gateErr = gate(res.Report, gf); gateErr != nil {
 				return nil // the SBOM is still written for GitLab
 			}
-			if key, err = a.loadSigningKey(sf.key); err != nil {
-				return err
-			}
-			if key != nil {
+			if keyPEM != nil {
+				if key, err = sign.LoadKey(keyPEM, []byte(a.env.get("COSIGN_PASSWORD"))); err != nil {
+					return err
+				}
 				so.Key = key.Ref()
 			}
 			t = a.now()
@@ -243,29 +248,31 @@ func (a *app) writeScanReports(ctx context.Context, res *scan.Result, lf *releas
 	return a.writeGitLabReport(lf.gitlabReport, res.Report, shown)
 }
 
-// loadSigningKey decrypts a file or env:// key with COSIGN_PASSWORD, so a
-// wrong password fails the release before anything is published; nil for
-// keyless signing and KMS URIs, which are checked when they are used.
-func (a *app) loadSigningKey(key string) (*sign.Key, error) {
-	var pem []byte
+// readSigningKey reads the PEM of a file or env:// key, so that a missing
+// file or an empty variable is a usage error before anything is read or
+// pushed; nil for keyless signing and KMS URIs, which are checked when they
+// are used.
+func (a *app) readSigningKey(key string) ([]byte, error) {
 	switch {
 	case key == "":
 		return nil, nil
 	case strings.HasPrefix(key, "env://"):
 		v := strings.TrimPrefix(key, "env://")
-		if pem = []byte(a.env.get(v)); len(pem) == 0 {
+		pem := []byte(a.env.get(v))
+		if len(pem) == 0 {
 			return nil, usagef("--key %s: the variable %s is empty", key, v)
 		}
+		return pem, nil
 	case strings.Contains(key, "://"):
 		return nil, nil // a KMS URI
 	default:
-		var err error
-		if pem, err = os.ReadFile(key); err != nil {
+		pem, err := os.ReadFile(key)
+		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, usagef("--key: %v", err)
 			}
 			return nil, fmt.Errorf("--key: %w", err)
 		}
+		return pem, nil
 	}
-	return sign.LoadKey(pem, []byte(a.env.get("COSIGN_PASSWORD")))
 }
