@@ -253,7 +253,7 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 		c, l := median(chain), median(lot)
 		fmt.Printf("%-6s %6.0fMi  %-6s %9.2f %9.2f %10.0f   %d\n", im, size, "chain", c.wall.Seconds(), c.cpu.Seconds(), float64(c.rssKB)/1024, len(chainFind))
 		fmt.Printf("%-6s %8s  %-6s %9.2f %9.2f %10.0f   %d (%s)\n", "", "", "lotse", l.wall.Seconds(), l.cpu.Seconds(), float64(l.rssKB)/1024, len(lotFind), same)
-		fmt.Printf("%-6s %8s  %-6s %9.2f %9.2f %10.2f   target: wall <= 0.50\n", "", "", "ratio", l.wall.Seconds()/c.wall.Seconds(), l.cpu.Seconds()/c.cpu.Seconds(), float64(l.rssKB)/float64(c.rssKB))
+		fmt.Printf("%-6s %8s  %-6s %9.3f %9.3f %10.2f   target: wall <= 0.500\n", "", "", "ratio", l.wall.Seconds()/c.wall.Seconds(), l.cpu.Seconds()/c.cpu.Seconds(), float64(l.rssKB)/float64(c.rssKB))
 	}
 	fmt.Printf("\nmedians of %d runs; chain = syft + trivy image + crane copy + cosign sign + 2 x cosign attest, run in a row;\npeak MiB is the largest single process\n", runs)
 	return nil
