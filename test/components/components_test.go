@@ -205,6 +205,9 @@ func testCommandLines(t *testing.T, lotse string) {
 					"CI_REGISTRY_IMAGE": "127.0.0.1:1/team/shop", "CI_COMMIT_SHORT_SHA": "0123abcd",
 					"LOTSE_IMAGE":        "127.0.0.1:1/team/shop@sha256:" + strings.Repeat("0", 64),
 					"LOTSE_GITLAB_TOKEN": "token", "LOTSE_CACHE_DIR": filepath.Join(dir, "cache"),
+					// A masked CI/CD variable in the project; lotse reads it
+					// first (empty is a usage error) and decrypts it later.
+					"COSIGN_PRIVATE_KEY": "not decrypted before the image is read",
 				}
 				for k, v := range job.Variables {
 					env[k] = v
