@@ -4,13 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-
-	"github.com/lotse/lotse/internal/atomicfile"
 )
-
-// writeFileAtomic writes a report whole: a failed run never leaves half
-// of one.
-func writeFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data) }
 
 // dotenv renders variables for GitLab's artifacts:reports:dotenv: KEY=VALUE
 // lines, no quotes, no spaces in values.

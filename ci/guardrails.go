@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lotse/lotse/internal/atomicfile"
 	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/guardrails"
 	"github.com/lotse/lotse/internal/writeback"
@@ -98,7 +99,7 @@ Exit codes: 0 passed, 1 unreadable input or lotse.yaml, 2 bad command line,
 				if err != nil {
 					return err
 				}
-				if err := writeFileAtomic(codeQuality, out); err != nil {
+				if err := atomicfile.Write(codeQuality, out); err != nil {
 					return err
 				}
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lotse/lotse/internal/atomicfile"
 	"github.com/lotse/lotse/internal/scaffold"
 )
 
@@ -119,7 +120,7 @@ func (a *app) writeTree(dir string, files map[string][]byte, force bool) error {
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", filepath.Dir(full), err)
 		}
-		if err := writeFileAtomic(full, files[p]); err != nil {
+		if err := atomicfile.Write(full, files[p]); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"github.com/lotse/lotse/internal/atomicfile"
 	"github.com/lotse/lotse/internal/oci"
 )
 
@@ -97,5 +98,5 @@ func (a *app) writeDotenv(path string, d name.Digest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b)
+	return atomicfile.Write(path, b)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lotse/lotse/internal/atomicfile"
 	"github.com/lotse/lotse/internal/oci"
 	"github.com/lotse/lotse/internal/sbom"
 	"github.com/lotse/lotse/internal/scan"
@@ -158,7 +159,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			if err != nil {
 				return err
 			}
-			return writeFileAtomic(lf.sbomFile, b)
+			return atomicfile.Write(lf.sbomFile, b)
 		})
 		g.Go(func() error {
 			t := a.now()
@@ -231,7 +232,7 @@ func (a *app) writeScanReports(ctx context.Context, res *scan.Result, lf *releas
 	if err := res.Write(ctx, &trivyJSON, scan.FormatJSON); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(lf.scanFile, trivyJSON.Bytes()); err != nil {
+	if err := atomicfile.Write(lf.scanFile, trivyJSON.Bytes()); err != nil {
 		return err
 	}
 	var pred bytes.Buffer

@@ -3,6 +3,7 @@ package ci
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/lotse/lotse/internal/atomicfile"
 	"github.com/lotse/lotse/internal/sbom"
 )
 
@@ -56,7 +57,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 				_, err = a.stdout.Write(b)
 				return err
 			}
-			return writeFileAtomic(output, b)
+			return atomicfile.Write(output, b)
 		},
 	}
 	a.addRegistryFlags(cmd.Flags(), &rf)

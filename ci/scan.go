@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/lotse/lotse/internal/atomicfile"
 	"github.com/lotse/lotse/internal/scan"
 	"github.com/lotse/lotse/internal/vuln"
 )
@@ -225,7 +226,7 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 				if _, err := a.stdout.Write(out.Bytes()); err != nil {
 					return err
 				}
-			} else if err := writeFileAtomic(output, out.Bytes()); err != nil {
+			} else if err := atomicfile.Write(output, out.Bytes()); err != nil {
 				return err
 			}
 			if gitlabReport != "" {
@@ -253,5 +254,5 @@ func (a *app) writeGitLabReport(path string, rep vuln.Report, image string) erro
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b)
+	return atomicfile.Write(path, b)
 }

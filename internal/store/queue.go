@@ -403,7 +403,7 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 				fresh = append(fresh, r)
 			}
 		}
-		if err := insertBodies(ctx, db, tx, fresh); err != nil {
+		if err := db.insertBodies(ctx, tx, fresh); err != nil {
 			return err
 		}
 		for _, r := range chunk {
@@ -425,7 +425,7 @@ func (db *DB) insertBatch(ctx context.Context, tx *sql.Tx, batch []*enqueueReq) 
 			return fmt.Errorf("insert delivery: %w", err)
 		}
 	}
-	if err := insertBodies(ctx, db, tx, unkeyed); err != nil {
+	if err := db.insertBodies(ctx, tx, unkeyed); err != nil {
 		return err
 	}
 	for _, r := range repeats {
@@ -444,7 +444,7 @@ func appendLease(args []any, d Delivery) []any {
 }
 
 // insertBodies stores the headers and bodies of newly inserted deliveries.
-func insertBodies(ctx context.Context, db *DB, tx *sql.Tx, rs []*enqueueReq) error {
+func (db *DB) insertBodies(ctx context.Context, tx *sql.Tx, rs []*enqueueReq) error {
 	for len(rs) > 0 {
 		chunk := rs[:chunkLen(len(rs))]
 		rs = rs[len(chunk):]
