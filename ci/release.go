@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -126,7 +127,15 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	if err != nil {
 		return err
 	}
-	defer img.close()
+	// The local copy and the unpacked layers are removed once both lanes
+	// are done, in the background while the SBOM is attested and the tags
+	// are set (they need only the manifest, which Push has read); at the
+	// latest on return.
+	removeCopies := sync.OnceFunc(func() {
+		cat.Close()
+		img.close()
+	})
+	defer removeCopies()
 	a.log.DebugContext(ctx, "image read", "took", a.now().Sub(start))
 	opts, err := a.ociOptions(rf, dst.RegistryStr())
 	if err != nil {
@@ -199,6 +208,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	if err != nil {
 		return err
 	}
+	go removeCopies()
 	printf(a.stdout, "sbom     %d packages -> %s\n", doc.Len(), lf.sbomFile)
 	printf(a.stdout, "scan     %s -> %s\n", vuln.Summary(res.Report.Findings), lf.gitlabReport)
 	if err := a.printGate(res.Report, gf); err != nil {

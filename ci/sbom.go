@@ -1,6 +1,8 @@
 package ci
 
 import (
+	"path/filepath"
+
 	"github.com/spf13/cobra"
 
 	"github.com/lotse/lotse/internal/atomicfile"
@@ -40,9 +42,10 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 				return err
 			}
 			defer img.close()
+			defer cat.Close() // first: it removes the layers it unpacked into img.dir
 			var doc *sbom.SBOM
 			err = a.section("sbom", "SBOM of "+args[0], func() error {
-				doc, err = cat.Generate(ctx, img.art.Image, args[0], img.dir)
+				doc, err = cat.Generate(ctx, img.art.Image, args[0], filepath.Join(img.dir, "sbom"))
 				return err
 			})
 			if err != nil {

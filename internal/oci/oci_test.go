@@ -112,7 +112,8 @@ func TestOpenLocalizePush(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Open(%s): %v", in, err)
 		}
-		art, err = Localize(s, art, filepath.Join(t.TempDir(), "copy"))
+		copyDir := filepath.Join(t.TempDir(), "copy")
+		art, err = Localize(s, art, copyDir)
 		if err != nil {
 			t.Fatalf("Localize(%s): %v", in, err)
 		}
@@ -120,6 +121,10 @@ func TestOpenLocalizePush(t *testing.T) {
 		d, err := Push(ctx, art, dst, Options{})
 		if err != nil {
 			t.Fatalf("Push(%s): %v", in, err)
+		}
+		// Tag needs nothing of the local copy that Push did not read.
+		if err := os.RemoveAll(copyDir); err != nil {
+			t.Fatal(err)
 		}
 		if in != "docker-archive:"+archive && d.DigestStr() != want.String() {
 			t.Errorf("%s: pushed %s, want the source digest %s", in, d.DigestStr(), want)
@@ -162,7 +167,8 @@ func TestIndex(t *testing.T) {
 	if got != want || art.Digest != idxDigest {
 		t.Errorf("picked %s (artifact %s), want image %s of index %s", got, art.Digest, want, idxDigest)
 	}
-	art, err = Localize(s, art, t.TempDir())
+	copyDir := t.TempDir()
+	art, err = Localize(s, art, copyDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +176,15 @@ func TestIndex(t *testing.T) {
 	d, err := Push(ctx, art, dst, Options{})
 	if err != nil || d.DigestStr() != idxDigest.String() {
 		t.Fatalf("Push index = %v, %v", d, err)
+	}
+	if err := os.RemoveAll(copyDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := Tag(ctx, art, dst, []string{"1"}, Options{}); err != nil {
+		t.Fatalf("Tag after the local copy is gone: %v", err)
+	}
+	if ok, err := Exists(ctx, dst.Tag("1"), Options{}); !ok || err != nil {
+		t.Errorf("tag 1 missing after Tag: %v", err)
 	}
 	if _, err := Open(ctx, s, Options{Platform: &v1.Platform{OS: "windows", Architecture: "amd64"}}); err == nil || !strings.Contains(err.Error(), "no image for platform") {
 		t.Errorf("missing platform: %v", err)

@@ -250,7 +250,9 @@ func Push(ctx context.Context, art *Artifact, repo name.Repository, opts Options
 	return dst, nil
 }
 
-// Tag points tags in repo at the artifact, which Push has written there.
+// Tag points tags in repo at the artifact, which Push has written there. It
+// needs only the manifest, which Push has read: a local copy of the artifact
+// may already be gone.
 func Tag(ctx context.Context, art *Artifact, repo name.Repository, tags []string, opts Options) error {
 	if err := CheckTags(tags); err != nil {
 		return err

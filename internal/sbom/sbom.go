@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/anchore/stereoscope/pkg/file"
 	"github.com/anchore/stereoscope/pkg/image"
@@ -19,6 +20,8 @@ import (
 	"github.com/anchore/syft/syft/format/cyclonedxjson"
 	"github.com/anchore/syft/syft/format/spdxjson"
 	"github.com/anchore/syft/syft/format/syftjson"
+	"github.com/anchore/syft/syft/pkg"
+	"github.com/anchore/syft/syft/pkg/cataloger/common/cpe"
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -77,12 +80,13 @@ type Tool struct{ Name, Version string }
 
 // Cataloger writes SBOMs. Building syft's license scanner costs about a
 // second of CPU; NewCataloger starts it in the background so that it
-// overlaps with reading the image.
+// overlaps with reading the image. Close it when done.
 type Cataloger struct {
-	tool  Tool
-	ready chan struct{}
-	lic   context.Context // carries the license scanner
-	err   error
+	tool     Tool
+	ready    chan struct{}
+	lic      context.Context // carries the license scanner
+	err      error
+	removals sync.WaitGroup // of unpacked layers
 }
 
 // NewCataloger starts preparing a cataloger for tool.
@@ -100,21 +104,35 @@ func NewCataloger(tool Tool) *Cataloger {
 // the image (the source reference as the user gave it); tmpDir receives the
 // unpacked layers and is the caller's to remove.
 func Generate(ctx context.Context, img v1.Image, ref string, tool Tool, tmpDir string) (*SBOM, error) {
-	return NewCataloger(tool).Generate(ctx, img, ref, tmpDir)
+	c := NewCataloger(tool)
+	defer c.Close()
+	return c.Generate(ctx, img, ref, tmpDir)
 }
 
-// Generate catalogs the packages of img; see the function Generate.
+// Generate catalogs the packages of img; see the function Generate. The
+// unpacked layers are removed in the background once it returns; Close
+// waits for that.
 func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpDir string) (*SBOM, error) {
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return nil, fmt.Errorf("layer directory: %w", err)
 	}
-	gen := file.NewTempDirGenerator("lotse-sbom")
-	defer gen.Cleanup() //nolint:errcheck // best effort: the directories are temporary
-	si := image.New(img, gen, tmpDir)
+	si := image.New(img, file.NewTempDirGenerator("lotse-sbom"), tmpDir)
+	c.removals.Add(1)
+	defer func() {
+		go func() {
+			defer c.removals.Done()
+			si.Cleanup() //nolint:errcheck // best effort: the directories are temporary
+		}()
+	}()
 	if err := si.Read(ctx); err != nil {
 		return nil, fmt.Errorf("read image layers: %w", err)
 	}
-	defer si.Cleanup() //nolint:errcheck // best effort
+	// Everything that does not need the license scanner happens before
+	// waiting for it, including loading syft's CPE dictionary, which syft
+	// would otherwise do while cataloging.
+	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
+	cfg := syft.DefaultCreateSBOMConfig().WithTool(c.tool.Name, c.tool.Version)
+	cpe.DictionaryFind(pkg.Package{})
 	select {
 	case <-c.ready:
 	case <-ctx.Done():
@@ -123,14 +141,15 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	if c.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", c.err)
 	}
-	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
-	cfg := syft.DefaultCreateSBOMConfig().WithTool(c.tool.Name, c.tool.Version)
 	s, err := syft.CreateSBOM(withValues(ctx, c.lic), src, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("catalog packages: %w", err)
 	}
 	return &SBOM{s: s}, nil
 }
+
+// Close waits until the unpacked layers of every SBOM generated are removed.
+func (c *Cataloger) Close() { c.removals.Wait() }
 
 // withValues is ctx (its deadline and cancellation) that also answers the
 // values of vals: syft finds the prepared license scanner there.

@@ -4,6 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -52,6 +57,38 @@ func TestGenerateDebian(t *testing.T) {
 	}
 	if s.Len() != len(fixture.DebianPackages) {
 		t.Errorf("Len = %d, want %d", s.Len(), len(fixture.DebianPackages))
+	}
+}
+
+// One cataloger serves several images; once Close returns, the layers it
+// unpacked are gone.
+func TestCatalogerRemovesLayers(t *testing.T) {
+	deb, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apk, err := fixture.AlpineImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCataloger(Tool{Name: "lotse", Version: "test"})
+	var dirs []string
+	for i, img := range []v1.Image{deb, apk} {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint("layers", i))
+		s, err := c.Generate(context.Background(), img, "registry.example.com/team/app:1.0", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Len() == 0 {
+			t.Errorf("image %d: no packages", i)
+		}
+		dirs = append(dirs, dir)
+	}
+	c.Close()
+	for _, dir := range dirs {
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s after Close: %v, want it removed", dir, err)
+		}
 	}
 }
 
