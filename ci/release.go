@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +82,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	// syft's license scanner takes most of a second to build and bounds the
 	// whole release: start it first, before anything else.
 	cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
+	collectLessUntil(cat.Ready())
 	// Check everything that can be checked before touching anything.
 	if lf.to == "" {
 		return usagef("--to DST is required")
@@ -189,6 +191,10 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 					return err
 				}
 				so.Key = key.Ref()
+				// scrypt's buffer (tens of MiB) is garbage now. Collect it
+				// at once: a collection while it was live set the next heap
+				// goal from it, which made the heap peak of the release.
+				runtime.GC()
 			}
 			t = a.now()
 			if d, err = oci.Push(gctx, img.art, dst, opts); err != nil {

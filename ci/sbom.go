@@ -29,6 +29,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The license scanner builds while the image is read.
 			cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
+			collectLessUntil(cat.Ready())
 			f, err := sbom.ParseFormat(format)
 			if err != nil {
 				return &UsageError{Err: err}

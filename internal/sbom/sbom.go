@@ -100,6 +100,9 @@ func NewCataloger(tool Tool) *Cataloger {
 	return c
 }
 
+// Ready is closed when the license scanner is built.
+func (c *Cataloger) Ready() <-chan struct{} { return c.ready }
+
 // Generate catalogs the packages of img. ref is the name the SBOM records for
 // the image (the source reference as the user gave it); tmpDir receives the
 // unpacked layers and is the caller's to remove.

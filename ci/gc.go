@@ -1,0 +1,30 @@
+package ci
+
+import "runtime/debug"
+
+// scannerGOGC is the collector's percentage (GOGC) while syft's license
+// scanner builds.
+//
+// Building it makes about 300 MB of short-lived garbage in six million
+// allocations while the other lane reads, unpacks and scans the image. At
+// the default 100 the collector runs about ten times meanwhile, and with
+// both cores busy each run takes CPU from the scanner, which bounds sbom
+// and release. At 300 it runs four times. Measured on the bench's 128 MiB
+// image: release 6 % faster with the same heap peak, since it also collects
+// scrypt's buffer once the signing key is decrypted; sbom 7 % faster with a
+// peak RSS 40 MB higher (290 MB).
+const scannerGOGC = 300
+
+// collectLessUntil sets the collector's percentage to scannerGOGC until
+// ready is closed. A percentage the user chose with GOGC is left alone.
+func collectLessUntil(ready <-chan struct{}) {
+	old := debug.SetGCPercent(scannerGOGC)
+	if old != 100 {
+		debug.SetGCPercent(old)
+		return
+	}
+	go func() {
+		<-ready
+		debug.SetGCPercent(old)
+	}()
+}
