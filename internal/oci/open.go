@@ -69,6 +69,9 @@ type Artifact struct {
 	Index v1.ImageIndex // nil for a single image
 	// Digest is the digest of what gets published: the index, or the image.
 	Digest v1.Hash
+	// mountFrom is the registry repository a local copy was made from:
+	// Push asks the destination to mount blobs from there (see mount.go).
+	mountFrom name.Reference
 }
 
 // Open resolves a source to an artifact. Registry sources are read lazily;
@@ -212,7 +215,7 @@ func Localize(src Source, art *Artifact, dir string) (*Artifact, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reopen local copy: %w", err)
 		}
-		return &Artifact{Image: img, Index: child, Digest: art.Digest}, nil
+		return &Artifact{Image: img, Index: child, Digest: art.Digest, mountFrom: src.Ref}, nil
 	}
 	if err := p.AppendImage(art.Image); err != nil {
 		return nil, fmt.Errorf("copy image to disk: %w", explainRemote(src.String(), err))
@@ -221,7 +224,7 @@ func Localize(src Source, art *Artifact, dir string) (*Artifact, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reopen local copy: %w", err)
 	}
-	return &Artifact{Image: img, Digest: art.Digest}, nil
+	return &Artifact{Image: img, Digest: art.Digest, mountFrom: src.Ref}, nil
 }
 
 // CheckTags reports the first tag that is not a valid OCI tag.
@@ -236,15 +239,23 @@ func CheckTags(tags []string) error {
 
 // Push writes the artifact to repo by digest, untagged. It returns the
 // digest reference, which equals the source digest: the manifest bytes are
-// copied unchanged.
+// copied unchanged. Blobs of a local copy of a registry image are mounted
+// from their source repository where the destination registry can.
 func Push(ctx context.Context, art *Artifact, repo name.Repository, opts Options) (name.Digest, error) {
 	ro := opts.remote(ctx)
 	dst := repo.Digest(art.Digest.String())
-	if art.Index != nil {
-		if err := remote.WriteIndex(dst, art.Index, ro...); err != nil {
+	img, idx := art.Image, art.Index
+	if art.mountFrom != nil {
+		img = mountableImage{Image: img, from: art.mountFrom}
+		if idx != nil {
+			idx = mountableIndex{imageIndex: idx, from: art.mountFrom}
+		}
+	}
+	if idx != nil {
+		if err := remote.WriteIndex(dst, idx, ro...); err != nil {
 			return name.Digest{}, explainRemote(repo.String(), err)
 		}
-	} else if err := remote.Write(dst, art.Image, ro...); err != nil {
+	} else if err := remote.Write(dst, img, ro...); err != nil {
 		return name.Digest{}, explainRemote(repo.String(), err)
 	}
 	return dst, nil

@@ -1,0 +1,95 @@
+package oci
+
+import (
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// A local copy of a registry image forgets where its blobs came from, so
+// pushing it would upload every blob, where crane copy asks the destination
+// to mount it from the source repository (free within one registry, as
+// between two Harbor projects). mountableImage and mountableIndex give the
+// copy's blobs back their origin: remote.Write mounts what it is handed as
+// remote.MountableLayer, and uploads only when the registry declines.
+
+type mountableImage struct {
+	v1.Image
+	from name.Reference
+}
+
+func (m mountableImage) mountable(l v1.Layer) v1.Layer {
+	return &remote.MountableLayer{Layer: l, Reference: m.from}
+}
+
+func (m mountableImage) Layers() ([]v1.Layer, error) {
+	ls, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = m.mountable(l)
+	}
+	return out, nil
+}
+
+func (m mountableImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := m.Image.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return m.mountable(l), nil
+}
+
+func (m mountableImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	l, err := m.Image.LayerByDiffID(h)
+	if err != nil {
+		return nil, err
+	}
+	return m.mountable(l), nil
+}
+
+// ConfigLayer lets remote.Write mount the config blob too.
+func (m mountableImage) ConfigLayer() (v1.Layer, error) {
+	l, err := partial.ConfigLayer(m.Image)
+	if err != nil {
+		return nil, err
+	}
+	return m.mountable(l), nil
+}
+
+// Descriptor keeps the descriptor (platform, annotations) the index gave.
+func (m mountableImage) Descriptor() (*v1.Descriptor, error) {
+	return partial.Descriptor(m.Image)
+}
+
+// imageIndex names the embedded index so that mountableIndex can have an
+// ImageIndex method.
+type imageIndex = v1.ImageIndex
+
+type mountableIndex struct {
+	imageIndex
+	from name.Reference
+}
+
+func (m mountableIndex) Image(h v1.Hash) (v1.Image, error) {
+	img, err := m.imageIndex.Image(h)
+	if err != nil {
+		return nil, err
+	}
+	return mountableImage{Image: img, from: m.from}, nil
+}
+
+func (m mountableIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	idx, err := m.imageIndex.ImageIndex(h)
+	if err != nil {
+		return nil, err
+	}
+	return mountableIndex{imageIndex: idx, from: m.from}, nil
+}
+
+func (m mountableIndex) Descriptor() (*v1.Descriptor, error) {
+	return partial.Descriptor(m.imageIndex)
+}
