@@ -23,21 +23,21 @@ func (s *Sim) adminRoutes() {
 	s.mux.HandleFunc("GET "+a+"/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "version": s.version})
 	})
-	s.admin("POST "+a+"/users", s.adminCreateUser)
-	s.admin("POST "+a+"/projects", s.adminCreateProject)
-	s.admin("PUT "+proj, s.adminUpdateProject)
-	s.admin("GET "+proj+"/repo", s.adminRepo)
-	s.admin("POST "+proj+"/members", s.adminAddMember)
-	s.admin("POST "+proj+"/job_tokens", s.adminJobToken)
-	s.admin("POST "+proj+"/commits", s.adminCommit)
-	s.admin("POST "+proj+"/hooks", s.adminAddHook)
-	s.admin("POST "+proj+"/pipelines", s.adminCreatePipeline)
-	s.admin("PUT "+proj+"/pipelines/{pid}", s.adminSetPipeline)
-	s.admin("GET "+mr, s.adminGetMR)
-	s.admin("POST "+mr+"/approve", s.adminApprove)
-	s.admin("POST "+mr+"/unapprove", s.adminUnapprove)
-	s.admin("POST "+mr+"/merge", s.adminMerge)
-	s.admin("POST "+mr+"/notes", s.adminNote)
+	s.admin("POST "+a+"/users", adminCall(http.StatusCreated, s.adminCreateUser))
+	s.admin("POST "+a+"/projects", adminCall(http.StatusCreated, s.adminCreateProject))
+	s.admin("PUT "+proj, adminCall(http.StatusNoContent, s.adminUpdateProject))
+	s.admin("GET "+proj+"/repo", adminCall(http.StatusOK, s.adminRepo))
+	s.admin("POST "+proj+"/members", adminCall(http.StatusNoContent, s.adminAddMember))
+	s.admin("POST "+proj+"/job_tokens", adminCall(http.StatusCreated, s.adminJobToken))
+	s.admin("POST "+proj+"/commits", adminCall(http.StatusCreated, s.adminCommit))
+	s.admin("POST "+proj+"/hooks", adminCall(http.StatusCreated, s.adminAddHook))
+	s.admin("POST "+proj+"/pipelines", adminCall(http.StatusCreated, s.adminCreatePipeline))
+	s.admin("PUT "+proj+"/pipelines/{pid}", adminCall(http.StatusNoContent, s.adminSetPipeline))
+	s.admin("GET "+mr, adminCall(http.StatusOK, s.adminGetMR))
+	s.admin("POST "+mr+"/approve", adminCall(http.StatusNoContent, s.adminApprove))
+	s.admin("POST "+mr+"/unapprove", adminCall(http.StatusNoContent, s.adminUnapprove))
+	s.admin("POST "+mr+"/merge", adminCall(http.StatusNoContent, s.adminMerge))
+	s.admin("POST "+mr+"/notes", adminCall(http.StatusCreated, s.adminNote))
 	s.admin("GET "+a+"/events", s.adminEvents)
 	s.admin("DELETE "+a+"/events", func(w http.ResponseWriter, r *http.Request) {
 		s.ClearEvents()
@@ -51,13 +51,13 @@ func (s *Sim) adminRoutes() {
 		s.ClearRequests()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	s.admin("PUT "+a+"/faults", s.adminFaults)
+	s.admin("PUT "+a+"/faults", adminCall(http.StatusNoContent, s.adminFaults))
 	s.admin("DELETE "+a+"/faults", func(w http.ResponseWriter, r *http.Request) {
 		s.Faults()
 		s.SetWebhookFaults(WebhookFaults{})
 		w.WriteHeader(http.StatusNoContent)
 	})
-	s.admin("PUT "+a+"/checking", s.adminChecking)
+	s.admin("PUT "+a+"/checking", adminCall(http.StatusNoContent, s.adminChecking))
 }
 
 func nonNil[T any](a []T) []T {
@@ -112,212 +112,128 @@ func adminError(w http.ResponseWriter, err error) {
 	}
 }
 
-func (s *Sim) adminCreateUser(w http.ResponseWriter, r *http.Request) {
-	var spec UserSpec
-	if !decode(w, r, &spec) {
-		return
+// adminCall adapts fn to an admin handler: the JSON body (it may be empty)
+// decodes into a Req, fn's result is answered with status, or with 204 No
+// Content when it is nil, and its error goes through adminError.
+func adminCall[Req any](status int, fn func(r *http.Request, req Req) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if !decode(w, r, &req) {
+			return
+		}
+		out, err := fn(r, req)
+		switch {
+		case err != nil:
+			adminError(w, err)
+		case out == nil:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			writeJSON(w, status, out)
+		}
 	}
-	u, err := s.CreateUser(spec)
-	if err != nil {
-		adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, u)
 }
 
-func (s *Sim) adminCreateProject(w http.ResponseWriter, r *http.Request) {
-	var spec ProjectSpec
-	if !decode(w, r, &spec) {
-		return
-	}
-	p, err := s.CreateProject(spec)
-	if err != nil {
-		adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, p)
-}
-
-func (s *Sim) adminUpdateProject(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Settings  *ProjectSettings  `json:"settings"`
-		Protected []ProtectedBranch `json:"protected_branches"`
-		Checking  *Checking         `json:"checking"`
-	}
-	if !decode(w, r, &req) {
-		return
-	}
-	if err := s.UpdateProject(r.PathValue("id"), req.Settings, req.Protected, req.Checking); err != nil {
-		adminError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Sim) adminRepo(w http.ResponseWriter, r *http.Request) {
-	dir := s.Repo(r.PathValue("id"))
-	if dir == "" {
-		adminError(w, ErrUnknown)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"path": dir})
-}
-
-func (s *Sim) adminAddMember(w http.ResponseWriter, r *http.Request) {
-	var m Member
-	if !decode(w, r, &m) {
-		return
-	}
-	if err := s.AddMember(r.PathValue("id"), m.Username, m.Role); err != nil {
-		adminError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Sim) adminJobToken(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Username string `json:"username"`
-	}
-	if !decode(w, r, &req) {
-		return
-	}
-	tok, err := s.JobToken(r.PathValue("id"), req.Username)
-	if err != nil {
-		adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"token": tok})
-}
-
-func (s *Sim) adminCommit(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Username string `json:"username"`
-		CommitSpec
-	}
-	if !decode(w, r, &req) {
-		return
-	}
-	sha, err := s.Commit(r.PathValue("id"), req.Username, req.CommitSpec)
-	if err != nil {
-		adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": sha})
-}
-
-func (s *Sim) adminAddHook(w http.ResponseWriter, r *http.Request) {
-	var spec HookSpec
-	if !decode(w, r, &spec) {
-		return
-	}
-	id, err := s.AddHook(r.PathValue("id"), spec)
-	if err != nil {
-		adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": id})
-}
-
-func (s *Sim) adminCreatePipeline(w http.ResponseWriter, r *http.Request) {
-	var spec PipelineSpec
-	if !decode(w, r, &spec) {
-		return
-	}
-	id, err := s.CreatePipeline(r.PathValue("id"), spec)
-	if err != nil {
-		adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": id})
-}
-
-func (s *Sim) adminSetPipeline(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Status string `json:"status"`
-	}
-	if !decode(w, r, &req) {
-		return
-	}
-	id, _ := strconv.Atoi(r.PathValue("pid"))
-	if err := s.SetPipelineStatus(r.PathValue("id"), id, req.Status); err != nil {
-		adminError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Sim) adminGetMR(w http.ResponseWriter, r *http.Request) {
-	iid, _ := strconv.Atoi(r.PathValue("iid"))
-	mr, err := s.MergeRequest(r.PathValue("id"), iid)
-	if err != nil {
-		adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, mr)
+// pathInt is the integer path value name (0 when it is not one: the
+// simulator then answers 404 for the object).
+func pathInt(r *http.Request, name string) int {
+	n, _ := strconv.Atoi(r.PathValue(name))
+	return n
 }
 
 type asUser struct {
 	Username string `json:"username"`
 }
 
-func (s *Sim) adminApprove(w http.ResponseWriter, r *http.Request) {
-	var req asUser
-	if !decode(w, r, &req) {
-		return
-	}
-	iid, _ := strconv.Atoi(r.PathValue("iid"))
-	if err := s.Approve(r.PathValue("id"), iid, req.Username); err != nil {
-		adminError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (s *Sim) adminCreateUser(_ *http.Request, spec UserSpec) (any, error) {
+	return s.CreateUser(spec)
 }
 
-func (s *Sim) adminUnapprove(w http.ResponseWriter, r *http.Request) {
-	var req asUser
-	if !decode(w, r, &req) {
-		return
-	}
-	iid, _ := strconv.Atoi(r.PathValue("iid"))
-	if err := s.Unapprove(r.PathValue("id"), iid, req.Username); err != nil {
-		adminError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (s *Sim) adminCreateProject(_ *http.Request, spec ProjectSpec) (any, error) {
+	return s.CreateProject(spec)
 }
 
-func (s *Sim) adminMerge(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Username string `json:"username"`
-		MergeSpec
-	}
-	if !decode(w, r, &req) {
-		return
-	}
-	iid, _ := strconv.Atoi(r.PathValue("iid"))
-	if err := s.Merge(r.PathValue("id"), iid, req.Username, req.MergeSpec); err != nil {
-		adminError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+type projectUpdate struct {
+	Settings  *ProjectSettings  `json:"settings"`
+	Protected []ProtectedBranch `json:"protected_branches"`
+	Checking  *Checking         `json:"checking"`
 }
 
-func (s *Sim) adminNote(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Username string `json:"username"`
-		Body     string `json:"body"`
+func (s *Sim) adminUpdateProject(r *http.Request, req projectUpdate) (any, error) {
+	return nil, s.UpdateProject(r.PathValue("id"), req.Settings, req.Protected, req.Checking)
+}
+
+func (s *Sim) adminRepo(r *http.Request, _ struct{}) (any, error) {
+	dir := s.Repo(r.PathValue("id"))
+	if dir == "" {
+		return nil, ErrUnknown
 	}
-	if !decode(w, r, &req) {
-		return
-	}
-	iid, _ := strconv.Atoi(r.PathValue("iid"))
-	id, err := s.CreateNote(r.PathValue("id"), iid, req.Username, req.Body)
-	if err != nil {
-		adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": id})
+	return map[string]any{"path": dir}, nil
+}
+
+func (s *Sim) adminAddMember(r *http.Request, m Member) (any, error) {
+	return nil, s.AddMember(r.PathValue("id"), m.Username, m.Role)
+}
+
+func (s *Sim) adminJobToken(r *http.Request, req asUser) (any, error) {
+	tok, err := s.JobToken(r.PathValue("id"), req.Username)
+	return map[string]any{"token": tok}, err
+}
+
+type commitRequest struct {
+	Username string `json:"username"`
+	CommitSpec
+}
+
+func (s *Sim) adminCommit(r *http.Request, req commitRequest) (any, error) {
+	sha, err := s.Commit(r.PathValue("id"), req.Username, req.CommitSpec)
+	return map[string]any{"id": sha}, err
+}
+
+func (s *Sim) adminAddHook(r *http.Request, spec HookSpec) (any, error) {
+	id, err := s.AddHook(r.PathValue("id"), spec)
+	return map[string]any{"id": id}, err
+}
+
+func (s *Sim) adminCreatePipeline(r *http.Request, spec PipelineSpec) (any, error) {
+	id, err := s.CreatePipeline(r.PathValue("id"), spec)
+	return map[string]any{"id": id}, err
+}
+
+func (s *Sim) adminSetPipeline(r *http.Request, req struct {
+	Status string `json:"status"`
+}) (any, error) {
+	return nil, s.SetPipelineStatus(r.PathValue("id"), pathInt(r, "pid"), req.Status)
+}
+
+func (s *Sim) adminGetMR(r *http.Request, _ struct{}) (any, error) {
+	return s.MergeRequest(r.PathValue("id"), pathInt(r, "iid"))
+}
+
+func (s *Sim) adminApprove(r *http.Request, req asUser) (any, error) {
+	return nil, s.Approve(r.PathValue("id"), pathInt(r, "iid"), req.Username)
+}
+
+func (s *Sim) adminUnapprove(r *http.Request, req asUser) (any, error) {
+	return nil, s.Unapprove(r.PathValue("id"), pathInt(r, "iid"), req.Username)
+}
+
+type mergeAsUser struct {
+	Username string `json:"username"`
+	MergeSpec
+}
+
+func (s *Sim) adminMerge(r *http.Request, req mergeAsUser) (any, error) {
+	return nil, s.Merge(r.PathValue("id"), pathInt(r, "iid"), req.Username, req.MergeSpec)
+}
+
+type noteRequest struct {
+	Username string `json:"username"`
+	Body     string `json:"body"`
+}
+
+func (s *Sim) adminNote(r *http.Request, req noteRequest) (any, error) {
+	id, err := s.CreateNote(r.PathValue("id"), pathInt(r, "iid"), req.Username, req.Body)
+	return map[string]any{"id": id}, err
 }
 
 func (s *Sim) adminEvents(w http.ResponseWriter, r *http.Request) {
@@ -348,26 +264,20 @@ func (s *Sim) adminResend(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func (s *Sim) adminFaults(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		REST     []Fault       `json:"rest"`
-		Webhooks WebhookFaults `json:"webhooks"`
-	}
-	if !decode(w, r, &req) {
-		return
-	}
-	s.Faults(req.REST...)
-	s.SetWebhookFaults(req.Webhooks)
-	w.WriteHeader(http.StatusNoContent)
+type faultsRequest struct {
+	REST     []Fault       `json:"rest"`
+	Webhooks WebhookFaults `json:"webhooks"`
 }
 
-func (s *Sim) adminChecking(w http.ResponseWriter, r *http.Request) {
-	var c Checking
-	if !decode(w, r, &c) {
-		return
-	}
+func (s *Sim) adminFaults(_ *http.Request, req faultsRequest) (any, error) {
+	s.Faults(req.REST...)
+	s.SetWebhookFaults(req.Webhooks)
+	return nil, nil
+}
+
+func (s *Sim) adminChecking(_ *http.Request, c Checking) (any, error) {
 	s.SetChecking(c)
-	w.WriteHeader(http.StatusNoContent)
+	return nil, nil
 }
 
 // UnmarshalJSON accepts {"reads": 1, "duration": "500ms"}.

@@ -104,12 +104,7 @@ func (s *Sim) unapproveLocked(ctx context.Context, p *project, mr *mergeRequest,
 }
 
 // getApprovals serves GET /projects/:id/merge_requests/:iid/approvals.
-func (s *Sim) getApprovals(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) getApprovals(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return
@@ -118,12 +113,7 @@ func (s *Sim) getApprovals(c *call) {
 }
 
 // approveMR serves POST /projects/:id/merge_requests/:iid/approve (201; 401 when not allowed or already approved).
-func (s *Sim) approveMR(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) approveMR(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return
@@ -136,12 +126,7 @@ func (s *Sim) approveMR(c *call) {
 }
 
 // unapproveMR serves POST /projects/:id/merge_requests/:iid/unapprove (404 when not approved by the caller).
-func (s *Sim) unapproveMR(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) unapproveMR(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return

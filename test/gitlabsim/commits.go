@@ -452,12 +452,7 @@ func (s *Sim) commitJSON(ctx context.Context, p *project, c gitCommit, base stri
 }
 
 // listCommits serves GET /projects/:id/repository/commits (no x-total headers).
-func (s *Sim) listCommits(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) listCommits(c *call, p *project) {
 	ctx := c.r.Context()
 	ref := c.params.str("ref_name")
 	if ref == "" {
@@ -492,12 +487,7 @@ func (s *Sim) listCommits(c *call) {
 }
 
 // getCommit serves GET /projects/:id/repository/commits/:sha.
-func (s *Sim) getCommit(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) getCommit(c *call, p *project) {
 	ctx := c.r.Context()
 	sha, err := p.repo.resolve(ctx, c.r.PathValue("sha"))
 	if err != nil {
@@ -521,12 +511,7 @@ func (s *Sim) getCommit(c *call) {
 }
 
 // commitMergeRequests serves GET /projects/:id/repository/commits/:sha/merge_requests.
-func (s *Sim) commitMergeRequests(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) commitMergeRequests(c *call, p *project) {
 	ctx := c.r.Context()
 	sha, err := p.repo.resolve(ctx, c.r.PathValue("sha"))
 	if err != nil {
@@ -574,12 +559,7 @@ func (s *Sim) branchJSON(ctx context.Context, p *project, name, sha, base string
 	return b
 }
 
-func (s *Sim) getBranch(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) getBranch(c *call, p *project) {
 	name := c.r.PathValue("branch")
 	sha, err := p.repo.branchHead(c.r.Context(), name)
 	if err != nil {
@@ -589,12 +569,7 @@ func (s *Sim) getBranch(c *call) {
 	c.json(http.StatusOK, s.branchJSON(c.r.Context(), p, name, sha, c.base, c.user))
 }
 
-func (s *Sim) listBranches(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) listBranches(c *call, p *project) {
 	ctx := c.r.Context()
 	bs, err := p.repo.branches(ctx)
 	if err != nil {
@@ -654,12 +629,7 @@ func (s *Sim) createBranch(c *call) {
 }
 
 // deleteBranch serves DELETE /projects/:id/repository/branches/:branch.
-func (s *Sim) deleteBranch(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) deleteBranch(c *call, p *project) {
 	ctx := c.r.Context()
 	name := c.r.PathValue("branch")
 	sha, err := p.repo.branchHead(ctx, name)

@@ -38,6 +38,20 @@ func (s *Sim) handle(pattern, class string, jobOK bool, h func(c *call)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) { s.serveAPI(w, r, rt) })
 }
 
+// inRepo adapts a handler of the call's project: it runs h with the project
+// locked once the caller may read its repository, and answers 404 or 403
+// otherwise.
+func inRepo(h func(c *call, p *project)) func(c *call) {
+	return func(c *call) {
+		p := c.repoProject()
+		if p == nil {
+			return
+		}
+		defer p.mu.Unlock()
+		h(c, p)
+	}
+}
+
 // serveAPI authenticates, applies faults, records and dispatches a REST request.
 func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, rt route) {
 	rec := RequestRecord{Method: r.Method, Path: r.URL.EscapedPath(), Class: rt.class, At: s.now()}

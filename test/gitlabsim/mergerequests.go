@@ -420,12 +420,7 @@ func (s *Sim) createMR(c *call) {
 }
 
 // listMRs serves GET /projects/:id/merge_requests.
-func (s *Sim) listMRs(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) listMRs(c *call, p *project) {
 	ctx := c.r.Context()
 	state := c.params.str("state")
 	if state == "" {
@@ -510,12 +505,7 @@ func (c *call) mrParam(p *project) *mergeRequest {
 }
 
 // getMR serves GET /projects/:id/merge_requests/:iid. Each read advances the mergeability check.
-func (s *Sim) getMR(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) getMR(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return
@@ -527,12 +517,7 @@ func (s *Sim) getMR(c *call) {
 }
 
 // updateMR serves PUT /projects/:id/merge_requests/:iid.
-func (s *Sim) updateMR(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) updateMR(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return
@@ -853,12 +838,7 @@ func stateID(state string) int {
 }
 
 // mergeMR serves PUT /projects/:id/merge_requests/:iid/merge.
-func (s *Sim) mergeMR(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) mergeMR(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return
@@ -889,12 +869,7 @@ func (s *Sim) mergeMR(c *call) {
 }
 
 // cancelAutoMerge serves POST .../cancel_merge_when_pipeline_succeeds.
-func (s *Sim) cancelAutoMerge(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) cancelAutoMerge(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return

@@ -62,12 +62,7 @@ func (s *Sim) noteJSON(p *project, mr *mergeRequest, n *note, base string) apiNo
 }
 
 // listNotes serves GET .../merge_requests/:iid/notes (sort desc by created_at by default).
-func (s *Sim) listNotes(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) listNotes(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return
@@ -112,12 +107,7 @@ func (c *call) noteParam(mr *mergeRequest) *note {
 }
 
 // getNote serves GET .../merge_requests/:iid/notes/:note_id.
-func (s *Sim) getNote(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) getNote(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return
@@ -171,12 +161,7 @@ func validNoteBody(body string) *apiError {
 }
 
 // updateNote serves PUT .../merge_requests/:iid/notes/:note_id (author only).
-func (s *Sim) updateNote(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) updateNote(c *call, p *project) {
 	mr := c.mrParam(p)
 	if mr == nil {
 		return

@@ -258,12 +258,7 @@ func (s *Sim) firstMaintainer(p *project) *user {
 }
 
 // getPipeline serves GET /projects/:id/pipelines/:pipeline_id.
-func (s *Sim) getPipeline(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) getPipeline(c *call, p *project) {
 	id, _ := strconv.Atoi(c.r.PathValue("pipeline_id"))
 	pl := p.pipeline(id)
 	if pl == nil {
@@ -274,12 +269,7 @@ func (s *Sim) getPipeline(c *call) {
 }
 
 // listPipelines serves GET /projects/:id/pipelines (filters sha, ref, status), newest first.
-func (s *Sim) listPipelines(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) listPipelines(c *call, p *project) {
 	var sel []*pipeline
 	for i := len(p.pipelines) - 1; i >= 0; i-- {
 		pl := p.pipelines[i]

@@ -20,37 +20,37 @@ func (s *Sim) routes() {
 
 	// Commits.
 	s.handle("POST "+proj+"/repository/commits", ClassCommits, false, s.postCommit)
-	s.handle("GET "+proj+"/repository/commits", ClassCommits, false, s.listCommits)
-	s.handle("GET "+proj+"/repository/commits/{sha}", ClassCommits, true, s.getCommit)
-	s.handle("GET "+proj+"/repository/commits/{sha}/merge_requests", ClassCommits, true, s.commitMergeRequests)
-	s.handle("GET "+proj+"/repository/commits/{sha}/statuses", ClassStatuses, false, s.listStatuses)
-	s.handle("POST "+proj+"/statuses/{sha}", ClassStatuses, false, s.postStatus)
+	s.handle("GET "+proj+"/repository/commits", ClassCommits, false, inRepo(s.listCommits))
+	s.handle("GET "+proj+"/repository/commits/{sha}", ClassCommits, true, inRepo(s.getCommit))
+	s.handle("GET "+proj+"/repository/commits/{sha}/merge_requests", ClassCommits, true, inRepo(s.commitMergeRequests))
+	s.handle("GET "+proj+"/repository/commits/{sha}/statuses", ClassStatuses, false, inRepo(s.listStatuses))
+	s.handle("POST "+proj+"/statuses/{sha}", ClassStatuses, false, inRepo(s.postStatus))
 
 	// Branches.
-	s.handle("GET "+proj+"/repository/branches", ClassBranches, false, s.listBranches)
+	s.handle("GET "+proj+"/repository/branches", ClassBranches, false, inRepo(s.listBranches))
 	s.handle("POST "+proj+"/repository/branches", ClassBranches, false, s.createBranch)
-	s.handle("GET "+proj+"/repository/branches/{branch}", ClassBranches, false, s.getBranch)
-	s.handle("DELETE "+proj+"/repository/branches/{branch}", ClassBranches, false, s.deleteBranch)
+	s.handle("GET "+proj+"/repository/branches/{branch}", ClassBranches, false, inRepo(s.getBranch))
+	s.handle("DELETE "+proj+"/repository/branches/{branch}", ClassBranches, false, inRepo(s.deleteBranch))
 
 	// Merge requests; job tokens may only read them.
 	mr := proj + "/merge_requests/{iid}"
 	s.handle("POST "+proj+"/merge_requests", ClassMergeRequests, false, s.createMR)
-	s.handle("GET "+proj+"/merge_requests", ClassMergeRequests, true, s.listMRs)
-	s.handle("GET "+mr, ClassMergeRequests, true, s.getMR)
-	s.handle("PUT "+mr, ClassMergeRequests, false, s.updateMR)
-	s.handle("PUT "+mr+"/merge", ClassMerge, false, s.mergeMR)
-	s.handle("POST "+mr+"/cancel_merge_when_pipeline_succeeds", ClassMerge, false, s.cancelAutoMerge)
-	s.handle("GET "+mr+"/approvals", ClassApprovals, false, s.getApprovals)
-	s.handle("POST "+mr+"/approve", ClassApprovals, false, s.approveMR)
-	s.handle("POST "+mr+"/unapprove", ClassApprovals, false, s.unapproveMR)
-	s.handle("GET "+mr+"/notes", ClassNotes, true, s.listNotes)
+	s.handle("GET "+proj+"/merge_requests", ClassMergeRequests, true, inRepo(s.listMRs))
+	s.handle("GET "+mr, ClassMergeRequests, true, inRepo(s.getMR))
+	s.handle("PUT "+mr, ClassMergeRequests, false, inRepo(s.updateMR))
+	s.handle("PUT "+mr+"/merge", ClassMerge, false, inRepo(s.mergeMR))
+	s.handle("POST "+mr+"/cancel_merge_when_pipeline_succeeds", ClassMerge, false, inRepo(s.cancelAutoMerge))
+	s.handle("GET "+mr+"/approvals", ClassApprovals, false, inRepo(s.getApprovals))
+	s.handle("POST "+mr+"/approve", ClassApprovals, false, inRepo(s.approveMR))
+	s.handle("POST "+mr+"/unapprove", ClassApprovals, false, inRepo(s.unapproveMR))
+	s.handle("GET "+mr+"/notes", ClassNotes, true, inRepo(s.listNotes))
 	s.handle("POST "+mr+"/notes", ClassNotes, false, s.createNote)
-	s.handle("GET "+mr+"/notes/{note_id}", ClassNotes, true, s.getNote)
-	s.handle("PUT "+mr+"/notes/{note_id}", ClassNotes, false, s.updateNote)
+	s.handle("GET "+mr+"/notes/{note_id}", ClassNotes, true, inRepo(s.getNote))
+	s.handle("PUT "+mr+"/notes/{note_id}", ClassNotes, false, inRepo(s.updateNote))
 
 	// Pipelines (read-only; create them through the admin API).
-	s.handle("GET "+proj+"/pipelines", ClassPipelines, false, s.listPipelines)
-	s.handle("GET "+proj+"/pipelines/{pipeline_id}", ClassPipelines, false, s.getPipeline)
+	s.handle("GET "+proj+"/pipelines", ClassPipelines, false, inRepo(s.listPipelines))
+	s.handle("GET "+proj+"/pipelines/{pipeline_id}", ClassPipelines, false, inRepo(s.getPipeline))
 
 	// Project hooks.
 	s.handle("GET "+proj+"/hooks", ClassHooks, false, s.listHooks)

@@ -89,12 +89,7 @@ func (s *Sim) statusJSON(st *commitStatus, base string) apiCommitStatus {
 }
 
 // postStatus serves POST /projects/:id/statuses/:sha.
-func (s *Sim) postStatus(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) postStatus(c *call, p *project) {
 	ctx := c.r.Context()
 	if !c.params.has("state") {
 		c.badRequest("State is required")
@@ -264,12 +259,7 @@ func (p *project) compositeStatus(pl *pipeline) string {
 }
 
 // listStatuses serves GET /projects/:id/repository/commits/:sha/statuses.
-func (s *Sim) listStatuses(c *call) {
-	p := c.repoProject()
-	if p == nil {
-		return
-	}
-	defer p.mu.Unlock()
+func (s *Sim) listStatuses(c *call, p *project) {
 	sha, err := p.repo.resolve(c.r.Context(), c.r.PathValue("sha"))
 	if err != nil {
 		c.notFound("Commit")
