@@ -122,7 +122,7 @@ func TestOpenLocalizePush(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Push(%s): %v", in, err)
 		}
-		// Tag needs nothing of the local copy that Push did not read.
+		// Tag needs nothing from the local copy that Push has not read already.
 		if err := os.RemoveAll(copyDir); err != nil {
 			t.Fatal(err)
 		}
