@@ -1,7 +1,5 @@
 package ci
 
-import "runtime/debug"
-
 // scannerGOGC is the collector's percentage (GOGC) while syft's license
 // scanner builds.
 //
@@ -15,17 +13,3 @@ import "runtime/debug"
 // peak RSS 40 MB higher (290 MB). The window is short: whatever the image,
 // the heap can grow by no more than what is allocated in it.
 const scannerGOGC = 300
-
-// collectLessUntil sets the collector's percentage to scannerGOGC until
-// ready is closed. A percentage the user chose with GOGC is left alone.
-func collectLessUntil(ready <-chan struct{}) {
-	old := debug.SetGCPercent(scannerGOGC)
-	if old != 100 {
-		debug.SetGCPercent(old)
-		return
-	}
-	go func() {
-		<-ready
-		debug.SetGCPercent(old)
-	}()
-}

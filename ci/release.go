@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lotse/lotse/internal/atomicfile"
+	"github.com/lotse/lotse/internal/gcpace"
 	"github.com/lotse/lotse/internal/oci"
 	"github.com/lotse/lotse/internal/sbom"
 	"github.com/lotse/lotse/internal/scan"
@@ -82,7 +83,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	// syft's license scanner takes most of a second to build and bounds the
 	// whole release: start it first, before anything else.
 	cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
-	collectLessUntil(cat.Ready())
+	gcpace.RelaxUntil(scannerGOGC, cat.Ready())
 	// Check everything that can be checked before touching anything.
 	if lf.to == "" {
 		return usagef("--to DST is required")

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lotse/lotse/internal/atomicfile"
+	"github.com/lotse/lotse/internal/gcpace"
 	"github.com/lotse/lotse/internal/sbom"
 )
 
@@ -29,7 +30,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The license scanner builds while the image is read.
 			cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
-			collectLessUntil(cat.Ready())
+			gcpace.RelaxUntil(scannerGOGC, cat.Ready())
 			f, err := sbom.ParseFormat(format)
 			if err != nil {
 				return &UsageError{Err: err}

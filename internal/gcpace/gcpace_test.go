@@ -1,4 +1,4 @@
-package ci
+package gcpace
 
 import (
 	"runtime/debug"
@@ -13,23 +13,23 @@ func gcPercent() int64 {
 	return int64(s[0].Value.Uint64())
 }
 
-func TestCollectLessUntil(t *testing.T) {
+func TestRelaxUntil(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	ready := make(chan struct{})
-	collectLessUntil(ready)
-	if got := gcPercent(); got != scannerGOGC {
-		t.Fatalf("GOGC while the scanner builds = %d, want %d", got, scannerGOGC)
+	done := make(chan struct{})
+	RelaxUntil(300, done)
+	if got := gcPercent(); got != 300 {
+		t.Fatalf("GOGC during the phase = %d, want 300", got)
 	}
-	close(ready)
+	close(done)
 	for deadline := time.Now().Add(5 * time.Second); gcPercent() != 100; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("GOGC = %d after the scanner is ready, want 100 again", gcPercent())
+			t.Fatalf("GOGC = %d after the phase, want 100 again", gcPercent())
 		}
 	}
 
 	// A percentage the user chose stays.
 	debug.SetGCPercent(50)
-	collectLessUntil(make(chan struct{}))
+	RelaxUntil(300, make(chan struct{}))
 	if got := gcPercent(); got != 50 {
 		t.Errorf("GOGC = %d, want the user's 50", got)
 	}

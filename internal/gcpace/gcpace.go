@@ -1,0 +1,20 @@
+// Package gcpace lets a command run the garbage collector less often while
+// a phase that makes much short-lived garbage runs.
+package gcpace
+
+import "runtime/debug"
+
+// RelaxUntil sets the collector's percentage (GOGC) to percent until done
+// is closed, and then back. A percentage the user chose with GOGC is left
+// alone.
+func RelaxUntil(percent int, done <-chan struct{}) {
+	old := debug.SetGCPercent(percent)
+	if old != 100 {
+		debug.SetGCPercent(old)
+		return
+	}
+	go func() {
+		<-done
+		debug.SetGCPercent(old)
+	}()
+}
