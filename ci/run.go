@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lotse/lotse/internal/scan"
 )
 
 // Exit codes of lotse. They are part of its interface: CI jobs branch on them.
@@ -41,6 +43,9 @@ type app struct {
 // Run executes one lotse command line (without the program name) and returns
 // the process exit code.
 func Run(ctx context.Context, info Info, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	// trivy forces a process-wide logger on whoever links it (see
+	// scan.DiscardLibraryLogs): set once here, before any command runs.
+	scan.DiscardLibraryLogs()
 	a := &app{
 		info:   info,
 		env:    env{getenv: getenv},

@@ -56,7 +56,7 @@ func (s *Server) requeueEvent(c echo.Context) error {
 	if err := s.queue.Requeue(c.Request().Context(), id, s.now()); err != nil {
 		return err
 	}
-	s.kickWorkers()
+	s.handoff.wake()
 	return c.JSON(http.StatusOK, map[string]any{"id": id, "state": store.Queued})
 }
 

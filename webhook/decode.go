@@ -44,11 +44,8 @@ type occurrence struct {
 	Images  []string
 }
 
-// decodeError is a delivery that cannot be decoded; retrying will not help.
-type decodeError struct{ err error }
-
-func (e *decodeError) Error() string { return "decode: " + e.err.Error() }
-func (e *decodeError) Unwrap() error { return e.err }
+// decodeError is a delivery that cannot be decoded: retrying will not help.
+func decodeError(err error) error { return &permanentError{fmt.Errorf("decode: %w", err)} }
 
 type gitlabProject struct {
 	PathWithNamespace string `json:"path_with_namespace"`
@@ -288,7 +285,7 @@ func decodeGitLab(event string, body []byte, gitopsProject, defaultBranch, bot s
 	}
 	h, err := parseGitLab(body)
 	if err != nil {
-		return nil, &decodeError{err}
+		return nil, decodeError(err)
 	}
 	return decodeHook(event, h, gitopsProject, defaultBranch, bot)
 }
@@ -329,12 +326,11 @@ func decodePush(p *gitlabHook, gitopsProject, defaultBranch string) ([]occurrenc
 		}
 		at, err := time.Parse(time.RFC3339, c.Timestamp)
 		if err != nil {
-			return nil, &decodeError{fmt.Errorf("commit %s: timestamp %q: %w", c.ID, c.Timestamp, err)}
+			return nil, decodeError(fmt.Errorf("commit %s: timestamp %q: %w", c.ID, c.Timestamp, err))
 		}
-		subject, _, _ := strings.Cut(c.Message, "\n")
 		out = append(out, occurrence{Kind: "landed", App: t.App, Stage: t.Stage, Image: t.Image,
 			SourceProject: t.SourceProject, SourceCommit: t.SourceCommit, Pipeline: t.Pipeline, Commit: c.ID, At: at.UTC(),
-			Rollback: strings.HasPrefix(subject, "Roll back ")})
+			Rollback: t.IsRollback()})
 	}
 	return out, nil
 }
@@ -418,10 +414,10 @@ func decodePipeline(p *gitlabHook, gitopsProject string) ([]occurrence, error) {
 func decodeArgoCD(body []byte) ([]occurrence, error) {
 	var n ArgoCDNotification
 	if err := json.Unmarshal(body, &n); err != nil {
-		return nil, &decodeError{err}
+		return nil, decodeError(err)
 	}
 	if n.App == "" || n.Stage == "" {
-		return nil, &decodeError{fmt.Errorf("notification without app and stage")}
+		return nil, decodeError(fmt.Errorf("notification without app and stage"))
 	}
 	healthy := n.Health == "Healthy" && (n.Sync == "" || n.Sync == "Synced")
 	reason := "ArgoCD: health " + n.Health

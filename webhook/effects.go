@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -13,23 +14,74 @@ import (
 	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
-	"github.com/lotse/lotse/internal/vuln"
 	"github.com/lotse/lotse/internal/writeback"
 )
 
-// perform carries out one action against GitLab, the registry or the store
-// and returns what it learned as events. Every action is idempotent: after a
-// crash it may be carried out again.
-func (s *service) perform(ctx context.Context, app string, a promotion.Action) ([]promotion.Event, error) {
+// mergeRequests are the GitOps project's MRs lotsed merges and counts.
+type mergeRequests interface {
+	GetMR(ctx context.Context, project string, iid int64) (gitlab.MR, error)
+	MergeMR(ctx context.Context, project string, iid int64, opts gitlab.MergeOptions) (gitlab.MR, error)
+	Approvals(ctx context.Context, project string, iid int64) ([]gitlab.User, error)
+}
+
+// noteWriter keeps lotsed's comments on MRs.
+type noteWriter interface {
+	Notes(ctx context.Context, project string, iid int64) ([]gitlab.Note, error)
+	CreateNote(ctx context.Context, project string, iid int64, body string) (gitlab.Note, error)
+	UpdateNote(ctx context.Context, project string, iid, noteID int64, body string) (gitlab.Note, error)
+}
+
+// statusWriter posts commit statuses on the apps' source commits.
+type statusWriter interface {
+	SetCommitStatus(ctx context.Context, project, sha string, st gitlab.Status) error
+}
+
+// sourceMRs finds the app MRs that contain a source commit.
+type sourceMRs interface {
+	MRsForCommit(ctx context.Context, project, sha string) ([]gitlab.MR, error)
+}
+
+// claims record effects that must happen once: the first to claim a key
+// does the effect, and forgets the claim when it fails.
+type claims interface {
+	Once(ctx context.Context, key string) (first bool, err error)
+	Forget(ctx context.Context, key string) error
+}
+
+// auditLog appends to the audit log.
+type auditLog interface {
+	Audit(ctx context.Context, r store.AuditRecord) error
+}
+
+// effects carry out the engine's actions against GitLab, the registry and
+// the store. Every action is idempotent: after a crash it may be carried
+// out again with one effect.
+type effects struct {
+	project   string // the GitOps project
+	bot       string
+	publicURL string
+	mrs       mergeRequests
+	notes     noteWriter
+	statuses  statusWriter
+	sources   sourceMRs
+	claims    claims
+	audit     auditLog
+	gates     *gates
+	metrics   *metrics
+	log       *slog.Logger
+}
+
+// perform carries out one action and returns what it learned as events.
+func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a promotion.Action) ([]promotion.Event, error) {
 	switch a := a.(type) {
 	case promotion.OpenMR:
-		return s.openMR(ctx, app, a)
+		return s.openMR(ctx, snap, app, a)
 	case promotion.Rollback:
-		return s.rollback(ctx, app, a)
+		return s.rollback(ctx, snap, app, a)
 	case promotion.MergeMR:
-		return s.merge(ctx, app, a)
+		return s.merge(ctx, a)
 	case promotion.CheckGates:
-		return s.checkGates(ctx, app, a), nil
+		return s.checkGates(ctx, snap, a), nil
 	case promotion.SetStatus:
 		return nil, s.setStatus(ctx, a)
 	case promotion.UpsertComment:
@@ -37,24 +89,18 @@ func (s *service) perform(ctx context.Context, app string, a promotion.Action) (
 	case promotion.Reply:
 		return nil, s.reply(ctx, a)
 	case promotion.Audit:
-		return nil, s.audit(ctx, app, a)
-	case nil:
-		return nil, nil // an action of an older lotsed: nothing to do
+		return nil, s.record(ctx, app, a)
 	}
-	return nil, fmt.Errorf("unknown action %T", a)
+	return nil, &permanentError{fmt.Errorf("%w: no effect for action %T", errUndecodable, a)}
 }
 
-func (s *service) openMR(ctx context.Context, app string, a promotion.OpenMR) ([]promotion.Event, error) {
-	w, err := s.config(ctx)
-	if err != nil {
-		return nil, err
-	}
+func (s *effects) openMR(ctx context.Context, snap *snapshot, app string, a promotion.OpenMR) ([]promotion.Event, error) {
 	img, err := gitops.ParseImageRef(a.Image)
 	if err != nil {
-		return nil, err
+		return nil, &permanentError{fmt.Errorf("open-mr: %w", err)}
 	}
-	res, err := w.Bump(ctx, writeback.Bump{App: app, Stage: a.Stage, Image: img, SourceProject: a.SourceProject,
-		SourceCommit: a.SourceCommit, Pipeline: s.cfg.PublicURL})
+	res, err := snap.writer.Bump(ctx, writeback.Bump{App: app, Stage: a.Stage, Image: img, SourceProject: a.SourceProject,
+		SourceCommit: a.SourceCommit, Pipeline: s.publicURL})
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +113,9 @@ func (s *service) openMR(ctx context.Context, app string, a promotion.OpenMR) ([
 // opened reports an MR lotsed opened or reused, with the approvals it
 // already has: webhooks of approvals given before lotsed recorded the MR
 // (after a restart, or a slow worker) would otherwise be lost to the count.
-func (s *service) opened(ctx context.Context, stage, image string, mr *gitlab.MR) ([]promotion.Event, error) {
+func (s *effects) opened(ctx context.Context, stage, image string, mr *gitlab.MR) ([]promotion.Event, error) {
 	ev := []promotion.Event{promotion.MROpened{Stage: stage, IID: int(mr.IID), Author: mr.Author.Username, Image: image, SHA: mr.SHA}}
-	approvers, err := s.gl.Approvals(ctx, s.cfg.GitOpsProject, mr.IID)
+	approvers, err := s.mrs.Approvals(ctx, s.project, mr.IID)
 	if err != nil {
 		return nil, err
 	}
@@ -79,12 +125,8 @@ func (s *service) opened(ctx context.Context, stage, image string, mr *gitlab.MR
 	return ev, nil
 }
 
-func (s *service) rollback(ctx context.Context, app string, a promotion.Rollback) ([]promotion.Event, error) {
-	w, err := s.config(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res, err := w.Rollback(ctx, writeback.Rollback{App: app, Stage: a.Stage, To: a.Image, Pipeline: s.cfg.PublicURL})
+func (s *effects) rollback(ctx context.Context, snap *snapshot, app string, a promotion.Rollback) ([]promotion.Event, error) {
+	res, err := snap.writer.Rollback(ctx, writeback.Rollback{App: app, Stage: a.Stage, To: a.Image, Pipeline: s.publicURL})
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +139,11 @@ func (s *service) rollback(ctx context.Context, app string, a promotion.Rollback
 // merge asks GitLab to merge. Mergeability is computed asynchronously: while
 // GitLab still checks, the answer is "not yet", and the state machine asks
 // again on a later tick; an MR that is merged already is never merged again.
-func (s *service) merge(ctx context.Context, app string, a promotion.MergeMR) ([]promotion.Event, error) {
+func (s *effects) merge(ctx context.Context, a promotion.MergeMR) ([]promotion.Event, error) {
 	result := func(o promotion.MergeOutcome, reason string) []promotion.Event {
 		return []promotion.Event{promotion.MergeResult{Stage: a.Stage, IID: a.IID, Attempt: a.Attempt, Outcome: o, Reason: reason}}
 	}
-	mr, err := s.gl.GetMR(ctx, s.cfg.GitOpsProject, int64(a.IID))
+	mr, err := s.mrs.GetMR(ctx, s.project, int64(a.IID))
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +153,7 @@ func (s *service) merge(ctx context.Context, app string, a promotion.MergeMR) ([
 	case "closed":
 		return result(promotion.MergeNotMergeable, "the MR is closed"), nil
 	}
-	_, err = s.gl.MergeMR(ctx, s.cfg.GitOpsProject, int64(a.IID), gitlab.MergeOptions{SHA: mr.SHA})
+	_, err = s.mrs.MergeMR(ctx, s.project, int64(a.IID), gitlab.MergeOptions{SHA: mr.SHA})
 	var ae *gitlab.APIError
 	switch {
 	case err == nil:
@@ -130,49 +172,22 @@ func (s *service) merge(ctx context.Context, app string, a promotion.MergeMR) ([
 	return nil, err
 }
 
-func (s *service) checkGates(ctx context.Context, app string, a promotion.CheckGates) []promotion.Event {
+func (s *effects) checkGates(ctx context.Context, snap *snapshot, a promotion.CheckGates) []promotion.Event {
 	ev := promotion.GatesChecked{Stage: a.Stage, Image: a.Image}
 	if a.Signature {
-		ok, reason := s.gates.signature(ctx, a.Image)
-		ev.Signature = promotion.Result{Checked: true, OK: ok, Reason: reason}
+		ev.Signature = s.gates.signature(ctx, snap.keys, a.Image)
 	}
 	if a.Scan {
-		max := s.maxSeverity(ctx, app, a.Stage)
-		sev, n, err := s.gates.scan(ctx, a.Image)
-		switch {
-		case err != nil:
-			ev.Scan = promotion.Result{Checked: true, OK: false, Reason: err.Error()}
-		case max != nil && n > 0 && sev >= *max:
-			ev.Scan = promotion.Result{Checked: true, OK: false, Reason: fmt.Sprintf("scan attestation: %d finding(s), highest %s, at or above the stage's maximum %s", n, sev, *max)}
-		default:
-			ev.Scan = promotion.Result{Checked: true, OK: true, Reason: fmt.Sprintf("scan attestation: %d finding(s), none at or above the maximum", n)}
-		}
+		ev.Scan = s.gates.scan(ctx, snap.keys, a.Image)
 	}
 	return []promotion.Event{ev}
 }
 
-func (s *service) maxSeverity(ctx context.Context, app, stage string) *vuln.Severity {
-	w, err := s.config(ctx)
-	if err != nil {
-		return nil
-	}
-	p, ok := s.policy(w.Config(), app)
-	if !ok {
-		return nil
-	}
-	for _, st := range p.Stages {
-		if st.Name == stage {
-			return st.MaxSeverity
-		}
-	}
-	return nil
-}
-
-func (s *service) setStatus(ctx context.Context, a promotion.SetStatus) error {
+func (s *effects) setStatus(ctx context.Context, a promotion.SetStatus) error {
 	if a.SourceProject == "" || a.SourceCommit == "" {
 		return nil
 	}
-	err := s.gl.SetCommitStatus(ctx, a.SourceProject, a.SourceCommit, gitlab.Status{
+	err := s.statuses.SetCommitStatus(ctx, a.SourceProject, a.SourceCommit, gitlab.Status{
 		State: gitlab.StatusState(a.State), Name: a.Name, Description: truncate(a.Description, 255), TargetURL: s.boardURL()})
 	switch {
 	case err == nil, errors.Is(err, gitlab.ErrSameStatus):
@@ -186,22 +201,22 @@ func (s *service) setStatus(ctx context.Context, a promotion.SetStatus) error {
 	return err
 }
 
-func (s *service) boardURL() string {
-	if s.cfg.PublicURL == "" {
+func (s *effects) boardURL() string {
+	if s.publicURL == "" {
 		return ""
 	}
-	return strings.TrimRight(s.cfg.PublicURL, "/") + "/board"
+	return strings.TrimRight(s.publicURL, "/") + "/board"
 }
 
 // upsertComment keeps one comment per MR: found by its hidden marker (the
 // body's first line) and updated in place.
-func (s *service) upsertComment(ctx context.Context, a promotion.UpsertComment) error {
-	project, iid := s.cfg.GitOpsProject, int64(a.Target.IID)
+func (s *effects) upsertComment(ctx context.Context, a promotion.UpsertComment) error {
+	project, iid := s.project, int64(a.Target.IID)
 	if a.Target.IID == 0 {
 		if a.Target.SourceProject == "" || a.Target.SourceCommit == "" {
 			return nil
 		}
-		mrs, err := s.gl.MRsForCommit(ctx, a.Target.SourceProject, a.Target.SourceCommit)
+		mrs, err := s.sources.MRsForCommit(ctx, a.Target.SourceProject, a.Target.SourceCommit)
 		if err != nil || len(mrs) == 0 {
 			return nil // the change came without an MR: nowhere to comment
 		}
@@ -212,7 +227,7 @@ func (s *service) upsertComment(ctx context.Context, a promotion.UpsertComment) 
 	// creation creates it, the others wait for it and update it.
 	claim := "comment:" + digestOf(project, fmt.Sprint(iid), marker)
 	for attempt := 0; ; attempt++ {
-		notes, err := s.gl.Notes(ctx, project, iid)
+		notes, err := s.notes.Notes(ctx, project, iid)
 		if err != nil {
 			return err
 		}
@@ -221,17 +236,17 @@ func (s *service) upsertComment(ctx context.Context, a promotion.UpsertComment) 
 				if n.Body == a.Body {
 					return nil
 				}
-				_, err := s.gl.UpdateNote(ctx, project, iid, n.ID, a.Body)
+				_, err := s.notes.UpdateNote(ctx, project, iid, n.ID, a.Body)
 				return err
 			}
 		}
-		first, err := s.db.Once(ctx, claim)
+		first, err := s.claims.Once(ctx, claim)
 		if err != nil {
 			return err
 		}
 		if first || attempt >= 20 {
-			if _, err := s.gl.CreateNote(ctx, project, iid, a.Body); err != nil {
-				_ = s.db.Forget(ctx, claim) // let the next attempt create it
+			if _, err := s.notes.CreateNote(ctx, project, iid, a.Body); err != nil {
+				_ = s.claims.Forget(ctx, claim) // let the next attempt create it
 				return err
 			}
 			return nil
@@ -244,31 +259,38 @@ func (s *service) upsertComment(ctx context.Context, a promotion.UpsertComment) 
 	}
 }
 
-func (s *service) reply(ctx context.Context, a promotion.Reply) error {
+func (s *effects) reply(ctx context.Context, a promotion.Reply) error {
 	project := a.Project
 	if project == "" {
-		project = s.cfg.GitOpsProject
+		project = s.project
 	}
-	first, err := s.db.Once(ctx, "reply:"+digestOf(project, fmt.Sprint(a.IID), a.Body))
+	first, err := s.claims.Once(ctx, "reply:"+digestOf(project, fmt.Sprint(a.IID), a.Body))
 	if err != nil || !first {
 		return err
 	}
-	_, err = s.gl.CreateNote(ctx, project, int64(a.IID), a.Body)
+	if _, err = s.notes.CreateNote(ctx, project, int64(a.IID), a.Body); err != nil {
+		_ = s.claims.Forget(ctx, "reply:"+digestOf(project, fmt.Sprint(a.IID), a.Body)) // let the retry answer
+	}
 	return err
 }
 
-func (s *service) audit(ctx context.Context, app string, a promotion.Audit) error {
+func (s *effects) record(ctx context.Context, app string, a promotion.Audit) error {
 	if a.App == "" {
 		a.App = app
 	}
-	first, err := s.db.Once(ctx, "audit:"+digestOf(a.App, a.Kind, a.Stage, a.Image, a.Actor, a.Detail, a.At.String()))
+	claim := "audit:" + digestOf(a.App, a.Kind, a.Stage, a.Image, a.Actor, a.Detail, a.At.String())
+	first, err := s.claims.Once(ctx, claim)
 	if err != nil || !first {
 		return err
 	}
 	if a.Kind == promotion.AuditLanded {
-		s.server.metrics.landedIn(a.Stage)
+		s.metrics.landedIn(a.Stage)
 	}
-	return s.db.Audit(ctx, store.AuditRecord{At: a.At, App: a.App, Stage: a.Stage, Image: a.Image, Actor: a.Actor, Kind: a.Kind, Detail: a.Detail})
+	err = s.audit.Audit(ctx, store.AuditRecord{At: a.At, App: a.App, Stage: a.Stage, Image: a.Image, Actor: a.Actor, Kind: a.Kind, Detail: a.Detail})
+	if err != nil {
+		_ = s.claims.Forget(ctx, claim) // the retry writes it
+	}
+	return err
 }
 
 func digestOf(parts ...string) string {

@@ -9,46 +9,63 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/lotse/lotse/internal/sign"
+	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/vuln"
 )
 
-// gates checks a released image the way `lotse verify` does: its signature
-// and its vulnerability attestation (the trivy report `lotse release`
-// attested, after the team's ignore file).
+// Verifier checks the signature and the attestations of a released image
+// the way `lotse verify` does, with key (a file, env://VAR or a KMS URI).
+// cmd/lotsed gives lotsed cosign's (internal/sign), so that this package and
+// its tests do not link cosign.
+type Verifier interface {
+	VerifySignature(ctx context.Context, image, key string) error
+	// VerifyAttestation returns the verified attestations of the type, one
+	// DSSE envelope per line.
+	VerifyAttestation(ctx context.Context, image, key, predicateType string) ([]byte, error)
+}
+
+// Registry is how the gates reach the registry that holds released images.
+type Registry struct {
+	Insecure bool // plain HTTP
+	Offline  bool // signatures carry no transparency-log entry
+	Username string
+	Password string
+}
+
+// NewVerifier makes the gates' verifier for lotsed's registry settings.
+type NewVerifier func(Registry) Verifier
+
+// gates gather the facts of the signature and scan gates. They report what
+// they found; the promotion engine judges it against the stage's policy.
 type gates struct {
-	key      string // cosign public key: a file, env://VAR or a KMS URI
-	insecure bool
-	offline  bool // no transparency log
-	user     string
-	password string
+	verifier Verifier
 }
 
 // signature reports whether image carries a valid signature, and why not.
-func (g *gates) signature(ctx context.Context, image string) (bool, string) {
-	if g.key == "" {
-		return false, "no public key configured (lotse.yaml signing.publicKey or LOTSE_PUBLIC_KEY)"
+func (g *gates) signature(ctx context.Context, keys gateKeys, image string) promotion.Result {
+	if keys.publicKey == "" {
+		return promotion.Result{Reason: keys.problem}
 	}
-	if _, err := sign.Verify(ctx, image, g.verifyOptions()); err != nil {
-		return false, "signature does not verify: " + err.Error()
+	if err := g.verifier.VerifySignature(ctx, image, keys.publicKey); err != nil {
+		return promotion.Result{Checked: true, Reason: "signature does not verify: " + err.Error()}
 	}
-	return true, "signature verified with the configured key"
+	return promotion.Result{Checked: true, OK: true, Reason: "signature verified with the configured key"}
 }
 
-// scan returns the highest severity in image's verified vuln attestation.
-func (g *gates) scan(ctx context.Context, image string) (vuln.Severity, int, error) {
-	if g.key == "" {
-		return 0, 0, fmt.Errorf("no public key configured to verify the scan attestation")
+// scan reads the findings of image's verified vuln attestation.
+func (g *gates) scan(ctx context.Context, keys gateKeys, image string) promotion.ScanFacts {
+	if keys.publicKey == "" {
+		return promotion.ScanFacts{Reason: "no key to verify the scan attestation: " + keys.problem}
 	}
-	out, err := sign.VerifyAttestation(ctx, image, sign.Vuln, g.verifyOptions())
+	out, err := g.verifier.VerifyAttestation(ctx, image, keys.publicKey, "vuln")
 	if err != nil {
-		return 0, 0, fmt.Errorf("no verified vuln attestation: %w", err)
+		return promotion.ScanFacts{Reason: "no verified vuln attestation: " + err.Error()}
 	}
-	return maxSeverity(out)
-}
-
-func (g *gates) verifyOptions() sign.VerifyOptions {
-	return sign.VerifyOptions{Options: sign.Options{Insecure: g.insecure, Offline: g.offline, Username: g.user, Password: g.password, Quiet: true}, Key: g.key}
+	sev, n, err := maxSeverity(out)
+	if err != nil {
+		return promotion.ScanFacts{Reason: err.Error()}
+	}
+	return promotion.ScanFacts{Checked: true, Findings: n, Highest: sev}
 }
 
 // maxSeverity reads cosign's verify-attestation output (one DSSE envelope

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
-	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -68,21 +70,46 @@ func readAll(r io.Reader, buf []byte) ([]byte, error) {
 	}
 }
 
+// Enqueuer stores deliveries durably, deduplicated on their key.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, d store.Delivery) (id int64, duplicate bool, err error)
+}
+
+// watcher says which GitLab projects' deliveries lotsed keeps: the GitOps
+// project and the apps' source projects of the current lotse.yaml.
+type watcher interface {
+	watches(project string) bool
+}
+
+// intake takes webhook deliveries: it authenticates, validates and decodes
+// them, stores them durably and answers, then hands them over or wakes the
+// workers. It knows nothing of what the workers do.
+type intake struct {
+	cfg     *Config
+	log     *slog.Logger
+	queue   Enqueuer
+	auth    *gitlabAuth
+	handoff *handoff
+	watch   watcher
+	metrics *metrics
+	now     func() time.Time
+}
+
 // gitlabHook is POST /webhooks/gitlab: authenticate, validate, store
 // durably (deduplicated on Idempotency-Key), then answer 200.
-func (s *Server) gitlabHook(c echo.Context) error {
+func (in *intake) gitlabHook(c echo.Context) error {
 	r := c.Request()
-	body, err := readBody(c, s.cfg.MaxBody)
+	body, err := readBody(c, in.cfg.MaxBody)
 	if err != nil {
 		return err
 	}
-	if err := s.gitlab.check(r.Header, body, s.now()); err != nil {
-		s.metrics.rejected.Add(1)
+	if err := in.auth.check(r.Header, body, in.now()); err != nil {
+		in.metrics.rejected.Add(1)
 		return err
 	}
 	event := r.Header.Get("X-Gitlab-Event")
 	if !handledEvents[event] {
-		s.metrics.ignored.Add(1)
+		in.metrics.ignored.Add(1)
 		return c.NoContent(http.StatusOK)
 	}
 	// Decoded once: a worker of this process gets the result with the
@@ -94,8 +121,8 @@ func (s *Server) gitlabHook(c echo.Context) error {
 	if hook.ObjectKind == "" {
 		return &badRequest{reason: "not a GitLab event: no object_kind"}
 	}
-	if !s.watches(hook.Project.PathWithNamespace) {
-		s.metrics.ignored.Add(1)
+	if hook.Project.PathWithNamespace != "" && !in.watch.watches(hook.Project.PathWithNamespace) {
+		in.metrics.ignored.Add(1)
 		return c.NoContent(http.StatusOK)
 	}
 	d := store.Delivery{
@@ -104,23 +131,23 @@ func (s *Server) gitlabHook(c echo.Context) error {
 		Key:        dedupeKey(r.Header, event, body),
 		Headers:    keptHeaders(r.Header),
 		Body:       body,
-		ReceivedAt: s.now(),
+		ReceivedAt: in.now(),
 	}
-	return s.enqueue(c, d, hook)
+	return in.enqueue(c, d, hook)
 }
 
 // argocdHook is POST /webhooks/argocd: an ArgoCD notification about an
 // application's health, authenticated with a bearer token.
-func (s *Server) argocdHook(c echo.Context) error {
-	if s.cfg.ArgoCDToken == "" {
+func (in *intake) argocdHook(c echo.Context) error {
+	if in.cfg.ArgoCDToken == "" {
 		return echo.NewHTTPError(http.StatusNotFound, "ArgoCD notifications are not configured")
 	}
-	body, err := readBody(c, s.cfg.MaxBody)
+	body, err := readBody(c, in.cfg.MaxBody)
 	if err != nil {
 		return err
 	}
-	if t := bearer(c.Request()); t == "" || !equal(t, s.cfg.ArgoCDToken) {
-		s.metrics.rejected.Add(1)
+	if t := bearer(c.Request()); t == "" || !equal(t, in.cfg.ArgoCDToken) {
+		in.metrics.rejected.Add(1)
 		return refuse("bad ArgoCD token")
 	}
 	var n ArgoCDNotification
@@ -130,42 +157,36 @@ func (s *Server) argocdHook(c echo.Context) error {
 	if n.App == "" || n.Stage == "" {
 		return &badRequest{reason: `ArgoCD notification without "app" and "stage" (see the README's notification template)`}
 	}
-	d := store.Delivery{Source: "argocd", Event: "ArgoCD Notification", Key: randomKey(), Body: body, ReceivedAt: s.now(),
+	d := store.Delivery{Source: "argocd", Event: "ArgoCD Notification", Key: randomKey(), Body: body, ReceivedAt: in.now(),
 		Headers: map[string]string{"User-Agent": c.Request().UserAgent()}}
-	return s.enqueue(c, d, nil)
+	return in.enqueue(c, d, nil)
 }
 
 // enqueue stores d and answers 200 once it is durable. When a worker of
 // this process has room, d is stored leased to it and handed over in
 // memory, with hook (its decoded body, if any); otherwise it is stored
 // queued and the workers are woken.
-func (s *Server) enqueue(c echo.Context, d store.Delivery, hook *gitlabHook) error {
-	start := s.now()
-	h := s.handoff
-	mine := h.reserve()
-	if mine {
-		d.LeaseOwner, d.LeaseUntil = h.owner, start.Add(h.ttl)
-	}
-	id, dup, err := s.queue.Enqueue(c.Request().Context(), d)
-	if err != nil || dup {
-		if mine {
-			<-h.slots
-		}
+func (in *intake) enqueue(c echo.Context, d store.Delivery, hook *gitlabHook) error {
+	start := in.now()
+	mine := in.handoff.reserve(&d, start)
+	id, dup, err := in.queue.Enqueue(c.Request().Context(), d)
+	if mine && (err != nil || dup) {
+		in.handoff.unreserve()
 	}
 	if err != nil {
 		return fmt.Errorf("store delivery: %w", err)
 	}
-	s.metrics.ackLatency.observe(s.now().Sub(start))
+	in.metrics.ackLatency.observe(in.now().Sub(start))
 	switch {
 	case dup:
-		s.metrics.duplicates.Add(1)
+		in.metrics.duplicates.Add(1)
 	case mine:
-		s.metrics.accepted.Add(1)
+		in.metrics.accepted.Add(1)
 		d.ID, d.State, d.Attempts = id, store.Leased, 1
-		h.ch <- handed{d: d, hook: hook} // never blocks: the reserved place is d's
+		in.handoff.give(handed{d: d, hook: hook})
 	default:
-		s.metrics.accepted.Add(1)
-		s.kickWorkers()
+		in.metrics.accepted.Add(1)
+		in.handoff.wake()
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -211,14 +232,4 @@ type ArgoCDNotification struct {
 	Revision    string   `json:"revision"`
 	Images      []string `json:"images"`
 	Message     string   `json:"message"`
-}
-
-// watches reports whether deliveries of project concern lotsed: the GitOps
-// project and the apps' source projects.
-func (s *Server) watches(project string) bool {
-	if project == "" {
-		return true
-	}
-	p := s.projects.Load()
-	return p == nil || (*p)[strings.ToLower(project)]
 }

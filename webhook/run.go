@@ -6,18 +6,24 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/lotse/lotse/internal/gitlab"
+	"github.com/lotse/lotse/internal/store"
 )
 
 // Run is lotsed's main: it parses the command line, starts the HTTP server
 // and the workers, and stops them gracefully when ctx is done. It returns
-// the exit code.
-func Run(ctx context.Context, version string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// the exit code. newVerifier makes what checks signatures and attestations
+// for the gates (cmd/lotsed gives cosign's).
+func Run(ctx context.Context, version string, args []string, getenv func(string) string, stdout, stderr io.Writer, newVerifier NewVerifier) int {
 	file, flags, help, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "lotsed: %v\nRun 'lotsed --help' for the options.\n", err)
@@ -49,7 +55,8 @@ func Run(ctx context.Context, version string, args []string, getenv func(string)
 		debug.SetGCPercent(200)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := serve(ctx, cfg, version, log); err != nil {
+	verifier := newVerifier(Registry{Insecure: cfg.Insecure, Offline: cfg.SignOffline, Username: cfg.RegistryUser, Password: cfg.RegistryPassword})
+	if err := serve(ctx, cfg, version, verifier, log); err != nil {
 		log.Error("lotsed stopped", "err", err)
 		return 1
 	}
@@ -98,41 +105,134 @@ func parseArgs(args []string) (file string, flags map[string]string, help bool, 
 }
 
 // serve runs the service until ctx is done.
-func serve(ctx context.Context, cfg *Config, version string, log *slog.Logger) error {
-	svc, err := newService(ctx, cfg, version, log)
+func serve(ctx context.Context, cfg *Config, version string, verifier Verifier, log *slog.Logger) error {
+	l, err := assemble(ctx, cfg, version, verifier, log)
 	if err != nil {
 		return err
 	}
-	defer svc.close()
+	defer l.close()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: svc.server.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
+	hs := &http.Server{Handler: l.server.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
 	log.Info("lotsed started", append([]any{"version", version, "addr", ln.Addr().String()}, cfg.Redacted()...)...)
-	errs := make(chan error, 2)
+	errs := make(chan error, 1)
 	go func() { errs <- hs.Serve(ln) }()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { svc.work(workCtx); close(done) }()
-	svc.server.SetReady(true)
+	var wg sync.WaitGroup
+	wg.Go(func() { l.workers.run(workCtx) })
+	wg.Go(func() { l.timer.run(workCtx) })
+	l.server.SetReady(true)
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errs:
 	}
-	svc.server.SetReady(false)
+	l.server.SetReady(false)
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(shutdown); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
 	stopWork()
-	<-done
+	wg.Wait()
 	log.Info("lotsed stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr
 	}
 	return nil
+}
+
+// lotsed is the assembled service: one owner per concern, data flowing one
+// way: server (intake) → hand-off → workers → dispatcher → runner → effects.
+type lotsed struct {
+	db      *store.DB
+	server  *Server
+	workers *workers
+	timer   *timer
+	keyDir  string
+	log     *slog.Logger
+}
+
+// assemble opens the store and GitLab and wires the parts.
+func assemble(ctx context.Context, cfg *Config, version string, verifier Verifier, log *slog.Logger) (*lotsed, error) {
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	l := &lotsed{db: db, log: log}
+	gl, err := gitlab.New(cfg.GitLabURL, cfg.GitLabToken, gitlab.WithUserAgent("lotsed/"+version))
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	if l.keyDir, err = os.MkdirTemp("", "lotsed"); err != nil {
+		l.close()
+		return nil, err
+	}
+	now := time.Now
+	if db.SingleProcess() {
+		// Leases left in a database no other process uses are those of a
+		// lotsed that died: their deliveries need not wait for them to
+		// expire.
+		n, err := db.ReleaseLeases(ctx, now())
+		if err != nil {
+			l.close()
+			return nil, err
+		}
+		if n > 0 {
+			log.Info("deliveries of an earlier run queued again", "count", n)
+		}
+	}
+	bot := cfg.BotUser
+	if bot == "" {
+		u, err := gl.CurrentUser(ctx)
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("who is lotse's GitLab user (LOTSE_GITLAB_TOKEN)? %w", err)
+		}
+		bot = u.Username
+	}
+	reader := &snapshotReader{gl: gl, gitopsProject: cfg.GitOpsProject, bot: bot, operators: cfg.Operators, publicKey: cfg.PublicKey, keyDir: l.keyDir}
+	config := &configSource{gitopsProject: cfg.GitOpsProject, read: reader.read}
+	m := newMetrics()
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("%s-%d-%d", host, os.Getpid(), rand.Int64())
+	h := newHandoff(owner+"/intake", leaseTTL, cfg.Workers*leaseBatch)
+	eff := &effects{project: cfg.GitOpsProject, bot: bot, publicURL: cfg.PublicURL, mrs: gl, notes: gl, statuses: gl, sources: gl,
+		claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log}
+	run := &runner{states: db, effects: eff, now: now, log: log}
+	disp := &dispatcher{config: config, runner: run, commits: gl, landings: db, gitopsProject: cfg.GitOpsProject, bot: bot, now: now, log: log}
+	l.workers = &workers{queue: db, handoff: h, proc: disp, owner: owner, n: cfg.Workers, maxAttempts: cfg.MaxAttempts, metrics: m, now: now, log: log}
+	l.timer = &timer{every: cfg.Tick, retention: cfg.Retention, store: db, tick: disp.tick, now: now, log: log}
+	l.server, err = newServer(cfg, serverParts{queue: db, handoff: h, watch: config, views: &views{config: config, store: db, now: now},
+		metrics: m, log: log, now: now})
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	if _, err := config.current(ctx); err != nil {
+		// lotsed still starts: the config is read again on the next delivery.
+		log.Warn("lotse.yaml not readable yet", "project", cfg.GitOpsProject, "err", err)
+	}
+	return l, nil
+}
+
+// close releases what this process leased and did not finish (handed over
+// but not taken, or interrupted), so the other replicas may take it at once,
+// and closes the store.
+func (l *lotsed) close() {
+	if l.workers != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := l.db.ReleaseLeases(ctx, time.Now(), l.workers.owners()...); err != nil {
+			l.log.Warn("release leases", "err", err)
+		}
+		cancel()
+	}
+	l.db.Close()
+	if l.keyDir != "" {
+		os.RemoveAll(l.keyDir)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,120 +13,63 @@ import (
 	"github.com/lotse/lotse/internal/store"
 )
 
-// Queue is what the intake and the API need of the store.
+// Queue is what the API needs of the store's queue.
 type Queue interface {
-	Enqueue(ctx context.Context, d store.Delivery) (id int64, duplicate bool, err error)
 	Deliveries(ctx context.Context, state store.State, limit int) ([]store.Delivery, error)
 	Requeue(ctx context.Context, id int64, now time.Time) error
 	Stats(ctx context.Context) (map[store.State]int, error)
 }
 
-// Server is lotsed's HTTP side.
-type Server struct {
-	cfg      *Config
-	log      *slog.Logger
-	queue    Queue
-	gitlab   *gitlabAuth
-	now      func() time.Time
-	kick     chan struct{}
-	projects atomic.Pointer[map[string]bool]
-	ready    atomic.Bool
-	metrics  *metrics
-	views    Views
-	handoff  *handoff
-}
-
-// handoff carries deliveries from the intake straight to the workers of
-// this process: stored already leased to owner, so that a worker needs
-// neither a Lease transaction nor to read the body back. It holds at most
-// cap(slots) deliveries; when it is full, the intake stores deliveries as
-// queued and the workers lease them from the store.
-type handoff struct {
-	owner string
-	ttl   time.Duration
-	slots chan struct{}
-	ch    chan handed
-}
-
-// handed is a delivery the intake hands to a worker, with its body decoded
-// when it is a GitLab delivery.
-type handed struct {
-	d    store.Delivery
-	hook *gitlabHook
-}
-
-// HandOff makes the intake hand up to n deliveries at a time to the
-// workers reading Handed, leased to owner for ttl. Without it every
-// delivery is stored queued.
-func (s *Server) HandOff(owner string, ttl time.Duration, n int) {
-	s.handoff = &handoff{owner: owner, ttl: ttl, slots: make(chan struct{}, n), ch: make(chan handed, n)}
-}
-
-// Handed delivers the deliveries the intake hands over (nil without
-// HandOff). Receivers own their leases; each receive frees a place.
-func (s *Server) Handed() <-chan handed {
-	if s.handoff == nil {
-		return nil
-	}
-	return s.handoff.ch
-}
-
-// Took tells the intake that a worker took a handed delivery.
-func (s *Server) Took() {
-	<-s.handoff.slots
-}
-
-// reserve takes a place in the hand-off; false when there is none.
-func (h *handoff) reserve() bool {
-	if h == nil {
-		return false
-	}
-	select {
-	case h.slots <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-// Views are the read models the API and the board show; the worker side
-// provides them.
+// Views are the read models the API and the board show.
 type Views interface {
 	Status(ctx context.Context) (any, error)
 	Audit(ctx context.Context, app string, limit int) (any, error)
 	DORA(ctx context.Context, since time.Time) (any, error)
 }
 
-// NewServer builds the HTTP side over a queue.
-func NewServer(cfg *Config, q Queue, views Views, log *slog.Logger, now func() time.Time) (*Server, error) {
+// Server is lotsed's HTTP side: the intake's routes, the API, the board and
+// the metrics.
+type Server struct {
+	cfg     *Config
+	log     *slog.Logger
+	queue   Queue
+	intake  *intake
+	views   Views
+	metrics *metrics
+	handoff *handoff
+	now     func() time.Time
+	ready   atomic.Bool
+}
+
+// serverParts are what a Server is built from; serve wires them.
+type serverParts struct {
+	queue interface {
+		Enqueuer
+		Queue
+	}
+	handoff *handoff // nil: a hand-off of no places, every delivery is queued
+	watch   watcher
+	views   Views
+	metrics *metrics
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// newServer builds the HTTP side.
+func newServer(cfg *Config, p serverParts) (*Server, error) {
 	ga, err := newGitLabAuth(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, queue: q, gitlab: ga, now: now, kick: make(chan struct{}, 1), metrics: newMetrics(), views: views}, nil
-}
-
-// SetProjects sets the GitLab projects whose deliveries are kept.
-func (s *Server) SetProjects(projects []string) {
-	m := make(map[string]bool, len(projects))
-	for _, p := range projects {
-		m[strings.ToLower(p)] = true
+	if p.handoff == nil {
+		p.handoff = newHandoff("", 0, 0)
 	}
-	s.projects.Store(&m)
+	in := &intake{cfg: cfg, log: p.log, queue: p.queue, auth: ga, handoff: p.handoff, watch: p.watch, metrics: p.metrics, now: p.now}
+	return &Server{cfg: cfg, log: p.log, queue: p.queue, intake: in, views: p.views, metrics: p.metrics, handoff: p.handoff, now: p.now}, nil
 }
 
 // SetReady marks the service ready (store open, config read).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
-
-func (s *Server) kickWorkers() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// Kicks delivers a signal whenever a new delivery was stored.
-func (s *Server) Kicks() <-chan struct{} { return s.kick }
 
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
@@ -141,8 +83,8 @@ func (s *Server) Handler() http.Handler {
 		}
 		return c.String(http.StatusOK, "ready\n")
 	})
-	e.POST("/webhooks/gitlab", s.gitlabHook)
-	e.POST("/webhooks/argocd", s.argocdHook)
+	e.POST("/webhooks/gitlab", s.intake.gitlabHook)
+	e.POST("/webhooks/argocd", s.intake.argocdHook)
 
 	read := s.requireToken(false)
 	admin := s.requireToken(true)

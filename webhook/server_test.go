@@ -46,13 +46,18 @@ func testServer(t testing.TB, mod func(*Config)) (*Server, *store.DB, http.Handl
 	if mod != nil {
 		mod(cfg)
 	}
-	s, err := NewServer(cfg, db, noViews{}, slog.New(slog.DiscardHandler), time.Now)
+	s, err := newServer(cfg, serverParts{queue: db, watch: watchOnly(testProject), views: noViews{}, metrics: newMetrics(),
+		log: slog.New(slog.DiscardHandler), now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetProjects([]string{testProject})
 	return s, db, s.Handler()
 }
+
+// watchOnly watches one project.
+type watchOnly string
+
+func (w watchOnly) watches(project string) bool { return strings.EqualFold(project, string(w)) }
 
 func mrBody(project string) []byte {
 	return []byte(`{"object_kind":"merge_request","project":{"path_with_namespace":"` + project + `"},"object_attributes":{"iid":1,"source_branch":"lotse/shop/dev","action":"open"}}`)
@@ -297,7 +302,8 @@ func TestConfig(t *testing.T) {
 // never handed over.
 func TestIntakeHandsOver(t *testing.T) {
 	s, db, h := testServer(t, nil)
-	s.HandOff("me/intake", time.Minute, 2)
+	ho := newHandoff("me/intake", time.Minute, 2)
+	s.intake.handoff, s.handoff = ho, ho
 	send := func(key string) {
 		t.Helper()
 		hdr := map[string]string{"X-Gitlab-Token": testToken, "X-Gitlab-Event": "Merge Request Hook", "Idempotency-Key": key}
@@ -311,8 +317,8 @@ func TestIntakeHandsOver(t *testing.T) {
 	send("c") // no room left
 	for _, key := range []string{"a", "b"} {
 		select {
-		case got := <-s.Handed():
-			s.Took()
+		case got := <-ho.deliveries():
+			ho.took()
 			if got.d.ID == 0 || got.d.State != store.Leased || got.d.LeaseOwner != "me/intake" || got.d.Key != "idem:"+key {
 				t.Errorf("handed %+v", got.d)
 			}
@@ -328,12 +334,12 @@ func TestIntakeHandsOver(t *testing.T) {
 		}
 	}
 	select {
-	case got := <-s.Handed():
+	case got := <-ho.deliveries():
 		t.Fatalf("handed over %+v beyond the room", got.d)
 	default:
 	}
 	select {
-	case <-s.Kicks():
+	case <-ho.kicks():
 	default:
 		t.Error("the workers were not woken for the queued delivery")
 	}
@@ -343,7 +349,7 @@ func TestIntakeHandsOver(t *testing.T) {
 	}
 	// Room again: the next one is handed over.
 	send("d")
-	if got := <-s.Handed(); got.d.Key != "idem:d" {
+	if got := <-ho.deliveries(); got.d.Key != "idem:d" {
 		t.Errorf("handed %s, want d", got.d.Key)
 	}
 }
@@ -363,13 +369,13 @@ func TestPruneRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := &service{cfg: &Config{Retention: 7 * 24 * time.Hour}, db: db, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
+	s := &timer{retention: 7 * 24 * time.Hour, store: db, log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
 	s.prune(ctx)
 	if st, _ := db.Stats(ctx); st[store.Done] != 1 {
 		t.Errorf("after prune: %v, want the one of an hour ago", st)
 	}
 	// Within the hour nothing is pruned again, whatever the age.
-	s.cfg.Retention = time.Minute
+	s.retention = time.Minute
 	s.prune(ctx)
 	if st, _ := db.Stats(ctx); st[store.Done] != 1 {
 		t.Errorf("pruned again within the hour: %v", st)

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"slices"
@@ -30,13 +31,27 @@ type AppView struct {
 	Stages []StageView `json:"stages"`
 }
 
+// viewStore is what the read models read of the store.
+type viewStore interface {
+	LoadState(ctx context.Context, app string) (data []byte, version int64, err error)
+	AuditLog(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)
+	Landings(ctx context.Context, f store.LandingFilter) ([]store.Landing, error)
+}
+
+// views are the read models of the API and the board.
+type views struct {
+	config *configSource
+	store  viewStore
+	now    func() time.Time
+}
+
 // Status is GET /api/v1/status: apps × stages.
-func (s *service) Status(ctx context.Context) (any, error) {
-	w, err := s.config(ctx)
+func (s *views) Status(ctx context.Context) (any, error) {
+	snap, err := s.config.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sts, err := w.Status(ctx, "")
+	sts, err := snap.writer.Status(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -58,9 +73,12 @@ func (s *service) Status(ctx context.Context) (any, error) {
 	out := make([]AppView, 0, len(order))
 	for _, app := range order {
 		av := byApp[app]
-		if r, _, err := s.load(ctx, app); err == nil {
-			for i := range av.Stages {
-				av.Stages[i].Promotion = describe(r.State.Stage(av.Stages[i].Stage))
+		if data, _, err := s.store.LoadState(ctx, app); err == nil && len(data) > 0 {
+			var r record
+			if json.Unmarshal(data, &r) == nil {
+				for i := range av.Stages {
+					av.Stages[i].Promotion = describe(r.State.Stage(av.Stages[i].Stage))
+				}
 			}
 		}
 		out = append(out, *av)
@@ -92,8 +110,8 @@ func shortImage(img string) string {
 }
 
 // Audit is GET /api/v1/audit.
-func (s *service) Audit(ctx context.Context, app string, limit int) (any, error) {
-	return s.db.AuditLog(ctx, store.AuditFilter{App: app, Limit: limit})
+func (s *views) Audit(ctx context.Context, app string, limit int) (any, error) {
+	return s.store.AuditLog(ctx, store.AuditFilter{App: app, Limit: limit})
 }
 
 // DORAFigures are the four DORA metrics of the last stage (production).
@@ -110,20 +128,20 @@ type DORAFigures struct {
 
 // DORA is GET /api/v1/dora: figures per app for the last stage, from the
 // recorded landings.
-func (s *service) DORA(ctx context.Context, since time.Time) (any, error) {
-	w, err := s.config(ctx)
+func (s *views) DORA(ctx context.Context, since time.Time) (any, error) {
+	snap, err := s.config.current(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]DORAFigures{}
 	now := s.now()
-	for _, a := range w.Config().Apps {
-		stages, err := w.Config().StagesFor(a.Name)
+	for _, a := range snap.config.Apps {
+		stages, err := snap.config.StagesFor(a.Name)
 		if err != nil || len(stages) == 0 {
 			continue
 		}
 		last := stages[len(stages)-1].Name
-		ls, err := s.db.Landings(ctx, store.LandingFilter{App: a.Name, Stage: last})
+		ls, err := s.store.Landings(ctx, store.LandingFilter{App: a.Name, Stage: last})
 		if err != nil {
 			return nil, err
 		}

@@ -240,7 +240,8 @@ func sim(ts *testscript.TestScript) *gitlabsim.Sim {
 
 // simproject DIR [PROJECT] creates the GitOps project (default
 // $LOTSE_GITOPS_PROJECT) in the simulator with the files under DIR, lotse-bot
-// as Developer (who may push to main) and approver as Maintainer.
+// as Developer (who may push to main) and approver as Maintainer. ${PROJECT}
+// in the files becomes the project's path (lotse.yaml's gitlab.project).
 func cmdSimProject(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 1 || len(args) > 2 {
 		ts.Fatalf("usage: simproject DIR [PROJECT]")
@@ -257,7 +258,7 @@ func cmdSimProject(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		b, err := os.ReadFile(p)
 		rel, _ := filepath.Rel(root, p)
-		files[filepath.ToSlash(rel)] = string(b)
+		files[filepath.ToSlash(rel)] = strings.ReplaceAll(string(b), "${PROJECT}", path)
 		return err
 	})
 	ts.Check(err)

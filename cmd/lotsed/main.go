@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/lotse/lotse/internal/sign"
 	"github.com/lotse/lotse/webhook"
 )
 
@@ -23,5 +24,11 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return webhook.Run(ctx, version, args[1:], getenv, stdout, stderr)
+	return webhook.Run(ctx, version, args[1:], getenv, stdout, stderr, gateVerifier)
+}
+
+// gateVerifier gives lotsed's gates cosign's verification (internal/sign);
+// the webhook package itself does not link cosign.
+func gateVerifier(r webhook.Registry) webhook.Verifier {
+	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password, Quiet: true}}
 }

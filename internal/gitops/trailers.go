@@ -13,6 +13,7 @@ const (
 	TrailerSourceProject = "Lotse-Source-Project"
 	TrailerSourceCommit  = "Lotse-Source-Commit"
 	TrailerPipeline      = "Lotse-Pipeline"
+	TrailerRollback      = "Lotse-Rollback"
 )
 
 // Trailers is what a lotse commit in the GitOps repository did, recorded as
@@ -24,7 +25,13 @@ type Trailers struct {
 	SourceProject string // GitLab project that built the image
 	SourceCommit  string // commit SHA the image was built from
 	Pipeline      string // URL of the pipeline that built or promoted it
+	// Rollback marks a commit that puts back an earlier image: the image it
+	// replaces ("nothing" when the stage ran none). Empty on promotions.
+	Rollback string
 }
+
+// IsRollback reports whether the commit puts back an earlier image.
+func (t Trailers) IsRollback() bool { return t.Rollback != "" }
 
 func (t *Trailers) fields() []struct {
 	key string
@@ -40,6 +47,7 @@ func (t *Trailers) fields() []struct {
 		{TrailerSourceProject, &t.SourceProject},
 		{TrailerSourceCommit, &t.SourceCommit},
 		{TrailerPipeline, &t.Pipeline},
+		{TrailerRollback, &t.Rollback},
 	}
 }
 

@@ -12,6 +12,7 @@ var fullTrailers = Trailers{
 	SourceProject: "team/shop",
 	SourceCommit:  "0123abcd0123abcd0123abcd0123abcd0123abcd",
 	Pipeline:      "https://gitlab.example.com/team/shop/-/pipelines/42",
+	Rollback:      "harbor.example.com/team/shop:1.4.3@" + testDigest,
 }
 
 func TestTrailersFormat(t *testing.T) {
@@ -20,7 +21,8 @@ func TestTrailersFormat(t *testing.T) {
 		"Lotse-Image: harbor.example.com/team/shop:1.4.2@" + testDigest + "\n" +
 		"Lotse-Source-Project: team/shop\n" +
 		"Lotse-Source-Commit: 0123abcd0123abcd0123abcd0123abcd0123abcd\n" +
-		"Lotse-Pipeline: https://gitlab.example.com/team/shop/-/pipelines/42\n"
+		"Lotse-Pipeline: https://gitlab.example.com/team/shop/-/pipelines/42\n" +
+		"Lotse-Rollback: harbor.example.com/team/shop:1.4.3@" + testDigest + "\n"
 	if got := fullTrailers.Format(); got != want {
 		t.Errorf("Format:\n%s\nwant:\n%s", got, want)
 	}

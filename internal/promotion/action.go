@@ -17,20 +17,15 @@ type OpenMR struct {
 	Image         string
 	SourceProject string
 	SourceCommit  string
-	// ResetApprovals asks the service to reset the approvals of a reused MR
-	// (PUT .../reset_approvals): they were given for an earlier image and no
-	// longer count.
-	ResetApprovals bool
 }
 
 // Rollback asks the service to open (or reuse) the MR of the stage's branch
 // with an earlier image, as OpenMR does, then to report it with MROpened.
 type Rollback struct {
-	Stage          string
-	Image          string
-	SourceProject  string
-	SourceCommit   string
-	ResetApprovals bool // as in OpenMR
+	Stage         string
+	Image         string
+	SourceProject string
+	SourceCommit  string
 }
 
 // MergeMR asks the service to merge the MR and to report a MergeResult.

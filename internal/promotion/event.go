@@ -1,6 +1,10 @@
 package promotion
 
-import "time"
+import (
+	"time"
+
+	"github.com/lotse/lotse/internal/vuln"
+)
 
 // Event is something that happened: a GitLab webhook decoded by the service,
 // the result of an action the service carried out, an ArgoCD notification,
@@ -84,12 +88,22 @@ type Result struct {
 	Reason  string // shown in the comment either way
 }
 
+// ScanFacts is what the service read from the image's verified vuln
+// attestation. The engine compares them with the stage's MaxSeverity: the
+// service reports facts and never judges them.
+type ScanFacts struct {
+	Checked  bool          // false: no verified vuln attestation could be read; Reason says why
+	Findings int           // findings in the attested report
+	Highest  vuln.Severity // the highest severity among them; meaningless when Findings is 0
+	Reason   string        // why it could not be checked
+}
+
 // GatesChecked is what the service found after a CheckGates action.
 type GatesChecked struct {
 	Stage     string
 	Image     string
 	Signature Result
-	Scan      Result
+	Scan      ScanFacts
 }
 
 // Health is an ArgoCD notification about the app in a stage.

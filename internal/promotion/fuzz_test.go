@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lotse/lotse/internal/vuln"
 )
 
 // fuzzPolicy is testPolicy with short soaks and few merge attempts, so random
@@ -112,7 +114,8 @@ func (d *decoder) next(p Policy, s State, now *time.Time) Event {
 	case 8:
 		res := func(b byte) Result { return Result{Checked: b%8 != 0, OK: b%4 != 1, Reason: fmt.Sprintf("r%d", b%4)} }
 		b := d.byte()
-		return GatesChecked{Stage: stage, Image: image, Signature: res(b), Scan: res(b >> 2)}
+		scan := ScanFacts{Checked: b&0x30 != 0, Findings: int(b>>6) * 3, Highest: vuln.Severity(d.pick(5)), Reason: fmt.Sprintf("s%d", b%3)}
+		return GatesChecked{Stage: stage, Image: image, Signature: res(b), Scan: scan}
 	case 9:
 		return Health{Stage: stage, Healthy: d.byte()&1 == 0, Reason: fmt.Sprintf("h%d", d.pick(2)), At: *now}
 	case 10:
@@ -149,7 +152,7 @@ func (d *decoder) progress(p Policy, s State, stage string, pr *Promotion, now *
 	}
 	switch pr.Phase {
 	case PhaseChecking:
-		return GatesChecked{Stage: stage, Image: pr.Image, Signature: Result{Checked: true, OK: true}, Scan: Result{Checked: true, OK: true}}
+		return GatesChecked{Stage: stage, Image: pr.Image, Signature: Result{Checked: true, OK: true}, Scan: ScanFacts{Checked: true}}
 	case PhaseWaiting:
 		if d.byte()&1 == 0 {
 			return Health{Stage: pr.From, Healthy: true, At: *now}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lotse/lotse/internal/vuln"
 )
 
 // ErrMalformed is wrapped by the errors Next returns for input it cannot
@@ -418,9 +420,7 @@ func reasonSuffix(r string) string {
 func (en *engine) start(ti int, d Deployment, from, trigger string, rollback bool) *Promotion {
 	target := en.p.Stages[ti]
 	st := en.stage(target.Name)
-	reset := false
 	if old := st.Promotion; old != nil {
-		reset = old.MR != nil && len(old.MR.Approvers) > 0 && !old.Phase.replaceable()
 		if !old.Phase.replaceable() {
 			old.Reason = "superseded by " + d.Image
 			old.RetryMerge = false
@@ -456,13 +456,12 @@ func (en *engine) start(ti int, d Deployment, from, trigger string, rollback boo
 		}
 		pr.Phase = PhaseOpening
 		en.audit(AuditStarted, target.Name, d.Image, trigger, "rollback of "+target.Name+" to "+d.Image+"; gates skipped")
-		en.emit(Rollback{Stage: target.Name, Image: d.Image, SourceProject: d.SourceProject, SourceCommit: d.SourceCommit, ResetApprovals: reset})
+		en.emit(Rollback{Stage: target.Name, Image: d.Image, SourceProject: d.SourceProject, SourceCommit: d.SourceCommit})
 		en.status(target.Name, pr, StatusRunning, "rolling back")
 		return pr
 	}
 	en.audit(AuditStarted, target.Name, d.Image, trigger, "promotion from "+from+" to "+target.Name)
 	en.resetGates(ti, pr)
-	pr.ResetApprovals = reset
 	en.check(ti, pr)
 	return pr
 }
@@ -533,12 +532,10 @@ func (en *engine) gatesChecked(e GatesChecked) {
 		}
 		failed = append(failed, name+": "+g.Reason)
 	}
-	sev := ""
-	if target.MaxSeverity != nil {
-		sev = target.MaxSeverity.String()
-	}
 	judge(&pr.Gates.Signature, target.RequireSignature, e.Signature, "signature", "signature verified", "signature does not verify")
-	judge(&pr.Gates.Scan, target.MaxSeverity != nil, e.Scan, "scan", "no finding at or above "+sev, "findings at or above "+sev)
+	if target.MaxSeverity != nil {
+		judge(&pr.Gates.Scan, true, judgeScan(e.Scan, *target.MaxSeverity), "scan", "", "")
+	}
 	en.touch(e.Stage)
 	if len(failed) > 0 {
 		en.block(e.Stage, pr, strings.Join(failed, "; "))
@@ -547,6 +544,17 @@ func (en *engine) gatesChecked(e GatesChecked) {
 	en.audit(AuditGatesPassed, e.Stage, pr.Image, "", gateSummary(pr.Gates))
 	en.setPhase(e.Stage, pr, PhaseWaiting)
 	en.wait(ti, pr)
+}
+
+// judgeScan compares the attested findings with the stage's maximum.
+func judgeScan(f ScanFacts, max vuln.Severity) Result {
+	switch {
+	case !f.Checked:
+		return Result{Reason: f.Reason}
+	case f.Findings > 0 && f.Highest >= max:
+		return Result{Checked: true, Reason: fmt.Sprintf("scan attestation: %d finding(s), highest %s, at or above the stage's maximum %s", f.Findings, f.Highest, max)}
+	}
+	return Result{Checked: true, OK: true, Reason: fmt.Sprintf("scan attestation: %d finding(s), none at or above %s", f.Findings, max)}
 }
 
 func orDefault(s, def string) string {
@@ -626,8 +634,7 @@ func (en *engine) open(ti int, pr *Promotion) {
 		return
 	}
 	en.setPhase(target.Name, pr, PhaseOpening)
-	en.emit(OpenMR{Stage: target.Name, Image: pr.Image, SourceProject: pr.SourceProject, SourceCommit: pr.SourceCommit, ResetApprovals: pr.ResetApprovals})
-	pr.ResetApprovals = false
+	en.emit(OpenMR{Stage: target.Name, Image: pr.Image, SourceProject: pr.SourceProject, SourceCommit: pr.SourceCommit})
 	en.status(target.Name, pr, StatusRunning, "opening the merge request")
 }
 

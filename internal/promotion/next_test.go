@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lotse/lotse/internal/vuln"
 )
 
 func TestHappyPathDevStagingProduction(t *testing.T) {
@@ -28,7 +30,7 @@ func TestHappyPathDevStagingProduction(t *testing.T) {
 	}
 
 	// gates pass, but staging needs 30m soak and a healthy dev: nothing yet.
-	r.at(time.Minute).do(GatesChecked{Stage: "staging", Image: img1, Signature: ok, Scan: ok})
+	r.at(time.Minute).do(GatesChecked{Stage: "staging", Image: img1, Signature: ok, Scan: clean})
 	r.wantCore()
 	r.wantPhase("staging", PhaseWaiting)
 	r.at(2 * time.Minute).do(Health{Stage: "dev", Healthy: true, At: t0.Add(2 * time.Minute)})
@@ -60,7 +62,7 @@ func TestHappyPathDevStagingProduction(t *testing.T) {
 	if got := r.s.Stage("staging").Current.ChangeAuthors; !reflect.DeepEqual(got, []string{"dave"}) {
 		t.Fatalf("staging change authors = %v, want carried from the promotion", got)
 	}
-	r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: ok})
+	r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: clean})
 	r.at(40 * time.Minute).do(Health{Stage: "staging", Healthy: true, At: t0.Add(40 * time.Minute)})
 	r.at(91 * time.Minute).do(Tick{})
 	r.wantPhase("production", PhaseOpening)
@@ -200,17 +202,20 @@ func TestNewCommitsOnTheMRResetApprovals(t *testing.T) {
 func TestGateFailureBlocksAndRetry(t *testing.T) {
 	bad := func(reason string) Result { return Result{Checked: true, Reason: reason} }
 	for _, tc := range []struct {
-		name      string
-		sig, scan Result
-		health    *bool
-		reason    string
+		name   string
+		sig    Result
+		scan   ScanFacts
+		health *bool
+		reason string
 	}{
-		{name: "signature", sig: bad("no signature matches keys/cosign.pub"), scan: ok, reason: "signature: no signature matches keys/cosign.pub"},
-		{name: "scan", sig: ok, scan: bad("2 findings at or above HIGH: CVE-2026-1, CVE-2026-2"), reason: "scan: 2 findings at or above HIGH: CVE-2026-1, CVE-2026-2"},
-		{name: "scan default reason", sig: ok, scan: Result{Checked: true}, reason: "scan: findings at or above HIGH"},
-		{name: "not checked", sig: Result{Reason: "registry unreachable"}, scan: ok, reason: "signature: not checked: registry unreachable"},
-		{name: "both", sig: bad("bad sig"), scan: bad("CVE"), reason: "signature: bad sig; scan: CVE"},
-		{name: "health", sig: ok, scan: ok, health: new(false), reason: "health: dev reported unhealthy: Degraded: 0/2 pods ready"},
+		{name: "signature", sig: bad("no signature matches keys/cosign.pub"), scan: clean, reason: "signature: no signature matches keys/cosign.pub"},
+		{name: "scan", sig: ok, scan: ScanFacts{Checked: true, Findings: 2, Highest: vuln.High},
+			reason: "scan: scan attestation: 2 finding(s), highest HIGH, at or above the stage's maximum HIGH"},
+		{name: "scan not checked", sig: ok, scan: ScanFacts{Reason: "no verified vuln attestation"}, reason: "scan: not checked: no verified vuln attestation"},
+		{name: "not checked", sig: Result{Reason: "registry unreachable"}, scan: clean, reason: "signature: not checked: registry unreachable"},
+		{name: "both", sig: bad("bad sig"), scan: ScanFacts{Checked: true, Findings: 1, Highest: vuln.Critical},
+			reason: "signature: bad sig; scan: scan attestation: 1 finding(s), highest CRITICAL, at or above the stage's maximum HIGH"},
+		{name: "health", sig: ok, scan: clean, health: new(false), reason: "health: dev reported unhealthy: Degraded: 0/2 pods ready"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRun(t, testPolicy())
@@ -244,7 +249,7 @@ func TestGateFailureBlocksAndRetry(t *testing.T) {
 				Reply{IID: 11, Body: "@olga checking the gates of " + img1 + " for staging again."},
 			)
 			r.do(Health{Stage: "dev", Healthy: true, Reason: "all pods ready"})
-			r.do(GatesChecked{Stage: "staging", Image: img1, Signature: ok, Scan: ok})
+			r.do(GatesChecked{Stage: "staging", Image: img1, Signature: ok, Scan: clean})
 			r.wantPhase("staging", PhaseOpening)
 		})
 	}
@@ -330,7 +335,7 @@ func TestSupersede(t *testing.T) {
 		status("staging", StatusSuccess, "running in staging", img2),
 		status("production", StatusCanceled, "superseded by a newer version", img1),
 		status("production", StatusPending, "waiting for gates", img2),
-		OpenMR{Stage: "production", Image: img2, SourceProject: "team/shop", SourceCommit: "src-2222", ResetApprovals: true},
+		OpenMR{Stage: "production", Image: img2, SourceProject: "team/shop", SourceCommit: "src-2222"},
 		status("production", StatusRunning, "opening the merge request", img2),
 	)
 	pr := r.s.Stage("production").Promotion
@@ -454,7 +459,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	r.wantAudit(AuditDenied)
 	r.do(Command{Stage: "production", IID: 12, NoteID: 10, User: "olga", Text: "/lotse retry"})
 	r.do(MRClosed{Stage: "staging", IID: 11})
-	r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: ok})
+	r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: clean})
 	// without a note id a command cannot be recognised again; a note without a
 	// command is a no-op anyway
 	r.do(Command{Stage: "production", IID: 12, User: "olga", Text: "looks good to me"})
@@ -729,5 +734,32 @@ func TestPolicyValidate(t *testing.T) {
 		if err := p.Validate(); !errors.Is(err, ErrInvalidPolicy) {
 			t.Errorf("%s: err = %v", name, err)
 		}
+	}
+}
+
+// The service reports what the attestation holds; the engine alone compares
+// it with the stage's maximum, so one set of facts passes one stage and
+// blocks a stricter one.
+func TestScanFactsJudgedByPolicy(t *testing.T) {
+	facts := ScanFacts{Checked: true, Findings: 3, Highest: vuln.Medium}
+	for _, tc := range []struct {
+		max  vuln.Severity
+		want GateStatus
+	}{
+		{vuln.Critical, GatePassed},
+		{vuln.High, GatePassed},
+		{vuln.Medium, GateFailed},
+		{vuln.Low, GateFailed},
+	} {
+		t.Run(tc.max.String(), func(t *testing.T) {
+			p := testPolicy()
+			p.Stages[1].MaxSeverity = sev(tc.max)
+			r := newRun(t, p)
+			r.do(landed("dev", img1, "c1"))
+			r.do(GatesChecked{Stage: "staging", Image: img1, Signature: ok, Scan: facts})
+			if g := r.s.Stage("staging").Promotion.Gates.Scan; g.Status != tc.want {
+				t.Fatalf("scan gate at max %s = %+v, want %s", tc.max, g, tc.want)
+			}
+		})
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lotse/lotse/internal/vuln"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -38,14 +40,14 @@ func TestRenderComment(t *testing.T) {
 		{name: "staging-soaking", build: func(r *run) (string, time.Duration) {
 			r.do(landed("dev", img1, "c1"))
 			r.at(time.Minute).do(GatesChecked{Stage: "staging", Image: img1,
-				Signature: Result{Checked: true, OK: true, Reason: "verified with keys/cosign.pub"}, Scan: ok})
+				Signature: Result{Checked: true, OK: true, Reason: "verified with keys/cosign.pub"}, Scan: clean})
 			return "staging", 12 * time.Minute
 		}},
 		{name: "staging-blocked", build: func(r *run) (string, time.Duration) {
 			r.do(landed("dev", img1, "c1"))
 			r.do(Health{Stage: "dev", Healthy: true, Reason: "Healthy"})
 			r.at(time.Minute).do(GatesChecked{Stage: "staging", Image: img1, Signature: ok,
-				Scan: Result{Checked: true, Reason: "2 findings at or above HIGH: CVE-2026-0001 (openssl | libssl3), CVE-2026-0002 (zlib)"}})
+				Scan: ScanFacts{Checked: true, Findings: 2, Highest: vuln.Critical}})
 			return "staging", 5 * time.Minute
 		}},
 		{name: "production-approvals", build: func(r *run) (string, time.Duration) {
@@ -53,7 +55,7 @@ func TestRenderComment(t *testing.T) {
 			r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 			r.at(35 * time.Minute).do(landed("staging", img1, "c2"))
 			r.do(Health{Stage: "staging", Healthy: true, Reason: "Healthy"})
-			r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: ok})
+			r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: clean})
 			r.at(2 * time.Hour).do(Tick{})
 			r.do(MROpened{Stage: "production", IID: 12, Author: "mallory", Image: img1})
 			for _, u := range []string{"mallory", "dave", "lotse-bot", "carol"} {
@@ -103,7 +105,7 @@ func TestRenderSourceComment(t *testing.T) {
 	toStaging(r, img1, 11)
 	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 	r.at(35 * time.Minute).do(landed("staging", img1, "c2"))
-	r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: ok})
+	r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: clean})
 	body := RenderSourceComment(r.p, r.s, "team/shop", "src-1111", t0.Add(50*time.Minute))
 	if !strings.HasPrefix(body, Marker("shop", "")+"\n") {
 		t.Fatalf("no marker:\n%s", body)

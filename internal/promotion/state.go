@@ -118,13 +118,10 @@ type Promotion struct {
 	MergeAttempts int           `json:"mergeAttempts,omitempty"`
 	// RetryMerge is set when GitLab answered that mergeability is still
 	// being computed: the next Tick asks again.
-	RetryMerge bool `json:"retryMerge,omitempty"`
-	// ResetApprovals is set when this promotion took over the branch of one
-	// whose MR had approvals: its OpenMR asks the service to reset them.
-	ResetApprovals bool      `json:"resetApprovals,omitempty"`
-	Status         string    `json:"status,omitempty"` // the last commit status sent for the source commit
-	StartedAt      time.Time `json:"startedAt,omitzero"`
-	UpdatedAt      time.Time `json:"updatedAt,omitzero"`
+	RetryMerge bool      `json:"retryMerge,omitempty"`
+	Status     string    `json:"status,omitempty"` // the last commit status sent for the source commit
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	UpdatedAt  time.Time `json:"updatedAt,omitzero"`
 }
 
 // MergeRequest is the GitOps merge request of a promotion.

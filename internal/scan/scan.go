@@ -59,6 +59,13 @@ type DB struct {
 	Username, Password string
 }
 
+// DiscardLibraryLogs stops trivy's logging. trivy logs through the
+// process-wide slog default, and until its logger is set up it installs a
+// default that buffers every record in memory. lotse reports for trivy, so
+// its CLI calls this once at start (ci.Run); this package never changes
+// the process on its own.
+func DiscardLibraryLogs() { tlog.InitLogger(false, true) }
+
 // ErrNoDB is returned offline when the cache has no DB.
 var ErrNoDB = errors.New("no vulnerability DB")
 
@@ -81,9 +88,6 @@ func Open(ctx context.Context, cfg DB, log *slog.Logger) (*Scanner, error) {
 	if cfg.CacheDir == "" {
 		return nil, fmt.Errorf("no cache directory for the vulnerability DB")
 	}
-	// trivy logs through the process-wide slog default; lotse reports for it.
-	tlog.InitLogger(false, true)
-
 	dbInUse.Lock()
 	s := &Scanner{cfg: cfg, log: log}
 	if err := s.prepare(ctx); err != nil {

@@ -96,6 +96,7 @@ func (w *Writer) Rollback(ctx context.Context, r Rollback) (Result, error) {
 	if cur.Deployed {
 		from = cur.Image.String()
 	}
+	t.Rollback = from
 	c := change{
 		app: a, stage: s, image: pick.image, trailers: t,
 		subject: fmt.Sprintf("Roll back %s in %s to %s", a.Name, s.Name, short(pick.image)),

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/lotse/lotse/internal/gitlab"
@@ -109,7 +110,22 @@ func Open(ctx context.Context, gl GitLab, project string, opts Options) (*Writer
 	if err != nil {
 		return nil, err
 	}
+	if err := belongsTo(cfg, project); err != nil {
+		return nil, err
+	}
 	return &Writer{gl: gl, project: project, cfg: cfg, opts: opts.withDefaults()}, nil
+}
+
+// belongsTo checks that lotse.yaml names the project it was read from: a
+// lotse.yaml copied from another GitOps repository (or a project path
+// mistyped in CI) would otherwise write one team's releases into another
+// team's repository. A numeric project ID cannot be compared and passes.
+func belongsTo(cfg *gitops.Config, project string) error {
+	if strings.Trim(project, "0123456789") == "" || strings.EqualFold(cfg.GitLab.Project, project) {
+		return nil
+	}
+	return fmt.Errorf("%s of %s says gitlab.project %q: it belongs to another GitOps project (fix gitlab.project, or the project lotse was given)",
+		ConfigFile, project, cfg.GitLab.Project)
 }
 
 // Config returns the parsed lotse.yaml.

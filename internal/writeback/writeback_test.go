@@ -429,6 +429,20 @@ func TestMalformedConfig(t *testing.T) {
 	}
 }
 
+// A lotse.yaml that names another GitOps project is refused: it was copied
+// from another repository, or lotse was pointed at the wrong project.
+func TestConfigOfAnotherProject(t *testing.T) {
+	f := setup(t, map[string]string{"lotse.yaml": "version: 1\ngitlab: {project: other/gitops}\napps: [{name: shop, sourceProject: team/shop, image: r.example.com/shop, values: v.yaml, set: {image: reference}}]\nstages: [{name: dev, promotion: commit}]\n"})
+	_, err := writeback.Open(ctx(t), f.client(t), project, writeback.Options{})
+	if err == nil || !strings.Contains(err.Error(), `says gitlab.project "other/gitops": it belongs to another GitOps project`) {
+		t.Fatalf("err = %v", err)
+	}
+	f = setup(t, map[string]string{"lotse.yaml": "version: 1\ngitlab: {project: Platform/GitOps}\napps: [{name: shop, sourceProject: team/shop, image: r.example.com/shop, values: v.yaml, set: {image: reference}}]\nstages: [{name: dev, promotion: commit}]\n"})
+	if _, err := writeback.Open(ctx(t), f.client(t), project, writeback.Options{}); err != nil {
+		t.Fatalf("the same project in other case: %v", err)
+	}
+}
+
 func TestPromoteStatusRollback(t *testing.T) {
 	f := setup(t, nil)
 	w := f.writer(t, nil)
@@ -458,7 +472,7 @@ func TestPromoteStatusRollback(t *testing.T) {
 		t.Fatalf("promote %+v", res)
 	}
 	cm, _ := f.client(t).GetCommit(ctx(t), project, res.Commit)
-	if tr, _ := gitops.ParseTrailers(cm.Message); tr.SourceCommit != fmt.Sprintf("%040d", 3) || tr.Pipeline != "https://ci/p/9" || tr.Stage != "staging" {
+	if tr, _ := gitops.ParseTrailers(cm.Message); tr.SourceCommit != fmt.Sprintf("%040d", 3) || tr.Pipeline != "https://ci/p/9" || tr.Stage != "staging" || tr.IsRollback() {
 		t.Fatalf("promotion trailers %+v", tr)
 	}
 	if _, err := w.Promote(ctx(t), "shop", "dev", ""); err == nil || !strings.Contains(err.Error(), "first stage") {
@@ -474,7 +488,7 @@ func TestPromoteStatusRollback(t *testing.T) {
 		t.Fatalf("rollback %+v", rb)
 	}
 	cm, _ = f.client(t).GetCommit(ctx(t), project, rb.Commit)
-	if tr, _ := gitops.ParseTrailers(cm.Message); tr.SourceCommit != fmt.Sprintf("%040d", 2) || tr.Image != ref(2).String() {
+	if tr, _ := gitops.ParseTrailers(cm.Message); tr.SourceCommit != fmt.Sprintf("%040d", 2) || tr.Image != ref(2).String() || tr.Rollback != ref(3).String() {
 		t.Fatalf("rollback trailers %+v", tr)
 	}
 	// To a digest in the history; the rollback MR is reused.

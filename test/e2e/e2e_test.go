@@ -33,11 +33,16 @@ import (
 	"github.com/lotse/lotse/webhook"
 )
 
+// gateVerifier is cmd/lotsed's: cosign's verification for the gates.
+func gateVerifier(r webhook.Registry) webhook.Verifier {
+	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password, Quiet: true}}
+}
+
 // A child process of the test binary runs lotsed (see startChild).
 func TestMain(m *testing.M) {
 	if os.Getenv("LOTSED_E2E_CHILD") == "1" {
 		ctx, stop := signalContext()
-		code := webhook.Run(ctx, "e2e", os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+		code := webhook.Run(ctx, "e2e", os.Args[1:], os.Getenv, os.Stdout, os.Stderr, gateVerifier)
 		stop()
 		os.Exit(code)
 	}
@@ -234,7 +239,7 @@ func (w *world) startLotsed(dbURL string) string {
 	done := make(chan int)
 	logs := &logBuffer{}
 	go func() {
-		done <- webhook.Run(ctx, "e2e", nil, func(k string) string { return env[k] }, io.Discard, logs)
+		done <- webhook.Run(ctx, "e2e", nil, func(k string) string { return env[k] }, io.Discard, logs, gateVerifier)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -1,0 +1,453 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lotse/lotse/internal/gitlab"
+	"github.com/lotse/lotse/internal/gitops"
+	"github.com/lotse/lotse/internal/promotion"
+	"github.com/lotse/lotse/internal/store"
+	"github.com/lotse/lotse/internal/writeback"
+)
+
+// In-memory fakes of everything the runner and the effects touch: the
+// state store, the claims and the audit log of the store, GitLab, the
+// GitOps writer and the signature verifier. They keep state like the real
+// ones and can be told to fail.
+
+// memStates is a stateStore with optimistic locking.
+type memStates struct {
+	mu   sync.Mutex
+	data map[string][]byte
+	ver  map[string]int64
+}
+
+func newMemStates() *memStates { return &memStates{data: map[string][]byte{}, ver: map[string]int64{}} }
+
+func (m *memStates) LoadState(_ context.Context, app string) ([]byte, int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.data[app]), m.ver[app], nil
+}
+
+func (m *memStates) SaveState(_ context.Context, app string, data []byte, version int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ver[app] != version {
+		return store.ErrStale
+	}
+	m.data[app], m.ver[app] = slices.Clone(data), version+1
+	return nil
+}
+
+// memRecords is the store's claims and audit log.
+type memRecords struct {
+	mu     sync.Mutex
+	claims map[string]bool
+	audit  []store.AuditRecord
+}
+
+func newMemRecords() *memRecords { return &memRecords{claims: map[string]bool{}} }
+
+func (m *memRecords) Once(_ context.Context, key string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.claims[key] {
+		return false, nil
+	}
+	m.claims[key] = true
+	return true, nil
+}
+
+func (m *memRecords) Forget(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.claims, key)
+	return nil
+}
+
+func (m *memRecords) Audit(_ context.Context, r store.AuditRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.audit = append(m.audit, r)
+	return nil
+}
+
+func (m *memRecords) kinds(app string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, r := range m.audit {
+		if r.App == app {
+			out = append(out, r.Kind)
+		}
+	}
+	return out
+}
+
+var errGitLabDown = fmt.Errorf("fake GitLab: %w", gitlab.ErrUnavailable)
+
+// fakeGitLab keeps MRs, notes and commit statuses of a GitOps project and
+// its source projects. fail makes the next calls of an operation fail.
+type fakeGitLab struct {
+	mu       sync.Mutex
+	bot      gitlab.User
+	mrs      map[int64]*gitlab.MR
+	approved map[int64][]gitlab.User
+	notes    map[string][]gitlab.Note // project!iid
+	statuses map[string]gitlab.Status // project@sha/name
+	calls    map[string]int
+	fail     map[string]int // operation → failures left
+	nextID   int64
+}
+
+func newFakeGitLab() *fakeGitLab {
+	return &fakeGitLab{bot: gitlab.User{ID: 1, Username: "lotse-bot"}, mrs: map[int64]*gitlab.MR{}, approved: map[int64][]gitlab.User{},
+		notes: map[string][]gitlab.Note{}, statuses: map[string]gitlab.Status{}, calls: map[string]int{}, fail: map[string]int{}}
+}
+
+// call counts op and fails it when told to.
+func (f *fakeGitLab) call(op string) error {
+	f.calls[op]++
+	if f.fail[op] > 0 {
+		f.fail[op]--
+		return fmt.Errorf("%s: %w", op, errGitLabDown)
+	}
+	return nil
+}
+
+func (f *fakeGitLab) failNext(op string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[op] = n
+}
+
+func (f *fakeGitLab) count(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[op]
+}
+
+func (f *fakeGitLab) GetMR(_ context.Context, _ string, iid int64) (gitlab.MR, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("get-mr"); err != nil {
+		return gitlab.MR{}, err
+	}
+	mr, ok := f.mrs[iid]
+	if !ok {
+		return gitlab.MR{}, gitlab.ErrNotFound
+	}
+	return *mr, nil
+}
+
+func (f *fakeGitLab) MergeMR(_ context.Context, _ string, iid int64, opts gitlab.MergeOptions) (gitlab.MR, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("merge"); err != nil {
+		return gitlab.MR{}, err
+	}
+	mr, ok := f.mrs[iid]
+	switch {
+	case !ok:
+		return gitlab.MR{}, gitlab.ErrNotFound
+	case mr.State != "opened":
+		return gitlab.MR{}, &gitlab.APIError{Op: "merge", StatusCode: 405, Message: "405 Method Not Allowed", DetailedMergeStatus: "not_open"}
+	case opts.SHA != "" && opts.SHA != mr.SHA:
+		return gitlab.MR{}, fmt.Errorf("merge: %w", gitlab.ErrConflict)
+	}
+	mr.State = "merged"
+	return *mr, nil
+}
+
+func (f *fakeGitLab) Approvals(_ context.Context, _ string, iid int64) ([]gitlab.User, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("approvals"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(f.approved[iid]), nil
+}
+
+func (f *fakeGitLab) Notes(_ context.Context, project string, iid int64) ([]gitlab.Note, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("notes"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(f.notes[fmt.Sprintf("%s!%d", project, iid)]), nil
+}
+
+func (f *fakeGitLab) CreateNote(_ context.Context, project string, iid int64, body string) (gitlab.Note, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("create-note"); err != nil {
+		return gitlab.Note{}, err
+	}
+	f.nextID++
+	n := gitlab.Note{ID: f.nextID, Body: body, Author: f.bot}
+	k := fmt.Sprintf("%s!%d", project, iid)
+	f.notes[k] = append(f.notes[k], n)
+	return n, nil
+}
+
+func (f *fakeGitLab) UpdateNote(_ context.Context, project string, iid, noteID int64, body string) (gitlab.Note, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("update-note"); err != nil {
+		return gitlab.Note{}, err
+	}
+	ns := f.notes[fmt.Sprintf("%s!%d", project, iid)]
+	for i := range ns {
+		if ns[i].ID == noteID {
+			ns[i].Body = body
+			return ns[i], nil
+		}
+	}
+	return gitlab.Note{}, gitlab.ErrNotFound
+}
+
+func (f *fakeGitLab) SetCommitStatus(_ context.Context, project, sha string, st gitlab.Status) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("status"); err != nil {
+		return err
+	}
+	k := project + "@" + sha + "/" + st.Name
+	if f.statuses[k].State == st.State {
+		return fmt.Errorf("status: %w", gitlab.ErrSameStatus)
+	}
+	f.statuses[k] = st
+	return nil
+}
+
+func (f *fakeGitLab) status(project, sha, name string) gitlab.StatusState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.statuses[project+"@"+sha+"/"+name].State
+}
+
+func (f *fakeGitLab) MRsForCommit(_ context.Context, project, sha string) ([]gitlab.MR, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("commit-mrs"); err != nil {
+		return nil, err
+	}
+	return []gitlab.MR{{IID: 7, Author: gitlab.User{ID: 30, Username: "dev-dora"}}}, nil
+}
+
+func (f *fakeGitLab) GetCommit(_ context.Context, project, sha string) (gitlab.Commit, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("commit"); err != nil {
+		return gitlab.Commit{}, err
+	}
+	return gitlab.Commit{SHA: sha, CommittedAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}, nil
+}
+
+// openMR is what the writer does for an MR stage: an MR of the bot on the
+// stage's branch.
+func (f *fakeGitLab) openMR(app, stage, image string) *gitlab.MR {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	branch := "lotse/" + app + "/" + stage
+	for _, mr := range f.mrs {
+		if mr.SourceBranch == branch && mr.State == "opened" {
+			mr.SHA = fmt.Sprintf("sha-%s", image[len(image)-6:])
+			return mr
+		}
+	}
+	f.nextID++
+	mr := &gitlab.MR{IID: f.nextID, State: "opened", SourceBranch: branch, Author: f.bot, SHA: fmt.Sprintf("sha-%s", image[len(image)-6:])}
+	f.mrs[mr.IID] = mr
+	return mr
+}
+
+// fakeWriter is the GitOps writer: commit stages get a commit, the others
+// an MR in the fake GitLab.
+type fakeWriter struct {
+	gl    *fakeGitLab
+	cfg   *gitops.Config
+	mu    sync.Mutex
+	bumps []writeback.Bump
+}
+
+func (w *fakeWriter) Bump(_ context.Context, b writeback.Bump) (writeback.Result, error) {
+	w.mu.Lock()
+	w.bumps = append(w.bumps, b)
+	w.mu.Unlock()
+	st, err := w.cfg.Stage(b.Stage)
+	if err != nil {
+		return writeback.Result{}, err
+	}
+	res := writeback.Result{App: b.App, Stage: b.Stage, Image: b.Image}
+	if st.Promotion != gitops.PromotionCommit {
+		mr := w.gl.openMR(b.App, b.Stage, b.Image.String())
+		res.MR = mr
+	}
+	return res, nil
+}
+
+func (w *fakeWriter) Rollback(_ context.Context, r writeback.Rollback) (writeback.Result, error) {
+	mr := w.gl.openMR(r.App, r.Stage, r.To)
+	return writeback.Result{App: r.App, Stage: r.Stage, MR: mr}, nil
+}
+
+func (w *fakeWriter) Status(context.Context, string) ([]writeback.StageStatus, error) {
+	return nil, nil
+}
+
+// fakeVerifier verifies what it was told is signed, and returns the vuln
+// attestation it was given; it records the keys it was asked with.
+type fakeVerifier struct {
+	mu     sync.Mutex
+	signed map[string]bool
+	vulns  map[string][]string // image → severities in the attested report
+	keys   []string
+	hold   chan struct{} // when set, verifications wait for it
+}
+
+func (v *fakeVerifier) VerifySignature(ctx context.Context, image, key string) error {
+	v.wait(ctx)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keys = append(v.keys, key)
+	if !v.signed[image] {
+		return errors.New("no matching signatures")
+	}
+	return nil
+}
+
+func (v *fakeVerifier) VerifyAttestation(ctx context.Context, image, key, typ string) ([]byte, error) {
+	v.wait(ctx)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keys = append(v.keys, key)
+	sevs, ok := v.vulns[image]
+	if !ok || typ != "vuln" {
+		return nil, errors.New("no matching attestations")
+	}
+	return vulnAttestation(sevs), nil
+}
+
+func (v *fakeVerifier) wait(ctx context.Context) {
+	if v.hold == nil {
+		return
+	}
+	select {
+	case <-v.hold:
+	case <-ctx.Done():
+	}
+}
+
+// vulnAttestation is cosign's verify-attestation output for a trivy report
+// with findings of the given severities.
+func vulnAttestation(sevs []string) []byte {
+	var vs []string
+	for _, s := range sevs {
+		vs = append(vs, `{"Severity":"`+s+`"}`)
+	}
+	stmt := `{"predicateType":"https://cosign.sigstore.dev/attestation/vuln/v1","predicate":{"scanner":{"result":{"Results":[{"Vulnerabilities":[` +
+		strings.Join(vs, ",") + `]}]}}}}`
+	return []byte(`{"payload":"` + b64(stmt) + `"}` + "\n")
+}
+
+// testWorld is a runner wired to the fakes, with one app (shop: dev →
+// staging → production) and a settable clock.
+type testWorld struct {
+	t        *testing.T
+	states   *memStates
+	records  *memRecords
+	gl       *fakeGitLab
+	verifier *fakeVerifier
+	writer   *fakeWriter
+	snap     *snapshot
+	runner   *runner
+	now      time.Time
+}
+
+const worldYAML = `version: 1
+gitlab: {project: platform/gitops}
+signing: {publicKey: keys/cosign.pub}
+apps:
+  - name: shop
+    sourceProject: team/shop
+    image: harbor.example.com/team/shop
+    values: apps/{app}/envs/{stage}/values.yaml
+    set: {image: reference}
+stages:
+  - {name: dev, promotion: commit}
+  - {name: staging, promotion: merge-request, gates: {signature: true, maxSeverity: high}}
+  - {name: production, promotion: approval, approvals: 2, gates: {signature: true, maxSeverity: medium}}
+`
+
+func newTestWorld(t *testing.T) *testWorld {
+	t.Helper()
+	cfg, err := gitops.ParseConfig([]byte(worldYAML), "lotse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &testWorld{t: t, states: newMemStates(), records: newMemRecords(), gl: newFakeGitLab(),
+		verifier: &fakeVerifier{signed: map[string]bool{}, vulns: map[string][]string{}},
+		now:      time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)}
+	w.writer = &fakeWriter{gl: w.gl, cfg: cfg}
+	w.snap = snapshotOf(cfg, w.writer, gateKeys{publicKey: "/keys/k1.pub"})
+	eff := &effects{project: "platform/gitops", bot: "lotse-bot", mrs: w.gl, notes: w.gl, statuses: w.gl, sources: w.gl,
+		claims: w.records, audit: w.records, gates: &gates{verifier: w.verifier}, metrics: newMetrics(), log: slog.New(slog.DiscardHandler)}
+	w.runner = &runner{states: w.states, effects: eff, now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
+	return w
+}
+
+// snapshotOf is the snapshot of lotse.yaml cfg, written through w.
+func snapshotOf(cfg *gitops.Config, w releaseWriter, keys gateKeys) *snapshot {
+	return newSnapshot(cfg, w, "platform/gitops", "lotse-bot", []string{"olga"}, keys)
+}
+
+func (w *testWorld) apply(events ...promotion.Event) error {
+	w.t.Helper()
+	p, _ := w.snap.policy("shop")
+	return w.runner.apply(context.Background(), w.snap, p, events)
+}
+
+func (w *testWorld) record() record {
+	w.t.Helper()
+	rec, _, err := w.runner.load(context.Background(), "shop")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return rec
+}
+
+func (w *testWorld) phase(stage string) promotion.Phase {
+	w.t.Helper()
+	st := w.record().State.Stage(stage)
+	if st == nil || st.Promotion == nil {
+		return ""
+	}
+	return st.Promotion.Phase
+}
+
+func (w *testWorld) outboxTypes() []string {
+	var out []string
+	for _, e := range w.record().Outbox {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+const (
+	img1 = "harbor.example.com/team/shop@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	img2 = "harbor.example.com/team/shop@sha256:2222222222222222222222222222222222222222222222222222222222222222"
+)
+
+func landedIn(stage, image, commit string) promotion.Landed {
+	return promotion.Landed{Stage: stage, Image: image, SourceProject: "team/shop", SourceCommit: "src-" + image[len(image)-4:], Commit: commit}
+}

@@ -1,0 +1,376 @@
+package webhook
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lotse/lotse/internal/gitlab"
+	"github.com/lotse/lotse/internal/promotion"
+	"github.com/lotse/lotse/internal/store"
+)
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// A version that lands in dev travels to staging through the runner alone:
+// gates checked with the snapshot's key, the MR opened, merged, the outbox
+// empty at the end.
+func TestRunnerPromotesThroughTheOutbox(t *testing.T) {
+	w := newTestWorld(t)
+	w.verifier.signed[img1] = true
+	w.verifier.vulns[img1] = []string{"LOW", "MEDIUM"} // staging allows below HIGH
+	if err := w.apply(landedIn("dev", img1, "c1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.phase("staging"); got != promotion.PhaseMerged {
+		t.Fatalf("staging phase = %s, want merged; audit %v", got, w.records.kinds("shop"))
+	}
+	if out := w.outboxTypes(); len(out) != 0 {
+		t.Fatalf("outbox not empty: %v", out)
+	}
+	if n := w.gl.count("merge"); n != 1 {
+		t.Fatalf("merges = %d, want 1", n)
+	}
+	for _, k := range w.verifier.keys {
+		if k != "/keys/k1.pub" {
+			t.Fatalf("verified with %q, want the snapshot's key", k)
+		}
+	}
+	if st := w.gl.status("team/shop", "src-1111", "lotse/staging"); st != gitlab.StatusRunning {
+		t.Fatalf("staging status = %q, want running (merged, waiting for the landing)", st)
+	}
+	if got := w.records.kinds("shop"); !slices.Contains(got, promotion.AuditMerged) || !slices.Contains(got, promotion.AuditGatesPassed) {
+		t.Fatalf("audit = %v", got)
+	}
+}
+
+// The engine judges the scan facts with the policy the event runs with: a
+// MEDIUM finding passes staging (max HIGH) and blocks production (max
+// MEDIUM).
+func TestRunnerScanVerdictFromThePolicy(t *testing.T) {
+	w := newTestWorld(t)
+	w.verifier.signed[img1] = true
+	w.verifier.vulns[img1] = []string{"MEDIUM"}
+	if err := w.apply(landedIn("dev", img1, "c1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.apply(landedIn("staging", img1, "c2")); err != nil {
+		t.Fatal(err)
+	}
+	pr := w.record().State.Stage("production").Promotion
+	if pr.Phase != promotion.PhaseBlocked || !strings.Contains(pr.Reason, "highest MEDIUM, at or above the stage's maximum MEDIUM") {
+		t.Fatalf("production = %s %q", pr.Phase, pr.Reason)
+	}
+}
+
+// An action that fails stays at the head of the outbox; the next run for
+// the app (a retried delivery, a tick) carries it out. It is never lost.
+func TestRunnerFailedActionIsRetried(t *testing.T) {
+	w := newTestWorld(t)
+	w.verifier.signed[img1] = true
+	w.verifier.vulns[img1] = nil
+	w.gl.failNext("merge", 2)
+	err := w.apply(landedIn("dev", img1, "c1"))
+	if !errors.Is(err, gitlab.ErrUnavailable) {
+		t.Fatalf("apply = %v, want GitLab's error", err)
+	}
+	if out := w.outboxTypes(); len(out) == 0 || out[0] != "merge-mr" {
+		t.Fatalf("outbox = %v, want the merge at its head", out)
+	}
+	if err := w.apply(promotion.Tick{}); !errors.Is(err, gitlab.ErrUnavailable) {
+		t.Fatalf("second apply = %v", err)
+	}
+	if err := w.apply(promotion.Tick{}); err != nil {
+		t.Fatalf("third apply: %v", err)
+	}
+	if got := w.phase("staging"); got != promotion.PhaseMerged {
+		t.Fatalf("phase = %s, want merged", got)
+	}
+	if n := w.gl.count("merge"); n != 3 {
+		t.Fatalf("merge calls = %d, want 3 (two failed, one merged)", n)
+	}
+	if out := w.outboxTypes(); len(out) != 0 {
+		t.Fatalf("outbox = %v", out)
+	}
+}
+
+// A crash between saving the state and carrying out its actions: the
+// actions wait in the outbox and the next run carries them out.
+func TestRunnerCrashBetweenSaveAndPerform(t *testing.T) {
+	w := newTestWorld(t)
+	w.verifier.signed[img1] = true
+	w.verifier.vulns[img1] = nil
+	p, _ := w.snap.policy("shop")
+	// step saves the state and the outbox, as apply does before acting;
+	// then the process "dies".
+	if err := w.runner.step(context.Background(), p, []promotion.Event{landedIn("dev", img1, "c1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := w.outboxTypes()
+	if !slices.Contains(out, "check-gates") || !slices.Contains(out, "audit") {
+		t.Fatalf("outbox after save = %v", out)
+	}
+	if n := len(w.verifier.keys); n != 0 {
+		t.Fatalf("verified before perform: %d", n)
+	}
+	// A new runner over the same store: the next event for the app first
+	// carries out what is pending.
+	w2 := &runner{states: w.runner.states, effects: w.runner.effects, now: w.runner.now, log: w.runner.log}
+	if err := w2.apply(context.Background(), w.snap, p, []promotion.Event{promotion.Tick{}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.phase("staging"); got != promotion.PhaseMerged {
+		t.Fatalf("phase after restart = %s", got)
+	}
+	if got := w.records.kinds("shop"); !slices.Contains(got, promotion.AuditLanded) {
+		t.Fatalf("audit after restart = %v", got)
+	}
+}
+
+// Every action may be carried out twice (a crash after the effect, before
+// the pop); it has one effect.
+func TestEffectsTwiceHaveOneEffect(t *testing.T) {
+	w := newTestWorld(t)
+	eff := w.runner.effects.(*effects)
+	ctx := context.Background()
+	mr := w.gl.openMR("shop", "staging", img1)
+	at := w.now
+	for _, a := range []promotion.Action{
+		promotion.Reply{IID: int(mr.IID), Body: "Only operators may do that."},
+		promotion.Audit{App: "shop", Kind: promotion.AuditApproved, Stage: "production", Actor: "carol", At: at},
+		promotion.UpsertComment{Target: promotion.CommentTarget{Stage: "staging", IID: int(mr.IID)}, Body: promotion.Marker("shop", "staging") + "\nbody"},
+		promotion.SetStatus{SourceProject: "team/shop", SourceCommit: "abc", Name: "lotse/staging", State: promotion.StatusRunning},
+		promotion.MergeMR{Stage: "staging", IID: int(mr.IID), Attempt: 1},
+	} {
+		for range 2 {
+			if _, err := eff.perform(ctx, w.snap, "shop", a); err != nil {
+				t.Fatalf("%T: %v", a, err)
+			}
+		}
+	}
+	notes, _ := w.gl.Notes(ctx, "platform/gitops", mr.IID)
+	if len(notes) != 2 {
+		t.Fatalf("notes = %d, want one reply and one sticky comment: %+v", len(notes), notes)
+	}
+	if n := len(w.records.audit); n != 1 {
+		t.Fatalf("audit records = %d, want 1", n)
+	}
+	if n := w.gl.count("merge"); n != 1 {
+		t.Fatalf("merge calls = %d, want 1 (the second sees it merged)", n)
+	}
+	if w.gl.status("team/shop", "abc", "lotse/staging") != gitlab.StatusRunning {
+		t.Fatal("status not posted")
+	}
+}
+
+// A reply whose note could not be written is written by the retry: the
+// claim is given back.
+func TestReplyRetriedAfterFailure(t *testing.T) {
+	w := newTestWorld(t)
+	eff := w.runner.effects.(*effects)
+	ctx := context.Background()
+	a := promotion.Reply{IID: 3, Body: "done"}
+	w.gl.failNext("create-note", 1)
+	if _, err := eff.perform(ctx, w.snap, "shop", a); err == nil {
+		t.Fatal("want the failure")
+	}
+	if _, err := eff.perform(ctx, w.snap, "shop", a); err != nil {
+		t.Fatal(err)
+	}
+	if notes, _ := w.gl.Notes(ctx, "platform/gitops", 3); len(notes) != 1 {
+		t.Fatalf("notes = %+v, want the one reply", notes)
+	}
+}
+
+// An outbox entry this lotsed cannot decode is never skipped: the run
+// fails permanently, naming it, and the entry stays.
+func TestUnknownOutboxActionIsNotDropped(t *testing.T) {
+	for _, tc := range []struct{ name, entry, want string }{
+		{"unknown type", `{"type":"frobnicate","v":1,"data":{}}`, `unknown action "frobnicate"`},
+		{"newer version", `{"type":"merge-mr","v":7,"data":{}}`, `payload version 7`},
+		{"bad payload", `{"type":"merge-mr","v":1,"data":{"IID":"x"}}`, `merge-mr action`},
+		{"unknown field", `{"type":"merge-mr","v":1,"data":{"Stage":"staging","IID":1,"Force":true}}`, `unknown field "Force"`},
+		{"unknown legacy", `{"type":"promotion.Frobnicate","data":{}}`, `unknown action "promotion.Frobnicate" of version 0`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newTestWorld(t)
+			if err := w.states.SaveState(context.Background(), "shop", []byte(`{"state":{"app":"shop"},"outbox":[`+tc.entry+`]}`), 0); err != nil {
+				t.Fatal(err)
+			}
+			err := w.apply(promotion.Tick{})
+			var pe *permanentError
+			if !errors.As(err, &pe) || !errors.Is(err, errUndecodable) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("apply = %v, want a permanent error with %q", err, tc.want)
+			}
+			if out := w.outboxTypes(); len(out) != 1 {
+				t.Fatalf("outbox = %v, want the entry kept", out)
+			}
+		})
+	}
+}
+
+// Outboxes written by an older lotsed (Go type names, version 0, fields
+// since dropped) still decode and are carried out.
+func TestLegacyOutboxDecodes(t *testing.T) {
+	w := newTestWorld(t)
+	legacy := `{"state":{"app":"shop"},"outbox":[{"type":"promotion.SetStatus","data":{"SourceProject":"team/shop","SourceCommit":"abc","Name":"lotse/dev","State":"success","Description":"running in dev"}},` +
+		`{"type":"promotion.OpenMR","data":{"Stage":"staging","Image":"` + img1 + `","ResetApprovals":true}}]}`
+	if err := w.states.SaveState(context.Background(), "shop", []byte(legacy), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.apply(promotion.Tick{}); err != nil {
+		t.Fatal(err)
+	}
+	if w.gl.status("team/shop", "abc", "lotse/dev") != gitlab.StatusSuccess || len(w.writer.bumps) != 1 {
+		t.Fatalf("legacy actions not carried out: status %q, bumps %d", w.gl.status("team/shop", "abc", "lotse/dev"), len(w.writer.bumps))
+	}
+}
+
+// Every action the engine can emit has a stable name and survives the
+// outbox round trip.
+func TestEveryActionRoundTrips(t *testing.T) {
+	for _, a := range []promotion.Action{
+		promotion.OpenMR{Stage: "s", Image: img1, SourceProject: "p", SourceCommit: "c"},
+		promotion.Rollback{Stage: "s", Image: img1},
+		promotion.MergeMR{Stage: "s", IID: 3, Attempt: 2},
+		promotion.CheckGates{Stage: "s", Image: img1, Signature: true, Scan: true},
+		promotion.SetStatus{SourceProject: "p", SourceCommit: "c", Name: "lotse/s", State: "running", Description: "d"},
+		promotion.UpsertComment{Target: promotion.CommentTarget{Stage: "s", IID: 3}, Body: "b"},
+		promotion.Reply{Project: "p", IID: 3, Body: "b"},
+		promotion.Audit{App: "a", Kind: "k", Stage: "s", At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+	} {
+		e, err := encodeAction(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(e)
+		var back envelope
+		if err := json.Unmarshal(raw, &back); err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeAction(back)
+		if err != nil || !equalAction(got, a) {
+			t.Fatalf("%T: round trip %+v, %v", a, got, err)
+		}
+	}
+}
+
+func equalAction(a, b promotion.Action) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// One snapshot per event: a reload while an event is being processed does
+// not change the key its gates verify with.
+func TestOneSnapshotPerEvent(t *testing.T) {
+	w := newTestWorld(t)
+	w.verifier.signed[img1] = true
+	w.verifier.vulns[img1] = nil
+	w.verifier.hold = make(chan struct{})
+	src := &configSource{gitopsProject: "platform/gitops"}
+	snaps := []*snapshot{w.snap, snapshotOf(w.snap.config, w.writer, gateKeys{publicKey: "/keys/k2.pub"})}
+	var n int
+	src.read = func(context.Context) (*snapshot, error) { s := snaps[min(n, 1)]; n++; return s, nil }
+	snap, _ := src.current(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		p, _ := snap.policy("shop")
+		done <- w.runner.apply(context.Background(), snap, p, []promotion.Event{landedIn("dev", img1, "c1")})
+	}()
+	if _, err := src.reload(context.Background()); err != nil { // lotse.yaml changed meanwhile
+		t.Fatal(err)
+	}
+	close(w.verifier.hold)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range w.verifier.keys {
+		if k != "/keys/k1.pub" {
+			t.Fatalf("the event verified with %q after a reload, want its own snapshot's key", k)
+		}
+	}
+	if cur, _ := src.current(context.Background()); cur.keys.publicKey != "/keys/k2.pub" {
+		t.Fatal("the reload did not take effect for later events")
+	}
+}
+
+// Readers and reloads of the config run concurrently without a data race
+// (go test -race).
+func TestConfigSourceConcurrentReload(t *testing.T) {
+	w := newTestWorld(t)
+	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) {
+		return snapshotOf(w.snap.config, w.writer, gateKeys{publicKey: "/k"}), nil
+	}}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				s, err := src.current(context.Background())
+				if err != nil || s.keys.publicKey != "/k" || !src.watches("team/shop") {
+					t.Error("bad snapshot")
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			if _, err := src.reload(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+}
+
+// A delivery whose processing fails permanently is parked as dead at once
+// with the reason, visible in GET /api/v1/events?state=dead.
+func TestUndecodableOutboxParksDeliveryDead(t *testing.T) {
+	w := newTestWorld(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "lotsed.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	w.runner.states = db
+	if err := db.SaveState(ctx, "shop", []byte(`{"state":{"app":"shop"},"outbox":[{"type":"frobnicate","v":1,"data":{}}]}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
+	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, landings: db, gitopsProject: "platform/gitops", bot: "lotse-bot",
+		now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
+	wk := &workers{queue: db, handoff: newHandoff("me/intake", time.Minute, 0), proc: disp, owner: "me", n: 1, maxAttempts: 8,
+		metrics: newMetrics(), now: time.Now, log: slog.New(slog.DiscardHandler)}
+	body := `{"app":"shop","stage":"dev","health":"Healthy","sync":"Synced"}`
+	if _, _, err := db.Enqueue(ctx, store.Delivery{Source: "argocd", Event: "ArgoCD Notification", Key: "k1", Body: []byte(body)}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := db.Lease(ctx, "me/0", 10, time.Minute, time.Now())
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("lease: %v %v", ds, err)
+	}
+	if wk.handle(ctx, "me/0", handed{d: ds[0]}) {
+		t.Fatal("handled as done")
+	}
+	s, _, h := testServer(t, nil)
+	s.queue = db
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/events?state=dead", nil)
+	req.Header.Set("Authorization", "Bearer "+readToken)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `unknown action \"frobnicate\"`) {
+		t.Fatalf("dead events: %d %s", rec.Code, rec.Body)
+	}
+}

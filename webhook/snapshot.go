@@ -1,0 +1,189 @@
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lotse/lotse/internal/atomicfile"
+	"github.com/lotse/lotse/internal/gitlab"
+	"github.com/lotse/lotse/internal/gitops"
+	"github.com/lotse/lotse/internal/promotion"
+	"github.com/lotse/lotse/internal/writeback"
+)
+
+// snapshot is one immutable reading of lotsed's configuration: lotse.yaml,
+// the promotion policy of every app derived from it and from lotsed's own
+// settings, the gates' key material and the projects whose deliveries are
+// kept. An event is processed with one snapshot from start to end; a reload
+// makes a new one and swaps it in, so nothing changes under a running
+// event.
+type snapshot struct {
+	config   *gitops.Config
+	writer   releaseWriter
+	policies map[string]promotion.Policy
+	projects map[string]bool // lower-case project paths
+	keys     gateKeys
+}
+
+// releaseWriter writes releases into the GitOps repository; a
+// *writeback.Writer bound to the snapshot's lotse.yaml.
+type releaseWriter interface {
+	Bump(ctx context.Context, b writeback.Bump) (writeback.Result, error)
+	Rollback(ctx context.Context, r writeback.Rollback) (writeback.Result, error)
+	Status(ctx context.Context, app string) ([]writeback.StageStatus, error)
+}
+
+// gateKeys is what the signature and scan gates verify with.
+type gateKeys struct {
+	// publicKey is a cosign public key: a file this snapshot wrote, or a
+	// URI cosign resolves (env://, KMS). Empty: none is usable.
+	publicKey string
+	// problem says why no key is usable, for the gates' reasons.
+	problem string
+}
+
+// policy returns the promotion policy of app; false when lotse.yaml does not
+// define it.
+func (s *snapshot) policy(app string) (promotion.Policy, bool) {
+	p, ok := s.policies[app]
+	return p, ok
+}
+
+// apps are the apps of lotse.yaml, in its order.
+func (s *snapshot) apps() []string {
+	out := make([]string, 0, len(s.config.Apps))
+	for _, a := range s.config.Apps {
+		if _, ok := s.policies[a.Name]; ok {
+			out = append(out, a.Name)
+		}
+	}
+	return out
+}
+
+// watches reports whether deliveries of project concern lotsed.
+func (s *snapshot) watches(project string) bool { return s.projects[strings.ToLower(project)] }
+
+// newSnapshot derives a snapshot from lotse.yaml and w, the writer bound to
+// it. bot and operators are lotsed's own settings.
+func newSnapshot(cfg *gitops.Config, w releaseWriter, gitopsProject, bot string, operators []string, keys gateKeys) *snapshot {
+	s := &snapshot{config: cfg, writer: w, policies: map[string]promotion.Policy{}, keys: keys,
+		projects: map[string]bool{strings.ToLower(gitopsProject): true}}
+	for _, a := range cfg.Apps {
+		s.projects[strings.ToLower(a.SourceProject)] = true
+		stages, err := cfg.StagesFor(a.Name)
+		if err != nil {
+			continue
+		}
+		p := promotion.Policy{App: a.Name, BotUser: bot, Operators: operators}
+		for _, st := range stages {
+			p.Stages = append(p.Stages, promotion.StagePolicy{Name: st.Name, Mode: promotion.Mode(st.Promotion), Approvals: st.Approvals,
+				RequireSignature: st.Gates.Signature, MaxSeverity: st.Gates.MaxSeverity, Soak: st.Gates.Soak, RequireHealthy: st.Gates.Health})
+		}
+		s.policies[a.Name] = p
+	}
+	return s
+}
+
+// configSource holds the current snapshot and reads a new one on demand.
+// Readers take the current one without locking; reloads are serialised.
+type configSource struct {
+	gitopsProject string
+	read          func(ctx context.Context) (*snapshot, error)
+	cur           atomic.Pointer[snapshot]
+	mu            sync.Mutex
+}
+
+// current returns the snapshot in force, reading the first one if needed.
+func (c *configSource) current(ctx context.Context) (*snapshot, error) {
+	if s := c.cur.Load(); s != nil {
+		return s, nil
+	}
+	return c.reload(ctx)
+}
+
+// reload reads lotse.yaml again and puts the new snapshot in force. On an
+// error the snapshot in force stays.
+func (c *configSource) reload(ctx context.Context) (*snapshot, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, err := c.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.cur.Store(s)
+	return s, nil
+}
+
+// watches is the intake's filter: before any lotse.yaml was read, only the
+// GitOps project's deliveries are kept (one of them may change lotse.yaml).
+func (c *configSource) watches(project string) bool {
+	if s := c.cur.Load(); s != nil {
+		return s.watches(project)
+	}
+	return strings.EqualFold(project, c.gitopsProject)
+}
+
+// snapshotReader reads lotse.yaml and the key it names from the GitOps
+// project and makes a snapshot of them.
+type snapshotReader struct {
+	gl            writeback.GitLab // reads lotse.yaml and the key; the writer writes through it
+	gitopsProject string
+	bot           string
+	operators     []string
+	publicKey     string // lotsed's --public-key; wins over lotse.yaml's
+	keyDir        string // where key files are written
+}
+
+func (r *snapshotReader) read(ctx context.Context) (*snapshot, error) {
+	// lotsed merges promotion MRs itself, after it recorded them.
+	w, err := writeback.Open(ctx, r.gl, r.gitopsProject, writeback.Options{CallerMerges: true})
+	if err != nil {
+		return nil, err
+	}
+	keys, err := r.keys(ctx, w.Config())
+	if err != nil {
+		return nil, err
+	}
+	return newSnapshot(w.Config(), w, r.gitopsProject, r.bot, r.operators, keys), nil
+}
+
+// keys makes lotse.yaml's signing.publicKey usable by cosign: a URI as it
+// is, a path in the GitOps repository as a file of its own. Key files are
+// named after their content and never rewritten, so a verification still
+// running with an older snapshot reads the key it started with.
+func (r *snapshotReader) keys(ctx context.Context, cfg *gitops.Config) (gateKeys, error) {
+	ref := r.publicKey
+	if ref == "" {
+		ref = cfg.Signing.PublicKey
+	}
+	switch {
+	case ref == "":
+		return gateKeys{problem: "no public key configured (lotse.yaml signing.publicKey or LOTSE_PUBLIC_KEY)"}, nil
+	case r.publicKey != "" || strings.Contains(ref, "://"):
+		return gateKeys{publicKey: ref}, nil
+	}
+	f, err := r.gl.File(ctx, r.gitopsProject, ref, cfg.GitLab.DefaultBranch)
+	if errors.Is(err, gitlab.ErrNotFound) {
+		return gateKeys{problem: fmt.Sprintf("signing.publicKey %s is not in %s", ref, r.gitopsProject)}, nil
+	}
+	if err != nil {
+		return gateKeys{}, fmt.Errorf("read signing.publicKey %s: %w", ref, err)
+	}
+	sum := sha256.Sum256(f.Content)
+	p := filepath.Join(r.keyDir, "cosign-"+hex.EncodeToString(sum[:12])+".pub")
+	if _, err := os.Stat(p); err == nil {
+		return gateKeys{publicKey: p}, nil
+	}
+	if err := atomicfile.Write(p, f.Content); err != nil {
+		return gateKeys{}, fmt.Errorf("write signing.publicKey: %w", err)
+	}
+	return gateKeys{publicKey: p}, nil
+}
