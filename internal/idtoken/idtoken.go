@@ -63,7 +63,7 @@ const maxKeySetSize = 1 << 20
 // minRSABits is the smallest RSA modulus accepted from the key set.
 const minRSABits = 2048
 
-// Algorithms are the signature algorithms a Verifier accepts, each only with
+// algorithms are the signature algorithms a Verifier accepts, each only with
 // a key of its type (RSA for RS*, the matching curve for ES*). GitLab signs
 // with RS256.
 var algorithms = map[string]bool{"RS256": true, "RS384": true, "RS512": true, "ES256": true, "ES384": true}
@@ -92,10 +92,14 @@ type Config struct {
 	// FetchTimeout bounds one key-set fetch; default 10s.
 	FetchTimeout time.Duration
 	// MinRefetch is the least time between two key-set fetches, whatever
-	// tokens arrive (unknown kids, failures); default 1 minute.
+	// tokens arrive; default 1 minute. A token naming a kid that is not in a
+	// set fetched less than MinRefetch ago is refused (ErrUnknownKey)
+	// without a fetch, and after a failed fetch the failure is answered
+	// (ErrKeysUnavailable) for MinRefetch without a new one.
 	MinRefetch time.Duration
 	// KeysTTL is how long a fetched key set is used before it is fetched
 	// again, so keys GitLab withdrew stop being accepted; default 1 hour.
+	// When that fetch fails, no token is accepted until one succeeds.
 	KeysTTL time.Duration
 }
 
