@@ -29,6 +29,7 @@ func (s *Sim) adminRoutes() {
 	s.admin("GET "+proj+"/repo", adminCall(http.StatusOK, s.adminRepo))
 	s.admin("POST "+proj+"/members", adminCall(http.StatusNoContent, s.adminAddMember))
 	s.admin("POST "+proj+"/job_tokens", adminCall(http.StatusCreated, s.adminJobToken))
+	s.admin("POST "+proj+"/id_tokens", adminCall(http.StatusCreated, s.adminIDToken))
 	s.admin("POST "+proj+"/commits", adminCall(http.StatusCreated, s.adminCommit))
 	s.admin("POST "+proj+"/hooks", adminCall(http.StatusCreated, s.adminAddHook))
 	s.admin("POST "+proj+"/pipelines", adminCall(http.StatusCreated, s.adminCreatePipeline))

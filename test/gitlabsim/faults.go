@@ -23,6 +23,7 @@ const (
 	ClassStatuses      = "statuses"
 	ClassPipelines     = "pipelines"
 	ClassHooks         = "hooks"
+	ClassOIDC          = "oidc" // /oauth/discovery/keys and /.well-known/openid-configuration
 )
 
 // Fault makes matching REST requests fail.

@@ -61,6 +61,7 @@ func (s *Sim) routes() {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "404 Not Found"})
 	})
 
+	s.oidcRoutes()
 	s.adminRoutes()
 }
 

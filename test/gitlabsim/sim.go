@@ -3,8 +3,9 @@
 // It serves the subset of the GitLab REST API v4 that lotse uses (projects,
 // repository files, commits, branches, merge requests, approvals, notes,
 // commit statuses, project hooks) on top of real bare git repositories on
-// disk, sends GitLab-shaped webhooks, and can inject faults (429, 5xx,
-// failures after a write, duplicate or delayed webhook deliveries).
+// disk, sends GitLab-shaped webhooks, mints CI/CD ID tokens and serves their
+// keys, and can inject faults (429, 5xx, failures after a write, duplicate or
+// delayed webhook deliveries).
 //
 // Start it from a test with
 //
@@ -105,6 +106,7 @@ type Sim struct {
 	hooks      *hookDispatcher
 	requestsMu sync.Mutex
 	requests   []RequestRecord
+	idKeys     idKeys // CI/CD ID token signing keys
 }
 
 // New returns a simulator storing repositories under opts.Dir.
