@@ -664,5 +664,11 @@ func (s *Sim) deleteBranchLocked(ctx context.Context, p *project, u *user, name,
 // ("" for creation or deletion): the Push Hook and merge request refreshes.
 func (s *Sim) afterPushLocked(ctx context.Context, p *project, u *user, branch, before, after string) {
 	s.emitPush(ctx, p, u, branch, before, after)
-	s.refreshMRsLocked(ctx, p, u, branch, before, after)
+	s.refreshMRsLocked(ctx, p, p.ID, u, branch, after)
+	if up := p.forkedFrom; up != nil {
+		// MRs from this fork live in the upstream project (lock order: fork, then upstream).
+		up.mu.Lock()
+		s.refreshMRsLocked(ctx, up, p.ID, u, branch, after)
+		up.mu.Unlock()
+	}
 }

@@ -23,6 +23,9 @@ const (
 	ClassStatuses      = "statuses"
 	ClassPipelines     = "pipelines"
 	ClassHooks         = "hooks"
+	// ClassMembers covers members and protected branches (project settings reads).
+	ClassMembers     = "members"
+	ClassDeployments = "deployments" // deployments and environments
 )
 
 // Fault makes matching REST requests fail.

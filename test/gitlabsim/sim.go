@@ -251,10 +251,13 @@ type user struct {
 	Username string
 	Name     string
 	Email    string
-	Admin    bool
-	Bot      bool
-	Token    string
-	Created  time.Time
+	// PublicEmail is the profile's public email ("" when private), the only
+	// email that non-admins can search users by.
+	PublicEmail string
+	Admin       bool
+	Bot         bool
+	Token       string
+	Created     time.Time
 }
 
 type jobToken struct {
@@ -268,6 +271,9 @@ type UserSpec struct {
 	Username string `json:"username"`
 	Name     string `json:"name,omitempty"`
 	Email    string `json:"email,omitempty"`
+	// PublicEmail is shown on the profile and searchable by everyone; empty:
+	// the email stays private (GitLab's default).
+	PublicEmail string `json:"public_email,omitempty"`
 	// Admin users can read and write every project.
 	Admin bool `json:"admin,omitempty"`
 	// Bot marks a project access token user.
@@ -314,7 +320,7 @@ func (s *Sim) CreateUser(spec UserSpec) (User, error) {
 	if _, ok := s.tokens[spec.Token]; ok {
 		return User{}, fmt.Errorf("token of %q: %w", spec.Username, ErrExists)
 	}
-	u := &user{ID: id, Username: spec.Username, Name: spec.Name, Email: spec.Email, Admin: spec.Admin, Bot: spec.Bot, Token: spec.Token, Created: s.now()}
+	u := &user{ID: id, Username: spec.Username, Name: spec.Name, Email: spec.Email, PublicEmail: spec.PublicEmail, Admin: spec.Admin, Bot: spec.Bot, Token: spec.Token, Created: s.now()}
 	s.users[id] = u
 	s.byUsername[u.Username] = u
 	s.tokens[u.Token] = u
