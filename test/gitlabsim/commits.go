@@ -611,6 +611,12 @@ func (s *Sim) createBranch(c *call) {
 		c.badRequest("Branch name is invalid")
 		return
 	}
+	// Creating a branch a rule protects needs push or merge rights on it
+	// (Gitlab::Checks::BranchCheck: protected branch creation).
+	if p.protection(name) != nil && !p.canPush(c.user, name) && !p.canMerge(c.user, name) {
+		c.forbidden("You are not allowed to create protected branches on this project.")
+		return
+	}
 	if _, err := p.repo.branchHead(ctx, name); err == nil {
 		c.badRequest("Branch already exists")
 		return
