@@ -1,10 +1,13 @@
 // Package gitlabsim is an in-process GitLab simulator for tests and demos.
 //
-// It serves the subset of the GitLab REST API v4 that lotse uses (projects,
-// repository files, commits, branches, merge requests, approvals, notes,
-// commit statuses, project hooks) on top of real bare git repositories on
-// disk, sends GitLab-shaped webhooks, and can inject faults (429, 5xx,
-// failures after a write, duplicate or delayed webhook deliveries).
+// It serves the subset of the GitLab REST API v4 that lotse uses (users,
+// projects and forks, members, protected branches, repository files, commits,
+// branches, merge requests with their commits and diffs, approvals, notes,
+// commit statuses, project hooks, environments and deployments) on top of
+// real bare git repositories on disk, sends GitLab-shaped webhooks, and can
+// inject faults (429, 5xx, failures after a write, duplicate or delayed
+// webhook deliveries). It behaves like GitLab Free unless a test asks for a
+// Premium setting.
 //
 // Start it from a test with
 //
