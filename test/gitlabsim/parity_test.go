@@ -303,11 +303,12 @@ func TestMRCommitsAndDiffs(t *testing.T) {
 	if len(ds) != 1 || !ds[0].RenamedFile || ds[0].OldPath != "README.md" || ds[0].NewPath != "docs/README.md" {
 		t.Fatalf("rename %+v", ds)
 	}
-	// Job tokens may read them (as MR reads).
+	// Job tokens may not read them (only the MR list and the MR itself).
 	job, _ := e.sim.JobToken(e.project, "developer")
-	code, _, _ := e.do(t, "GET", "/api/v4/projects/1/merge_requests/1/commits?job_token="+job, "", nil)
-	if code != 200 {
-		t.Fatalf("job token commits: %d", code)
+	for _, p := range []string{"commits", "diffs"} {
+		if code, _, _ := e.do(t, "GET", "/api/v4/projects/1/merge_requests/1/"+p+"?job_token="+job, "", nil); code != 401 {
+			t.Fatalf("job token reads MR %s: %d", p, code)
+		}
 	}
 	// After the merge the MR keeps its commits.
 	e.sim.UpdateProject(e.project, nil, []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: 30, MergeAccessLevel: 30}}, nil)
@@ -506,6 +507,11 @@ func TestEnvironmentsAndDeployments(t *testing.T) {
 	mustStatus(t, err, 400)
 	if g, _, err := c.Deployments.GetProjectDeployment(e.project, d.ID); err != nil || g.Status != "success" {
 		t.Fatalf("get %+v %v", g, err)
+	}
+	// Job tokens may use the deployments and environments APIs.
+	job, _ := e.sim.JobToken(e.project, "developer")
+	if code, _, b := e.do(t, "GET", "/api/v4/projects/1/deployments?job_token="+job, "", nil); code != 200 || !strings.Contains(string(b), `"status":"failed"`) {
+		t.Fatalf("job token lists deployments: %d %s", code, b)
 	}
 	if ds, _ := e.sim.Deployments(e.project); len(ds) != 2 || ds[0].Environment != "shop/production" || ds[0].Username != "developer" {
 		t.Fatalf("Go API deployments %+v", ds)

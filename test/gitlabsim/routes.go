@@ -45,8 +45,8 @@ func (s *Sim) routes() {
 	s.handle("GET "+mr+"/approvals", ClassApprovals, false, inRepo(s.getApprovals))
 	s.handle("POST "+mr+"/approve", ClassApprovals, false, inRepo(s.approveMR))
 	s.handle("POST "+mr+"/unapprove", ClassApprovals, false, inRepo(s.unapproveMR))
-	s.handle("GET "+mr+"/commits", ClassMergeRequests, true, inRepo(s.listMRCommits))
-	s.handle("GET "+mr+"/diffs", ClassMergeRequests, true, inRepo(s.listMRDiffs))
+	s.handle("GET "+mr+"/commits", ClassMergeRequests, false, inRepo(s.listMRCommits))
+	s.handle("GET "+mr+"/diffs", ClassMergeRequests, false, inRepo(s.listMRDiffs))
 	s.handle("GET "+mr+"/notes", ClassNotes, true, inRepo(s.listNotes))
 	s.handle("POST "+mr+"/notes", ClassNotes, false, s.createNote)
 	s.handle("GET "+mr+"/notes/{note_id}", ClassNotes, true, inRepo(s.getNote))
@@ -67,15 +67,15 @@ func (s *Sim) routes() {
 	s.handle("GET "+proj+"/protected_branches", ClassMembers, false, inRepo(s.listProtectedBranches))
 	s.handle("GET "+proj+"/protected_branches/{name}", ClassMembers, false, inRepo(s.getProtectedBranch))
 
-	// Environments and deployments.
+	// Environments and deployments; job tokens may use all of them (api.md §7).
 	s.handle("GET "+proj+"/environments", ClassDeployments, true, inRepo(s.listEnvironments))
-	s.handle("POST "+proj+"/environments", ClassDeployments, false, inRepo(s.createEnvironment))
+	s.handle("POST "+proj+"/environments", ClassDeployments, true, inRepo(s.createEnvironment))
 	s.handle("GET "+proj+"/environments/{environment_id}", ClassDeployments, true, inRepo(s.getEnvironment))
-	s.handle("PUT "+proj+"/environments/{environment_id}", ClassDeployments, false, inRepo(s.updateEnvironment))
-	s.handle("GET "+proj+"/deployments", ClassDeployments, false, inRepo(s.listDeployments))
-	s.handle("POST "+proj+"/deployments", ClassDeployments, false, inRepo(s.createDeployment))
-	s.handle("GET "+proj+"/deployments/{deployment_id}", ClassDeployments, false, inRepo(s.getDeployment))
-	s.handle("PUT "+proj+"/deployments/{deployment_id}", ClassDeployments, false, inRepo(s.updateDeployment))
+	s.handle("PUT "+proj+"/environments/{environment_id}", ClassDeployments, true, inRepo(s.updateEnvironment))
+	s.handle("GET "+proj+"/deployments", ClassDeployments, true, inRepo(s.listDeployments))
+	s.handle("POST "+proj+"/deployments", ClassDeployments, true, inRepo(s.createDeployment))
+	s.handle("GET "+proj+"/deployments/{deployment_id}", ClassDeployments, true, inRepo(s.getDeployment))
+	s.handle("PUT "+proj+"/deployments/{deployment_id}", ClassDeployments, true, inRepo(s.updateDeployment))
 
 	s.mux.HandleFunc(api+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "404 Not Found"})
