@@ -120,7 +120,9 @@ func (c *Client) CreateMR(ctx context.Context, project string, req CreateMRReque
 	return MR{}, last
 }
 
-// FindOpenMR returns the open MR whose source branch is sourceBranch, or ErrNotFound.
+// FindOpenMR returns the open MR from the project's own branch sourceBranch,
+// or ErrNotFound. MRs from forks are never returned, whatever their source
+// branch is called: anyone who can fork may name a branch like lotsed's.
 func (c *Client) FindOpenMR(ctx context.Context, project, sourceBranch string) (MR, error) {
 	var ms []*gl.BasicMergeRequest
 	err := c.do(ctx, "find open merge request", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
@@ -133,10 +135,12 @@ func (c *Client) FindOpenMR(ctx context.Context, project, sourceBranch string) (
 	if err != nil {
 		return MR{}, err
 	}
-	if len(ms) == 0 {
-		return MR{}, &APIError{Op: "find open merge request", Kind: ErrNotFound, Message: "no open merge request from " + sourceBranch}
+	for _, m := range ms {
+		if mr := fromBasicMR(m); mr.SourceBranch == sourceBranch && !mr.FromFork() {
+			return mr, nil
+		}
 	}
-	return fromBasicMR(ms[0]), nil
+	return MR{}, &APIError{Op: "find open merge request", Kind: ErrNotFound, Message: "no open merge request from " + sourceBranch}
 }
 
 // GetMR reads one merge request.
@@ -276,7 +280,8 @@ func (c *Client) Approvals(ctx context.Context, project string, iid int64) ([]Us
 const reconcileWindow = 5 * time.Minute
 
 // MRsForCommit lists the merge requests that contain the commit sha: how
-// lotsed finds the app's MR whose change it promotes.
+// lotsed finds the app's MR whose change it promotes. MRs from forks are
+// included (check MR.FromFork): a fork's branch can contain any commit.
 func (c *Client) MRsForCommit(ctx context.Context, project, sha string) ([]MR, error) {
 	var ms []*gl.BasicMergeRequest
 	err := c.do(ctx, "list merge requests of a commit", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {

@@ -132,15 +132,39 @@ func TestForkMRIsRecognisable(t *testing.T) {
 		t.Fatal(err)
 	}
 	bot := f.client(t, "bot")
-	mr, err := bot.FindOpenMR(ctx(t), project, "lotse/dev")
-	if err != nil || mr.IID != int64(iid) || !mr.FromFork() || mr.SourceProjectID != int64(fork.ID) {
-		t.Fatalf("fork MR %+v %v", mr, err)
-	}
-	one, _ := bot.GetMR(ctx(t), project, mr.IID)
-	if !one.FromFork() || one.TargetProjectID != one.ProjectID {
+	one, _ := bot.GetMR(ctx(t), project, iid64(iid))
+	if !one.FromFork() || one.TargetProjectID != one.ProjectID || one.SourceProjectID != int64(fork.ID) {
 		t.Fatalf("fork MR read %+v", one)
 	}
+	// The fork's MR, named like lotsed's branch, is never taken for lotsed's own.
+	if mr, err := bot.FindOpenMR(ctx(t), project, "lotse/dev"); !errors.Is(err, gitlab.ErrNotFound) {
+		t.Fatalf("FindOpenMR returned the fork's MR: %+v %v", mr, err)
+	}
+	own := openMR(t, f, "lotse/dev")
+	// A newer fork MR from a lotse/dev branch (listed first) does not hide it either.
+	fork2, err := f.sim.ForkProject(project, gitlabsim.ForkSpec{Path: "maintainer/deploy", Username: "maintainer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.sim.Commit(fork2.PathWithNamespace, "maintainer", gitlabsim.CommitSpec{Branch: "lotse/dev", Message: "more", Files: map[string]string{"x": "y"}}); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := f.sim.CreateMergeRequest(fork2.PathWithNamespace, "maintainer", gitlabsim.MergeRequestSpec{SourceBranch: "lotse/dev", TargetBranch: "main", Title: "Promote", TargetProject: project})
+	if err != nil || int64(newer) <= own.IID {
+		t.Fatalf("newer fork MR %d %v", newer, err)
+	}
+	found, err := bot.FindOpenMR(ctx(t), project, "lotse/dev")
+	if err != nil || found.IID != own.IID || found.FromFork() {
+		t.Fatalf("FindOpenMR with a fork MR around: %+v %v", found, err)
+	}
+	// MRsForCommit names fork MRs as such.
+	mrs, err := bot.MRsForCommit(ctx(t), project, one.SHA)
+	if err != nil || len(mrs) != 1 || !mrs[0].FromFork() {
+		t.Fatalf("MRs for the fork's commit %+v %v", mrs, err)
+	}
 }
+
+func iid64(n int) int64 { return int64(n) }
 
 func TestProtectedBranchesMembersAndHooks(t *testing.T) {
 	f := setup(t, func(p *gitlabsim.ProjectSpec) {

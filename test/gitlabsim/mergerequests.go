@@ -445,7 +445,8 @@ func (s *Sim) createMRLocked(ctx context.Context, src *project, u *user, spec Me
 		return fail(errMsg(http.StatusUnprocessableEntity, []string{fmt.Sprintf("Target branch \"%s\" does not exist", tgt)}))
 	}
 	for _, other := range p.mrs {
-		if other.State == "opened" && other.SourceBranch == srcBranch && other.SourceProjectID == src.ID {
+		// MergeRequest#validate_branches: same source project, source and target branch.
+		if other.State == "opened" && other.SourceBranch == srcBranch && other.SourceProjectID == src.ID && other.TargetBranch == tgt {
 			return fail(errMsg(http.StatusConflict, []string{fmt.Sprintf("Another open merge request already exists for this source branch: !%d", other.IID)}))
 		}
 	}
@@ -677,7 +678,7 @@ func (s *Sim) updateMR(c *call, p *project) {
 	case "reopen":
 		if mr.State == "closed" {
 			for _, other := range p.mrs {
-				if other != mr && other.State == "opened" && other.SourceBranch == mr.SourceBranch && other.SourceProjectID == mr.SourceProjectID {
+				if other != mr && other.State == "opened" && other.SourceBranch == mr.SourceBranch && other.SourceProjectID == mr.SourceProjectID && other.TargetBranch == mr.TargetBranch {
 					c.message(http.StatusConflict, []string{fmt.Sprintf("Another open merge request already exists for this source branch: !%d", other.IID)})
 					return
 				}

@@ -582,3 +582,21 @@ func TestEnvironmentSlugAndTier(t *testing.T) {
 		}
 	}
 }
+
+// GitLab refuses a second open MR only for the same source project, source
+// branch and target branch.
+func TestDuplicateMRNeedsSameTarget(t *testing.T) {
+	e := newEnv(t)
+	openMR(t, e, "f")
+	e.branch(t, "release")
+	c := e.client(t, "developer")
+	mr, _, err := c.MergeRequests.CreateMergeRequest(e.project, &gl.CreateMergeRequestOptions{SourceBranch: gl.Ptr("f"), TargetBranch: gl.Ptr("release"), Title: gl.Ptr("to release")})
+	if err != nil || mr.IID != 2 {
+		t.Fatalf("same source, other target: %+v %v", mr, err)
+	}
+	_, _, err = c.MergeRequests.CreateMergeRequest(e.project, &gl.CreateMergeRequestOptions{SourceBranch: gl.Ptr("f"), TargetBranch: gl.Ptr("release"), Title: gl.Ptr("again")})
+	mustStatus(t, err, 409)
+	if errBody(err) != `{"message":["Another open merge request already exists for this source branch: !2"]}` {
+		t.Fatalf("body %s", errBody(err))
+	}
+}
