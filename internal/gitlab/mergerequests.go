@@ -276,6 +276,15 @@ func (c *Client) Approvals(ctx context.Context, project string, iid int64) ([]Us
 	return out, nil
 }
 
+// ResetApprovals drops every approval of the MR (GitLab Free, where pushes
+// do not reset approvals). GitLab allows it to bot users only: project or
+// group access tokens; other tokens get ErrUnauthorized.
+func (c *Client) ResetApprovals(ctx context.Context, project string, iid int64) error {
+	return c.do(ctx, "reset approvals", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		return c.api.MergeRequestApprovals.ResetApprovalsOfMergeRequest(project, iid, o...)
+	})
+}
+
 // reconcileWindow is how far back re-reads look for a write whose outcome was unknown.
 const reconcileWindow = 5 * time.Minute
 

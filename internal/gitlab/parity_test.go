@@ -339,3 +339,33 @@ func TestDeploymentWritesWithLostAnswers(t *testing.T) {
 		t.Fatalf("update after failure %+v %v", got, err)
 	}
 }
+
+func TestResetApprovals(t *testing.T) {
+	f := setup(t, func(p *gitlabsim.ProjectSpec) { p.Settings = &gitlabsim.ProjectSettings{ApprovalsRequired: 1} })
+	tok, err := f.sim.CreateUser(gitlabsim.UserSpec{Username: "project_1_bot_x", Bot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sim.AddMember(project, "project_1_bot_x", gitlabsim.RoleDeveloper)
+	f.tokens["tokenbot"] = tok.Token
+	mr := openMR(t, f, "lotse/dev")
+	f.sim.Approve(project, int(mr.IID), "maintainer")
+	// A push on Free keeps the approval; lotsed drops it itself.
+	f.sim.Commit(project, "maintainer", gitlabsim.CommitSpec{Branch: "lotse/dev", Message: "sneak", Files: map[string]string{"x": "y"}})
+	if a, _ := f.client(t, "bot").Approvals(ctx(t), project, mr.IID); len(a) != 1 {
+		t.Fatalf("approvals after push %+v", a)
+	}
+	if err := f.client(t, "bot").ResetApprovals(ctx(t), project, mr.IID); !errors.Is(err, gitlab.ErrUnauthorized) {
+		t.Fatalf("personal token resets approvals: %v", err)
+	}
+	if err := f.client(t, "tokenbot").ResetApprovals(ctx(t), project, mr.IID); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := f.client(t, "bot").Approvals(ctx(t), project, mr.IID); len(a) != 0 {
+		t.Fatalf("approvals after reset %+v", a)
+	}
+	f.client(t, "bot").GetMR(ctx(t), project, mr.IID) // the push restarted GitLab's mergeability check
+	if got, _ := f.client(t, "bot").GetMR(ctx(t), project, mr.IID); got.DetailedMergeStatus != "not_approved" {
+		t.Fatalf("status after reset %s", got.DetailedMergeStatus)
+	}
+}

@@ -600,3 +600,35 @@ func TestDuplicateMRNeedsSameTarget(t *testing.T) {
 		t.Fatalf("body %s", errBody(err))
 	}
 }
+
+// On Free, a bot (project access token) resets approvals itself; nobody else may.
+func TestResetApprovals(t *testing.T) {
+	e := newEnv(t)
+	bot, err := e.sim.CreateUser(gitlabsim.UserSpec{Username: "project_1_bot", Bot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.users["bot"] = bot
+	openMR(t, e, "f")
+	e.sim.Approve(e.project, 1, "maintainer")
+	for _, who := range []string{"maintainer", "developer", "bot"} { // bot is no member yet
+		if code, _, b := e.do(t, "PUT", "/api/v4/projects/1/merge_requests/1/reset_approvals", e.users[who].Token, nil); code != 401 && code != 404 {
+			t.Fatalf("%s reset approvals: %d %s", who, code, b)
+		}
+	}
+	if mr, _ := e.sim.MergeRequest(e.project, 1); len(mr.ApprovedBy) != 1 {
+		t.Fatalf("approvals were reset by a refused call: %+v", mr)
+	}
+	e.sim.AddMember(e.project, "project_1_bot", gitlabsim.RoleReporter)
+	if code, _, _ := e.do(t, "PUT", "/api/v4/projects/1/merge_requests/1/reset_approvals", bot.Token, nil); code != 401 {
+		t.Fatalf("reporter bot: %d", code)
+	}
+	e.sim.AddMember(e.project, "project_1_bot", gitlabsim.RoleDeveloper)
+	code, _, b := e.do(t, "PUT", "/api/v4/projects/1/merge_requests/1/reset_approvals", bot.Token, nil)
+	if code != 202 || len(b) != 0 {
+		t.Fatalf("bot reset: %d %q", code, b)
+	}
+	if mr, _ := e.sim.MergeRequest(e.project, 1); len(mr.ApprovedBy) != 0 {
+		t.Fatalf("approvals left: %+v", mr)
+	}
+}

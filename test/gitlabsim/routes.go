@@ -45,6 +45,7 @@ func (s *Sim) routes() {
 	s.handle("GET "+mr+"/approvals", ClassApprovals, false, inRepo(s.getApprovals))
 	s.handle("POST "+mr+"/approve", ClassApprovals, false, inRepo(s.approveMR))
 	s.handle("POST "+mr+"/unapprove", ClassApprovals, false, inRepo(s.unapproveMR))
+	s.handle("PUT "+mr+"/reset_approvals", ClassApprovals, false, inRepo(s.resetApprovals))
 	s.handle("GET "+mr+"/commits", ClassMergeRequests, false, inRepo(s.listMRCommits))
 	s.handle("GET "+mr+"/diffs", ClassMergeRequests, false, inRepo(s.listMRDiffs))
 	s.handle("GET "+mr+"/notes", ClassNotes, true, inRepo(s.listNotes))

@@ -1,6 +1,7 @@
 package gitlabsim
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -14,7 +15,7 @@ import (
 // memberships (GitLab lets users rename themselves; ids never change).
 func (s *Sim) RenameUser(id int, username string) error {
 	if username == "" {
-		return fmt.Errorf("gitlabsim: username is required")
+		return errors.New("gitlabsim: username is required")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -40,7 +41,7 @@ func (s *Sim) RenameUser(id int, username string) error {
 	return nil
 }
 
-// usersByUsername finds a user by username, ignoring case as GitLab does.
+// userByUsernameFold finds a user by username, ignoring case as GitLab does.
 func (s *Sim) userByUsernameFold(name string) *user {
 	s.mu.Lock()
 	defer s.mu.Unlock()
