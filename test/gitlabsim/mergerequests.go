@@ -721,15 +721,19 @@ func (s *Sim) refreshMRsLocked(ctx context.Context, p *project, srcID int, u *us
 			if oldrev == mr.SHA {
 				continue
 			}
-			n := 0
-			if cs, err := p.repo.log(ctx, logQuery{Ref: mr.SHA, Exclude: oldrev}); err == nil {
-				n = len(cs)
-			}
+			// GitLab's system note: "added N commits", one "<short sha> - <title>"
+			// per new commit, and a link to compare with the previous version.
+			cs, _ := p.repo.log(ctx, logQuery{Ref: mr.SHA, Exclude: oldrev})
 			plural := "commit"
-			if n != 1 {
+			if len(cs) != 1 {
 				plural = "commits"
 			}
-			s.addSystemNote(p, mr, u, fmt.Sprintf("added %d %s\n\n<ul><li>%s</li></ul>", n, plural, mr.SHA[:8]))
+			var items strings.Builder
+			for i := len(cs) - 1; i >= 0; i-- {
+				fmt.Fprintf(&items, "<li>%s - %s</li>", cs[i].SHA[:8], cs[i].Title())
+			}
+			compare := s.BaseURL() + "/" + p.FullPath + "/-/merge_requests/" + strconv.Itoa(mr.IID) + "/diffs?start_sha=" + oldrev
+			s.addSystemNote(p, mr, u, fmt.Sprintf("added %d %s\n\n<ul>%s</ul>\n\n[Compare with previous version](%s)", len(cs), plural, items.String(), compare))
 			if p.settings.ResetApprovalsOnPush && len(mr.approvals) > 0 {
 				mr.approvals = nil
 			}

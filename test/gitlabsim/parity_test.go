@@ -33,8 +33,16 @@ func TestFreeKeepsApprovalsOnPush(t *testing.T) {
 	if err != nil || len(a.ApprovedBy) != 1 || !a.Approved {
 		t.Fatalf("approvals after push on Free: %+v %v", a, err)
 	}
-	if after := getMR(t, e, "developer", 1).SHA; after == before {
+	after := getMR(t, e, "developer", 1).SHA
+	if after == before {
 		t.Fatal("push did not move the MR head")
+	}
+	// The notes tell which approval came before which push: GitLab's system notes.
+	snap, _ := e.sim.MergeRequest(e.project, 1)
+	last := snap.Notes[len(snap.Notes)-1]
+	if snap.Notes[len(snap.Notes)-2] != "approved this merge request" ||
+		!strings.HasPrefix(last, "added 1 commit\n\n<ul><li>"+after[:8]+" - update f</li></ul>\n\n[Compare with previous version](") {
+		t.Fatalf("system notes %q", snap.Notes)
 	}
 
 	// The default project settings are Free's too.
