@@ -1,6 +1,8 @@
-// Package gitlab is lotse's narrow GitLab client: repository files, commits,
-// merge requests, approvals, notes and commit statuses, over
-// gitlab.com/gitlab-org/api/client-go.
+// Package gitlab is lotse's narrow GitLab client: users, repository files,
+// commits, merge requests (with their commits and diffs), approvals, notes,
+// commit statuses, protected branches, members, hooks, environments and
+// deployments, over gitlab.com/gitlab-org/api/client-go. People are
+// identified by numeric user id; usernames can change.
 //
 // client-go's own retries are switched off. The client retries by itself:
 // 429 answers (honouring Retry-After / RateLimit-Reset) for every request,

@@ -11,15 +11,20 @@ import (
 
 // MR is a merge request.
 type MR struct {
-	ID           int64
-	IID          int64
-	Title        string
-	Description  string
-	State        string // opened, closed, merged, locked
-	SourceBranch string
-	TargetBranch string
-	Labels       []string
-	Author       User
+	ID  int64
+	IID int64
+	// ProjectID is the project the MR lives in (its target project).
+	ProjectID int64
+	// SourceProjectID differs from TargetProjectID for an MR from a fork.
+	SourceProjectID int64
+	TargetProjectID int64
+	Title           string
+	Description     string
+	State           string // opened, closed, merged, locked
+	SourceBranch    string
+	TargetBranch    string
+	Labels          []string
+	Author          User
 	// SHA is the head of the source branch.
 	SHA            string
 	MergeCommitSHA string
@@ -32,6 +37,19 @@ type MR struct {
 	WebURL       string
 	// HeadPipelineStatus is the status of the head pipeline, "" when none (single-MR reads only).
 	HeadPipelineStatus string
+	// DiffRefs are the commits the MR's diff is computed between (single-MR reads only).
+	DiffRefs DiffRefs
+}
+
+// FromFork reports whether the MR's source branch lives in another project.
+func (m MR) FromFork() bool { return m.SourceProjectID != m.TargetProjectID }
+
+// DiffRefs are the commits of an MR's current diff: BaseSHA is the merge
+// base, StartSHA the target head when it was computed, HeadSHA the source head.
+type DiffRefs struct {
+	BaseSHA  string
+	StartSHA string
+	HeadSHA  string
 }
 
 func toMR(m *gl.MergeRequest) MR {
@@ -39,11 +57,12 @@ func toMR(m *gl.MergeRequest) MR {
 	if m.HeadPipeline != nil {
 		out.HeadPipelineStatus = m.HeadPipeline.Status
 	}
+	out.DiffRefs = DiffRefs{BaseSHA: m.DiffRefs.BaseSha, StartSHA: m.DiffRefs.StartSha, HeadSHA: m.DiffRefs.HeadSha}
 	return out
 }
 
 func fromBasicMR(m *gl.BasicMergeRequest) MR {
-	return MR{ID: m.ID, IID: m.IID, Title: m.Title, Description: m.Description, State: m.State,
+	return MR{ID: m.ID, IID: m.IID, ProjectID: m.ProjectID, SourceProjectID: m.SourceProjectID, TargetProjectID: m.TargetProjectID, Title: m.Title, Description: m.Description, State: m.State,
 		SourceBranch: m.SourceBranch, TargetBranch: m.TargetBranch, Labels: []string(m.Labels), Author: basicUser(m.Author),
 		SHA: m.SHA, MergeCommitSHA: m.MergeCommitSHA, DetailedMergeStatus: m.DetailedMergeStatus,
 		AutoMerge: m.MergeWhenPipelineSucceeds, HasConflicts: m.HasConflicts, Draft: m.Draft, WebURL: m.WebURL}
@@ -101,7 +120,9 @@ func (c *Client) CreateMR(ctx context.Context, project string, req CreateMRReque
 	return MR{}, last
 }
 
-// FindOpenMR returns the open MR whose source branch is sourceBranch, or ErrNotFound.
+// FindOpenMR returns the open MR from the project's own branch sourceBranch,
+// or ErrNotFound. MRs from forks are never returned, whatever their source
+// branch is called: anyone who can fork may name a branch like lotsed's.
 func (c *Client) FindOpenMR(ctx context.Context, project, sourceBranch string) (MR, error) {
 	var ms []*gl.BasicMergeRequest
 	err := c.do(ctx, "find open merge request", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
@@ -114,10 +135,12 @@ func (c *Client) FindOpenMR(ctx context.Context, project, sourceBranch string) (
 	if err != nil {
 		return MR{}, err
 	}
-	if len(ms) == 0 {
-		return MR{}, &APIError{Op: "find open merge request", Kind: ErrNotFound, Message: "no open merge request from " + sourceBranch}
+	for _, m := range ms {
+		if mr := fromBasicMR(m); mr.SourceBranch == sourceBranch && !mr.FromFork() {
+			return mr, nil
+		}
 	}
-	return fromBasicMR(ms[0]), nil
+	return MR{}, &APIError{Op: "find open merge request", Kind: ErrNotFound, Message: "no open merge request from " + sourceBranch}
 }
 
 // GetMR reads one merge request.
@@ -229,7 +252,10 @@ func (c *Client) MergeMR(ctx context.Context, project string, iid int64, opts Me
 	return MR{}, last
 }
 
-// Approvals returns the users who approved the MR.
+// Approvals returns the users who approved the MR, with their ids. GitLab
+// does not say which commit an approval was given on: callers match approvals
+// against the MR's system notes ("approved this merge request" after the
+// last "added N commits") or the approval webhooks' last_commit.
 func (c *Client) Approvals(ctx context.Context, project string, iid int64) ([]User, error) {
 	var a *gl.MergeRequestApprovals
 	err := c.do(ctx, "get approvals", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
@@ -250,11 +276,21 @@ func (c *Client) Approvals(ctx context.Context, project string, iid int64) ([]Us
 	return out, nil
 }
 
+// ResetApprovals drops every approval of the MR (GitLab Free, where pushes
+// do not reset approvals). GitLab allows it to bot users only: project or
+// group access tokens; other tokens get ErrUnauthorized.
+func (c *Client) ResetApprovals(ctx context.Context, project string, iid int64) error {
+	return c.do(ctx, "reset approvals", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		return c.api.MergeRequestApprovals.ResetApprovalsOfMergeRequest(project, iid, o...)
+	})
+}
+
 // reconcileWindow is how far back re-reads look for a write whose outcome was unknown.
 const reconcileWindow = 5 * time.Minute
 
 // MRsForCommit lists the merge requests that contain the commit sha: how
-// lotsed finds the app's MR whose change it promotes.
+// lotsed finds the app's MR whose change it promotes. MRs from forks are
+// included (check MR.FromFork): a fork's branch can contain any commit.
 func (c *Client) MRsForCommit(ctx context.Context, project, sha string) ([]MR, error) {
 	var ms []*gl.BasicMergeRequest
 	err := c.do(ctx, "list merge requests of a commit", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
@@ -269,6 +305,68 @@ func (c *Client) MRsForCommit(ctx context.Context, project, sha string) ([]MR, e
 	out := make([]MR, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, fromBasicMR(m))
+	}
+	return out, nil
+}
+
+// MRCommits lists the commits of an MR (not on its target), newest first.
+// Authors and committers are names and emails as written in git: GitLab
+// ties no user id to them.
+func (c *Client) MRCommits(ctx context.Context, project string, iid int64) ([]Commit, error) {
+	return listAll(ctx, c, "list merge request commits", func(page int64, o ...gl.RequestOptionFunc) ([]Commit, *gl.Response, error) {
+		cs, resp, err := c.api.MergeRequests.GetMergeRequestCommits(project, iid, &gl.GetMergeRequestCommitsOptions{ListOptions: gl.ListOptions{Page: page, PerPage: 100}}, o...)
+		out := make([]Commit, 0, len(cs))
+		for _, cm := range cs {
+			out = append(out, toCommit(cm))
+		}
+		return out, resp, err
+	})
+}
+
+// Diff is one file of an MR's diff.
+type Diff struct {
+	OldPath, NewPath string
+	// AMode and BMode are the git file modes before and after ("0" when absent).
+	AMode, BMode string
+	// Diff is the unified diff from the first hunk header ("" for binary files).
+	Diff                              string
+	NewFile, RenamedFile, DeletedFile bool
+}
+
+// MRDiffs lists the file diffs of an MR between its merge base and source
+// head (GET .../diffs, the successor of the deprecated .../changes).
+func (c *Client) MRDiffs(ctx context.Context, project string, iid int64) ([]Diff, error) {
+	return listAll(ctx, c, "list merge request diffs", func(page int64, o ...gl.RequestOptionFunc) ([]Diff, *gl.Response, error) {
+		ds, resp, err := c.api.MergeRequests.ListMergeRequestDiffs(project, iid, &gl.ListMergeRequestDiffsOptions{ListOptions: gl.ListOptions{Page: page, PerPage: 100}}, o...)
+		out := make([]Diff, 0, len(ds))
+		for _, d := range ds {
+			out = append(out, Diff{OldPath: d.OldPath, NewPath: d.NewPath, AMode: d.AMode, BMode: d.BMode, Diff: d.Diff,
+				NewFile: d.NewFile, RenamedFile: d.RenamedFile, DeletedFile: d.DeletedFile})
+		}
+		return out, resp, err
+	})
+}
+
+// listAll reads every page of a list (pages of 100) with the read retry policy.
+func listAll[T any](ctx context.Context, c *Client, op string, page func(page int64, o ...gl.RequestOptionFunc) ([]T, *gl.Response, error)) ([]T, error) {
+	out := []T{}
+	for p := int64(1); p > 0; {
+		var items []T
+		var next int64
+		err := c.do(ctx, op, idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+			var resp *gl.Response
+			var err error
+			items, resp, err = page(p, o...)
+			if resp != nil {
+				next = resp.NextPage
+			}
+			return resp, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+		p = next
 	}
 	return out, nil
 }

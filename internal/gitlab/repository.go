@@ -79,20 +79,22 @@ type CommitRequest struct {
 
 // Commit is a git commit as GitLab reports it.
 type Commit struct {
-	SHA         string
-	Title       string
-	Message     string
-	ParentIDs   []string
-	AuthorName  string
-	AuthorEmail string
-	AuthoredAt  time.Time
-	CommittedAt time.Time
-	WebURL      string
+	SHA            string
+	Title          string
+	Message        string
+	ParentIDs      []string
+	AuthorName     string
+	AuthorEmail    string
+	CommitterName  string
+	CommitterEmail string
+	AuthoredAt     time.Time
+	CommittedAt    time.Time
+	WebURL         string
 }
 
 func toCommit(c *gl.Commit) Commit {
 	out := Commit{SHA: c.ID, Title: c.Title, Message: c.Message, ParentIDs: c.ParentIDs,
-		AuthorName: c.AuthorName, AuthorEmail: c.AuthorEmail, WebURL: c.WebURL}
+		AuthorName: c.AuthorName, AuthorEmail: c.AuthorEmail, CommitterName: c.CommitterName, CommitterEmail: c.CommitterEmail, WebURL: c.WebURL}
 	if c.AuthoredDate != nil {
 		out.AuthoredAt = *c.AuthoredDate
 	}

@@ -24,6 +24,10 @@ func (s *Sim) adminRoutes() {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "version": s.version})
 	})
 	s.admin("POST "+a+"/users", adminCall(http.StatusCreated, s.adminCreateUser))
+	s.admin("PUT "+a+"/users/{uid}", adminCall(http.StatusNoContent, s.adminRenameUser))
+	s.admin("POST "+proj+"/fork", adminCall(http.StatusCreated, s.adminFork))
+	s.admin("POST "+proj+"/merge_requests", adminCall(http.StatusCreated, s.adminCreateMR))
+	s.admin("POST "+proj+"/deployments", adminCall(http.StatusCreated, s.adminCreateDeployment))
 	s.admin("POST "+a+"/projects", adminCall(http.StatusCreated, s.adminCreateProject))
 	s.admin("PUT "+proj, adminCall(http.StatusNoContent, s.adminUpdateProject))
 	s.admin("GET "+proj+"/repo", adminCall(http.StatusOK, s.adminRepo))
@@ -147,6 +151,29 @@ type asUser struct {
 
 func (s *Sim) adminCreateUser(_ *http.Request, spec UserSpec) (any, error) {
 	return s.CreateUser(spec)
+}
+
+func (s *Sim) adminRenameUser(r *http.Request, req asUser) (any, error) {
+	return nil, s.RenameUser(pathInt(r, "uid"), req.Username)
+}
+
+func (s *Sim) adminFork(r *http.Request, spec ForkSpec) (any, error) {
+	return s.ForkProject(r.PathValue("id"), spec)
+}
+
+type mrAsUser struct {
+	Username string `json:"username"`
+	MergeRequestSpec
+}
+
+func (s *Sim) adminCreateMR(r *http.Request, req mrAsUser) (any, error) {
+	iid, err := s.CreateMergeRequest(r.PathValue("id"), req.Username, req.MergeRequestSpec)
+	return map[string]any{"iid": iid}, err
+}
+
+func (s *Sim) adminCreateDeployment(r *http.Request, spec DeploymentSpec) (any, error) {
+	id, err := s.CreateDeployment(r.PathValue("id"), spec)
+	return map[string]any{"id": id}, err
 }
 
 func (s *Sim) adminCreateProject(_ *http.Request, spec ProjectSpec) (any, error) {

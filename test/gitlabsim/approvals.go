@@ -163,3 +163,19 @@ func (s *Sim) Unapprove(projectRef string, iid int, username string) error {
 	}
 	return nil
 }
+
+// resetApprovals serves PUT /projects/:id/merge_requests/:iid/reset_approvals
+// (GitLab Free): only bot users (project or group access tokens) with the
+// right to update the MR may, else 401; 202 with no body. No hook, no note.
+func (s *Sim) resetApprovals(c *call, p *project) {
+	mr := c.mrParam(p)
+	if mr == nil {
+		return
+	}
+	if !c.user.Bot || p.role(c.user) < RoleDeveloper {
+		c.unauthorized()
+		return
+	}
+	mr.approvals = nil
+	c.w.WriteHeader(http.StatusAccepted)
+}

@@ -611,6 +611,12 @@ func (s *Sim) createBranch(c *call) {
 		c.badRequest("Branch name is invalid")
 		return
 	}
+	// Creating a branch a rule protects needs push or merge rights on it
+	// (Gitlab::Checks::BranchCheck: protected branch creation).
+	if p.protection(name) != nil && !p.canPush(c.user, name) && !p.canMerge(c.user, name) {
+		c.forbidden("You are not allowed to create protected branches on this project.")
+		return
+	}
 	if _, err := p.repo.branchHead(ctx, name); err == nil {
 		c.badRequest("Branch already exists")
 		return
@@ -664,5 +670,11 @@ func (s *Sim) deleteBranchLocked(ctx context.Context, p *project, u *user, name,
 // ("" for creation or deletion): the Push Hook and merge request refreshes.
 func (s *Sim) afterPushLocked(ctx context.Context, p *project, u *user, branch, before, after string) {
 	s.emitPush(ctx, p, u, branch, before, after)
-	s.refreshMRsLocked(ctx, p, u, branch, before, after)
+	s.refreshMRsLocked(ctx, p, p.ID, u, branch, after)
+	if up := p.forkedFrom; up != nil {
+		// MRs from this fork live in the upstream project (lock order: fork, then upstream).
+		up.mu.Lock()
+		s.refreshMRsLocked(ctx, up, p.ID, u, branch, after)
+		up.mu.Unlock()
+	}
 }

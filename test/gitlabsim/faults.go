@@ -24,6 +24,9 @@ const (
 	ClassPipelines     = "pipelines"
 	ClassHooks         = "hooks"
 	ClassOIDC          = "oidc" // /oauth/discovery/keys and /.well-known/openid-configuration
+	// ClassMembers covers members and protected branches (project settings reads).
+	ClassMembers     = "members"
+	ClassDeployments = "deployments" // deployments and environments
 )
 
 // Fault makes matching REST requests fail.

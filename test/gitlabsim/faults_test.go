@@ -111,6 +111,17 @@ func TestAdminAPI(t *testing.T) {
 		{"GET", "/-/sim/projects/1/repo", "adm", "", 200, `"path":`},
 		{"GET", "/-/sim/requests", "adm", "", 200, `"class":"files"`},
 		{"GET", "/-/sim/events?wait=true&timeout=2s", "adm", "", 200, "[]"},
+		{"PUT", "/-/sim/users/1", "adm", `{"username":"robot"}`, 204, ""},
+		{"GET", "/api/v4/users?username=robot", "glpat-bot", "", 200, `"id":1,"username":"robot"`},
+		{"PUT", "/-/sim/users/99", "adm", `{"username":"x"}`, 404, ""},
+		{"POST", "/-/sim/users", "adm", `{"username":"mallory","token":"glpat-m"}`, 201, ""},
+		{"POST", "/-/sim/projects/1/members", "adm", `{"username":"mallory","role":20}`, 204, ""},
+		{"POST", "/-/sim/projects/1/fork", "adm", `{"username":"mallory","path":"mallory/p"}`, 201, `"path_with_namespace":"mallory/p"`},
+		{"POST", "/-/sim/projects/mallory%2Fp/commits", "adm", `{"username":"mallory","branch":"lotse/x","start_branch":"main","commit_message":"m","files":{"a.yaml":"a: 3\n"}}`, 201, ""},
+		{"POST", "/-/sim/projects/mallory%2Fp/merge_requests", "adm", `{"username":"mallory","source_branch":"lotse/x","target_branch":"main","title":"t","target_project":"g/p"}`, 201, `"iid":1`},
+		{"GET", "/-/sim/projects/1/merge_requests/1", "adm", "", 200, `"SourceProjectID":2`},
+		{"POST", "/-/sim/projects/1/deployments", "adm", `{"username":"robot","environment":"production","sha":"main","ref":"main","status":"success"}`, 201, `"id":1`},
+		{"GET", "/api/v4/projects/1/environments", "glpat-bot", "", 200, `"name":"production"`},
 		{"GET", "/-/sim/health", "", "", 200, `"ok":true`},
 	}
 	for _, s := range steps {

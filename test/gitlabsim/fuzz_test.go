@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzReadParams feeds arbitrary bodies and content types to the parameter
@@ -38,6 +41,24 @@ func FuzzParseLog(f *testing.F) {
 	f.Fuzz(func(t *testing.T, out []byte) {
 		for _, c := range parseLog(out) {
 			_ = c.Title()
+		}
+	})
+}
+
+// FuzzRefMatches checks the wildcard matcher of protected branches and
+// branch filters against GitLab's definition: the pattern quoted, each *
+// turned into .*, anchored at both ends.
+func FuzzRefMatches(f *testing.F) {
+	for _, s := range [][2]string{{"lotse/*", "lotse/a/b"}, {"main", "main"}, {"*-stable", "1-stable"}, {"a*b*c", "abbc"}, {"*", ""}, {"lotse/*", "lotse"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, ref string) {
+		if !utf8.ValidString(pattern) || !utf8.ValidString(ref) {
+			return
+		}
+		re := regexp.MustCompile(`(?s)\A` + strings.ReplaceAll(regexp.QuoteMeta(pattern), `\*`, `.*`) + `\z`)
+		if got, want := refMatches(pattern, ref), re.MatchString(ref); got != want {
+			t.Fatalf("refMatches(%q, %q) = %v, want %v", pattern, ref, got, want)
 		}
 	})
 }

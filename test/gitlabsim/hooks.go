@@ -13,7 +13,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +34,7 @@ type hook struct {
 	TagPushEvents          bool
 	JobEvents              bool
 	EmojiEvents            bool
+	DeploymentEvents       bool
 	EnableSSLVerification  bool
 	CreatedAt              time.Time
 }
@@ -53,12 +53,13 @@ type HookSpec struct {
 	TagPushEvents          bool   `json:"tag_push_events,omitempty"`
 	JobEvents              bool   `json:"job_events,omitempty"`
 	EmojiEvents            bool   `json:"emoji_events,omitempty"`
+	DeploymentEvents       bool   `json:"deployment_events,omitempty"`
 }
 
 // AllEvents returns a HookSpec for url subscribed to every event the simulator sends.
 func AllEvents(url, token string) HookSpec {
 	t := true
-	return HookSpec{URL: url, Token: token, PushEvents: &t, MergeRequestsEvents: true, NoteEvents: true, PipelineEvents: true, TagPushEvents: true}
+	return HookSpec{URL: url, Token: token, PushEvents: &t, MergeRequestsEvents: true, NoteEvents: true, PipelineEvents: true, TagPushEvents: true, DeploymentEvents: true}
 }
 
 func signingKey(tok string) ([]byte, error) {
@@ -92,7 +93,7 @@ func (s *Sim) addHookLocked(p *project, spec HookSpec) (*hook, *apiError) {
 		SigningToken: spec.SigningToken, PushEvents: push, PushEventsBranchFilter: spec.PushEventsBranchFilter,
 		MergeRequestsEvents: spec.MergeRequestsEvents, NoteEvents: spec.NoteEvents, PipelineEvents: spec.PipelineEvents,
 		TagPushEvents: spec.TagPushEvents, JobEvents: spec.JobEvents, EmojiEvents: spec.EmojiEvents,
-		EnableSSLVerification: true, CreatedAt: s.now(),
+		DeploymentEvents: spec.DeploymentEvents, EnableSSLVerification: true, CreatedAt: s.now(),
 	}
 	p.hooks = append(p.hooks, h)
 	return h, nil
@@ -126,6 +127,7 @@ type apiHook struct {
 	JobEvents              bool     `json:"job_events"`
 	PipelineEvents         bool     `json:"pipeline_events"`
 	EmojiEvents            bool     `json:"emoji_events"`
+	DeploymentEvents       bool     `json:"deployment_events"`
 	EnableSSLVerification  bool     `json:"enable_ssl_verification"`
 	TokenPresent           bool     `json:"token_present"`
 	SigningTokenPresent    bool     `json:"signing_token_present"`
@@ -136,7 +138,7 @@ type apiHook struct {
 func hookJSON(h *hook) apiHook {
 	return apiHook{ID: h.ID, URL: h.URL, ProjectID: h.ProjectID, PushEvents: h.PushEvents, PushEventsBranchFilter: h.PushEventsBranchFilter,
 		MergeRequestsEvents: h.MergeRequestsEvents, TagPushEvents: h.TagPushEvents, NoteEvents: h.NoteEvents, JobEvents: h.JobEvents,
-		PipelineEvents: h.PipelineEvents, EmojiEvents: h.EmojiEvents, EnableSSLVerification: h.EnableSSLVerification,
+		PipelineEvents: h.PipelineEvents, EmojiEvents: h.EmojiEvents, DeploymentEvents: h.DeploymentEvents, EnableSSLVerification: h.EnableSSLVerification,
 		TokenPresent: h.Token != "", SigningTokenPresent: h.SigningToken != "", AlertStatus: "executable", CreatedAt: tptr(h.CreatedAt)}
 }
 
@@ -158,7 +160,8 @@ func (s *Sim) createHook(c *call) {
 		PushEventsBranchFilter: c.params.str("push_events_branch_filter"),
 		MergeRequestsEvents:    c.params.boolOr("merge_requests_events", false), NoteEvents: c.params.boolOr("note_events", false),
 		PipelineEvents: c.params.boolOr("pipeline_events", false), TagPushEvents: c.params.boolOr("tag_push_events", false),
-		JobEvents: c.params.boolOr("job_events", false), EmojiEvents: c.params.boolOr("emoji_events", false)}
+		JobEvents: c.params.boolOr("job_events", false), EmojiEvents: c.params.boolOr("emoji_events", false),
+		DeploymentEvents: c.params.boolOr("deployment_events", false)}
 	if v, ok := c.params.bool("push_events"); ok {
 		spec.PushEvents = &v
 	}
@@ -251,8 +254,7 @@ func branchFilterMatches(filter, branch string) bool {
 	if filter == "" {
 		return true
 	}
-	ok, _ := path.Match(filter, branch)
-	return ok || filter == branch
+	return refMatches(filter, branch)
 }
 
 // ---- delivery ----

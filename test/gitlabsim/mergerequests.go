@@ -17,6 +17,7 @@ type mergeRequest struct {
 	Title, Description      string
 	SourceBranch            string
 	TargetBranch            string
+	SourceProjectID         int // the project itself, or a fork of it
 	AuthorID                int
 	AssigneeIDs             []int
 	ReviewerIDs             []int
@@ -79,7 +80,7 @@ func (p *project) approvalsLeft(mr *mergeRequest) int {
 
 // refreshLocked recomputes the MR's diff refs, commits and mergeability from git.
 func (s *Sim) refreshLocked(ctx context.Context, p *project, mr *mergeRequest) {
-	if sha, err := p.repo.branchHead(ctx, mr.SourceBranch); err == nil {
+	if sha, err := s.sourceHeadLocked(ctx, p, mr); err == nil {
 		mr.SHA = sha
 	}
 	target, err := p.repo.branchHead(ctx, mr.TargetBranch)
@@ -293,7 +294,7 @@ func (s *Sim) mrJSON(ctx context.Context, p *project, mr *mergeRequest, base str
 		ClosedBy: s.userJSONPtr(mr.ClosedByID, base), ClosedAt: tptr(mr.ClosedAt),
 		TargetBranch: mr.TargetBranch, SourceBranch: mr.SourceBranch, UserNotesCount: mr.userNotes(),
 		Author: author, Assignees: s.apiUsers(mr.AssigneeIDs, base), Reviewers: s.apiUsers(mr.ReviewerIDs, base),
-		SourceProjectID: p.ID, TargetProjectID: p.ID, Labels: labels,
+		SourceProjectID: mr.SourceProjectID, TargetProjectID: p.ID, Labels: labels,
 		Draft: mr.draft(), WorkInProgress: mr.draft(),
 		MergeWhenPipelineSucceeds: mr.autoMerge,
 		MergeStatus:               s.mergeStatus(mr), DetailedMergeStatus: s.detailedStatus(p, mr),
@@ -357,7 +358,8 @@ func (mr *mergeRequest) userNotes() int {
 
 // ---- REST: create, list, get, update ----
 
-// createMR serves POST /projects/:id/merge_requests.
+// createMR serves POST /projects/:id/merge_requests. :id is the source
+// project; target_project_id names its upstream for an MR from a fork.
 func (s *Sim) createMR(c *call) {
 	if !c.requireParams("source_branch", "target_branch", "title") {
 		return
@@ -367,56 +369,130 @@ func (s *Sim) createMR(c *call) {
 		return
 	}
 	defer p.mu.Unlock()
-	ctx := c.r.Context()
-	if p.role(c.user) < RoleDeveloper {
-		c.forbidden("")
+	spec := MergeRequestSpec{
+		SourceBranch: c.params.str("source_branch"), TargetBranch: c.params.str("target_branch"),
+		Title: c.params.str("title"), Description: c.params.str("description"),
+		TargetProject: c.params.str("target_project_id"), Squash: c.params.boolOr("squash", false),
+	}
+	if v, ok := c.params.bool("remove_source_branch"); ok {
+		spec.RemoveSourceBranch = &v
+	}
+	spec.Labels, _ = c.params.list("labels")
+	assignees, reviewers := s.userIDs(c.params, "assignee_ids", "assignee_id"), s.userIDs(c.params, "reviewer_ids")
+	tgt, mr, aerr := s.createMRLocked(c.r.Context(), p, c.user, spec, assignees, reviewers)
+	if aerr != nil {
+		c.fail(aerr)
 		return
 	}
-	src, tgt, title := c.params.str("source_branch"), c.params.str("target_branch"), strings.TrimSpace(c.params.str("title"))
-	if tp := c.params.str("target_project_id"); tp != "" && tp != strconv.Itoa(p.ID) {
-		c.message(http.StatusUnprocessableEntity, []string{"Target project is not supported by the simulator"})
-		return
+	if tgt != p {
+		defer tgt.mu.Unlock()
 	}
+	c.json(http.StatusCreated, s.mrJSON(c.r.Context(), tgt, mr, c.base, c.user))
+}
+
+// MergeRequestSpec describes a merge request to open (the parameters of
+// POST /projects/:id/merge_requests).
+type MergeRequestSpec struct {
+	SourceBranch string   `json:"source_branch"`
+	TargetBranch string   `json:"target_branch"`
+	Title        string   `json:"title"`
+	Description  string   `json:"description,omitempty"`
+	Labels       []string `json:"labels,omitempty"`
+	// TargetProject is the upstream project (id or path) of an MR from a
+	// fork; empty: the source project itself.
+	TargetProject      string `json:"target_project,omitempty"`
+	RemoveSourceBranch *bool  `json:"remove_source_branch,omitempty"`
+	Squash             bool   `json:"squash,omitempty"`
+}
+
+// createMRLocked opens an MR from src (locked). It returns the target
+// project, which it has locked too when it is not src (the caller unlocks).
+func (s *Sim) createMRLocked(ctx context.Context, src *project, u *user, spec MergeRequestSpec, assignees, reviewers []int) (*project, *mergeRequest, *apiError) {
+	if src.role(u) < RoleDeveloper {
+		return nil, nil, errMsg(http.StatusForbidden, "403 Forbidden")
+	}
+	p := src
+	if tp := spec.TargetProject; tp != "" && tp != strconv.Itoa(src.ID) && tp != src.FullPath {
+		up, err := s.lookupProject(tp)
+		if err != nil || up != src.forkedFrom {
+			return nil, nil, errMsg(http.StatusUnprocessableEntity, []string{"Validate fork Source project is not a fork of the target project"})
+		}
+		// Locks go from a fork to its upstream.
+		up.mu.Lock()
+		if !up.visibleTo(u) || !up.canReadRepo(u) {
+			up.mu.Unlock()
+			return nil, nil, errMsg(http.StatusForbidden, "403 Forbidden")
+		}
+		p = up
+	}
+	fail := func(e *apiError) (*project, *mergeRequest, *apiError) {
+		if p != src {
+			p.mu.Unlock()
+		}
+		return nil, nil, e
+	}
+	srcBranch, tgt, title := spec.SourceBranch, spec.TargetBranch, strings.TrimSpace(spec.Title)
 	if title == "" {
-		c.badRequest(map[string]any{"title": []string{"can't be blank"}})
-		return
+		return fail(errMsg(http.StatusBadRequest, map[string]any{"title": []string{"can't be blank"}}))
 	}
-	if src == tgt {
-		c.message(http.StatusUnprocessableEntity, []string{"You can't use same project/branch for source and target"})
-		return
+	if srcBranch == tgt && p == src {
+		return fail(errMsg(http.StatusUnprocessableEntity, []string{"You can't use same project/branch for source and target"}))
 	}
-	if _, err := p.repo.branchHead(ctx, src); err != nil {
-		c.message(http.StatusUnprocessableEntity, []string{fmt.Sprintf("Source branch \"%s\" does not exist", src)})
-		return
+	if _, err := src.repo.branchHead(ctx, srcBranch); err != nil {
+		return fail(errMsg(http.StatusUnprocessableEntity, []string{fmt.Sprintf("Source branch \"%s\" does not exist", srcBranch)}))
 	}
 	if _, err := p.repo.branchHead(ctx, tgt); err != nil {
-		c.message(http.StatusUnprocessableEntity, []string{fmt.Sprintf("Target branch \"%s\" does not exist", tgt)})
-		return
+		return fail(errMsg(http.StatusUnprocessableEntity, []string{fmt.Sprintf("Target branch \"%s\" does not exist", tgt)}))
 	}
 	for _, other := range p.mrs {
-		if other.State == "opened" && other.SourceBranch == src {
-			c.message(http.StatusConflict, []string{fmt.Sprintf("Another open merge request already exists for this source branch: !%d", other.IID)})
-			return
+		// MergeRequest#validate_branches: same source project, source and target branch.
+		if other.State == "opened" && other.SourceBranch == srcBranch && other.SourceProjectID == src.ID && other.TargetBranch == tgt {
+			return fail(errMsg(http.StatusConflict, []string{fmt.Sprintf("Another open merge request already exists for this source branch: !%d", other.IID)}))
 		}
 	}
 	now := s.now()
+	remove := p.settings.RemoveSourceBranchAfterMerge
+	if spec.RemoveSourceBranch != nil {
+		remove = *spec.RemoveSourceBranch
+	}
 	mr := &mergeRequest{
-		ID: s.newID("merge_requests"), IID: len(p.mrs) + 1, Title: title, Description: c.params.str("description"),
-		SourceBranch: src, TargetBranch: tgt, AuthorID: c.user.ID, State: "opened",
-		ForceRemoveSourceBranch: c.params.boolOr("remove_source_branch", p.settings.RemoveSourceBranchAfterMerge),
-		Squash:                  c.params.boolOr("squash", false),
-		CreatedAt:               now, UpdatedAt: now,
+		ID: s.newID("merge_requests"), IID: len(p.mrs) + 1, Title: title, Description: spec.Description,
+		SourceBranch: srcBranch, TargetBranch: tgt, SourceProjectID: src.ID, AuthorID: u.ID, State: "opened",
+		ForceRemoveSourceBranch: remove, Squash: spec.Squash, CreatedAt: now, UpdatedAt: now,
+		AssigneeIDs: assignees, ReviewerIDs: reviewers,
 	}
-	if ls, ok := c.params.list("labels"); ok {
-		mr.Labels = p.ensureLabels(s, ls)
+	if len(spec.Labels) > 0 {
+		mr.Labels = p.ensureLabels(s, spec.Labels)
 	}
-	mr.AssigneeIDs = s.userIDs(c.params, "assignee_ids", "assignee_id")
-	mr.ReviewerIDs = s.userIDs(c.params, "reviewer_ids")
 	p.mrs = append(p.mrs, mr)
 	s.refreshLocked(ctx, p, mr)
 	s.startChecking(p, mr)
-	s.emitMR(ctx, p, mr, c.user, "open", mrOpenChanges(mr, c.user, p))
-	c.json(http.StatusCreated, s.mrJSON(ctx, p, mr, c.base, c.user))
+	s.emitMR(ctx, p, mr, u, "open", mrOpenChanges(mr, u, p))
+	return p, mr, nil
+}
+
+// CreateMergeRequest opens an MR from projectRef as username, with the REST
+// API's rules; spec.TargetProject opens it from a fork into its upstream.
+// It returns the MR's iid in the target project.
+func (s *Sim) CreateMergeRequest(projectRef, username string, spec MergeRequestSpec) (int, error) {
+	src, err := s.lookupProject(projectRef)
+	if err != nil {
+		return 0, err
+	}
+	u, err := s.lookupUser(username)
+	if err != nil {
+		return 0, err
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	tgt, mr, aerr := s.createMRLocked(s.ctx, src, u, spec, nil, nil)
+	if aerr != nil {
+		return 0, aerr
+	}
+	if tgt != src {
+		tgt.mu.Unlock()
+	}
+	return mr.IID, nil
 }
 
 // listMRs serves GET /projects/:id/merge_requests.
@@ -602,7 +678,7 @@ func (s *Sim) updateMR(c *call, p *project) {
 	case "reopen":
 		if mr.State == "closed" {
 			for _, other := range p.mrs {
-				if other != mr && other.State == "opened" && other.SourceBranch == mr.SourceBranch {
+				if other != mr && other.State == "opened" && other.SourceBranch == mr.SourceBranch && other.SourceProjectID == mr.SourceProjectID && other.TargetBranch == mr.TargetBranch {
 					c.message(http.StatusConflict, []string{fmt.Sprintf("Another open merge request already exists for this source branch: !%d", other.IID)})
 					return
 				}
@@ -631,28 +707,33 @@ func nilIfZero(id int) any {
 	return id
 }
 
-// refreshMRsLocked updates MRs after branch moved from before to after.
-func (s *Sim) refreshMRsLocked(ctx context.Context, p *project, u *user, branch, before, after string) {
+// refreshMRsLocked updates MRs of p after branch of project srcID (p itself
+// or a fork of it) moved to after ("" when deleted).
+func (s *Sim) refreshMRsLocked(ctx context.Context, p *project, srcID int, u *user, branch, after string) {
 	for _, mr := range p.mrs {
 		if mr.State != "opened" {
 			continue
 		}
 		switch {
-		case mr.SourceBranch == branch && after != "":
+		case mr.SourceProjectID == srcID && mr.SourceBranch == branch && after != "":
 			oldrev := mr.SHA
 			s.refreshLocked(ctx, p, mr)
 			if oldrev == mr.SHA {
 				continue
 			}
-			n := 0
-			if cs, err := p.repo.log(ctx, logQuery{Ref: mr.SHA, Exclude: oldrev}); err == nil {
-				n = len(cs)
-			}
+			// GitLab's system note: "added N commits", one "<short sha> - <title>"
+			// per new commit, and a link to compare with the previous version.
+			cs, _ := p.repo.log(ctx, logQuery{Ref: mr.SHA, Exclude: oldrev})
 			plural := "commit"
-			if n != 1 {
+			if len(cs) != 1 {
 				plural = "commits"
 			}
-			s.addSystemNote(p, mr, u, fmt.Sprintf("added %d %s\n\n<ul><li>%s</li></ul>", n, plural, mr.SHA[:8]))
+			var items strings.Builder
+			for i := len(cs) - 1; i >= 0; i-- {
+				fmt.Fprintf(&items, "<li>%s - %s</li>", cs[i].SHA[:8], cs[i].Title())
+			}
+			compare := s.BaseURL() + "/" + p.FullPath + "/-/merge_requests/" + strconv.Itoa(mr.IID) + "/diffs?start_sha=" + oldrev
+			s.addSystemNote(p, mr, u, fmt.Sprintf("added %d %s\n\n<ul>%s</ul>\n\n[Compare with previous version](%s)", len(cs), plural, items.String(), compare))
 			if p.settings.ResetApprovalsOnPush && len(mr.approvals) > 0 {
 				mr.approvals = nil
 			}
@@ -664,7 +745,7 @@ func (s *Sim) refreshMRsLocked(ctx context.Context, p *project, u *user, branch,
 			mr.UpdatedAt = now
 			s.emitMRWithOldrev(ctx, p, mr, u, "update", ch, oldrev)
 			s.emitMR(ctx, p, mr, u, "update", map[string]any{"updated_at": map[string]any{"previous": hookTime(now), "current": hookTime(now)}})
-		case mr.TargetBranch == branch:
+		case srcID == p.ID && mr.TargetBranch == branch:
 			s.refreshLocked(ctx, p, mr)
 			s.startChecking(p, mr)
 		}
@@ -816,7 +897,7 @@ func (s *Sim) mergeLocked(ctx context.Context, p *project, mr *mergeRequest, u *
 	}
 	if remove {
 		mr.ForceRemoveSourceBranch = true
-		if sha, err := p.repo.branchHead(ctx, mr.SourceBranch); err == nil && mr.SourceBranch != p.defaultBranch && p.protection(mr.SourceBranch) == nil {
+		if sha, err := p.repo.branchHead(ctx, mr.SourceBranch); err == nil && mr.SourceProjectID == p.ID && mr.SourceBranch != p.defaultBranch && p.protection(mr.SourceBranch) == nil {
 			_ = s.deleteBranchLocked(ctx, p, u, mr.SourceBranch, sha)
 		}
 	}
@@ -890,6 +971,7 @@ func (s *Sim) cancelAutoMerge(c *call, p *project) {
 // MergeRequest is a snapshot of an MR for tests.
 type MergeRequest struct {
 	IID                 int
+	SourceProjectID     int
 	State               string
 	Title               string
 	Description         string
@@ -916,7 +998,7 @@ func (s *Sim) MergeRequest(projectRef string, iid int) (MergeRequest, error) {
 	if mr == nil {
 		return MergeRequest{}, fmt.Errorf("merge request !%d: %w", iid, ErrUnknown)
 	}
-	out := MergeRequest{IID: mr.IID, State: mr.State, Title: mr.Title, Description: mr.Description,
+	out := MergeRequest{IID: mr.IID, SourceProjectID: mr.SourceProjectID, State: mr.State, Title: mr.Title, Description: mr.Description,
 		SourceBranch: mr.SourceBranch, TargetBranch: mr.TargetBranch, Labels: append([]string{}, mr.Labels...),
 		SHA: mr.SHA, MergeCommitSHA: mr.MergeCommitSHA, DetailedMergeStatus: s.detailedStatus(p, mr), AutoMerge: mr.autoMerge}
 	for _, a := range mr.approvals {

@@ -174,9 +174,13 @@ func (s *Sim) hookMRAttrs(ctx context.Context, p *project, mr *mergeRequest, bas
 		assigneeID = mr.AssigneeIDs[0]
 	}
 	hp := s.hookProject(p, base)
+	src := hp
+	if sp := s.projectByID(mr.SourceProjectID); sp != nil && sp != p {
+		src = s.hookProject(sp, base)
+	}
 	return map[string]any{
 		"id": mr.ID, "iid": mr.IID, "target_branch": mr.TargetBranch, "source_branch": mr.SourceBranch,
-		"source_project_id": p.ID, "target_project_id": p.ID, "author_id": mr.AuthorID,
+		"source_project_id": mr.SourceProjectID, "target_project_id": p.ID, "author_id": mr.AuthorID,
 		"assignee_ids": nonNilInts(mr.AssigneeIDs), "assignee_id": assigneeID, "reviewer_ids": nonNilInts(mr.ReviewerIDs),
 		"title": mr.Title, "description": mr.Description,
 		"created_at": hookTime(mr.CreatedAt), "updated_at": hookTime(mr.UpdatedAt),
@@ -192,7 +196,7 @@ func (s *Sim) hookMRAttrs(ctx context.Context, p *project, mr *mergeRequest, bas
 		"squash": mr.Squash, "time_estimate": 0, "total_time_spent": 0, "time_change": 0,
 		"human_total_time_spent": nil, "human_time_change": nil, "human_time_estimate": nil,
 		"url":    base + "/" + p.FullPath + "/-/merge_requests/" + strconv.Itoa(mr.IID),
-		"source": hp, "target": hp, "last_commit": lastCommit, "labels": p.labelsJSON(mr.Labels),
+		"source": src, "target": hp, "last_commit": lastCommit, "labels": p.labelsJSON(mr.Labels),
 	}
 }
 
@@ -333,7 +337,7 @@ func (s *Sim) emitPipeline(ctx context.Context, p *project, pl *pipeline, u *use
 		for _, mr := range p.mrs {
 			if mr.SHA == pl.SHA && mr.SourceBranch == pl.Ref {
 				mrJSON = map[string]any{
-					"id": mr.ID, "iid": mr.IID, "title": mr.Title, "source_branch": mr.SourceBranch, "source_project_id": p.ID,
+					"id": mr.ID, "iid": mr.IID, "title": mr.Title, "source_branch": mr.SourceBranch, "source_project_id": mr.SourceProjectID,
 					"target_branch": mr.TargetBranch, "target_project_id": p.ID, "state": mr.State,
 					"merge_status": s.mergeStatus(mr), "detailed_merge_status": s.detailedStatus(p, mr),
 					"url": base + "/" + p.FullPath + "/-/merge_requests/" + strconv.Itoa(mr.IID),
@@ -397,7 +401,7 @@ func (s *Sim) hookBuild(pl *pipeline, b Build, i int, u *user) map[string]any {
 	}
 	var env any
 	if b.Environment != "" {
-		env = map[string]any{"name": b.Environment, "action": "start", "deployment_tier": tierOf(b.Environment)}
+		env = map[string]any{"name": b.Environment, "action": "start", "deployment_tier": guessTier(b.Environment)}
 	}
 	when := "on_success"
 	if b.Manual {
@@ -410,18 +414,4 @@ func (s *Sim) hookBuild(pl *pipeline, b Build, i int, u *user) map[string]any {
 		"manual": b.Manual, "allow_failure": false, "user": s.hookUser(u), "runner": runner,
 		"artifacts_file": map[string]any{"filename": nil, "size": nil}, "environment": env,
 	}
-}
-
-func tierOf(env string) string {
-	switch {
-	case strings.HasPrefix(env, "prod"):
-		return "production"
-	case strings.HasPrefix(env, "stag"):
-		return "staging"
-	case strings.HasPrefix(env, "test"):
-		return "testing"
-	case strings.HasPrefix(env, "dev"):
-		return "development"
-	}
-	return "other"
 }

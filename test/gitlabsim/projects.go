@@ -33,6 +33,11 @@ type project struct {
 	statuses      []*commitStatus
 	pipelines     []*pipeline
 	hooks         []*hook
+	environments  []*environment
+	deployments   []*deployment
+	// forkedFrom is the upstream project of a fork (nil otherwise). Locks
+	// go from a fork to its upstream, never back.
+	forkedFrom *project
 	// checking overrides Options.Checking when non-nil.
 	checking *Checking
 }
@@ -43,7 +48,8 @@ type ProjectSettings struct {
 	ApprovalsRequired int `json:"approvals_required"`
 	// AuthorApproval lets an MR author approve their own MR (merge_requests_author_approval).
 	AuthorApproval bool `json:"merge_requests_author_approval"`
-	// ResetApprovalsOnPush drops approvals when the source branch gets new commits.
+	// ResetApprovalsOnPush drops approvals when the source branch gets new
+	// commits. It is a Premium setting: off by default, as on GitLab Free.
 	ResetApprovalsOnPush bool `json:"reset_approvals_on_push"`
 	// MergeMethod is merge (default), rebase_merge or ff.
 	MergeMethod string `json:"merge_method"`
@@ -109,7 +115,8 @@ func (s *Sim) CreateProject(spec ProjectSpec) (Project, error) {
 	if spec.Visibility == "" {
 		spec.Visibility = "private"
 	}
-	settings := ProjectSettings{ResetApprovalsOnPush: true, MergeMethod: "merge"}
+	// GitLab Free: approvals survive pushes (reset_approvals_on_push is Premium).
+	settings := ProjectSettings{MergeMethod: "merge"}
 	if spec.Settings != nil {
 		settings = *spec.Settings
 		if settings.MergeMethod == "" {
@@ -254,39 +261,76 @@ func (p *project) canReadRepo(u *user) bool {
 	return p.visibility != "private" || p.role(u) >= RoleReporter
 }
 
-func (p *project) protection(branch string) *ProtectedBranch {
+// protections returns every protected branch rule matching branch.
+func (p *project) protections(branch string) []*ProtectedBranch {
+	var out []*ProtectedBranch
 	for i := range p.protected {
-		if ok, _ := path.Match(p.protected[i].Name, branch); ok || p.protected[i].Name == branch {
-			return &p.protected[i]
+		if refMatches(p.protected[i].Name, branch) {
+			out = append(out, &p.protected[i])
 		}
 	}
+	return out
+}
+
+// protection returns the first rule protecting branch, or nil.
+func (p *project) protection(branch string) *ProtectedBranch {
+	if pbs := p.protections(branch); len(pbs) > 0 {
+		return pbs[0]
+	}
 	return nil
+}
+
+// refMatches applies GitLab's RefMatcher: a name without * matches exactly;
+// each * matches any run of characters, slashes included (lotse/* protects
+// lotse/a/b as well).
+func refMatches(pattern, ref string) bool {
+	if !strings.Contains(pattern, "*") {
+		return pattern == ref
+	}
+	parts := strings.Split(pattern, "*")
+	if !strings.HasPrefix(ref, parts[0]) {
+		return false
+	}
+	rest := ref[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, part := range parts[1 : len(parts)-1] {
+		i := strings.Index(rest, part)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(part):]
+	}
+	return len(rest) >= len(last) && strings.HasSuffix(rest, last)
 }
 
 func allowed(level, role int) bool {
 	return level != AccessNoOne && role >= level
 }
 
-func (p *project) canPush(u *user, branch string) bool {
-	r := p.role(u)
-	if r < RoleDeveloper {
+// permits reports whether role may act on branch under the rules matching it:
+// when several rules match, the most permissive one wins (GitLab's rule).
+func (p *project) permits(branch string, role int, level func(*ProtectedBranch) int) bool {
+	if role < RoleDeveloper {
 		return false
 	}
-	if pb := p.protection(branch); pb != nil {
-		return allowed(pb.PushAccessLevel, r)
+	pbs := p.protections(branch)
+	if len(pbs) == 0 {
+		return true
 	}
-	return true
+	for _, pb := range pbs {
+		if allowed(level(pb), role) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *project) canPush(u *user, branch string) bool {
+	return p.permits(branch, p.role(u), func(pb *ProtectedBranch) int { return pb.PushAccessLevel })
 }
 
 func (p *project) canMerge(u *user, branch string) bool {
-	r := p.role(u)
-	if r < RoleDeveloper {
-		return false
-	}
-	if pb := p.protection(branch); pb != nil {
-		return allowed(pb.MergeAccessLevel, r)
-	}
-	return true
+	return p.permits(branch, p.role(u), func(pb *ProtectedBranch) int { return pb.MergeAccessLevel })
 }
 
 func (p *project) checkingConfig(def Checking) Checking {
@@ -366,6 +410,7 @@ type apiProject struct {
 	RemoveSourceBranchAfterMerge     bool           `json:"remove_source_branch_after_merge"`
 	MergeRequestsEnabled             bool           `json:"merge_requests_enabled"`
 	Permissions                      map[string]any `json:"permissions"`
+	ForkedFromProject                map[string]any `json:"forked_from_project,omitempty"`
 }
 
 func (s *Sim) projectJSON(ctx context.Context, p *project, base string, u *user) apiProject {
@@ -393,6 +438,7 @@ func (s *Sim) projectJSON(ctx context.Context, p *project, base string, u *user)
 		RemoveSourceBranchAfterMerge:     p.settings.RemoveSourceBranchAfterMerge,
 		MergeRequestsEnabled:             true,
 		Permissions:                      map[string]any{"project_access": access, "group_access": nil},
+		ForkedFromProject:                s.forkedFromJSON(p, base),
 	}
 }
 
@@ -413,17 +459,18 @@ func (s *Sim) getProject(c *call) {
 }
 
 type apiUser struct {
-	ID        int      `json:"id"`
-	Username  string   `json:"username"`
-	Name      string   `json:"name"`
-	State     string   `json:"state"`
-	Locked    bool     `json:"locked"`
-	AvatarURL string   `json:"avatar_url"`
-	WebURL    string   `json:"web_url"`
-	CreatedAt *apiTime `json:"created_at,omitempty"`
-	Email     string   `json:"email,omitempty"`
-	IsAdmin   *bool    `json:"is_admin,omitempty"`
-	Bot       *bool    `json:"bot,omitempty"`
+	ID          int      `json:"id"`
+	Username    string   `json:"username"`
+	Name        string   `json:"name"`
+	State       string   `json:"state"`
+	Locked      bool     `json:"locked"`
+	AvatarURL   string   `json:"avatar_url"`
+	WebURL      string   `json:"web_url"`
+	CreatedAt   *apiTime `json:"created_at,omitempty"`
+	Email       string   `json:"email,omitempty"`
+	PublicEmail *string  `json:"public_email,omitempty"`
+	IsAdmin     *bool    `json:"is_admin,omitempty"`
+	Bot         *bool    `json:"bot,omitempty"`
 }
 
 func basicUser(u *user, base string) apiUser {

@@ -12,6 +12,8 @@ func (s *Sim) routes() {
 
 	s.handle("GET "+api+"/user", ClassUsers, false, s.getCurrentUser)
 	s.handle("GET "+api+"/version", ClassUsers, false, s.getVersion)
+	s.handle("GET "+api+"/users", ClassUsers, false, s.listUsers)
+	s.handle("GET "+api+"/users/{user_id}", ClassUsers, false, s.getUser)
 	s.handle("GET "+proj, ClassProjects, false, s.getProject)
 
 	// Repository files; the raw variant accepts CI_JOB_TOKEN.
@@ -43,6 +45,9 @@ func (s *Sim) routes() {
 	s.handle("GET "+mr+"/approvals", ClassApprovals, false, inRepo(s.getApprovals))
 	s.handle("POST "+mr+"/approve", ClassApprovals, false, inRepo(s.approveMR))
 	s.handle("POST "+mr+"/unapprove", ClassApprovals, false, inRepo(s.unapproveMR))
+	s.handle("PUT "+mr+"/reset_approvals", ClassApprovals, false, inRepo(s.resetApprovals))
+	s.handle("GET "+mr+"/commits", ClassMergeRequests, false, inRepo(s.listMRCommits))
+	s.handle("GET "+mr+"/diffs", ClassMergeRequests, false, inRepo(s.listMRDiffs))
 	s.handle("GET "+mr+"/notes", ClassNotes, true, inRepo(s.listNotes))
 	s.handle("POST "+mr+"/notes", ClassNotes, false, s.createNote)
 	s.handle("GET "+mr+"/notes/{note_id}", ClassNotes, true, inRepo(s.getNote))
@@ -56,6 +61,22 @@ func (s *Sim) routes() {
 	s.handle("GET "+proj+"/hooks", ClassHooks, false, s.listHooks)
 	s.handle("POST "+proj+"/hooks", ClassHooks, false, s.createHook)
 	s.handle("DELETE "+proj+"/hooks/{hook_id}", ClassHooks, false, s.deleteHook)
+
+	// Members and protected branches (read).
+	s.handle("GET "+proj+"/members/all", ClassMembers, false, s.listMembers)
+	s.handle("GET "+proj+"/members/all/{user_id}", ClassMembers, false, s.getMember)
+	s.handle("GET "+proj+"/protected_branches", ClassMembers, false, inRepo(s.listProtectedBranches))
+	s.handle("GET "+proj+"/protected_branches/{name}", ClassMembers, false, inRepo(s.getProtectedBranch))
+
+	// Environments and deployments; job tokens may use all of them (api.md §7).
+	s.handle("GET "+proj+"/environments", ClassDeployments, true, inRepo(s.listEnvironments))
+	s.handle("POST "+proj+"/environments", ClassDeployments, true, inRepo(s.createEnvironment))
+	s.handle("GET "+proj+"/environments/{environment_id}", ClassDeployments, true, inRepo(s.getEnvironment))
+	s.handle("PUT "+proj+"/environments/{environment_id}", ClassDeployments, true, inRepo(s.updateEnvironment))
+	s.handle("GET "+proj+"/deployments", ClassDeployments, true, inRepo(s.listDeployments))
+	s.handle("POST "+proj+"/deployments", ClassDeployments, true, inRepo(s.createDeployment))
+	s.handle("GET "+proj+"/deployments/{deployment_id}", ClassDeployments, true, inRepo(s.getDeployment))
+	s.handle("PUT "+proj+"/deployments/{deployment_id}", ClassDeployments, true, inRepo(s.updateDeployment))
 
 	s.mux.HandleFunc(api+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "404 Not Found"})

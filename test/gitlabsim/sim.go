@@ -1,11 +1,13 @@
 // Package gitlabsim is an in-process GitLab simulator for tests and demos.
 //
-// It serves the subset of the GitLab REST API v4 that lotse uses (projects,
-// repository files, commits, branches, merge requests, approvals, notes,
-// commit statuses, project hooks) on top of real bare git repositories on
-// disk, sends GitLab-shaped webhooks, mints CI/CD ID tokens and serves their
-// keys, and can inject faults (429, 5xx, failures after a write, duplicate or
-// delayed webhook deliveries).
+// It serves the subset of the GitLab REST API v4 that lotse uses (users,
+// projects and forks, members, protected branches, repository files, commits,
+// branches, merge requests with their commits and diffs, approvals, notes,
+// commit statuses, project hooks, environments and deployments) on top of
+// real bare git repositories on disk, sends GitLab-shaped webhooks, mints
+// CI/CD ID tokens and serves their keys, and can inject faults (429, 5xx,
+// failures after a write, duplicate or delayed webhook deliveries). It
+// behaves like GitLab Free unless a test asks for a Premium setting.
 //
 // Start it from a test with
 //
@@ -253,10 +255,13 @@ type user struct {
 	Username string
 	Name     string
 	Email    string
-	Admin    bool
-	Bot      bool
-	Token    string
-	Created  time.Time
+	// PublicEmail is the profile's public email ("" when private), the only
+	// email that non-admins can search users by.
+	PublicEmail string
+	Admin       bool
+	Bot         bool
+	Token       string
+	Created     time.Time
 }
 
 type jobToken struct {
@@ -270,6 +275,9 @@ type UserSpec struct {
 	Username string `json:"username"`
 	Name     string `json:"name,omitempty"`
 	Email    string `json:"email,omitempty"`
+	// PublicEmail is shown on the profile and searchable by everyone; empty:
+	// the email stays private (GitLab's default).
+	PublicEmail string `json:"public_email,omitempty"`
 	// Admin users can read and write every project.
 	Admin bool `json:"admin,omitempty"`
 	// Bot marks a project access token user.
@@ -316,7 +324,7 @@ func (s *Sim) CreateUser(spec UserSpec) (User, error) {
 	if _, ok := s.tokens[spec.Token]; ok {
 		return User{}, fmt.Errorf("token of %q: %w", spec.Username, ErrExists)
 	}
-	u := &user{ID: id, Username: spec.Username, Name: spec.Name, Email: spec.Email, Admin: spec.Admin, Bot: spec.Bot, Token: spec.Token, Created: s.now()}
+	u := &user{ID: id, Username: spec.Username, Name: spec.Name, Email: spec.Email, PublicEmail: spec.PublicEmail, Admin: spec.Admin, Bot: spec.Bot, Token: spec.Token, Created: s.now()}
 	s.users[id] = u
 	s.byUsername[u.Username] = u
 	s.tokens[u.Token] = u
