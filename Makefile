@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := $(CURDIR)/bin
 
-.PHONY: all build test lint demo bench pgo clean tools
+.PHONY: all build test race lint demo bench pgo clean tools
 
 all: build
 
@@ -49,10 +49,18 @@ $(TESTBIN)/lotse: $(GOFILES)
 # components for real.
 test: tools $(TESTBIN)/lotse
 	scripts/check-format.sh
+	scripts/cc.sh
 	eval "$$(scripts/postgres.sh)" && \
 	  GITLAB_CI_LOCAL="$$(scripts/gitlab-ci-local.sh)" LOTSE_BIN=$(TESTBIN)/lotse \
-	  PATH="$(TESTBIN):$(BIN):$$PATH" $(GO) test -pgo=off -p 2 -count=1 ./...
+	  PATH="$(TESTBIN):$(BIN):$$PATH" $(GO) test -pgo=off -p 2 -count=1 ./... && \
+	  $(MAKE) --no-print-directory race
 	$(GO) vet -pgo=off ./...
+
+# The service and its store under the race detector (it needs cgo, so this
+# is the one place built with CGO_ENABLED=1; webhook does not link trivy,
+# syft or cosign, which keeps that second build small).
+race:
+	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 ./webhook/ ./internal/store/
 
 lint:
 	scripts/check-format.sh
