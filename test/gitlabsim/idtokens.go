@@ -353,7 +353,7 @@ func (s *Sim) IDToken(spec IDTokenSpec) (string, error) {
 	if spec.Environment != "" {
 		claims["environment"] = spec.Environment
 		claims["environment_protected"] = strconv.FormatBool(spec.EnvironmentProtected)
-		claims["deployment_tier"] = tierOf(spec.Environment)
+		claims["deployment_tier"] = guessTier(spec.Environment)
 		claims["environment_action"] = "start"
 	}
 	return signRS256(key, claims)
