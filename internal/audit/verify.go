@@ -132,7 +132,7 @@ func (s Summary) String() string {
 	}
 	out := fmt.Sprintf("%d records (%d to %d), head %s", s.Records, s.First, s.Head.Seq, s.Head)
 	if s.NotInExport > 0 {
-		out += fmt.Sprintf("; %d records in %d gaps not in this export", s.NotInExport, s.Gaps)
+		out += fmt.Sprintf("; %s in %s not in this export", count(s.NotInExport, "record"), count(int64(s.Gaps), "gap"))
 	}
 	return out
 }
@@ -170,6 +170,13 @@ func Verify(records []Record) (Head, error) {
 	}
 	s, err := v.Finish()
 	return s.Head, err
+}
+
+func count(n int64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func short(d Digest) string { return d.String()[:16] }

@@ -71,8 +71,12 @@ func ParseQuery(q url.Values) (audit.Filter, error) {
 }
 
 // Handler serves GET /api/v1/audit from src (behind the API's token
-// check). log takes the errors of src, which the answer does not show.
+// check). log (nil: none) takes the errors of src, which the answer does
+// not show.
 func Handler(src Source, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")

@@ -169,7 +169,7 @@ prev_hash = ?, hash = ? WHERE id = ?`),
 	if db.dialect == postgres {
 		stmts = append(stmts,
 			`ALTER TABLE audit ALTER COLUMN seq SET NOT NULL`,
-			`CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+			`CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	RAISE EXCEPTION 'the audit log is append-only: % on audit refused', TG_OP;
 END

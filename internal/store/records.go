@@ -86,7 +86,8 @@ func (db *DB) Forget(ctx context.Context, key string) error {
 
 // AuditRecord is one entry of the append-only audit log, with its place in
 // the hash chain (Seq, PrevHash, Hash; see package audit). On Audit, At
-// defaults to now and Seq, PrevHash and Hash are set by the store.
+// defaults to now (and is kept to the microsecond) and Seq, PrevHash and
+// Hash are set by the store.
 type AuditRecord = audit.Record
 
 // AuditFilter selects audit records; zero fields select everything.
@@ -98,7 +99,9 @@ type AuditFilter = audit.Filter
 // after it and moves the head. Strings are stored as valid UTF-8 (invalid
 // bytes become U+FFFD), so that the record exports as it was hashed.
 func (db *DB) Audit(ctx context.Context, r AuditRecord) error {
-	if r.At.IsZero() {
+	// The epoch itself would be stored as 0, which reads back as the zero
+	// time and no longer matches the hash: it is no real record's time.
+	if r.At.IsZero() || r.At.UnixMicro() == 0 {
 		r.At = time.Now()
 	}
 	for _, s := range []*string{&r.App, &r.Stage, &r.Image, &r.Actor, &r.Kind, &r.Detail} {
