@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -26,7 +29,10 @@ import (
 	"github.com/google/pprof/profile"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/lotse/lotse/internal/audit"
+	"github.com/lotse/lotse/internal/auditapi"
 	"github.com/lotse/lotse/internal/sign"
+	"github.com/lotse/lotse/internal/store"
 	"github.com/lotse/lotse/test/fixture"
 	"github.com/lotse/lotse/test/gitlabsim"
 )
@@ -158,14 +164,15 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exitcode":   cmdExitCode,
-			"cpuprofile": cmdCPUProfile,
-			"manifest":   cmdManifest,
-			"simproject": cmdSimProject,
-			"simfile":    cmdSimFile,
-			"simlog":     cmdSimLog,
-			"simstate":   cmdSimState,
-			"simmr":      cmdSimMR,
+			"exitcode":    cmdExitCode,
+			"cpuprofile":  cmdCPUProfile,
+			"manifest":    cmdManifest,
+			"simproject":  cmdSimProject,
+			"simfile":     cmdSimFile,
+			"simlog":      cmdSimLog,
+			"simstate":    cmdSimState,
+			"simmr":       cmdSimMR,
+			"auditserver": cmdAuditServer,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "cosign" {
@@ -347,4 +354,59 @@ func cmdSimMR(ts *testscript.TestScript, neg bool, args []string) {
 	out := fmt.Sprintf("state: %s\nsource: %s\ntitle: %s\nlabels: %s\nautomerge: %v\n%s\n",
 		mr.State, mr.SourceBranch, mr.Title, strings.Join(slices.Sorted(slices.Values(mr.Labels)), ","), auto, mr.Description)
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out), 0o644))
+}
+
+// auditserver N [SQL...] starts lotsed's audit endpoint (auditapi.Handler,
+// behind a bearer token) over a SQLite store with N records, then runs
+// each SQL statement on the database the way an attacker with access to it
+// would (the append-only triggers dropped first). It sets LOTSE_URL,
+// LOTSE_API_TOKEN and AUDIT_HEAD, the head before the SQL ran.
+func cmdAuditServer(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: auditserver N [SQL...]")
+	}
+	n, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	path := ts.MkAbs("lotsed.db")
+	for i := 2; ; i++ {
+		if _, err := os.Stat(path); err != nil {
+			break
+		}
+		path = ts.MkAbs(fmt.Sprintf("lotsed%d.db", i))
+	}
+	ctx := context.Background()
+	db, err := store.Open(ctx, path)
+	ts.Check(err)
+	ts.Defer(func() { db.Close() })
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for i := range n {
+		r := audit.Record{At: t0.Add(time.Duration(i) * time.Hour), App: []string{"shop", "cart"}[i%2], Stage: "dev",
+			Actor: "alice", Kind: "landed", Detail: fmt.Sprintf("record %d", i+1)}
+		ts.Check(db.Audit(ctx, r))
+	}
+	head, err := db.AuditHead(ctx)
+	ts.Check(err)
+	if len(args) > 1 {
+		raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+		ts.Check(err)
+		defer raw.Close()
+		for _, q := range append([]string{"DROP TRIGGER audit_no_update", "DROP TRIGGER audit_no_delete"}, args[1:]...) {
+			if _, err := raw.Exec(q); err != nil {
+				ts.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	const token = "audit-read-token"
+	h := auditapi.Handler(db, slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, `{"error":"no or wrong bearer token"}`, http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	ts.Defer(srv.Close)
+	ts.Setenv("LOTSE_URL", srv.URL)
+	ts.Setenv("LOTSE_API_TOKEN", token)
+	ts.Setenv("AUDIT_HEAD", head.String())
 }

@@ -5,16 +5,27 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+
+	"github.com/lotse/lotse/internal/audit"
 )
+
+// migration is one schema step.
+type migration struct {
+	// sql runs on both dialects, one statement per ";".
+	sql string
+	// run, when set, runs after sql in the same transaction: steps that
+	// need Go, or statements with ";" inside (triggers).
+	run func(ctx context.Context, db *DB, tx *sql.Tx) error
+}
 
 // migrations returns the schema steps, applied in order, each once;
 // append, never edit. In the SQL, {{id}} is the auto-increment primary key
 // and {{blob}} the binary type of the dialect; timestamps are BIGINT
 // microseconds since the epoch.
-func migrations() []string {
-	return []string{
+func migrations() []migration {
+	return []migration{
 		// 1: queue, promotion state, effects, audit log, landings.
-		`
+		{sql: `
 CREATE TABLE deliveries (
 	id           {{id}},
 	source       TEXT NOT NULL,
@@ -71,11 +82,11 @@ CREATE TABLE landings (
 );
 CREATE UNIQUE INDEX landings_once ON landings (app, stage, image, landed_at);
 CREATE INDEX landings_stage ON landings (stage, landed_at);
-`,
+`},
 		// 2: bodies and headers in their own table. A delivery's row is
 		// rewritten when it is leased and when it is done; with the body in
 		// it SQLite rewrote the body (overflow pages, into the WAL) each time.
-		`
+		{sql: `
 CREATE TABLE delivery_bodies (
 	id      BIGINT PRIMARY KEY,
 	headers TEXT NOT NULL DEFAULT '{}',
@@ -84,13 +95,104 @@ CREATE TABLE delivery_bodies (
 INSERT INTO delivery_bodies (id, headers, body) SELECT id, headers, body FROM deliveries;
 ALTER TABLE deliveries DROP COLUMN headers;
 ALTER TABLE deliveries DROP COLUMN body;
-`,
+`},
 		// 3: bodies compressed: encoding '' is the body as received, 's2'
 		// is s2-compressed (klauspost/compress).
-		`
+		{sql: `
 ALTER TABLE delivery_bodies ADD COLUMN encoding TEXT NOT NULL DEFAULT '';
-`,
+`},
+		// 4: the audit log becomes a hash chain (package audit): seq,
+		// prev_hash and hash (hex) per record, the chain's head in a row of
+		// its own that appenders lock, the records there chained in id
+		// order, and triggers that refuse UPDATE and DELETE.
+		{sql: `
+ALTER TABLE audit ADD COLUMN seq BIGINT;
+ALTER TABLE audit ADD COLUMN prev_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+CREATE TABLE audit_head (
+	id   INTEGER PRIMARY KEY CHECK (id = 1),
+	seq  BIGINT NOT NULL,
+	hash TEXT NOT NULL
+);
+`, run: chainAudit},
 	}
+}
+
+// chainAudit chains the audit records already stored, in the order they
+// were stored (id), sets the head and makes the table append-only.
+func chainAudit(ctx context.Context, db *DB, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, at, app, stage, image, actor, kind, detail FROM audit ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("read audit records: %w", err)
+	}
+	type row struct {
+		id int64
+		r  audit.Record
+	}
+	var all []row
+	for rows.Next() {
+		var (
+			x  row
+			at int64
+		)
+		if err := rows.Scan(&x.id, &at, &x.r.App, &x.r.Stage, &x.r.Image, &x.r.Actor, &x.r.Kind, &x.r.Detail); err != nil {
+			rows.Close()
+			return fmt.Errorf("read audit records: %w", err)
+		}
+		x.r.At = fromMicros(at)
+		all = append(all, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read audit records: %w", err)
+	}
+	var head audit.Head
+	for _, x := range all {
+		r := x.r
+		// As Audit stores them: valid UTF-8, so that they export as hashed.
+		for _, s := range []*string{&r.App, &r.Stage, &r.Image, &r.Actor, &r.Kind, &r.Detail} {
+			*s = strings.ToValidUTF8(*s, "\uFFFD")
+		}
+		r = audit.Append(head, r)
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE audit SET seq = ?, app = ?, stage = ?, image = ?, actor = ?, kind = ?, detail = ?,
+prev_hash = ?, hash = ? WHERE id = ?`),
+			r.Seq, r.App, r.Stage, r.Image, r.Actor, r.Kind, r.Detail, r.PrevHash.String(), r.Hash.String(), x.id); err != nil {
+			return fmt.Errorf("chain audit record %d: %w", x.id, err)
+		}
+		head = audit.Head{Seq: r.Seq, Hash: r.Hash}
+	}
+	stmts := []string{
+		`CREATE UNIQUE INDEX audit_seq ON audit (seq)`,
+		`CREATE INDEX audit_app_seq ON audit (app, seq)`,
+		db.q(`INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)`),
+	}
+	if db.dialect == postgres {
+		stmts = append(stmts,
+			`ALTER TABLE audit ALTER COLUMN seq SET NOT NULL`,
+			`CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'the audit log is append-only: % on audit refused', TG_OP;
+END
+$$`,
+			`CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only()`,
+			`CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
+		)
+	} else {
+		stmts = append(stmts,
+			`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: UPDATE on audit refused'); END`,
+			`CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: DELETE on audit refused'); END`,
+		)
+	}
+	for _, stmt := range stmts {
+		var args []any
+		if strings.Contains(stmt, "INSERT INTO audit_head") {
+			args = []any{head.Seq, head.Hash.String()}
+		}
+		if _, err := tx.ExecContext(ctx, stmt, args...); err != nil {
+			return fmt.Errorf("make the audit log a chain: %w", err)
+		}
+	}
+	return nil
 }
 
 // migrationLock is the PostgreSQL advisory lock key that serializes
@@ -126,11 +228,16 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		for v := have + 1; v <= len(steps); v++ {
 			// SQLite's driver runs one statement per Exec; split on ";".
-			for _, stmt := range strings.Split(db.render(steps[v-1]), ";") {
+			for _, stmt := range strings.Split(db.render(steps[v-1].sql), ";") {
 				if strings.TrimSpace(stmt) == "" {
 					continue
 				}
 				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("migration %d: %w", v, err)
+				}
+			}
+			if run := steps[v-1].run; run != nil {
+				if err := run(ctx, db, tx); err != nil {
 					return fmt.Errorf("migration %d: %w", v, err)
 				}
 			}

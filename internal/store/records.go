@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lotse/lotse/internal/audit"
 )
 
 // LoadState returns an app's promotion state and its version; version 0
@@ -82,50 +84,75 @@ func (db *DB) Forget(ctx context.Context, key string) error {
 	return nil
 }
 
-// AuditRecord is one entry of the append-only audit log.
-type AuditRecord struct {
-	ID int64
-	// At defaults to now on Audit.
-	At                time.Time
-	App, Stage, Image string
-	// Actor is who caused it: a GitLab user, or lotse itself.
-	Actor string
-	// Kind names what happened, e.g. "landed", "promoted", "approved",
-	// "gate-failed", "rollback".
-	Kind   string
-	Detail string
-}
+// AuditRecord is one entry of the append-only audit log, with its place in
+// the hash chain (Seq, PrevHash, Hash; see package audit). On Audit, At
+// defaults to now (and is kept to the microsecond) and Seq, PrevHash and
+// Hash are set by the store.
+type AuditRecord = audit.Record
 
 // AuditFilter selects audit records; zero fields select everything.
-type AuditFilter struct {
-	App   string
-	Stage string
-	Kind  string
-	// Since keeps records at or after it.
-	Since time.Time
-	// Limit caps the number of records, newest first; <= 0 means 100.
-	Limit int
-}
+type AuditFilter = audit.Filter
 
-// Audit appends a record to the audit log.
+// Audit appends a record to the audit log: in one transaction it takes the
+// chain's head (on PostgreSQL locking its row, so that replicas appending
+// at once queue there; SQLite has one writer anyway), chains the record
+// after it and moves the head. Strings are stored as valid UTF-8 (invalid
+// bytes become U+FFFD), so that the record exports as it was hashed.
 func (db *DB) Audit(ctx context.Context, r AuditRecord) error {
-	if r.At.IsZero() {
+	// The epoch itself would be stored as 0, which reads back as the zero
+	// time and no longer matches the hash: it is no real record's time.
+	if r.At.IsZero() || r.At.UnixMicro() == 0 {
 		r.At = time.Now()
 	}
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO audit (at, app, stage, image, actor, kind, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		micros(r.At), r.App, r.Stage, r.Image, r.Actor, r.Kind, r.Detail)
+	for _, s := range []*string{&r.App, &r.Stage, &r.Image, &r.Actor, &r.Kind, &r.Detail} {
+		*s = strings.ToValidUTF8(*s, "\uFFFD")
+	}
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		lock := ""
+		if db.dialect == postgres {
+			lock = " FOR UPDATE"
+		}
+		var (
+			head audit.Head
+			hash string
+		)
+		if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+lock).Scan(&head.Seq, &hash); err != nil {
+			return fmt.Errorf("read the chain's head: %w", err)
+		}
+		d, err := audit.ParseDigest(hash)
+		if err != nil {
+			return fmt.Errorf("read the chain's head: %w", err)
+		}
+		head.Hash = d
+		r = audit.Append(head, r)
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO audit (seq, at, app, stage, image, actor, kind, detail, prev_hash, hash)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			r.Seq, micros(r.At), r.App, r.Stage, r.Image, r.Actor, r.Kind, r.Detail, r.PrevHash.String(), r.Hash.String()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`), r.Seq, r.Hash.String()); err != nil {
+			return fmt.Errorf("move the chain's head: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("append %s audit record for %s: %w", r.Kind, r.App, err)
 	}
 	return nil
 }
 
-// AuditLog returns the audit records f selects, newest first.
+// AuditLog returns the audit records f selects: newest first, or with
+// f.Chain in chain order from f.After on, for paging through the chain
+// (pass the last Seq of a page as the next page's After).
 func (db *DB) AuditLog(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
 	var (
 		where []string
 		args  []any
 	)
+	if f.Chain {
+		where = append(where, "seq > ?")
+		args = append(args, f.After)
+	}
 	for _, c := range []struct{ col, val string }{{"app", f.App}, {"stage", f.Stage}, {"kind", f.Kind}} {
 		if c.val != "" {
 			where = append(where, c.col+" = ?")
@@ -140,11 +167,15 @@ func (db *DB) AuditLog(ctx context.Context, f AuditFilter) ([]AuditRecord, error
 	if limit <= 0 {
 		limit = 100
 	}
-	query := `SELECT id, at, app, stage, image, actor, kind, detail FROM audit`
+	query := `SELECT seq, at, app, stage, image, actor, kind, detail, prev_hash, hash FROM audit`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY at DESC, id DESC LIMIT ?"
+	if f.Chain {
+		query += " ORDER BY seq LIMIT ?"
+	} else {
+		query += " ORDER BY at DESC, seq DESC LIMIT ?"
+	}
 	args = append(args, limit)
 	rows, err := db.r.QueryContext(ctx, db.q(query), args...)
 	if err != nil {
@@ -154,19 +185,51 @@ func (db *DB) AuditLog(ctx context.Context, f AuditFilter) ([]AuditRecord, error
 	var out []AuditRecord
 	for rows.Next() {
 		var (
-			r  AuditRecord
-			at int64
+			r          AuditRecord
+			at         int64
+			prev, hash string
 		)
-		if err := rows.Scan(&r.ID, &at, &r.App, &r.Stage, &r.Image, &r.Actor, &r.Kind, &r.Detail); err != nil {
+		if err := rows.Scan(&r.Seq, &at, &r.App, &r.Stage, &r.Image, &r.Actor, &r.Kind, &r.Detail, &prev, &hash); err != nil {
 			return nil, fmt.Errorf("read audit log: %w", err)
 		}
 		r.At = fromMicros(at)
+		// A stored hash that does not parse stays zero: verifying the
+		// record then names it.
+		r.PrevHash, _ = audit.ParseDigest(prev)
+		r.Hash, _ = audit.ParseDigest(hash)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
 	return out, nil
+}
+
+// AuditChain returns up to limit records of the chain after record after
+// (Seq > after), oldest first: AuditLog with Chain set.
+func (db *DB) AuditChain(ctx context.Context, after int64, limit int) ([]AuditRecord, error) {
+	return db.AuditLog(ctx, AuditFilter{Chain: true, After: after, Limit: limit})
+}
+
+// AuditHead returns the head of the audit chain, its last record's Seq and
+// Hash (zero for an empty log), for publishing: a head published once must
+// be found, unchanged, in every later export.
+func (db *DB) AuditHead(ctx context.Context) (audit.Head, error) {
+	var (
+		h    audit.Head
+		hash string
+	)
+	err := db.r.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&h.Seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return audit.Head{}, nil
+	}
+	if err != nil {
+		return audit.Head{}, fmt.Errorf("read the audit chain's head: %w", err)
+	}
+	if h.Hash, err = audit.ParseDigest(hash); err != nil {
+		return audit.Head{}, fmt.Errorf("read the audit chain's head: record %d: %w", h.Seq, err)
+	}
+	return h, nil
 }
 
 // Landing is a version arriving in a stage: the input of the DORA figures.

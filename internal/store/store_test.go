@@ -533,7 +533,7 @@ func TestAuditLog(t *testing.T) {
 			}
 		}
 		got, _ := db.AuditLog(ctx, AuditFilter{Kind: "approved"})
-		if len(got) != 1 || got[0].Actor != "alice" || got[0].Detail != "MR !7" || !got[0].At.Equal(recs[2].At) || got[0].ID == 0 {
+		if len(got) != 1 || got[0].Actor != "alice" || got[0].Detail != "MR !7" || !got[0].At.Equal(recs[2].At) || got[0].Seq != 3 {
 			t.Errorf("approved record: %+v", got)
 		}
 	})
