@@ -212,8 +212,9 @@ removed. A partial check proves that the records it has are unaltered, not
 that none is missing. With --url the filter flags make the check partial.
 
 Somebody with write access to the database can recompute the chain after an
-edit; --head SEQ:HASH (a head lotsed published earlier: its log, its
-lotsed_audit_head metric) catches that: the record SEQ must be there with
+edit; --head SEQ:HASH (a head lotsed published earlier in its log line
+"audit chain head"; its lotsed_audit_head_seq metric shows how far the chain
+went) catches that: the record SEQ must be there with
 that hash.`,
 		Example: `  lotse audit verify audit.jsonl --head 1042:9f86d081884c7d65...
   lotse audit verify --partial shop.jsonl

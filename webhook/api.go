@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/lotse/lotse/internal/auditapi"
 	"github.com/lotse/lotse/internal/store"
 )
 
@@ -68,12 +69,14 @@ func (s *Server) status(c echo.Context) error {
 	return c.JSON(http.StatusOK, v)
 }
 
+// audit is GET /api/v1/audit: the hash-chained audit log (internal/audit),
+// newest first, or in chain order after a sequence number for export.
 func (s *Server) audit(c echo.Context) error {
-	limit, err := intParam(c, "limit", 200)
+	f, err := auditapi.ParseQuery(c.QueryParams())
 	if err != nil {
-		return err
+		return &badRequest{reason: err.Error()}
 	}
-	v, err := s.views.Audit(c.Request().Context(), c.QueryParam("app"), limit)
+	v, err := s.views.Audit(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}

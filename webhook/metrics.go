@@ -17,6 +17,7 @@ import (
 type metrics struct {
 	accepted, duplicates, rejected, ignored atomic.Int64
 	processed, failed, dead                 atomic.Int64
+	auditHead                               atomic.Int64 // the sequence number of the audit chain's head
 	ackLatency                              histogram
 	landed                                  sync.Map // stage -> *atomic.Int64
 }
@@ -70,6 +71,7 @@ func (s *Server) metricsHandler(c echo.Context) error {
 	counter("lotsed_deliveries_processed_total", "Deliveries processed by the workers.", m.processed.Load(), "")
 	counter("lotsed_deliveries_failed_total", "Delivery processing attempts that failed and will be retried.", m.failed.Load(), "")
 	counter("lotsed_deliveries_dead_total", "Deliveries parked as dead after the last attempt.", m.dead.Load(), "")
+	fmt.Fprintf(w, "# HELP lotsed_audit_head_seq Sequence number of the audit chain's head as last published (its hash is in the log line \"audit chain head\").\n# TYPE lotsed_audit_head_seq gauge\nlotsed_audit_head_seq %d\n", m.auditHead.Load())
 	fmt.Fprintf(w, "# HELP lotsed_promotions_landed_total Versions that landed in a stage.\n# TYPE lotsed_promotions_landed_total counter\n")
 	var stages []string
 	m.landed.Range(func(k, _ any) bool { stages = append(stages, k.(string)); return true })

@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/lotse/lotse/internal/audit"
 	"github.com/lotse/lotse/internal/store"
 )
 
@@ -23,7 +24,7 @@ type Queue interface {
 // Views are the read models the API and the board show.
 type Views interface {
 	Status(ctx context.Context) (any, error)
-	Audit(ctx context.Context, app string, limit int) (any, error)
+	Audit(ctx context.Context, f audit.Filter) (any, error)
 	DORA(ctx context.Context, since time.Time) (any, error)
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lotse/lotse/internal/audit"
 	"github.com/lotse/lotse/internal/store"
 )
 
@@ -30,9 +31,9 @@ var testSigning = "whsec_" + base64.StdEncoding.EncodeToString([]byte("012345678
 
 type noViews struct{}
 
-func (noViews) Status(context.Context) (any, error)             { return []AppView{}, nil }
-func (noViews) Audit(context.Context, string, int) (any, error) { return []store.AuditRecord{}, nil }
-func (noViews) DORA(context.Context, time.Time) (any, error)    { return map[string]DORAFigures{}, nil }
+func (noViews) Status(context.Context) (any, error)              { return []AppView{}, nil }
+func (noViews) Audit(context.Context, audit.Filter) (any, error) { return []store.AuditRecord{}, nil }
+func (noViews) DORA(context.Context, time.Time) (any, error)     { return map[string]DORAFigures{}, nil }
 
 func testServer(t testing.TB, mod func(*Config)) (*Server, *store.DB, http.Handler) {
 	t.Helper()
@@ -384,5 +385,36 @@ func TestPruneRetention(t *testing.T) {
 	s.prune(ctx)
 	if st, _ := db.Stats(ctx); st[store.Done] != 0 {
 		t.Errorf("after an hour: %v, want none", st)
+	}
+}
+
+// The audit chain's head leaves the database: logged with its hash when it
+// moved (and hourly), its sequence number exported as a metric.
+func TestAuditHeadPublished(t *testing.T) {
+	_, db, _ := testServer(t, nil)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	m := newMetrics()
+	tm := &timer{store: db, metrics: m, now: func() time.Time { return now }, log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	for _, kind := range []string{"landed", "approved"} {
+		if err := db.Audit(ctx, store.AuditRecord{App: "shop", Kind: kind, At: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tm.publishHead(ctx)
+	head, _ := db.AuditHead(ctx)
+	if head.Seq != 2 || !strings.Contains(logs.String(), `"head":"`+head.String()+`"`) || m.auditHead.Load() != 2 {
+		t.Fatalf("head %v, metric %d, log %s", head, m.auditHead.Load(), logs.String())
+	}
+	logs.Reset()
+	tm.publishHead(ctx) // unchanged within the hour: not logged again
+	if logs.Len() != 0 {
+		t.Fatalf("logged again: %s", logs.String())
+	}
+	now = now.Add(time.Hour)
+	tm.publishHead(ctx)
+	if !strings.Contains(logs.String(), head.String()) {
+		t.Fatal("not published again after an hour")
 	}
 }

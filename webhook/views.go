@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lotse/lotse/internal/audit"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 )
@@ -110,8 +111,12 @@ func shortImage(img string) string {
 }
 
 // Audit is GET /api/v1/audit.
-func (s *views) Audit(ctx context.Context, app string, limit int) (any, error) {
-	return s.store.AuditLog(ctx, store.AuditFilter{App: app, Limit: limit})
+func (s *views) Audit(ctx context.Context, f audit.Filter) (any, error) {
+	recs, err := s.store.AuditLog(ctx, f)
+	if recs == nil && err == nil {
+		recs = []audit.Record{}
+	}
+	return recs, err
 }
 
 // DORAFigures are the four DORA metrics of the last stage (production).

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lotse/lotse/internal/audit"
 	"github.com/lotse/lotse/internal/store"
 )
 
@@ -211,16 +212,30 @@ type pruner interface {
 	Prune(ctx context.Context, before time.Time) (int64, error)
 }
 
-// timer sends ticks to every app (soak times, merge retries) and prunes
-// processed deliveries older than the retention, at most once an hour.
+// auditHeads reads the head of the audit chain.
+type auditHeads interface {
+	AuditHead(ctx context.Context) (audit.Head, error)
+}
+
+// timer sends ticks to every app (soak times, merge retries), prunes
+// processed deliveries older than the retention at most once an hour, and
+// publishes the audit chain's head when it moved and at least once an hour
+// (a log line with its hash, and a metric), so that a rewrite of the whole
+// chain can be told from outside the database.
 type timer struct {
 	every     time.Duration
 	retention time.Duration
-	store     pruner
+	store     interface {
+		pruner
+		auditHeads
+	}
 	tick      func(ctx context.Context)
+	metrics   *metrics
 	now       func() time.Time
 	log       *slog.Logger
 	lastPrune time.Time
+	head      audit.Head
+	published time.Time
 }
 
 func (t *timer) run(ctx context.Context) {
@@ -233,8 +248,24 @@ func (t *timer) run(ctx context.Context) {
 		case <-tk.C:
 			t.prune(ctx)
 			t.tick(ctx)
+			t.publishHead(ctx)
 		}
 	}
+}
+
+func (t *timer) publishHead(ctx context.Context) {
+	h, err := t.store.AuditHead(ctx)
+	if err != nil {
+		t.log.WarnContext(ctx, "read the audit chain's head", "err", err)
+		return
+	}
+	now := t.now()
+	if h == t.head && now.Sub(t.published) < time.Hour {
+		return
+	}
+	t.head, t.published = h, now
+	t.metrics.auditHead.Store(h.Seq)
+	t.log.InfoContext(ctx, "audit chain head", "head", h.String())
 }
 
 func (t *timer) prune(ctx context.Context) {
