@@ -199,6 +199,53 @@ func TestKeylessVerify(t *testing.T) {
 	}
 }
 
+// Signatures in cosign's format before bundles (cosign 2) are held to the
+// same rules, against the same trusted root.
+func TestKeylessVerifyLegacy(t *testing.T) {
+	ctx := context.Background()
+	w := newKeylessWorld(t)
+	main, evil := w.image(t, "main"), w.image(t, "evil")
+	if err := w.ss.SignLegacy(main, mainID, gitlab); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ss.SignLegacy(evil, evilID, gitlab); err != nil {
+		t.Fatal(err)
+	}
+	rogue, err := w.ss.Rogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	untrusted := w.image(t, "untrusted")
+	if err := rogue.SignLegacy(untrusted, mainID, gitlab); err != nil {
+		t.Fatal(err)
+	}
+	exact := Keyless{Issuer: gitlab, Identity: mainID}
+	out, err := Verify(ctx, main, w.opts(exact))
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if d := main[strings.Index(main, "@")+1:]; !strings.Contains(string(out), d) {
+		t.Errorf("verified payload does not name %s:\n%s", d, out)
+	}
+	for _, c := range []struct {
+		name  string
+		image string
+		k     Keyless
+	}{
+		{"signed by main-evil, main required", evil, exact},
+		{"signed by main, main-evil required", main, Keyless{Issuer: gitlab, Identity: evilID}},
+		{"regexp .*@refs/heads/main does not accept main-evil", evil, Keyless{Issuer: gitlab, IdentityRegexp: `.*@refs/heads/main`}},
+		{"another issuer", main, Keyless{Issuer: otherIssr, Identity: mainID}},
+		{"certificate from an untrusted CA", untrusted, exact},
+	} {
+		if _, err := Verify(ctx, c.image, w.opts(c.k)); err == nil {
+			t.Errorf("%s: verified", c.name)
+		} else {
+			t.Logf("%s: %v", c.name, err)
+		}
+	}
+}
+
 // Attestations are held to the same identity rules, per type.
 func TestKeylessVerifyAttestation(t *testing.T) {
 	ctx := context.Background()
@@ -265,7 +312,7 @@ func TestKeylessArgs(t *testing.T) {
 		err  string
 	}{
 		{"exact", VerifyOptions{Keyless: &Keyless{Issuer: gitlab, Identity: mainID, TrustedRoot: "tr.json"}},
-			[]string{"--certificate-identity", mainID, "--certificate-oidc-issuer", gitlab, "--trusted-root", "tr.json"}, ""},
+			[]string{"--certificate-identity", mainID, "--certificate-oidc-issuer", gitlab, "--trusted-root", "tr.json", "--offline=true"}, ""},
 		{"regexp", VerifyOptions{Keyless: &Keyless{Issuer: gitlab, IdentityRegexp: `a|b`}},
 			[]string{"--certificate-identity-regexp", `^(?:a|b)$`, "--certificate-oidc-issuer", gitlab}, ""},
 		{"key", VerifyOptions{Key: "k.pub", Options: Options{Offline: true}},

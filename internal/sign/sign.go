@@ -289,7 +289,9 @@ func (o VerifyOptions) args() ([]string, error) {
 		}
 		a = append(a, "--certificate-oidc-issuer", k.Issuer)
 		if k.TrustedRoot != "" {
-			a = append(a, "--trusted-root", k.TrustedRoot)
+			// A private or air-gapped Sigstore: the proof of logging must be
+			// in the signature (bundle); never look it up in a public log.
+			a = append(a, "--trusted-root", k.TrustedRoot, "--offline=true")
 		}
 	}
 	return append(a, o.registryArgs()...), nil

@@ -26,6 +26,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net/url"
@@ -39,7 +40,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/cosign/v3/cmd/cosign/cli/options"
+	cbundle "github.com/sigstore/cosign/v3/pkg/cosign/bundle"
+	"github.com/sigstore/cosign/v3/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
+	"github.com/sigstore/cosign/v3/pkg/oci/static"
 	"github.com/sigstore/cosign/v3/pkg/types"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
@@ -48,6 +52,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"github.com/sigstore/sigstore-go/pkg/tlog"
+	sigpayload "github.com/sigstore/sigstore/pkg/signature/payload"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -130,6 +135,75 @@ func (s *Sigstore) TrustedRoot() ([]byte, error) {
 // identity, in a certificate from issuer, as 'cosign sign' does.
 func (s *Sigstore) Sign(ref, identity, issuer string, opts ...ociremote.Option) error {
 	return s.attach(ref, identity, issuer, types.CosignSignPredicateType, json.RawMessage(`{}`), NoFlaw, opts)
+}
+
+// SignLegacy attaches a keyless signature of the image at ref in the
+// format of cosign before Sigstore bundles (cosign 2 and older): a
+// simple-signing payload in a sha256-<digest>.sig image, with the
+// certificate, its chain and the Rekor entry (hashedrekord, signed entry
+// timestamp) as annotations.
+func (s *Sigstore) SignLegacy(ref, identity, issuer string, opts ...ociremote.Option) error {
+	d, err := name.NewDigest(ref)
+	if err != nil {
+		return err
+	}
+	payload, err := (&sigpayload.Cosign{Image: d}).MarshalJSON()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	leaf, key, err := s.certificate(identity, issuer, now.Add(-time.Minute), true)
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256(payload)
+	sig, err := ecdsa.SignASN1(rand.Reader, key, h[:])
+	if err != nil {
+		return err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})
+	chainPEM := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.inter.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.root.Raw})...)
+	body, err := json.Marshal(map[string]any{
+		"apiVersion": "0.0.1",
+		"kind":       "hashedrekord",
+		"spec": map[string]any{
+			"data": map[string]any{"hash": map[string]string{"algorithm": "sha256", "value": hex.EncodeToString(h[:])}},
+			"signature": map[string]any{
+				"content":   base64.StdEncoding.EncodeToString(sig),
+				"publicKey": map[string]string{"content": base64.StdEncoding.EncodeToString(certPEM)},
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	logID, err := s.rekor.RekorLogID()
+	if err != nil {
+		return err
+	}
+	rp := tlog.RekorPayload{Body: base64.StdEncoding.EncodeToString(body), IntegratedTime: now.Unix(), LogIndex: 1, LogID: logID}
+	set, err := s.rekor.RekorSignPayload(rp)
+	if err != nil {
+		return err
+	}
+	osig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(sig),
+		static.WithCertChain(certPEM, chainPEM),
+		static.WithBundle(&cbundle.RekorBundle{SignedEntryTimestamp: set, Payload: cbundle.RekorPayload{
+			Body: rp.Body, IntegratedTime: rp.IntegratedTime, LogIndex: rp.LogIndex, LogID: rp.LogID,
+		}}))
+	if err != nil {
+		return err
+	}
+	se, err := ociremote.SignedEntity(d, opts...)
+	if err != nil {
+		return err
+	}
+	se, err = mutate.AttachSignatureToEntity(se, osig)
+	if err != nil {
+		return err
+	}
+	return ociremote.WriteSignatures(d.Repository, se, opts...)
 }
 
 // A Flaw spoils one part of a signature, for tests of what a verifier
