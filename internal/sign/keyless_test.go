@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"testing"
@@ -345,4 +347,41 @@ func TestKeylessArgs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Whatever regexp Check accepts, lotse's anchors hold: the anchored
+// expression is ^, the user's expression as one group, $ (it cannot close
+// the group and put an alternative outside the anchors).
+func FuzzAnchoredIdentityRegexp(f *testing.F) {
+	for _, s := range []string{`.*@refs/heads/main`, `x)|.*|(y`, `a|b`, `(?m)a$`, `\Q)|(`, `)(`, `(?s).*`, `^`, `$`, `a)|(?:b`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, re string) {
+		k := Keyless{Issuer: gitlab, IdentityRegexp: re}
+		if k.Check() != nil {
+			return
+		}
+		anchored := regexp.MustCompile(k.AnchoredIdentityRegexp())
+		user := regexp.MustCompile(re)
+		// Every match of the anchored expression is the whole input and a
+		// match of the user's expression; a suffix never changes that.
+		for _, s := range []string{mainID, evilID, "", "x", "main-evil", re} {
+			if anchored.MatchString(s) {
+				loc := anchored.FindStringIndex(s)
+				if loc[0] != 0 || loc[1] != len(s) {
+					t.Fatalf("%q matches %q only in part: %v", k.AnchoredIdentityRegexp(), s, loc)
+				}
+				if !user.MatchString(s) {
+					t.Fatalf("%q matches %q, %q does not", k.AnchoredIdentityRegexp(), s, re)
+				}
+			}
+		}
+		p, err := syntax.Parse(k.AnchoredIdentityRegexp(), syntax.Perl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Op != syntax.OpConcat || p.Sub[0].Op != syntax.OpBeginText || p.Sub[len(p.Sub)-1].Op != syntax.OpEndText {
+			t.Fatalf("%q is not ^...$ at the top: %v", k.AnchoredIdentityRegexp(), p)
+		}
+	})
 }
