@@ -134,6 +134,7 @@ func TestKeylessVerify(t *testing.T) {
 		{"signed by main, main-evil required", main, Keyless{Issuer: gitlab, Identity: evilID}, false},
 		{"a prefix of the signer's identity", main, Keyless{Issuer: gitlab, Identity: strings.TrimSuffix(mainID, "/main")}, false},
 		{"identity with regexp characters is literal", main, Keyless{Issuer: gitlab, Identity: "https://gitlab.com/team/app//.gitlab-ci.yml@refs/heads/.*"}, false},
+		{"identity that looks like a flag", main, Keyless{Issuer: gitlab, Identity: "--help"}, false},
 		{"another project", other, exact, false},
 		{"another issuer", otherIssuer, exact, false},
 		{"issuer compared exactly", main, Keyless{Issuer: gitlab + "/", Identity: mainID}, false},
@@ -159,6 +160,7 @@ func TestKeylessVerify(t *testing.T) {
 		why := map[string]string{
 			"signed by main-evil, main required":                  "expected SAN value",
 			"another issuer":                                      "expected issuer value",
+			"identity that looks like a flag":                     `expected SAN value "--help"`,
 			"certificate from an untrusted CA":                    "leaf certificate verification failed",
 			"no transparency-log entry":                           "not enough verified log entries",
 			"no SCT":                                              "signed certificate timestamp",
@@ -314,11 +316,13 @@ func TestKeylessArgs(t *testing.T) {
 		err  string
 	}{
 		{"exact", VerifyOptions{Keyless: &Keyless{Issuer: gitlab, Identity: mainID, TrustedRoot: "tr.json"}},
-			[]string{"--certificate-identity", mainID, "--certificate-oidc-issuer", gitlab, "--trusted-root", "tr.json", "--offline=true"}, ""},
+			[]string{"--certificate-identity=" + mainID, "--certificate-oidc-issuer=" + gitlab, "--trusted-root=tr.json", "--offline=true"}, ""},
 		{"regexp", VerifyOptions{Keyless: &Keyless{Issuer: gitlab, IdentityRegexp: `a|b`}},
-			[]string{"--certificate-identity-regexp", `^(?:a|b)$`, "--certificate-oidc-issuer", gitlab}, ""},
+			[]string{"--certificate-identity-regexp=^(?:a|b)$", "--certificate-oidc-issuer=" + gitlab}, ""},
 		{"key", VerifyOptions{Key: "k.pub", Options: Options{Offline: true}},
 			[]string{"--key", "k.pub", "--insecure-ignore-tlog=true"}, ""},
+		{"values that look like flags", VerifyOptions{Keyless: &Keyless{Issuer: "--insecure-ignore-sct", Identity: "--insecure-ignore-tlog"}},
+			[]string{"--certificate-identity=--insecure-ignore-tlog", "--certificate-oidc-issuer=--insecure-ignore-sct"}, ""},
 		{"nothing", VerifyOptions{}, nil, "nothing to verify against"},
 		{"key and keyless", VerifyOptions{Key: "k.pub", Keyless: &Keyless{Issuer: gitlab, Identity: mainID}}, nil, "not both"},
 		{"no issuer", VerifyOptions{Keyless: &Keyless{Identity: mainID}}, nil, "OIDC issuer"},

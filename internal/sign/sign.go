@@ -282,16 +282,17 @@ func (o VerifyOptions) args() ([]string, error) {
 		k := o.Keyless
 		// cosign's --certificate-identity is an exact comparison (sigstore-go's
 		// SAN matcher); the regexp is anchored here, whatever the user wrote.
+		// Values go in the flag=value form, so none reads as a flag.
 		if k.Identity != "" {
-			a = append(a, "--certificate-identity", k.Identity)
+			a = append(a, "--certificate-identity="+k.Identity)
 		} else {
-			a = append(a, "--certificate-identity-regexp", k.AnchoredIdentityRegexp())
+			a = append(a, "--certificate-identity-regexp="+k.AnchoredIdentityRegexp())
 		}
-		a = append(a, "--certificate-oidc-issuer", k.Issuer)
+		a = append(a, "--certificate-oidc-issuer="+k.Issuer)
 		if k.TrustedRoot != "" {
 			// A private or air-gapped Sigstore: the proof of logging must be
 			// in the signature (bundle); never look it up in a public log.
-			a = append(a, "--trusted-root", k.TrustedRoot, "--offline=true")
+			a = append(a, "--trusted-root="+k.TrustedRoot, "--offline=true")
 		}
 	}
 	return append(a, o.registryArgs()...), nil
