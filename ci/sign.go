@@ -136,25 +136,96 @@ slsaprovenance.`,
 	return cmd
 }
 
+// verifyFlags say what a valid signature is: a public key, or a keyless
+// identity.
+type verifyFlags struct {
+	key            string
+	identity       string
+	identityRegexp string
+	issuer         string
+	trustedRoot    string
+	offline        bool
+}
+
+func (a *app) addVerifyFlags(fs *pflag.FlagSet, vf *verifyFlags) {
+	fs.StringVar(&vf.key, "key", a.env.get("LOTSE_VERIFY_KEY"), "public key: a file, env://VAR or a KMS URI (env LOTSE_VERIFY_KEY)")
+	fs.StringVar(&vf.identity, "certificate-identity", "", "keyless: the signer's identity, compared exactly, e.g. https://gitlab.com/team/app//.gitlab-ci.yml@refs/heads/main")
+	fs.StringVar(&vf.identityRegexp, "certificate-identity-regexp", "", "keyless: a regular expression the whole identity must match (lotse anchors it with ^...$)")
+	fs.StringVar(&vf.issuer, "certificate-oidc-issuer", "", "keyless: the OIDC issuer, compared exactly, e.g. https://gitlab.com")
+	fs.StringVar(&vf.trustedRoot, "trusted-root", "", "keyless: a Sigstore trusted_root.json (private Sigstore, air-gapped sites); default: Sigstore's public-good instance")
+	fs.BoolVar(&vf.offline, "offline", a.env.get("LOTSE_SIGN_OFFLINE") == "true", "key signatures: do not check the transparency log")
+}
+
+// verifyOptions checks the flag combination (usage errors) and returns
+// what a valid signature is. LOTSE_VERIFY_KEY and LOTSE_SIGN_OFFLINE are
+// defaults for key signatures: keyless flags set them aside; an explicit
+// --key or --offline with keyless flags is an error.
+func (vf *verifyFlags) verifyOptions(fs *pflag.FlagSet) (sign.VerifyOptions, error) {
+	keyless := vf.identity != "" || vf.identityRegexp != "" || vf.issuer != "" || vf.trustedRoot != ""
+	var o sign.VerifyOptions
+	switch {
+	case keyless && fs.Changed("key") && vf.key != "":
+		return o, usagef("--key and --certificate-identity/--certificate-oidc-issuer/--trusted-root are exclusive: verify with a public key or a keyless identity")
+	case keyless && fs.Changed("offline") && vf.offline:
+		return o, usagef("--offline is for key signatures: keyless signatures are verified with their transparency-log entry (give --trusted-root for a private or air-gapped Sigstore)")
+	case !keyless && vf.key == "":
+		return o, usagef("nothing to verify against: give --key, or --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer for keyless signatures")
+	case !keyless:
+		o.Key, o.Offline = vf.key, vf.offline
+		return o, nil
+	case vf.identity != "" && vf.identityRegexp != "":
+		return o, usagef("--certificate-identity (exact) and --certificate-identity-regexp are exclusive")
+	case vf.identity == "" && vf.identityRegexp == "":
+		return o, usagef("keyless verification needs --certificate-identity (exact) or --certificate-identity-regexp")
+	case vf.issuer == "":
+		return o, usagef("--certificate-oidc-issuer is required with --certificate-identity or --certificate-identity-regexp")
+	}
+	if vf.trustedRoot != "" {
+		if _, err := os.Stat(vf.trustedRoot); err != nil {
+			return o, usagef("--trusted-root: %v", err)
+		}
+	}
+	o.Keyless = &sign.Keyless{Issuer: vf.issuer, Identity: vf.identity, IdentityRegexp: vf.identityRegexp, TrustedRoot: vf.trustedRoot}
+	if err := o.Check(); err != nil {
+		return o, &UsageError{Err: err}
+	}
+	return o, nil
+}
+
 func (a *app) verifyCmd() *cobra.Command {
 	var (
-		rf       registryFlags
-		key      string
-		identity string
-		issuer   string
-		offline  bool
-		types    []string
+		rf    registryFlags
+		vf    verifyFlags
+		types []string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify IMAGE",
 		Short: "Verify an image's signature and attestations (cosign)",
 		Long: `Verify that an image carries a valid signature and, with --type, valid
 attestations of those types. Exits 1 with the reason when anything does not
-verify.`,
+verify, 2 on a bad combination of flags.
+
+A valid signature is one made with the private key of --key, or a keyless one:
+a short-lived Fulcio certificate whose identity is exactly
+--certificate-identity (or matches --certificate-identity-regexp as a whole:
+lotse anchors it with ^...$) and whose OIDC issuer is exactly
+--certificate-oidc-issuer, chained to the trusted root's CA, with an SCT from
+its CT log and an entry in its transparency log. The trusted root is
+Sigstore's public-good instance (fetched from its TUF repository), or the
+trusted_root.json of --trusted-root for a private Sigstore or an air-gapped
+site (no network needed then).
+
+A GitLab CI job's identity is its CI config reference:
+https://GITLAB/GROUP/PROJECT//.gitlab-ci.yml@refs/heads/BRANCH (or
+@refs/tags/TAG). Compare it exactly: a regexp such as .*@refs/heads/main also
+accepts any project's main branch.`,
 		Example: `  lotse verify --key cosign.pub harbor.example.com/team/app@sha256:...
   lotse verify --key cosign.pub --type cyclonedx --type vuln harbor.example.com/team/app:1.2.3
   lotse verify --certificate-identity 'https://gitlab.com/team/app//.gitlab-ci.yml@refs/heads/main' \
-      --certificate-oidc-issuer https://gitlab.com harbor.example.com/team/app@sha256:...`,
+      --certificate-oidc-issuer https://gitlab.com harbor.example.com/team/app@sha256:...
+  lotse verify --certificate-identity-regexp 'https://gitlab\.example\.com/team/app//\.gitlab-ci\.yml@refs/tags/v.*' \
+      --certificate-oidc-issuer https://gitlab.example.com --trusted-root trusted_root.json \
+      --type vuln harbor.example.com/team/app:1.2.3`,
 		Args: exactArgs(1, "one IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var ts []sign.AttestationType
@@ -164,6 +235,10 @@ verify.`,
 					return &UsageError{Err: err}
 				}
 				ts = append(ts, at)
+			}
+			vo, err := vf.verifyOptions(cmd.Flags())
+			if err != nil {
+				return err
 			}
 			src, err := oci.ParseSource(args[0], rf.insecure)
 			if err != nil {
@@ -176,12 +251,7 @@ verify.`,
 				return err
 			}
 			u, p := a.credentialsFor(&rf, src.Ref.Context().RegistryStr())
-			vo := sign.VerifyOptions{
-				Options:  sign.Options{Offline: offline, Insecure: rf.insecure, Username: u, Password: p},
-				Key:      key,
-				Identity: identity,
-				Issuer:   issuer,
-			}
+			vo.Options = sign.Options{Offline: vo.Offline, Insecure: rf.insecure, Username: u, Password: p}
 			if _, err := sign.Verify(cmd.Context(), args[0], vo); err != nil {
 				return err
 			}
@@ -196,10 +266,7 @@ verify.`,
 		},
 	}
 	a.addRegistryFlags(cmd.Flags(), &rf)
-	cmd.Flags().StringVar(&key, "key", a.env.get("LOTSE_VERIFY_KEY"), "public key: a file, env://VAR or a KMS URI (env LOTSE_VERIFY_KEY)")
-	cmd.Flags().StringVar(&identity, "certificate-identity", "", "keyless: the signer's identity (regular expression)")
-	cmd.Flags().StringVar(&issuer, "certificate-oidc-issuer", "", "keyless: the OIDC issuer, e.g. https://gitlab.com")
-	cmd.Flags().BoolVar(&offline, "offline", a.env.get("LOTSE_SIGN_OFFLINE") == "true", "do not check the transparency log")
+	a.addVerifyFlags(cmd.Flags(), &vf)
 	cmd.Flags().StringSliceVar(&types, "type", nil, "also verify attestations of these types (repeatable)")
 	return cmd
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/lotse/lotse/internal/audit"
 	"github.com/lotse/lotse/internal/auditapi"
 	"github.com/lotse/lotse/internal/sign"
+	"github.com/lotse/lotse/internal/sign/sigstoretest"
 	"github.com/lotse/lotse/internal/store"
 	"github.com/lotse/lotse/test/fixture"
 	"github.com/lotse/lotse/test/gitlabsim"
@@ -54,6 +55,9 @@ type shared struct {
 	sim      *gitlabsim.Sim    // the GitLab simulator; each script makes its own GitOps project
 	simURL   string
 	botToken string // token of the user lotse writes as
+	// sigstore is a private Sigstore whose trusted root is
+	// $KEYS/trusted_root.json; keylesssign and keylessattest sign with it.
+	sigstore *sigstoretest.Sigstore
 }
 
 func setupShared(t *testing.T) *shared {
@@ -124,6 +128,16 @@ func setupShared(t *testing.T) *shared {
 			t.Fatal(err)
 		}
 	}
+	if s.sigstore, err = sigstoretest.New(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.sigstore.TrustedRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.keysDir, "trusted_root.json"), tr, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s.sim = gitlabsim.New(gitlabsim.Options{Dir: t.TempDir()})
 	simSrv := httptest.NewServer(s.sim)
 	t.Cleanup(func() { simSrv.Close(); s.sim.Close() })
@@ -161,18 +175,21 @@ func TestScripts(t *testing.T) {
 			e.Setenv("LOTSE_GITLAB_TOKEN", s.botToken)
 			e.Setenv("LOTSE_GITOPS_PROJECT", "gitops/"+strings.ToLower(filepath.Base(e.WorkDir)))
 			e.Values["sim"] = s.sim
+			e.Values["sigstore"] = s.sigstore
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exitcode":    cmdExitCode,
-			"cpuprofile":  cmdCPUProfile,
-			"manifest":    cmdManifest,
-			"simproject":  cmdSimProject,
-			"simfile":     cmdSimFile,
-			"simlog":      cmdSimLog,
-			"simstate":    cmdSimState,
-			"simmr":       cmdSimMR,
-			"auditserver": cmdAuditServer,
+			"exitcode":      cmdExitCode,
+			"cpuprofile":    cmdCPUProfile,
+			"manifest":      cmdManifest,
+			"simproject":    cmdSimProject,
+			"simfile":       cmdSimFile,
+			"simlog":        cmdSimLog,
+			"simstate":      cmdSimState,
+			"simmr":         cmdSimMR,
+			"keylesssign":   cmdKeylessSign,
+			"keylessattest": cmdKeylessAttest,
+			"auditserver":   cmdAuditServer,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "cosign" {
@@ -409,4 +426,25 @@ func cmdAuditServer(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("LOTSE_URL", srv.URL)
 	ts.Setenv("LOTSE_API_TOKEN", token)
 	ts.Setenv("AUDIT_HEAD", head.String())
+}
+
+// keylesssign IDENTITY ISSUER IMAGE@DIGEST signs the image keylessly, as
+// cosign would with a GitLab id_token, with a certificate from the test's
+// private Sigstore (trusted root: $KEYS/trusted_root.json).
+func cmdKeylessSign(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: keylesssign IDENTITY ISSUER IMAGE@DIGEST")
+	}
+	ts.Check(ts.Value("sigstore").(*sigstoretest.Sigstore).Sign(args[2], args[0], args[1]))
+}
+
+// keylessattest IDENTITY ISSUER TYPE PREDICATE IMAGE@DIGEST attests the
+// image keylessly with the predicate file.
+func cmdKeylessAttest(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 5 {
+		ts.Fatalf("usage: keylessattest IDENTITY ISSUER TYPE PREDICATE IMAGE@DIGEST")
+	}
+	b, err := os.ReadFile(ts.MkAbs(args[3]))
+	ts.Check(err)
+	ts.Check(ts.Value("sigstore").(*sigstoretest.Sigstore).Attest(args[4], args[0], args[1], args[2], b))
 }

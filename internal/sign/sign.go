@@ -9,6 +9,13 @@
 // hashivault://). Without a key, signing is keyless with an OIDC identity
 // token (GitLab's id_tokens with aud "sigstore"). Offline mode uses no
 // transparency log, for private sites and tests.
+//
+// Keyless signatures are verified against an exact identity (or a regular
+// expression lotse anchors) and an exact OIDC issuer, with a Sigstore
+// trusted root: the public-good instance's or a trusted_root.json file
+// (private Sigstore, air-gapped sites). The certificate must chain to a
+// trusted Fulcio CA, carry an SCT from a trusted CT log, and the signature
+// must have a transparency-log entry.
 package sign
 
 import (
@@ -19,6 +26,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -179,29 +187,113 @@ func Attest(ctx context.Context, ref string, t AttestationType, predicateFile st
 	return nil
 }
 
-// VerifyOptions say what a valid signature is.
+// VerifyOptions say what a valid signature is: one made with Key, or a
+// keyless one that Keyless accepts. Exactly one of the two.
 type VerifyOptions struct {
 	Options
-	// Key is the public key (a file, env://VAR or KMS URI); empty means
-	// keyless, checked against Identity and Issuer.
+	// Key is the public key (a file, env://VAR or KMS URI).
 	Key string
-	// Identity and Issuer are the certificate identity (a regular
-	// expression) and OIDC issuer of keyless signatures.
-	Identity, Issuer string
+	// Keyless accepts signatures made with a short-lived Fulcio
+	// certificate for one identity from one OIDC issuer, logged in the
+	// transparency log.
+	Keyless *Keyless
+}
+
+// Keyless says whose keyless signatures are valid and which Sigstore
+// vouches for them. The certificate's OIDC issuer must equal Issuer and its
+// identity (subject alternative name) must equal Identity or match
+// IdentityRegexp, which lotse anchors at both ends; give exactly one of
+// the two.
+//
+// For a GitLab CI job the identity is the job's CI config reference, e.g.
+// https://gitlab.com/team/app//.gitlab-ci.yml@refs/heads/main, and the
+// issuer the GitLab URL, e.g. https://gitlab.com.
+type Keyless struct {
+	// Issuer is the OIDC issuer, compared exactly.
+	Issuer string
+	// Identity is the certificate identity, compared exactly.
+	Identity string
+	// IdentityRegexp is a regular expression (Go syntax) the whole
+	// identity must match: it is checked as ^(?:IdentityRegexp)$.
+	IdentityRegexp string
+	// TrustedRoot is a Sigstore trusted_root.json: the Fulcio CAs,
+	// transparency logs, CT logs and timestamp authorities to trust, for
+	// a private Sigstore or an air-gapped site. Empty means Sigstore's
+	// public-good instance, whose trusted root cosign fetches through TUF
+	// (network).
+	TrustedRoot string
+}
+
+// AnchoredIdentityRegexp is the regular expression that IdentityRegexp
+// stands for: it must match the whole identity.
+func (k Keyless) AnchoredIdentityRegexp() string {
+	return "^(?:" + k.IdentityRegexp + ")$"
+}
+
+// Check reports what is missing or contradictory in k.
+func (k Keyless) Check() error {
+	switch {
+	case k.Issuer == "":
+		return errors.New("keyless verification needs the OIDC issuer")
+	case k.Identity == "" && k.IdentityRegexp == "":
+		return errors.New("keyless verification needs the signer's identity, exact or as a regular expression")
+	case k.Identity != "" && k.IdentityRegexp != "":
+		return errors.New("keyless verification takes the identity exactly or as a regular expression, not both")
+	}
+	if k.IdentityRegexp != "" {
+		// Compiled alone first: a regexp that closes the group lotse wraps
+		// it in (x)|.*(y) would escape the anchors.
+		for _, re := range []string{k.IdentityRegexp, k.AnchoredIdentityRegexp()} {
+			if _, err := regexp.Compile(re); err != nil {
+				return fmt.Errorf("identity regular expression: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Check reports what is missing or contradictory in o: a bad combination
+// of options, not a bad signature.
+func (o VerifyOptions) Check() error {
+	switch {
+	case o.Key != "" && o.Keyless != nil:
+		return errors.New("verify with a public key or a keyless identity, not both")
+	case o.Key == "" && o.Keyless == nil:
+		return errors.New("nothing to verify against: give --key, or --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer for keyless signatures")
+	case o.Keyless != nil && o.Offline:
+		return errors.New("keyless signatures are verified with their transparency-log entry: offline verification is for key signatures")
+	case o.Keyless != nil:
+		return o.Keyless.Check()
+	}
+	return nil
 }
 
 func (o VerifyOptions) args() ([]string, error) {
-	var a []string
-	switch {
-	case o.Key != "":
-		a = append(a, "--key", o.Key)
-	case o.Identity != "" && o.Issuer != "":
-		a = append(a, "--certificate-identity-regexp", o.Identity, "--certificate-oidc-issuer", o.Issuer)
-	default:
-		return nil, errors.New("nothing to verify against: give --key, or --certificate-identity and --certificate-oidc-issuer for keyless signatures")
+	if err := o.Check(); err != nil {
+		return nil, err
 	}
-	if o.Offline {
-		a = append(a, "--insecure-ignore-tlog=true")
+	var a []string
+	if o.Key != "" {
+		a = append(a, "--key", o.Key)
+		if o.Offline {
+			a = append(a, "--insecure-ignore-tlog=true")
+		}
+	} else {
+		k := o.Keyless
+		// cosign's --certificate-identity is an exact comparison (sigstore-go's
+		// SAN matcher); the regexp is anchored here, whatever the user wrote.
+		// Values go in the flag=value form, so none reads as a flag.
+		if k.Identity != "" {
+			a = append(a, "--certificate-identity="+k.Identity)
+		} else {
+			a = append(a, "--certificate-identity-regexp="+k.AnchoredIdentityRegexp())
+		}
+		a = append(a, "--certificate-oidc-issuer="+k.Issuer)
+		if k.TrustedRoot != "" {
+			// A private or air-gapped Sigstore: the proof of logging must be
+			// in the signature (bundle); never look it up in a public log.
+			a = append(a, "--trusted-root="+k.TrustedRoot, "--offline=true")
+		}
 	}
 	return append(a, o.registryArgs()...), nil
 }
