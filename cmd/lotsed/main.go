@@ -17,8 +17,16 @@ import (
 var version = "dev"
 
 func main() {
+	// cosign (the gates' verifier) writes progress messages to os.Stderr,
+	// looked up at each message, and has no option to stop. lotsed's
+	// standard error is its JSON log: the log keeps the real one and
+	// os.Stderr points at /dev/null, set once here before anything runs.
+	stderr := os.Stderr
+	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		os.Stderr = null
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args, os.Getenv, os.Stdout, stderr)
 	stop()
 	os.Exit(code)
 }
@@ -30,5 +38,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // gateVerifier gives lotsed's gates cosign's verification (internal/sign);
 // the webhook package itself does not link cosign.
 func gateVerifier(r webhook.Registry) webhook.Verifier {
-	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password, Quiet: true}}
+	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
 }

@@ -66,7 +66,7 @@ func (w keylessWorld) image(t *testing.T, tag string) string {
 
 func (w keylessWorld) opts(k Keyless) VerifyOptions {
 	k.TrustedRoot = w.trustedRoot
-	return VerifyOptions{Options: Options{Quiet: true}, Keyless: &k}
+	return VerifyOptions{Options: Options{}, Keyless: &k}
 }
 
 // Keyless signatures verify for exactly the configured identity and
@@ -117,7 +117,7 @@ func TestKeylessVerify(t *testing.T) {
 	// Signed with a key: no certificate, no identity.
 	k := writeKeys(t)
 	keySigned := w.image(t, "key")
-	if err := Sign(ctx, keySigned, Options{Key: k.priv, Offline: true, Quiet: true}); err != nil {
+	if err := Sign(ctx, keySigned, Options{Key: k.priv, Offline: true}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -189,7 +189,7 @@ func TestKeylessVerify(t *testing.T) {
 	}
 
 	// A key does not stand in for an identity, nor an identity for a key.
-	if _, err := Verify(ctx, main, VerifyOptions{Options: Options{Quiet: true}, Key: k.pub}); err == nil {
+	if _, err := Verify(ctx, main, VerifyOptions{Options: Options{}, Key: k.pub}); err == nil {
 		t.Error("a keyless signature verified with a public key")
 	}
 

@@ -57,10 +57,6 @@ type Options struct {
 	// Username and Password authenticate to the registry; empty means the
 	// docker config.
 	Username, Password string
-	// Quiet drops cosign's progress messages, which it writes to the
-	// process's standard error: for services whose standard error is a
-	// structured log. Errors are returned either way.
-	Quiet bool
 }
 
 // AttestationType is a predicate type name as cosign accepts it.
@@ -89,19 +85,13 @@ func ParseAttestationType(s string) (AttestationType, error) {
 // in a package variable.
 var cosignMu sync.Mutex
 
-// run executes one cosign command line in process.
-func run(ctx context.Context, quiet bool, args ...string) error {
+// run executes one cosign command line in process. cosign writes its
+// progress messages to the process's standard error, whatever the caller
+// asks; this package leaves the process alone (lotsed points os.Stderr
+// elsewhere once at start, see cmd/lotsed).
+func run(ctx context.Context, args ...string) error {
 	cosignMu.Lock()
 	defer cosignMu.Unlock()
-	if quiet {
-		// cosign prints through os.Stderr, looked up at each message; the
-		// mutex above keeps every cosign run inside this window.
-		if null, err := os.Open(os.DevNull); err == nil {
-			saved := os.Stderr
-			os.Stderr = null
-			defer func() { os.Stderr = saved; null.Close() }()
-		}
-	}
 	cmd := cli.New()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
@@ -160,7 +150,7 @@ func Sign(ctx context.Context, ref string, o Options) error {
 	}
 	args := append([]string{"sign"}, sa...)
 	args = append(args, o.registryArgs()...)
-	if err := run(ctx, o.Quiet, append(args, ref)...); err != nil {
+	if err := run(ctx, append(args, ref)...); err != nil {
 		return fmt.Errorf("sign %s: %w", ref, err)
 	}
 	return nil
@@ -181,7 +171,7 @@ func Attest(ctx context.Context, ref string, t AttestationType, predicateFile st
 	}
 	args := append([]string{"attest", "--type", string(t), "--predicate", predicateFile}, sa...)
 	args = append(args, o.registryArgs()...)
-	if err := run(ctx, o.Quiet, append(args, ref)...); err != nil {
+	if err := run(ctx, append(args, ref)...); err != nil {
 		return fmt.Errorf("attest %s: %w", ref, err)
 	}
 	return nil
@@ -305,7 +295,7 @@ func Verify(ctx context.Context, ref string, o VerifyOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return verify(ctx, ref, o.Quiet, append([]string{"verify", "--output", "json"}, va...))
+	return verify(ctx, ref, append([]string{"verify", "--output", "json"}, va...))
 }
 
 // VerifyAttestation checks that the image at ref carries a valid attestation
@@ -315,19 +305,19 @@ func VerifyAttestation(ctx context.Context, ref string, t AttestationType, o Ver
 	if err != nil {
 		return nil, err
 	}
-	return verify(ctx, ref, o.Quiet, append([]string{"verify-attestation", "--type", string(t)}, va...))
+	return verify(ctx, ref, append([]string{"verify-attestation", "--type", string(t)}, va...))
 }
 
 // verify runs a cosign verify command; cosign prints what it verified to
 // standard output, which --output-file redirects into a file we read back.
-func verify(ctx context.Context, ref string, quiet bool, args []string) ([]byte, error) {
+func verify(ctx context.Context, ref string, args []string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "lotse-verify")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "out")
-	if err := run(ctx, quiet, append(append([]string{"--output-file", out}, args...), ref)...); err != nil {
+	if err := run(ctx, append(append([]string{"--output-file", out}, args...), ref)...); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", ref, err)
 	}
 	b, err := os.ReadFile(out)

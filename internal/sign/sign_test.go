@@ -151,41 +151,6 @@ func TestOptionErrors(t *testing.T) {
 	}
 }
 
-// Quiet keeps cosign's progress messages out of the process's standard
-// error (lotsed logs JSON there); without it they are printed.
-func TestQuiet(t *testing.T) {
-	ctx := context.Background()
-	k := writeKeys(t)
-	img, _ := twoImages(t)
-	opts := Options{Key: k.priv, Offline: true}
-	if err := Sign(ctx, img, opts); err != nil {
-		t.Fatal(err)
-	}
-	capture := func(quiet bool) string {
-		f, err := os.CreateTemp(t.TempDir(), "stderr")
-		if err != nil {
-			t.Fatal(err)
-		}
-		saved := os.Stderr
-		os.Stderr = f
-		vo := VerifyOptions{Options: Options{Offline: true, Quiet: quiet}, Key: k.pub}
-		_, err = Verify(ctx, img, vo)
-		os.Stderr = saved
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := os.ReadFile(f.Name())
-		return string(b)
-	}
-	if out := capture(true); out != "" {
-		t.Errorf("quiet verify wrote to stderr: %q", out)
-	}
-	if out := capture(false); !strings.Contains(out, "Verification for") {
-		t.Errorf("verify wrote %q to stderr, want cosign's report", out)
-	}
-}
-
 // A key decrypted once signs and attests through its Ref; what it signs
 // verifies with the public key; closed, it is gone.
 func TestLoadedKey(t *testing.T) {

@@ -35,7 +35,7 @@ import (
 
 // gateVerifier is cmd/lotsed's: cosign's verification for the gates.
 func gateVerifier(r webhook.Registry) webhook.Verifier {
-	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password, Quiet: true}}
+	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
 }
 
 // A child process of the test binary runs lotsed (see startChild).
