@@ -33,8 +33,9 @@ type Config struct {
 	GitOpsProject      string
 	BotUser            string
 	Operators          []string
-	PublicKey          string // cosign public key for the signature gate: file, env://, KMS
-	PublicURL          string // where lotsed is reachable, for links in comments
+	Writers            []string // users besides lotse's whose pushes to the default branch are landings
+	PublicKey          string   // cosign public key for the signature gate: file, env://, KMS
+	PublicURL          string   // where lotsed is reachable, for links in comments
 	Workers            int
 	MaxAttempts        int
 	MaxBody            int64
@@ -87,10 +88,12 @@ func options() []option {
 		{key: "gitlab-token", secret: true, help: "token of lotse's GitLab user (Maintainer on the GitOps project)",
 			set: str(func(c *Config) *string { return &c.GitLabToken })},
 		{key: "gitops-project", help: "path of the GitOps project, e.g. platform/gitops", set: str(func(c *Config) *string { return &c.GitOpsProject })},
-		{key: "bot-user", help: "lotse's GitLab username (default: the token's user); its approvals never count",
+		{key: "bot-user", help: "lotse's GitLab username (default: the token's user); its approvals never count, only its merge requests are merged",
 			set: str(func(c *Config) *string { return &c.BotUser })},
-		{key: "operators", help: "comma-separated GitLab usernames allowed to use /lotse commands in MR notes",
+		{key: "operators", help: "comma-separated GitLab usernames allowed to use /lotse commands in MR notes (resolved to user IDs at start and on reload)",
 			set: func(c *Config, v string) error { c.Operators = splitList(v); return nil }},
+		{key: "writers", help: "comma-separated GitLab usernames, besides lotse's own, whose pushes to the default branch count as landings (the user of a CI token that runs lotse bump); any other change of a stage is out-of-band",
+			set: func(c *Config, v string) error { c.Writers = splitList(v); return nil }},
 		{key: "public-key", help: "cosign public key for the signature and scan gates (file, env://VAR or KMS URI; default: lotse.yaml signing.publicKey)",
 			set: str(func(c *Config) *string { return &c.PublicKey })},
 		{key: "public-url", help: "lotsed's external URL, for links in comments and commit statuses", set: str(func(c *Config) *string { return &c.PublicURL })},

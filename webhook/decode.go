@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,13 +12,14 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/lotse/lotse/internal/gitops"
+	"github.com/lotse/lotse/internal/promotion"
 )
 
 // occurrence is something that happened in GitLab or ArgoCD that lotsed
 // acts on, decoded from one delivery. The worker turns occurrences into
 // promotion events.
 type occurrence struct {
-	Kind  string // landed, mr, note, pipeline, health
+	Kind  string // landed, changed, mr, note, pipeline, health
 	App   string
 	Stage string
 
@@ -31,12 +33,15 @@ type occurrence struct {
 	IID    int64
 	NoteID int64
 	Action string
-	User   string // who did it
+	User   promotion.User // who did it (for a landing: who pushed)
 	SHA    string
 	Body   string
 
 	// pipeline: a pipeline on the GitOps project finished.
 	Status string
+
+	// landed, changed: the files the commit added, changed or removed.
+	Files []string
 
 	// health: ArgoCD's view of the app in the stage.
 	Healthy bool
@@ -48,11 +53,13 @@ type occurrence struct {
 func decodeError(err error) error { return &permanentError{fmt.Errorf("decode: %w", err)} }
 
 type gitlabProject struct {
+	ID                int64  `json:"id"`
 	PathWithNamespace string `json:"path_with_namespace"`
 	DefaultBranch     string `json:"default_branch"`
 }
 
 type gitlabUser struct {
+	ID       int64  `json:"id"`
 	Username string `json:"username"`
 }
 
@@ -61,16 +68,20 @@ type gitlabUser struct {
 // decodes a body once, into this, and hands it to a worker with the
 // delivery.
 type gitlabHook struct {
-	ObjectKind string        `json:"object_kind"`
-	Ref        string        `json:"ref"`     // push
-	User       gitlabUser    `json:"user"`    // merge request, note
-	Project    gitlabProject `json:"project"` // all
-	Commits    []hookCommit  `json:"commits"` // push
-	Attrs      struct {
+	ObjectKind   string        `json:"object_kind"`
+	Ref          string        `json:"ref"`           // push
+	UserID       int64         `json:"user_id"`       // push: who pushed
+	UserUsername string        `json:"user_username"` // push
+	User         gitlabUser    `json:"user"`          // merge request, note
+	Project      gitlabProject `json:"project"`       // all
+	Commits      []hookCommit  `json:"commits"`       // push
+	Attrs        struct {
 		// merge request
-		IID          int64  `json:"iid"`
-		SourceBranch string `json:"source_branch"`
-		LastCommit   struct {
+		IID             int64  `json:"iid"`
+		SourceBranch    string `json:"source_branch"`
+		SourceProjectID int64  `json:"source_project_id"`
+		TargetProjectID int64  `json:"target_project_id"`
+		LastCommit      struct {
 			ID string `json:"id"`
 		} `json:"last_commit"`
 		// merge request, note
@@ -99,8 +110,10 @@ type hookCommit struct {
 }
 
 type hookMR struct {
-	IID          int64  `json:"iid"`
-	SourceBranch string `json:"source_branch"`
+	IID             int64  `json:"iid"`
+	SourceBranch    string `json:"source_branch"`
+	SourceProjectID int64  `json:"source_project_id"`
+	TargetProjectID int64  `json:"target_project_id"`
 }
 
 // hookParsers parse webhook bodies; a Parser is reused, not shared.
@@ -134,7 +147,11 @@ func parseGitLab(body []byte) (*gitlabHook, error) {
 	)
 	h.ObjectKind = r.str(v, "object_kind")
 	h.Ref = r.str(v, "ref")
+	h.UserID = r.int(v, "user_id")
+	h.UserUsername = r.str(v, "user_username")
+	h.User.ID = r.int(v, "user", "id")
 	h.User.Username = r.str(v, "user", "username")
+	h.Project.ID = r.int(v, "project", "id")
 	h.Project.PathWithNamespace = r.str(v, "project", "path_with_namespace")
 	h.Project.DefaultBranch = r.str(v, "project", "default_branch")
 	for i, c := range r.array(v, "commits") {
@@ -147,6 +164,8 @@ func parseGitLab(body []byte) (*gitlabHook, error) {
 		const a = "object_attributes"
 		h.Attrs.IID = r.int(v, a, "iid")
 		h.Attrs.SourceBranch = r.str(v, a, "source_branch")
+		h.Attrs.SourceProjectID = r.int(v, a, "source_project_id")
+		h.Attrs.TargetProjectID = r.int(v, a, "target_project_id")
 		h.Attrs.LastCommit.ID = r.str(v, a, "last_commit", "id")
 		h.Attrs.Action = r.str(v, a, "action")
 		h.Attrs.ID = r.int(v, a, "id")
@@ -158,7 +177,8 @@ func parseGitLab(body []byte) (*gitlabHook, error) {
 		h.Attrs.Status = r.str(v, a, "status")
 	}
 	if r.object(v, "merge_request") != nil {
-		h.MR = &hookMR{IID: r.int(v, "merge_request", "iid"), SourceBranch: r.str(v, "merge_request", "source_branch")}
+		h.MR = &hookMR{IID: r.int(v, "merge_request", "iid"), SourceBranch: r.str(v, "merge_request", "source_branch"),
+			SourceProjectID: r.int(v, "merge_request", "source_project_id"), TargetProjectID: r.int(v, "merge_request", "target_project_id")}
 	}
 	if r.err != nil {
 		return nil, r.err
@@ -279,7 +299,7 @@ func (r *jsonFields) strs(v *fastjson.Value, keys ...string) []string {
 
 // decodeGitLab decodes a GitLab delivery for the GitOps project. bot is
 // lotse's own username: its notes are not commands.
-func decodeGitLab(event string, body []byte, gitopsProject, defaultBranch, bot string) ([]occurrence, error) {
+func decodeGitLab(event string, body []byte, gitopsProject, defaultBranch string, bot promotion.User) ([]occurrence, error) {
 	if !handledEvents[event] {
 		return nil, nil
 	}
@@ -291,7 +311,7 @@ func decodeGitLab(event string, body []byte, gitopsProject, defaultBranch, bot s
 }
 
 // decodeHook turns a decoded GitLab delivery into occurrences.
-func decodeHook(event string, h *gitlabHook, gitopsProject, defaultBranch, bot string) ([]occurrence, error) {
+func decodeHook(event string, h *gitlabHook, gitopsProject, defaultBranch string, bot promotion.User) ([]occurrence, error) {
 	switch event {
 	case "Push Hook":
 		return decodePush(h, gitopsProject, defaultBranch)
@@ -307,6 +327,10 @@ func decodeHook(event string, h *gitlabHook, gitopsProject, defaultBranch, bot s
 
 func sameProject(a, b string) bool { return strings.EqualFold(a, b) }
 
+// fromFork reports whether an MR's source is another project than its
+// target (when the hook says).
+func fromFork(source, target int64) bool { return source != 0 && target != 0 && source != target }
+
 func decodePush(p *gitlabHook, gitopsProject, defaultBranch string) ([]occurrence, error) {
 	if !sameProject(p.Project.PathWithNamespace, gitopsProject) {
 		return nil, nil
@@ -318,19 +342,25 @@ func decodePush(p *gitlabHook, gitopsProject, defaultBranch string) ([]occurrenc
 	if p.Ref != "refs/heads/"+branch {
 		return nil, nil // lotse/<app>/<stage> branches: the MR hooks tell
 	}
+	pusher := promotion.User{ID: p.UserID, Username: p.UserUsername}
 	var out []occurrence
 	for _, c := range p.Commits {
-		t, ok := gitops.ParseTrailers(c.Message)
-		if !ok || t.App == "" || t.Stage == "" || t.Image == "" {
-			continue
-		}
 		at, err := time.Parse(time.RFC3339, c.Timestamp)
 		if err != nil {
 			return nil, decodeError(fmt.Errorf("commit %s: timestamp %q: %w", c.ID, c.Timestamp, err))
 		}
+		files := slices.Concat(c.Added, c.Modified, c.Removed)
+		t, ok := gitops.ParseTrailers(c.Message)
+		if !ok || t.App == "" || t.Stage == "" || t.Image == "" {
+			if len(files) > 0 {
+				// The dispatcher tells which stages' values these are.
+				out = append(out, occurrence{Kind: "changed", Commit: c.ID, User: pusher, At: at.UTC(), Files: files})
+			}
+			continue
+		}
 		out = append(out, occurrence{Kind: "landed", App: t.App, Stage: t.Stage, Image: t.Image,
 			SourceProject: t.SourceProject, SourceCommit: t.SourceCommit, Pipeline: t.Pipeline, Commit: c.ID, At: at.UTC(),
-			Rollback: t.IsRollback()})
+			Rollback: t.IsRollback(), User: pusher, Files: files})
 	}
 	return out, nil
 }
@@ -349,8 +379,8 @@ func promotionBranch(branch string) (app, stage string, ok bool) {
 }
 
 func decodeMR(p *gitlabHook, gitopsProject string) ([]occurrence, error) {
-	if !sameProject(p.Project.PathWithNamespace, gitopsProject) {
-		return nil, nil
+	if !sameProject(p.Project.PathWithNamespace, gitopsProject) || fromFork(p.Attrs.SourceProjectID, p.Attrs.TargetProjectID) {
+		return nil, nil // an MR from a fork is never lotse's, whatever its branch is called
 	}
 	app, stage, ok := promotionBranch(p.Attrs.SourceBranch)
 	if !ok || p.Attrs.IID <= 0 {
@@ -362,21 +392,25 @@ func decodeMR(p *gitlabHook, gitopsProject string) ([]occurrence, error) {
 		action = "approved"
 	case "unapproval":
 		action = "unapproved"
-	case "open", "reopen", "update", "approved", "unapproved", "merge", "close":
+	case "update", "approved", "unapproved", "merge", "close":
 	default:
+		// open and reopen: lotse learns of the MRs it opens from GitLab's
+		// answer, never from a hook anybody's MR sends.
 		return nil, nil
 	}
-	return []occurrence{{Kind: "mr", App: app, Stage: stage, IID: p.Attrs.IID, Action: action, User: p.User.Username, SHA: p.Attrs.LastCommit.ID}}, nil
+	return []occurrence{{Kind: "mr", App: app, Stage: stage, IID: p.Attrs.IID, Action: action,
+		User: promotion.User{ID: p.User.ID, Username: p.User.Username}, SHA: p.Attrs.LastCommit.ID}}, nil
 }
 
-func decodeNote(p *gitlabHook, gitopsProject, bot string) ([]occurrence, error) {
+func decodeNote(p *gitlabHook, gitopsProject string, bot promotion.User) ([]occurrence, error) {
 	if p.MR == nil {
 		return nil, nil // a note on a commit, issue or snippet
 	}
-	if !sameProject(p.Project.PathWithNamespace, gitopsProject) || p.Attrs.NoteableType != "MergeRequest" || p.Attrs.System {
+	if !sameProject(p.Project.PathWithNamespace, gitopsProject) || p.Attrs.NoteableType != "MergeRequest" || p.Attrs.System ||
+		fromFork(p.MR.SourceProjectID, p.MR.TargetProjectID) {
 		return nil, nil
 	}
-	if p.Attrs.Action == "update" || (bot != "" && strings.EqualFold(p.User.Username, bot)) {
+	if p.Attrs.Action == "update" || (bot.ID != 0 && p.User.ID == bot.ID) {
 		return nil, nil // edits are not new commands; lotse's own comments are not commands
 	}
 	if !strings.HasPrefix(strings.TrimSpace(p.Attrs.Note), "/lotse") {
@@ -386,7 +420,8 @@ func decodeNote(p *gitlabHook, gitopsProject, bot string) ([]occurrence, error) 
 	if !ok {
 		return nil, nil
 	}
-	return []occurrence{{Kind: "note", App: app, Stage: stage, IID: p.MR.IID, NoteID: p.Attrs.ID, User: p.User.Username, Body: strings.TrimSpace(p.Attrs.Note)}}, nil
+	return []occurrence{{Kind: "note", App: app, Stage: stage, IID: p.MR.IID, NoteID: p.Attrs.ID,
+		User: promotion.User{ID: p.User.ID, Username: p.User.Username}, Body: strings.TrimSpace(p.Attrs.Note)}}, nil
 }
 
 func decodePipeline(p *gitlabHook, gitopsProject string) ([]occurrence, error) {
@@ -401,6 +436,9 @@ func decodePipeline(p *gitlabHook, gitopsProject string) ([]occurrence, error) {
 	branch := p.Attrs.Ref
 	var iid int64
 	if p.MR != nil {
+		if fromFork(p.MR.SourceProjectID, p.MR.TargetProjectID) {
+			return nil, nil
+		}
 		branch, iid = p.MR.SourceBranch, p.MR.IID
 	}
 	app, stage, ok := promotionBranch(branch)

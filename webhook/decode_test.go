@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lotse/lotse/internal/gitops"
+	"github.com/lotse/lotse/internal/promotion"
 )
 
 // The reference payloads (GitLab's documented examples) must decode without
@@ -29,7 +31,7 @@ func TestDecodeReferencePayloads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		occ, err := decodeGitLab(ev, b, "platform/gitops", "main", "lotse-bot")
+		occ, err := decodeGitLab(ev, b, "platform/gitops", "main", testBot)
 		if err != nil {
 			t.Errorf("%s: %v", base, err)
 		}
@@ -42,60 +44,77 @@ func TestDecodeReferencePayloads(t *testing.T) {
 func TestDecodePush(t *testing.T) {
 	msg := gitops.CommitMessage("Bump shop in dev", "", gitops.Trailers{App: "shop", Stage: "dev", Image: "r.example/shop@sha256:" + strings.Repeat("a", 64),
 		SourceProject: "team/shop", SourceCommit: "0123abcd", Pipeline: "https://gitlab.example/team/shop/-/pipelines/7"})
-	body := `{"object_kind":"push","ref":"refs/heads/main","project":{"path_with_namespace":"Platform/GitOps","default_branch":"main"},
-	  "commits":[{"id":"c1","message":` + jsonString(msg) + `,"timestamp":"2026-11-01T10:00:00+01:00"},
-	             {"id":"c2","message":"docs: typo","timestamp":"2026-11-01T10:01:00Z"}]}`
-	occ, err := decodeGitLab("Push Hook", []byte(body), "platform/gitops", "main", "")
+	body := `{"object_kind":"push","ref":"refs/heads/main","user_id":7,"user_username":"ci-bot","project":{"path_with_namespace":"Platform/GitOps","default_branch":"main"},
+	  "commits":[{"id":"c1","message":` + jsonString(msg) + `,"timestamp":"2026-11-01T10:00:00+01:00","modified":["apps/shop/envs/dev/values.yaml"]},
+	             {"id":"c2","message":"docs: typo","timestamp":"2026-11-01T10:01:00Z","modified":["README.md"]}]}`
+	occ, err := decodeGitLab("Push Hook", []byte(body), "platform/gitops", "main", promotion.User{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(occ) != 1 {
-		t.Fatalf("got %d occurrences, want 1: %+v", len(occ), occ)
+	if len(occ) != 2 {
+		t.Fatalf("got %d occurrences, want a landing and a change: %+v", len(occ), occ)
 	}
 	o := occ[0]
-	if o.Kind != "landed" || o.App != "shop" || o.Stage != "dev" || o.SourceCommit != "0123abcd" || o.Commit != "c1" || o.At.Hour() != 9 {
+	if o.Kind != "landed" || o.App != "shop" || o.Stage != "dev" || o.SourceCommit != "0123abcd" || o.Commit != "c1" || o.At.Hour() != 9 ||
+		o.User != (promotion.User{ID: 7, Username: "ci-bot"}) || !slices.Equal(o.Files, []string{"apps/shop/envs/dev/values.yaml"}) {
 		t.Errorf("occurrence = %+v", o)
 	}
+	if c := occ[1]; c.Kind != "changed" || c.Commit != "c2" || c.User.ID != 7 || !slices.Equal(c.Files, []string{"README.md"}) {
+		t.Errorf("change = %+v", c)
+	}
 	other := strings.Replace(body, "refs/heads/main", "refs/heads/lotse/shop/dev", 1)
-	if occ, _ := decodeGitLab("Push Hook", []byte(other), "platform/gitops", "main", ""); len(occ) != 0 {
+	if occ, _ := decodeGitLab("Push Hook", []byte(other), "platform/gitops", "main", promotion.User{}); len(occ) != 0 {
 		t.Errorf("push to a promotion branch decoded as landed: %+v", occ)
 	}
 }
 
 func TestDecodeMRAndNote(t *testing.T) {
-	mr := `{"object_kind":"merge_request","user":{"username":"alice"},"project":{"path_with_namespace":"platform/gitops"},
-	  "object_attributes":{"iid":7,"source_branch":"lotse/shop/production","action":"approved","last_commit":{"id":"abc"}}}`
-	occ, err := decodeGitLab("Merge Request Hook", []byte(mr), "platform/gitops", "main", "lotse-bot")
-	if err != nil || len(occ) != 1 || occ[0].Action != "approved" || occ[0].User != "alice" || occ[0].Stage != "production" || occ[0].IID != 7 {
+	mr := `{"object_kind":"merge_request","user":{"id":5,"username":"alice"},"project":{"id":3,"path_with_namespace":"platform/gitops"},
+	  "object_attributes":{"iid":7,"source_branch":"lotse/shop/production","source_project_id":3,"target_project_id":3,"action":"approved","last_commit":{"id":"abc"}}}`
+	occ, err := decodeGitLab("Merge Request Hook", []byte(mr), "platform/gitops", "main", testBot)
+	if err != nil || len(occ) != 1 || occ[0].Action != "approved" || occ[0].User != (promotion.User{ID: 5, Username: "alice"}) ||
+		occ[0].Stage != "production" || occ[0].IID != 7 || occ[0].SHA != "abc" {
 		t.Fatalf("MR = %+v, %v", occ, err)
+	}
+	// An MR from a fork, whatever its branch is called, and open hooks
+	// (lotse learns of its MRs from GitLab's answer) are not lotse's.
+	for name, b := range map[string]string{
+		"fork": strings.Replace(mr, `"source_project_id":3`, `"source_project_id":99`, 1),
+		"open": strings.Replace(mr, `"action":"approved"`, `"action":"open"`, 1),
+	} {
+		if occ, _ := decodeGitLab("Merge Request Hook", []byte(b), "platform/gitops", "main", testBot); len(occ) != 0 {
+			t.Errorf("%s decoded: %+v", name, occ)
+		}
 	}
 	for _, branch := range []string{"feature/x", "lotse/shop", "lotse//prod", "lotse/shop/prod/x"} {
 		b := strings.Replace(mr, "lotse/shop/production", branch, 1)
-		if occ, _ := decodeGitLab("Merge Request Hook", []byte(b), "platform/gitops", "main", ""); len(occ) != 0 {
+		if occ, _ := decodeGitLab("Merge Request Hook", []byte(b), "platform/gitops", "main", promotion.User{}); len(occ) != 0 {
 			t.Errorf("branch %q decoded: %+v", branch, occ)
 		}
 	}
-	note := `{"object_kind":"note","user":{"username":"bob"},"project":{"path_with_namespace":"platform/gitops"},
+	note := `{"object_kind":"note","user":{"id":6,"username":"bob"},"project":{"path_with_namespace":"platform/gitops"},
 	  "object_attributes":{"note":" /lotse promote production ","noteable_type":"MergeRequest","system":false,"action":"create"},
 	  "merge_request":{"iid":7,"source_branch":"lotse/shop/production"}}`
-	occ, err = decodeGitLab("Note Hook", []byte(note), "platform/gitops", "main", "lotse-bot")
-	if err != nil || len(occ) != 1 || occ[0].Body != "/lotse promote production" || occ[0].User != "bob" {
+	occ, err = decodeGitLab("Note Hook", []byte(note), "platform/gitops", "main", testBot)
+	if err != nil || len(occ) != 1 || occ[0].Body != "/lotse promote production" || occ[0].User.ID != 6 {
 		t.Fatalf("note = %+v, %v", occ, err)
 	}
 	for name, b := range map[string]string{
-		"bot's own":   strings.Replace(note, `"bob"`, `"lotse-bot"`, 1),
+		"bot's own":   strings.Replace(note, `"id":6,"username":"bob"`, `"id":1,"username":"renamed-bot"`, 1),
 		"not command": strings.Replace(note, "/lotse promote", "LGTM", 1),
 		"system":      strings.Replace(note, `"system":false`, `"system":true`, 1),
 		"edit":        strings.Replace(note, `"action":"create"`, `"action":"update"`, 1),
 	} {
-		if occ, _ := decodeGitLab("Note Hook", []byte(b), "platform/gitops", "main", "lotse-bot"); len(occ) != 0 {
+		if occ, _ := decodeGitLab("Note Hook", []byte(b), "platform/gitops", "main", testBot); len(occ) != 0 {
 			t.Errorf("%s note decoded: %+v", name, occ)
 		}
 	}
-	if _, err := decodeGitLab("Note Hook", []byte(`{"object_attributes":`), "platform/gitops", "main", ""); err == nil {
+	if _, err := decodeGitLab("Note Hook", []byte(`{"object_attributes":`), "platform/gitops", "main", promotion.User{}); err == nil {
 		t.Error("truncated JSON decoded")
 	}
 }
+
+var testBot = promotion.User{ID: 1, Username: "lotse-bot"}
 
 func TestDecodeArgoCD(t *testing.T) {
 	occ, err := decodeArgoCD([]byte(`{"app":"shop","stage":"staging","health":"Healthy","sync":"Synced","images":["r/shop@sha256:1"]}`))
@@ -121,11 +140,17 @@ func FuzzDecode(f *testing.F) {
 		f.Add("Note Hook", []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, event string, body []byte) {
-		occ, err := decodeGitLab(event, body, "p/g", "main", "bot")
+		occ, err := decodeGitLab(event, body, "p/g", "main", testBot)
 		if err != nil {
 			return
 		}
 		for _, o := range occ {
+			if o.Kind == "changed" {
+				if o.Commit == "" && len(o.Files) == 0 {
+					t.Fatalf("change without a commit or files %+v", o)
+				}
+				continue
+			}
 			if o.App == "" || o.Stage == "" || strings.Contains(o.App+o.Stage, "/") && o.Kind != "landed" {
 				t.Fatalf("bad occurrence %+v", o)
 			}

@@ -11,17 +11,24 @@ import (
 	"time"
 
 	"github.com/lotse/lotse/internal/gitlab"
-	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
-	"github.com/lotse/lotse/internal/writeback"
 )
 
-// mergeRequests are the GitOps project's MRs lotsed merges and counts.
+// mergeRequests are the GitOps project's MRs lotsed opens, closes, merges
+// and counts.
 type mergeRequests interface {
 	GetMR(ctx context.Context, project string, iid int64) (gitlab.MR, error)
+	OpenMRs(ctx context.Context, project, sourceBranch string) ([]gitlab.MR, error)
+	UpdateMR(ctx context.Context, project string, iid int64, req gitlab.UpdateMRRequest) (gitlab.MR, error)
 	MergeMR(ctx context.Context, project string, iid int64, opts gitlab.MergeOptions) (gitlab.MR, error)
 	Approvals(ctx context.Context, project string, iid int64) ([]gitlab.User, error)
+}
+
+// mrContents are what an MR would merge: its commits and its diff.
+type mrContents interface {
+	MRCommits(ctx context.Context, project string, iid int64) ([]gitlab.Commit, error)
+	MRDiffs(ctx context.Context, project string, iid int64) ([]gitlab.Diff, error)
 }
 
 // noteWriter keeps lotsed's comments on MRs.
@@ -58,9 +65,11 @@ type auditLog interface {
 // out again with one effect.
 type effects struct {
 	project   string // the GitOps project
-	bot       string
+	bot       promotion.User
 	publicURL string
 	mrs       mergeRequests
+	contents  mrContents
+	authors   *authorsReader
 	notes     noteWriter
 	statuses  statusWriter
 	sources   sourceMRs
@@ -79,7 +88,12 @@ func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a pro
 	case promotion.Rollback:
 		return s.rollback(ctx, snap, app, a)
 	case promotion.MergeMR:
-		return s.merge(ctx, a)
+		return s.merge(ctx, snap, app, a)
+	case promotion.CloseMR:
+		return nil, s.closeMR(ctx, a)
+	case promotion.ReadAuthors:
+		authors, why := s.authors.read(ctx, a.SourceProject, a.SourceCommit)
+		return []promotion.Event{promotion.AuthorsRead{Stage: a.Stage, Image: a.Image, Authors: authors, Err: why}}, nil
 	case promotion.CheckGates:
 		return s.checkGates(ctx, snap, a), nil
 	case promotion.SetStatus:
@@ -92,84 +106,6 @@ func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a pro
 		return nil, s.record(ctx, app, a)
 	}
 	return nil, &permanentError{fmt.Errorf("%w: no effect for action %T", errUndecodable, a)}
-}
-
-func (s *effects) openMR(ctx context.Context, snap *snapshot, app string, a promotion.OpenMR) ([]promotion.Event, error) {
-	img, err := gitops.ParseImageRef(a.Image)
-	if err != nil {
-		return nil, &permanentError{fmt.Errorf("open-mr: %w", err)}
-	}
-	res, err := snap.writer.Bump(ctx, writeback.Bump{App: app, Stage: a.Stage, Image: img, SourceProject: a.SourceProject,
-		SourceCommit: a.SourceCommit, Pipeline: s.publicURL})
-	if err != nil {
-		return nil, err
-	}
-	if res.MR == nil {
-		return nil, nil // a commit stage: the push hook reports the landing
-	}
-	return s.opened(ctx, a.Stage, a.Image, res.MR)
-}
-
-// opened reports an MR lotsed opened or reused, with the approvals it
-// already has: webhooks of approvals given before lotsed recorded the MR
-// (after a restart, or a slow worker) would otherwise be lost to the count.
-func (s *effects) opened(ctx context.Context, stage, image string, mr *gitlab.MR) ([]promotion.Event, error) {
-	ev := []promotion.Event{promotion.MROpened{Stage: stage, IID: int(mr.IID), Author: mr.Author.Username, Image: image, SHA: mr.SHA}}
-	approvers, err := s.mrs.Approvals(ctx, s.project, mr.IID)
-	if err != nil {
-		return nil, err
-	}
-	for _, u := range approvers {
-		ev = append(ev, promotion.MRApproved{Stage: stage, IID: int(mr.IID), User: u.Username})
-	}
-	return ev, nil
-}
-
-func (s *effects) rollback(ctx context.Context, snap *snapshot, app string, a promotion.Rollback) ([]promotion.Event, error) {
-	res, err := snap.writer.Rollback(ctx, writeback.Rollback{App: app, Stage: a.Stage, To: a.Image, Pipeline: s.publicURL})
-	if err != nil {
-		return nil, err
-	}
-	if res.MR == nil {
-		return nil, nil
-	}
-	return s.opened(ctx, a.Stage, a.Image, res.MR)
-}
-
-// merge asks GitLab to merge. Mergeability is computed asynchronously: while
-// GitLab still checks, the answer is "not yet", and the state machine asks
-// again on a later tick; an MR that is merged already is never merged again.
-func (s *effects) merge(ctx context.Context, a promotion.MergeMR) ([]promotion.Event, error) {
-	result := func(o promotion.MergeOutcome, reason string) []promotion.Event {
-		return []promotion.Event{promotion.MergeResult{Stage: a.Stage, IID: a.IID, Attempt: a.Attempt, Outcome: o, Reason: reason}}
-	}
-	mr, err := s.mrs.GetMR(ctx, s.project, int64(a.IID))
-	if err != nil {
-		return nil, err
-	}
-	switch mr.State {
-	case "merged":
-		return result(promotion.MergeAlreadyMerged, "merged already"), nil
-	case "closed":
-		return result(promotion.MergeNotMergeable, "the MR is closed"), nil
-	}
-	_, err = s.mrs.MergeMR(ctx, s.project, int64(a.IID), gitlab.MergeOptions{SHA: mr.SHA})
-	var ae *gitlab.APIError
-	switch {
-	case err == nil:
-		return result(promotion.MergeDone, ""), nil
-	case errors.Is(err, gitlab.ErrNotMergeable) && errors.As(err, &ae):
-		switch ae.DetailedMergeStatus {
-		case "checking", "unchecked", "ci_still_running", "preparing", "approvals_syncing":
-			return result(promotion.MergeNotYet, "GitLab: "+ae.DetailedMergeStatus), nil
-		case "merged":
-			return result(promotion.MergeAlreadyMerged, "merged already"), nil
-		}
-		return result(promotion.MergeNotMergeable, "GitLab: "+ae.DetailedMergeStatus+": "+ae.Message), nil
-	case errors.Is(err, gitlab.ErrConflict):
-		return result(promotion.MergeNotYet, "the MR changed while merging"), nil
-	}
-	return nil, err
 }
 
 func (s *effects) checkGates(ctx context.Context, snap *snapshot, a promotion.CheckGates) []promotion.Event {
@@ -232,7 +168,7 @@ func (s *effects) upsertComment(ctx context.Context, a promotion.UpsertComment) 
 			return err
 		}
 		for _, n := range notes {
-			if n.Author.Username == s.bot && strings.HasPrefix(n.Body, marker) {
+			if n.Author.ID == s.bot.ID && strings.HasPrefix(n.Body, marker) {
 				if n.Body == a.Body {
 					return nil
 				}
@@ -278,19 +214,26 @@ func (s *effects) record(ctx context.Context, app string, a promotion.Audit) err
 	if a.App == "" {
 		a.App = app
 	}
-	claim := "audit:" + digestOf(a.App, a.Kind, a.Stage, a.Image, a.Actor, a.Detail, a.At.String())
+	claim := "audit:" + digestOf(a.App, a.Kind, a.Stage, a.Image, actorName(a.Actor), a.Detail, a.At.String())
 	first, err := s.claims.Once(ctx, claim)
 	if err != nil || !first {
 		return err
 	}
-	if a.Kind == promotion.AuditLanded {
-		s.metrics.landedIn(a.Stage)
-	}
-	err = s.audit.Audit(ctx, store.AuditRecord{At: a.At, App: a.App, Stage: a.Stage, Image: a.Image, Actor: a.Actor, Kind: a.Kind, Detail: a.Detail})
+	s.metrics.audited(a)
+	err = s.audit.Audit(ctx, store.AuditRecord{At: a.At, App: a.App, Stage: a.Stage, Image: a.Image, Actor: actorName(a.Actor), Kind: a.Kind, Detail: a.Detail})
 	if err != nil {
 		_ = s.claims.Forget(ctx, claim) // the retry writes it
 	}
 	return err
+}
+
+// actorName is how the audit log names a person: username and GitLab user
+// ID (the ID stays when the username changes); empty for lotse itself.
+func actorName(u promotion.User) string {
+	if u.ID == 0 {
+		return u.Username
+	}
+	return fmt.Sprintf("%s (#%d)", u.Username, u.ID)
 }
 
 func digestOf(parts ...string) string {

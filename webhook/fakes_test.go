@@ -101,6 +101,10 @@ type fakeGitLab struct {
 	mu       sync.Mutex
 	bot      gitlab.User
 	mrs      map[int64]*gitlab.MR
+	commits  map[int64][]gitlab.Commit // MR commits
+	diffs    map[int64][]gitlab.Diff
+	files    map[string]string // path@ref → content
+	emails   map[string]gitlab.User
 	approved map[int64][]gitlab.User
 	notes    map[string][]gitlab.Note // project!iid
 	statuses map[string]gitlab.Status // project@sha/name
@@ -111,6 +115,7 @@ type fakeGitLab struct {
 
 func newFakeGitLab() *fakeGitLab {
 	return &fakeGitLab{bot: gitlab.User{ID: 1, Username: "lotse-bot"}, mrs: map[int64]*gitlab.MR{}, approved: map[int64][]gitlab.User{},
+		commits: map[int64][]gitlab.Commit{}, diffs: map[int64][]gitlab.Diff{}, files: map[string]string{}, emails: map[string]gitlab.User{},
 		notes: map[string][]gitlab.Note{}, statuses: map[string]gitlab.Status{}, calls: map[string]int{}, fail: map[string]int{}}
 }
 
@@ -166,6 +171,81 @@ func (f *fakeGitLab) MergeMR(_ context.Context, _ string, iid int64, opts gitlab
 	}
 	mr.State = "merged"
 	return *mr, nil
+}
+
+func (f *fakeGitLab) OpenMRs(_ context.Context, _ string, branch string) ([]gitlab.MR, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("open-mrs"); err != nil {
+		return nil, err
+	}
+	var out []gitlab.MR
+	for _, mr := range f.mrs {
+		if mr.SourceBranch == branch && mr.State == "opened" {
+			out = append(out, *mr)
+		}
+	}
+	slices.SortFunc(out, func(a, b gitlab.MR) int { return int(a.IID - b.IID) })
+	return out, nil
+}
+
+func (f *fakeGitLab) UpdateMR(_ context.Context, _ string, iid int64, req gitlab.UpdateMRRequest) (gitlab.MR, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("update-mr"); err != nil {
+		return gitlab.MR{}, err
+	}
+	mr, ok := f.mrs[iid]
+	if !ok {
+		return gitlab.MR{}, gitlab.ErrNotFound
+	}
+	if req.StateEvent == "close" {
+		mr.State = "closed"
+	}
+	return *mr, nil
+}
+
+func (f *fakeGitLab) MRCommits(_ context.Context, _ string, iid int64) ([]gitlab.Commit, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("mr-commits"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(f.commits[iid]), nil
+}
+
+func (f *fakeGitLab) MRDiffs(_ context.Context, _ string, iid int64) ([]gitlab.Diff, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("mr-diffs"); err != nil {
+		return nil, err
+	}
+	return slices.Clone(f.diffs[iid]), nil
+}
+
+func (f *fakeGitLab) UsersByEmail(_ context.Context, email string) ([]gitlab.User, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("users"); err != nil {
+		return nil, err
+	}
+	if u, ok := f.emails[email]; ok {
+		return []gitlab.User{u}, nil
+	}
+	return nil, nil
+}
+
+func (f *fakeGitLab) File(_ context.Context, _ string, path, ref string) (gitlab.File, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("file"); err != nil {
+		return gitlab.File{}, err
+	}
+	c, ok := f.files[path+"@"+ref]
+	if !ok {
+		return gitlab.File{}, gitlab.ErrNotFound
+	}
+	return gitlab.File{Content: []byte(c)}, nil
 }
 
 func (f *fakeGitLab) Approvals(_ context.Context, _ string, iid int64) ([]gitlab.User, error) {
@@ -235,6 +315,8 @@ func (f *fakeGitLab) status(project, sha, name string) gitlab.StatusState {
 	return f.statuses[project+"@"+sha+"/"+name].State
 }
 
+// MRsForCommit: every source commit came through the app's MR !7 by
+// dev-dora (user 30), with a commit by her and one by dev-carl.
 func (f *fakeGitLab) MRsForCommit(_ context.Context, project, sha string) ([]gitlab.MR, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -253,22 +335,43 @@ func (f *fakeGitLab) GetCommit(_ context.Context, project, sha string) (gitlab.C
 	return gitlab.Commit{SHA: sha, CommittedAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}, nil
 }
 
-// openMR is what the writer does for an MR stage: an MR of the bot on the
-// stage's branch.
-func (f *fakeGitLab) openMR(app, stage, image string) *gitlab.MR {
+// openMR is what the writer does for an MR stage with FreshMRs: a new MR
+// of the bot on the stage's branch with one commit changing the values
+// file; an open MR on the branch is an error.
+func (f *fakeGitLab) openMR(app, stage, image string) (*gitlab.MR, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	branch := "lotse/" + app + "/" + stage
 	for _, mr := range f.mrs {
 		if mr.SourceBranch == branch && mr.State == "opened" {
-			mr.SHA = fmt.Sprintf("sha-%s", image[len(image)-6:])
-			return mr
+			return nil, writeback.ErrBranchTaken
 		}
 	}
 	f.nextID++
-	mr := &gitlab.MR{IID: f.nextID, State: "opened", SourceBranch: branch, Author: f.bot, SHA: fmt.Sprintf("sha-%s", image[len(image)-6:])}
+	sha := fmt.Sprintf("sha-%d-%s", f.nextID, image[len(image)-6:])
+	mr := &gitlab.MR{IID: f.nextID, State: "opened", SourceBranch: branch, TargetBranch: "main", Author: f.bot, SHA: sha}
+	f.mrs[mr.IID] = mr
+	f.commits[mr.IID] = []gitlab.Commit{{SHA: sha, AuthorName: "lotse", AuthorEmail: "lotse@example.com"}}
+	f.diffs[mr.IID] = []gitlab.Diff{{OldPath: "apps/" + app + "/envs/" + stage + "/values.yaml", NewPath: "apps/" + app + "/envs/" + stage + "/values.yaml"}}
+	return mr, nil
+}
+
+// openForeignMR is a Developer's MR on a branch.
+func (f *fakeGitLab) openForeignMR(branch string, author gitlab.User) *gitlab.MR {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nextID++
+	mr := &gitlab.MR{IID: f.nextID, State: "opened", SourceBranch: branch, TargetBranch: "main", Author: author, SHA: "dev-sha"}
 	f.mrs[mr.IID] = mr
 	return mr
+}
+
+// push is a Developer pushing a commit onto an MR's branch.
+func (f *fakeGitLab) push(iid int64, c gitlab.Commit) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mrs[iid].SHA = c.SHA
+	f.commits[iid] = append(f.commits[iid], c)
 }
 
 // fakeWriter is the GitOps writer: commit stages get a commit, the others
@@ -290,15 +393,21 @@ func (w *fakeWriter) Bump(_ context.Context, b writeback.Bump) (writeback.Result
 	}
 	res := writeback.Result{App: b.App, Stage: b.Stage, Image: b.Image}
 	if st.Promotion != gitops.PromotionCommit {
-		mr := w.gl.openMR(b.App, b.Stage, b.Image.String())
-		res.MR = mr
+		mr, err := w.gl.openMR(b.App, b.Stage, b.Image.String())
+		if err != nil {
+			return res, err
+		}
+		res.MR, res.MRCreated, res.Commit = mr, true, mr.SHA
 	}
 	return res, nil
 }
 
 func (w *fakeWriter) Rollback(_ context.Context, r writeback.Rollback) (writeback.Result, error) {
-	mr := w.gl.openMR(r.App, r.Stage, r.To)
-	return writeback.Result{App: r.App, Stage: r.Stage, MR: mr}, nil
+	mr, err := w.gl.openMR(r.App, r.Stage, r.To)
+	if err != nil {
+		return writeback.Result{}, err
+	}
+	return writeback.Result{App: r.App, Stage: r.Stage, MR: mr, MRCreated: true, Commit: mr.SHA}, nil
 }
 
 func (w *fakeWriter) Status(context.Context, string) ([]writeback.StageStatus, error) {
@@ -400,15 +509,16 @@ func newTestWorld(t *testing.T) *testWorld {
 		now:      time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)}
 	w.writer = &fakeWriter{gl: w.gl, cfg: cfg}
 	w.snap = snapshotOf(cfg, w.writer, gateKeys{publicKey: "/keys/k1.pub"})
-	eff := &effects{project: "platform/gitops", bot: "lotse-bot", mrs: w.gl, notes: w.gl, statuses: w.gl, sources: w.gl,
-		claims: w.records, audit: w.records, gates: &gates{verifier: w.verifier}, metrics: newMetrics(), log: slog.New(slog.DiscardHandler)}
+	eff := &effects{project: "platform/gitops", bot: testBot, mrs: w.gl, contents: w.gl, authors: &authorsReader{gl: w.gl}, notes: w.gl,
+		statuses: w.gl, sources: w.gl, claims: w.records, audit: w.records, gates: &gates{verifier: w.verifier}, metrics: newMetrics(),
+		log: slog.New(slog.DiscardHandler)}
 	w.runner = &runner{states: w.states, effects: eff, now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
 	return w
 }
 
 // snapshotOf is the snapshot of lotse.yaml cfg, written through w.
 func snapshotOf(cfg *gitops.Config, w releaseWriter, keys gateKeys) *snapshot {
-	return newSnapshot(cfg, w, "platform/gitops", "lotse-bot", []string{"olga"}, keys)
+	return newSnapshot(cfg, w, "platform/gitops", people{bot: testBot, operators: []promotion.User{{ID: 2, Username: "olga"}}}, keys)
 }
 
 func (w *testWorld) apply(events ...promotion.Event) error {
@@ -449,5 +559,6 @@ const (
 )
 
 func landedIn(stage, image, commit string) promotion.Landed {
-	return promotion.Landed{Stage: stage, Image: image, SourceProject: "team/shop", SourceCommit: "src-" + image[len(image)-4:], Commit: commit}
+	return promotion.Landed{Stage: stage, Image: image, SourceProject: "team/shop", SourceCommit: "src-" + image[len(image)-4:], Commit: commit,
+		Pusher: testBot, ChangeAuthors: []promotion.User{{ID: 30, Username: "dev-dora"}}}
 }

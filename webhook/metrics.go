@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 )
 
@@ -17,6 +18,7 @@ import (
 type metrics struct {
 	accepted, duplicates, rejected, ignored atomic.Int64
 	processed, failed, dead                 atomic.Int64
+	tampered, outOfBand                     atomic.Int64
 	auditHead                               atomic.Int64 // the sequence number of the audit chain's head
 	ackLatency                              histogram
 	landed                                  sync.Map // stage -> *atomic.Int64
@@ -26,9 +28,17 @@ func newMetrics() *metrics {
 	return &metrics{ackLatency: histogram{bounds: []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}}}
 }
 
-func (m *metrics) landedIn(stage string) {
-	v, _ := m.landed.LoadOrStore(stage, new(atomic.Int64))
-	v.(*atomic.Int64).Add(1)
+// audited counts what an audit record says happened.
+func (m *metrics) audited(a promotion.Audit) {
+	switch a.Kind {
+	case promotion.AuditLanded:
+		v, _ := m.landed.LoadOrStore(a.Stage, new(atomic.Int64))
+		v.(*atomic.Int64).Add(1)
+	case promotion.AuditTampered:
+		m.tampered.Add(1)
+	case promotion.AuditOutOfBand:
+		m.outOfBand.Add(1)
+	}
 }
 
 // histogram is a fixed-bucket latency histogram in seconds.
@@ -71,6 +81,8 @@ func (s *Server) metricsHandler(c echo.Context) error {
 	counter("lotsed_deliveries_processed_total", "Deliveries processed by the workers.", m.processed.Load(), "")
 	counter("lotsed_deliveries_failed_total", "Delivery processing attempts that failed and will be retried.", m.failed.Load(), "")
 	counter("lotsed_deliveries_dead_total", "Deliveries parked as dead after the last attempt.", m.dead.Load(), "")
+	counter("lotsed_promotions_tampered_total", "Promotion MRs closed unmerged because someone else pushed to them or they are not what lotse wrote.", m.tampered.Load(), "")
+	counter("lotsed_out_of_band_changes_total", "Changes of a stage on the default branch by someone other than lotse and its writers.", m.outOfBand.Load(), "")
 	fmt.Fprintf(w, "# HELP lotsed_audit_head_seq Sequence number of the audit chain's head as last published (its hash is in the log line \"audit chain head\").\n# TYPE lotsed_audit_head_seq gauge\nlotsed_audit_head_seq %d\n", m.auditHead.Load())
 	fmt.Fprintf(w, "# HELP lotsed_promotions_landed_total Versions that landed in a stage.\n# TYPE lotsed_promotions_landed_total counter\n")
 	var stages []string

@@ -52,6 +52,10 @@ func actionName(a promotion.Action) (string, error) {
 		return "reply", nil
 	case promotion.Audit:
 		return "audit", nil
+	case promotion.CloseMR:
+		return "close-mr", nil
+	case promotion.ReadAuthors:
+		return "read-authors", nil
 	}
 	return "", fmt.Errorf("action %T has no outbox name", a)
 }
@@ -129,6 +133,10 @@ func decodeAction(e envelope) (promotion.Action, error) {
 		return decodeAs[promotion.Reply](name, e.Data, strict)
 	case "audit":
 		return decodeAs[promotion.Audit](name, e.Data, strict)
+	case "close-mr":
+		return decodeAs[promotion.CloseMR](name, e.Data, strict)
+	case "read-authors":
+		return decodeAs[promotion.ReadAuthors](name, e.Data, strict)
 	}
 	return nil, fmt.Errorf("%w: unknown action %q", errUndecodable, e.Type)
 }

@@ -4,19 +4,25 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lotse/lotse/internal/gitlab"
+	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 	"github.com/lotse/lotse/internal/writeback"
 )
 
-// commitReader reads what lotsed needs to know about an app's source
-// commit: when it was made, and the MRs that brought it in.
+// commitReader reads when an app's source commit was made.
 type commitReader interface {
 	GetCommit(ctx context.Context, project, sha string) (gitlab.Commit, error)
-	MRsForCommit(ctx context.Context, project, sha string) ([]gitlab.MR, error)
+}
+
+// fileReader reads a file of the GitOps repository at a commit.
+type fileReader interface {
+	File(ctx context.Context, project, path, ref string) (gitlab.File, error)
 }
 
 // landingLog records the versions that landed, for DORA.
@@ -30,9 +36,11 @@ type dispatcher struct {
 	config        *configSource
 	runner        *runner
 	commits       commitReader
+	files         fileReader
+	authors       *authorsReader
 	landings      landingLog
 	gitopsProject string
-	bot           string
+	bot           promotion.User
 	now           func() time.Time
 	log           *slog.Logger
 }
@@ -69,13 +77,13 @@ func (p *dispatcher) process(ctx context.Context, d store.Delivery, hook *gitlab
 	if err != nil {
 		return err
 	}
-	for _, o := range occ {
+	for _, o := range byStage(snap, occ) {
 		pol, ok := snap.policy(o.App)
 		if !ok {
 			p.log.InfoContext(ctx, "delivery for an app lotse.yaml does not define", "app", o.App, "id", d.ID)
 			continue
 		}
-		ev, err := p.events(ctx, o)
+		ev, err := p.events(ctx, snap, o)
 		if err != nil {
 			return err
 		}
@@ -115,27 +123,61 @@ func touchesConfig(p *gitlabHook) bool {
 	return false
 }
 
+// byStage gives the changes of values files without lotse trailers the app
+// and stage whose values file they changed (one per app of a shared file);
+// other occurrences pass as they are.
+func byStage(snap *snapshot, occ []occurrence) []occurrence {
+	var out []occurrence
+	for _, o := range occ {
+		if o.Kind != "changed" {
+			out = append(out, o)
+			continue
+		}
+		for _, a := range snap.config.Apps {
+			stages, err := snap.config.StagesFor(a.Name)
+			if err != nil {
+				continue
+			}
+			for _, st := range stages {
+				if path := a.ValuesPath(st.Name); slices.Contains(o.Files, path) {
+					c := o
+					c.App, c.Stage, c.Body = a.Name, st.Name, path
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
+}
+
 // events turns an occurrence into state machine events, with the facts
 // lotsed reads itself.
-func (p *dispatcher) events(ctx context.Context, o occurrence) ([]promotion.Event, error) {
+func (p *dispatcher) events(ctx context.Context, snap *snapshot, o occurrence) ([]promotion.Event, error) {
 	iid := int(o.IID)
 	switch o.Kind {
 	case "landed":
+		mismatch, err := p.mismatch(ctx, snap, o)
+		if err != nil {
+			return nil, err
+		}
 		l := store.Landing{App: o.App, Stage: o.Stage, Image: o.Image, SourceCommit: o.SourceCommit, LandedAt: o.At,
 			CommittedAt: p.committedAt(ctx, o.SourceProject, o.SourceCommit), Rollback: o.Rollback}
 		if _, err := p.landings.RecordLanding(ctx, l); err != nil {
 			return nil, err
 		}
-		return []promotion.Event{promotion.Landed{Stage: o.Stage, Image: o.Image, SourceProject: o.SourceProject,
-			SourceCommit: o.SourceCommit, ChangeAuthors: p.changeAuthors(ctx, o.SourceProject, o.SourceCommit), Commit: o.Commit, At: o.At}}, nil
+		ev := promotion.Landed{Stage: o.Stage, Image: o.Image, SourceProject: o.SourceProject, SourceCommit: o.SourceCommit,
+			Commit: o.Commit, Pusher: o.User, Mismatch: mismatch, At: o.At}
+		ev.ChangeAuthors, ev.AuthorsErr = p.authors.read(ctx, o.SourceProject, o.SourceCommit)
+		return []promotion.Event{ev}, nil
+	case "changed":
+		return []promotion.Event{promotion.OutOfBandChange{Stage: o.Stage, Commit: o.Commit, Pusher: o.User,
+			Reason: o.Body + " changed without lotse trailers", At: o.At}}, nil
 	case "mr":
 		switch o.Action {
-		case "open", "reopen":
-			return []promotion.Event{promotion.MROpened{Stage: o.Stage, IID: iid, Author: o.User, SHA: o.SHA}}, nil
 		case "update":
-			return []promotion.Event{promotion.MRUpdated{Stage: o.Stage, IID: iid, SHA: o.SHA}}, nil
+			return []promotion.Event{promotion.MRUpdated{Stage: o.Stage, IID: iid, SHA: o.SHA, Pusher: o.User}}, nil
 		case "approved":
-			return []promotion.Event{promotion.MRApproved{Stage: o.Stage, IID: iid, User: o.User}}, nil
+			return []promotion.Event{promotion.MRApproved{Stage: o.Stage, IID: iid, User: o.User, SHA: o.SHA}}, nil
 		case "unapproved":
 			return []promotion.Event{promotion.MRUnapproved{Stage: o.Stage, IID: iid, User: o.User}}, nil
 		case "merge":
@@ -166,22 +208,32 @@ func (p *dispatcher) committedAt(ctx context.Context, project, sha string) time.
 	return c.CommittedAt
 }
 
-// changeAuthors are the authors of the source MRs that contain the commit:
-// they may not approve their own change into production.
-func (p *dispatcher) changeAuthors(ctx context.Context, project, sha string) []string {
-	if project == "" || sha == "" {
-		return nil
-	}
-	mrs, err := p.commits.MRsForCommit(ctx, project, sha)
+// mismatch compares a commit with lotse trailers with the change it
+// carries: it must change the stage's values file and nothing else, and the
+// file must then hold the image the trailers name. Empty: they match.
+func (p *dispatcher) mismatch(ctx context.Context, snap *snapshot, o occurrence) (string, error) {
+	app, err := snap.config.App(o.App)
 	if err != nil {
-		p.log.WarnContext(ctx, "source MR of a change not found", "project", project, "commit", sha, "err", err)
-		return nil
+		return "", nil // the engine refuses the app
 	}
-	var out []string
-	for _, m := range mrs {
-		if m.Author.Username != "" {
-			out = append(out, m.Author.Username)
-		}
+	path := app.ValuesPath(o.Stage)
+	if len(o.Files) != 1 || o.Files[0] != path {
+		return fmt.Sprintf("it changes %s, not just %s", strings.Join(o.Files, ", "), path), nil
 	}
-	return out
+	f, err := p.files.File(ctx, p.gitopsProject, path, o.Commit)
+	if err != nil {
+		return "", fmt.Errorf("read %s at %s: %w", path, o.Commit, err)
+	}
+	img, ok, err := app.CurrentImage(f.Content)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%s does not read as values: %v", path, err), nil
+	case !ok:
+		return path + " holds no image for " + o.App, nil
+	}
+	claimed, err := gitops.ParseImageRef(o.Image)
+	if err != nil || claimed.Repository != img.Repository || claimed.Digest != img.Digest {
+		return fmt.Sprintf("%s holds %s, the trailers say %s", path, img, o.Image), nil
+	}
+	return "", nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lotse/lotse/internal/gitlab"
+	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 )
 
@@ -186,25 +187,28 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 			log.Info("deliveries of an earlier run queued again", "count", n)
 		}
 	}
-	bot := cfg.BotUser
-	if bot == "" {
-		u, err := gl.CurrentUser(ctx)
-		if err != nil {
-			l.close()
-			return nil, fmt.Errorf("who is lotse's GitLab user (LOTSE_GITLAB_TOKEN)? %w", err)
-		}
-		bot = u.Username
+	u, err := gl.CurrentUser(ctx)
+	if cfg.BotUser != "" {
+		u, err = gl.UserByUsername(ctx, cfg.BotUser)
 	}
-	reader := &snapshotReader{gl: gl, gitopsProject: cfg.GitOpsProject, bot: bot, operators: cfg.Operators, publicKey: cfg.PublicKey, keyDir: l.keyDir}
+	if err != nil {
+		l.close()
+		return nil, fmt.Errorf("who is lotse's GitLab user (LOTSE_GITLAB_TOKEN, LOTSE_BOT_USER)? %w", err)
+	}
+	bot := promotion.User{ID: u.ID, Username: u.Username}
+	reader := &snapshotReader{gl: gl, users: gl, gitopsProject: cfg.GitOpsProject, bot: bot, operators: cfg.Operators, writers: cfg.Writers,
+		publicKey: cfg.PublicKey, keyDir: l.keyDir}
 	config := &configSource{gitopsProject: cfg.GitOpsProject, read: reader.read}
 	m := newMetrics()
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s-%d-%d", host, os.Getpid(), rand.Int64())
 	h := newHandoff(owner+"/intake", leaseTTL, cfg.Workers*leaseBatch)
-	eff := &effects{project: cfg.GitOpsProject, bot: bot, publicURL: cfg.PublicURL, mrs: gl, notes: gl, statuses: gl, sources: gl,
-		claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log}
+	authors := &authorsReader{gl: gl}
+	eff := &effects{project: cfg.GitOpsProject, bot: bot, publicURL: cfg.PublicURL, mrs: gl, contents: gl, authors: authors, notes: gl,
+		statuses: gl, sources: gl, claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log}
 	run := &runner{states: db, effects: eff, now: now, log: log}
-	disp := &dispatcher{config: config, runner: run, commits: gl, landings: db, gitopsProject: cfg.GitOpsProject, bot: bot, now: now, log: log}
+	disp := &dispatcher{config: config, runner: run, commits: gl, files: gl, authors: authors, landings: db, gitopsProject: cfg.GitOpsProject,
+		bot: bot, now: now, log: log}
 	l.workers = &workers{queue: db, handoff: h, proc: disp, owner: owner, n: cfg.Workers, maxAttempts: cfg.MaxAttempts, metrics: m, now: now, log: log}
 	l.timer = &timer{every: cfg.Tick, retention: cfg.Retention, store: db, tick: disp.tick, metrics: m, now: now, log: log}
 	l.server, err = newServer(cfg, serverParts{queue: db, handoff: h, watch: config, views: &views{config: config, store: db, now: now},

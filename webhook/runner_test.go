@@ -143,14 +143,14 @@ func TestEffectsTwiceHaveOneEffect(t *testing.T) {
 	w := newTestWorld(t)
 	eff := w.runner.effects.(*effects)
 	ctx := context.Background()
-	mr := w.gl.openMR("shop", "staging", img1)
+	mr, _ := w.gl.openMR("shop", "staging", img1)
 	at := w.now
 	for _, a := range []promotion.Action{
 		promotion.Reply{IID: int(mr.IID), Body: "Only operators may do that."},
-		promotion.Audit{App: "shop", Kind: promotion.AuditApproved, Stage: "production", Actor: "carol", At: at},
+		promotion.Audit{App: "shop", Kind: promotion.AuditApproved, Stage: "production", Actor: promotion.User{ID: 4, Username: "carol"}, At: at},
 		promotion.UpsertComment{Target: promotion.CommentTarget{Stage: "staging", IID: int(mr.IID)}, Body: promotion.Marker("shop", "staging") + "\nbody"},
 		promotion.SetStatus{SourceProject: "team/shop", SourceCommit: "abc", Name: "lotse/staging", State: promotion.StatusRunning},
-		promotion.MergeMR{Stage: "staging", IID: int(mr.IID), Attempt: 1},
+		promotion.MergeMR{Stage: "staging", IID: int(mr.IID), SHA: mr.SHA, Attempt: 1},
 	} {
 		for range 2 {
 			if _, err := eff.perform(ctx, w.snap, "shop", a); err != nil {
@@ -349,7 +349,7 @@ func TestUndecodableOutboxParksDeliveryDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
-	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, landings: db, gitopsProject: "platform/gitops", bot: "lotse-bot",
+	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, landings: db, gitopsProject: "platform/gitops", bot: testBot,
 		now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
 	wk := &workers{queue: db, handoff: newHandoff("me/intake", time.Minute, 0), proc: disp, owner: "me", n: 1, maxAttempts: 8,
 		metrics: newMetrics(), now: time.Now, log: slog.New(slog.DiscardHandler)}

@@ -71,9 +71,18 @@ func (s *snapshot) apps() []string {
 // watches reports whether deliveries of project concern lotsed.
 func (s *snapshot) watches(project string) bool { return s.projects[strings.ToLower(project)] }
 
+// people are the GitLab users lotsed's settings name, resolved to IDs, and
+// what lotsed read of the GitOps project's settings for its sticky comments.
+type people struct {
+	bot       promotion.User
+	operators []promotion.User
+	writers   []promotion.User
+	notice    string // e.g. the lotse/* branches are not protected
+}
+
 // newSnapshot derives a snapshot from lotse.yaml and w, the writer bound to
-// it. bot and operators are lotsed's own settings.
-func newSnapshot(cfg *gitops.Config, w releaseWriter, gitopsProject, bot string, operators []string, keys gateKeys) *snapshot {
+// it, and lotsed's own settings.
+func newSnapshot(cfg *gitops.Config, w releaseWriter, gitopsProject string, who people, keys gateKeys) *snapshot {
 	s := &snapshot{config: cfg, writer: w, policies: map[string]promotion.Policy{}, keys: keys,
 		projects: map[string]bool{strings.ToLower(gitopsProject): true}}
 	for _, a := range cfg.Apps {
@@ -82,7 +91,7 @@ func newSnapshot(cfg *gitops.Config, w releaseWriter, gitopsProject, bot string,
 		if err != nil {
 			continue
 		}
-		p := promotion.Policy{App: a.Name, BotUser: bot, Operators: operators}
+		p := promotion.Policy{App: a.Name, Bot: who.bot, Operators: who.operators, Writers: who.writers, Notice: who.notice}
 		for _, st := range stages {
 			p.Stages = append(p.Stages, promotion.StagePolicy{Name: st.Name, Mode: promotion.Mode(st.Promotion), Approvals: st.Approvals,
 				RequireSignature: st.Gates.Signature, MaxSeverity: st.Gates.MaxSeverity, Soak: st.Gates.Soak, RequireHealthy: st.Gates.Health})
@@ -131,20 +140,31 @@ func (c *configSource) watches(project string) bool {
 	return strings.EqualFold(project, c.gitopsProject)
 }
 
+// usersAndBranches resolves usernames and reads the GitOps project's branch
+// protections.
+type usersAndBranches interface {
+	UserByUsername(ctx context.Context, username string) (gitlab.User, error)
+	ProtectedBranches(ctx context.Context, project string) ([]gitlab.ProtectedBranch, error)
+}
+
 // snapshotReader reads lotse.yaml and the key it names from the GitOps
-// project and makes a snapshot of them.
+// project, resolves the people lotsed's settings name to GitLab user IDs,
+// and makes a snapshot of them.
 type snapshotReader struct {
 	gl            writeback.GitLab // reads lotse.yaml and the key; the writer writes through it
+	users         usersAndBranches
 	gitopsProject string
-	bot           string
-	operators     []string
+	bot           promotion.User
+	operators     []string // usernames, resolved at every reload
+	writers       []string
 	publicKey     string // lotsed's --public-key; wins over lotse.yaml's
 	keyDir        string // where key files are written
 }
 
 func (r *snapshotReader) read(ctx context.Context) (*snapshot, error) {
-	// lotsed merges promotion MRs itself, after it recorded them.
-	w, err := writeback.Open(ctx, r.gl, r.gitopsProject, writeback.Options{CallerMerges: true})
+	// lotsed merges promotion MRs itself, after it recorded them, and only
+	// fresh MRs it opened itself.
+	w, err := writeback.Open(ctx, r.gl, r.gitopsProject, writeback.Options{CallerMerges: true, FreshMRs: true})
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +172,57 @@ func (r *snapshotReader) read(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSnapshot(w.Config(), w, r.gitopsProject, r.bot, r.operators, keys), nil
+	who := people{bot: r.bot}
+	if who.operators, err = r.resolve(ctx, "operators", r.operators); err != nil {
+		return nil, err
+	}
+	if who.writers, err = r.resolve(ctx, "writers", r.writers); err != nil {
+		return nil, err
+	}
+	if who.notice, err = r.protection(ctx); err != nil {
+		return nil, err
+	}
+	return newSnapshot(w.Config(), w, r.gitopsProject, who, keys), nil
+}
+
+// resolve turns usernames into users: people are compared by ID, which
+// stays when a username changes (and a username freed by a rename cannot
+// be taken over).
+func (r *snapshotReader) resolve(ctx context.Context, what string, names []string) ([]promotion.User, error) {
+	var out []promotion.User
+	for _, n := range names {
+		u, err := r.users.UserByUsername(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("%s: GitLab user %q: %w", what, n, err)
+		}
+		out = append(out, promotion.User{ID: u.ID, Username: u.Username})
+	}
+	return out, nil
+}
+
+// protection says what is missing when the promotion branches are not
+// protected so that only Maintainers (lotse's user) can push to them.
+func (r *snapshotReader) protection(ctx context.Context) (string, error) {
+	bs, err := r.users.ProtectedBranches(ctx, r.gitopsProject)
+	if err != nil {
+		return "", fmt.Errorf("protected branches of %s: %w", r.gitopsProject, err)
+	}
+	for _, b := range bs {
+		if b.Matches("lotse/app/stage") && onlyMaintainers(b.Push) {
+			return "", nil
+		}
+	}
+	return "The `lotse/*` branches of this project are not protected: a Developer can push to them. lotse notices and closes such merge requests, " +
+		"but protect them (*Settings › Repository › Protected branches*: `lotse/*`, *Allowed to push and merge: Maintainers*).", nil
+}
+
+func onlyMaintainers(as []gitlab.BranchAccess) bool {
+	for _, a := range as {
+		if a.UserID == 0 && a.GroupID == 0 && a.DeployKeyID == 0 && a.Level < gitlab.AccessMaintainer {
+			return false
+		}
+	}
+	return len(as) > 0
 }
 
 // keys makes lotse.yaml's signing.publicKey usable by cosign: a URI as it

@@ -43,6 +43,29 @@ func (c *Client) UserByUsername(ctx context.Context, username string) (User, err
 	return User{}, &APIError{Op: "find user", Kind: ErrNotFound, Message: "no user " + username}
 }
 
+// UsersByEmail returns the users GitLab finds for email (GET
+// /users?search=): those whose public email it is, or for an administrator
+// token any of their emails. Only exact matches are returned.
+func (c *Client) UsersByEmail(ctx context.Context, email string) ([]User, error) {
+	var us []*gl.User
+	err := c.do(ctx, "find users by email", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		var resp *gl.Response
+		var err error
+		us, resp, err = c.api.Users.ListUsers(&gl.ListUsersOptions{Search: gl.Ptr(email)}, o...)
+		return resp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []User
+	for _, u := range us {
+		if u != nil && (strings.EqualFold(u.Email, email) || strings.EqualFold(u.PublicEmail, email)) {
+			out = append(out, User{ID: u.ID, Username: u.Username, Name: u.Name})
+		}
+	}
+	return out, nil
+}
+
 // Member is a user's membership of a project, inherited ones included.
 type Member struct {
 	User        User

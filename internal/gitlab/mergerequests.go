@@ -143,6 +143,29 @@ func (c *Client) FindOpenMR(ctx context.Context, project, sourceBranch string) (
 	return MR{}, &APIError{Op: "find open merge request", Kind: ErrNotFound, Message: "no open merge request from " + sourceBranch}
 }
 
+// OpenMRs lists the open merge requests whose source is sourceBranch of
+// project itself (MRs from forks are left out), oldest first.
+func (c *Client) OpenMRs(ctx context.Context, project, sourceBranch string) ([]MR, error) {
+	var ms []*gl.BasicMergeRequest
+	err := c.do(ctx, "list open merge requests", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {
+		var resp *gl.Response
+		var err error
+		ms, resp, err = c.api.MergeRequests.ListProjectMergeRequests(project, &gl.ListProjectMergeRequestsOptions{
+			State: gl.Ptr("opened"), SourceBranch: gl.Ptr(sourceBranch), OrderBy: gl.Ptr("created_at"), Sort: gl.Ptr("asc")}, o...)
+		return resp, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []MR
+	for _, m := range ms {
+		if mr := fromBasicMR(m); mr.SourceBranch == sourceBranch && !mr.FromFork() {
+			out = append(out, mr)
+		}
+	}
+	return out, nil
+}
+
 // GetMR reads one merge request.
 func (c *Client) GetMR(ctx context.Context, project string, iid int64) (MR, error) {
 	var m *gl.MergeRequest
@@ -166,6 +189,8 @@ type UpdateMRRequest struct {
 	Labels       *[]string
 	AddLabels    []string
 	RemoveLabels []string
+	// StateEvent is "close" or "reopen"; empty leaves the state.
+	StateEvent string
 }
 
 // UpdateMR changes title, description or labels (an idempotent PUT).
@@ -182,6 +207,9 @@ func (c *Client) UpdateMR(ctx context.Context, project string, iid int64, req Up
 	if len(req.RemoveLabels) > 0 {
 		l := gl.LabelOptions(req.RemoveLabels)
 		opt.RemoveLabels = &l
+	}
+	if req.StateEvent != "" {
+		opt.StateEvent = gl.Ptr(req.StateEvent)
 	}
 	var m *gl.MergeRequest
 	err := c.do(ctx, "update merge request", idempotent, func(o ...gl.RequestOptionFunc) (*gl.Response, error) {

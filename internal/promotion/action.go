@@ -8,10 +8,11 @@ type Action interface {
 	action()
 }
 
-// OpenMR asks the service to commit Image into the stage's values file on
-// branch lotse/<app>/<stage> (with lotse trailers naming SourceProject and
-// SourceCommit) and to open the MR, or reuse the open one of that branch,
-// then to report it with MROpened.
+// OpenMR asks the service to write Image into the stage's values file in a
+// fresh MR: branch lotse/<app>/<stage> started anew from the default branch,
+// one commit of lotse's with trailers naming SourceProject and SourceCommit,
+// and a new MR of lotse's (open MRs of others on the branch are closed).
+// The service reports it with MROpened.
 type OpenMR struct {
 	Stage         string
 	Image         string
@@ -19,8 +20,8 @@ type OpenMR struct {
 	SourceCommit  string
 }
 
-// Rollback asks the service to open (or reuse) the MR of the stage's branch
-// with an earlier image, as OpenMR does, then to report it with MROpened.
+// Rollback asks the service to open a fresh MR of the stage's branch with an
+// earlier image, as OpenMR does, then to report it with MROpened.
 type Rollback struct {
 	Stage         string
 	Image         string
@@ -28,11 +29,31 @@ type Rollback struct {
 	SourceCommit  string
 }
 
-// MergeMR asks the service to merge the MR and to report a MergeResult.
+// MergeMR asks the service to merge the MR with head SHA and to report a
+// MergeResult. Before it merges, the service checks that the MR is lotse's
+// own, its only commit is SHA and it changes nothing but the stage's values
+// file; otherwise it reports MergeTampered.
 type MergeMR struct {
 	Stage   string
 	IID     int
-	Attempt int // 1, 2, ...; echoed in MergeResult so a re-delivered answer is recognised
+	SHA     string // lotse's commit: the only head merged
+	Attempt int    // 1, 2, ...; echoed in MergeResult so a re-delivered answer is recognised
+}
+
+// CloseMR asks the service to close an MR with a comment saying why.
+type CloseMR struct {
+	Stage   string
+	IID     int
+	Comment string
+}
+
+// ReadAuthors asks the service to read the authors of the change again,
+// and to report AuthorsRead.
+type ReadAuthors struct {
+	Stage         string
+	Image         string
+	SourceProject string
+	SourceCommit  string
 }
 
 // CheckGates asks the service to verify the image's signature and/or its
@@ -110,6 +131,9 @@ const (
 	AuditRetry         = "retry"
 	AuditPromoted      = "promoted"
 	AuditMergeDeferred = "merge-deferred"
+	AuditTampered      = "tampered"
+	AuditOutOfBand     = "out-of-band"
+	AuditAccepted      = "out-of-band-accepted"
 )
 
 // Audit is one record of the audit log: who did what to which image in
@@ -119,7 +143,7 @@ type Audit struct {
 	Kind   string // one of the Audit* kinds
 	Stage  string
 	Image  string
-	Actor  string // the GitLab user, or empty for lotse itself
+	Actor  User // the GitLab user; zero for lotse itself
 	Detail string
 	At     time.Time
 }
@@ -132,3 +156,5 @@ func (SetStatus) action()     {}
 func (UpsertComment) action() {}
 func (Reply) action()         {}
 func (Audit) action()         {}
+func (CloseMR) action()       {}
+func (ReadAuthors) action()   {}

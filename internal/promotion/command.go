@@ -11,6 +11,7 @@ const (
 	VerbPromote  = "promote"
 	VerbRollback = "rollback"
 	VerbRetry    = "retry"
+	VerbAccept   = "accept"
 )
 
 // ParsedCommand is a ChatOps command read from an MR note.
@@ -22,7 +23,7 @@ type ParsedCommand struct {
 	Err    string // why the command is not understood
 }
 
-const usage = "usage: `/lotse promote <stage>`, `/lotse rollback <stage> [<digest>]`, `/lotse retry [<stage>]`"
+const usage = "usage: `/lotse promote <stage>`, `/lotse rollback <stage> [<digest>]`, `/lotse retry [<stage>]`, `/lotse accept <stage>`"
 
 // ParseCommand finds the first line of a note that starts with "/lotse" and
 // reads it. ok is false when the note has no such line: the note is not for
@@ -41,9 +42,9 @@ func ParseCommand(text string) (c ParsedCommand, ok bool) {
 		}
 		c.Verb, args = args[0], args[1:]
 		switch c.Verb {
-		case VerbPromote:
+		case VerbPromote, VerbAccept:
 			if len(args) != 1 {
-				c.Err = "promote takes one stage"
+				c.Err = c.Verb + " takes one stage"
 			} else {
 				c.Stage = args[0]
 			}
@@ -74,7 +75,7 @@ func ParseCommand(text string) (c ParsedCommand, ok bool) {
 }
 
 func (en *engine) command(e Command) {
-	if e.User == "" || (en.p.BotUser != "" && e.User == en.p.BotUser) {
+	if e.User.ID == 0 || e.User.Is(en.p.Bot) {
 		return // lotse's own notes quote commands; never answer them
 	}
 	c, ok := ParseCommand(e.Text)
@@ -92,7 +93,7 @@ func (en *engine) command(e Command) {
 		en.changed = true
 	}
 	reply := func(format string, args ...any) {
-		en.emit(Reply{Project: e.Project, IID: e.IID, Body: "@" + e.User + " " + fmt.Sprintf(format, args...)})
+		en.emit(Reply{Project: e.Project, IID: e.IID, Body: e.User.String() + " " + fmt.Sprintf(format, args...)})
 	}
 	if !en.p.IsOperator(e.User) {
 		en.audit(AuditDenied, e.Stage, "", e.User, "not an operator: "+oneLine(c.Line, 200))
@@ -124,10 +125,12 @@ func (en *engine) command(e Command) {
 		en.cmdRollback(ti, c.Digest, e.User, reply)
 	case VerbRetry:
 		en.cmdRetry(ti, e.User, reply)
+	case VerbAccept:
+		en.cmdAccept(ti, e.User, reply)
 	}
 }
 
-func (en *engine) cmdPromote(ti int, user string, reply func(string, ...any)) {
+func (en *engine) cmdPromote(ti int, user User, reply func(string, ...any)) {
 	target := en.p.Stages[ti]
 	if ti == 0 {
 		reply("%s is the first stage: CI writes it.", target.Name)
@@ -160,7 +163,7 @@ func (en *engine) cmdPromote(ti int, user string, reply func(string, ...any)) {
 	reply("promoting %s from %s to %s.", prev.Image, from, target.Name)
 }
 
-func (en *engine) cmdRollback(ti int, digest, user string, reply func(string, ...any)) {
+func (en *engine) cmdRollback(ti int, digest string, user User, reply func(string, ...any)) {
 	target := en.p.Stages[ti]
 	st := en.s.Stage(target.Name)
 	if st == nil || st.Current == nil {
@@ -218,7 +221,7 @@ func historyList(h []Deployment, current string) string {
 	return strings.Join(out, ", ")
 }
 
-func (en *engine) cmdRetry(ti int, user string, reply func(string, ...any)) {
+func (en *engine) cmdRetry(ti int, user User, reply func(string, ...any)) {
 	target := en.p.Stages[ti]
 	pr := en.promotion(target.Name)
 	if pr == nil {
@@ -246,6 +249,13 @@ func (en *engine) cmdRetry(ti int, user string, reply func(string, ...any)) {
 			}
 			reply("retrying the merge into %s.", target.Name)
 		}
+	case PhaseTampered:
+		en.audit(AuditRetry, target.Name, pr.Image, user, "clean merge request after: "+pr.Reason)
+		pr.Reason, pr.BlockedIn, pr.MR, pr.MergeAttempts = "", "", nil, 0
+		en.touch(target.Name)
+		en.resetGates(ti, pr)
+		en.check(ti, pr)
+		reply("opening a clean merge request for %s into %s once its gates pass again.", pr.Image, target.Name)
 	case PhaseMerging:
 		if !pr.RetryMerge {
 			reply("the merge into %s was asked; waiting for GitLab.", target.Name)
@@ -264,4 +274,26 @@ func (en *engine) cmdRetry(ti int, user string, reply func(string, ...any)) {
 	default:
 		reply("nothing to retry: the promotion of %s into %s is %s.", pr.Image, target.Name, pr.Phase)
 	}
+}
+
+// cmdAccept adopts the stage's out-of-band change: it becomes what runs
+// there and is promoted onward, approvals as usual. Its change's authors
+// are not known, so approval stages read them first.
+func (en *engine) cmdAccept(ti int, user User, reply func(string, ...any)) {
+	target := en.p.Stages[ti]
+	st := en.s.Stage(target.Name)
+	if st == nil || st.OutOfBand == nil {
+		reply("%s has no out-of-band change to accept.", target.Name)
+		return
+	}
+	o := *st.OutOfBand
+	if o.Image == "" {
+		reply("the out-of-band change of %s (commit %s) names no image lotse can promote; revert it in Git instead.", target.Name, short(o.Commit))
+		return
+	}
+	en.audit(AuditAccepted, target.Name, o.Image, user, "accepted commit "+short(o.Commit)+" by "+o.Pusher.String()+": "+o.Reason)
+	en.land(target.Name, Deployment{Image: o.Image, SourceProject: o.SourceProject, SourceCommit: o.SourceCommit, Commit: o.Commit,
+		LandedAt: en.now, AuthorsErr: "not read yet (an accepted out-of-band change)"},
+		"out-of-band commit "+short(o.Commit)+" accepted by "+user.String(), user)
+	reply("accepted the out-of-band change of %s: %s runs there now and is promoted onward.", target.Name, o.Image)
 }

@@ -13,16 +13,39 @@ type Event interface {
 	event()
 }
 
-// Landed says a lotse commit reached the GitOps default branch (a push whose
-// commit carries lotse trailers for this app and stage).
+// Landed says a commit with lotse trailers for this app and stage reached
+// the GitOps default branch. It carries the facts the service read itself;
+// the engine decides whether it is a landing or an out-of-band change.
 type Landed struct {
 	Stage         string
 	Image         string
 	SourceProject string
 	SourceCommit  string
-	ChangeAuthors []string // authors of the change that built the image
-	Commit        string   // the GitOps commit; identifies the landing
-	At            time.Time
+	// ChangeAuthors are the authors and committers of the change that built
+	// the image, and the authors of its MRs.
+	ChangeAuthors []User
+	// AuthorsErr says why the change's authors could not be read (the app
+	// project is unreadable, GitLab failed); empty when they were.
+	AuthorsErr string
+	Commit     string // the GitOps commit; identifies the landing
+	// Pusher is who moved the default branch (GitLab's push event user):
+	// lotse merging, or a writer's token committing.
+	Pusher User
+	// Mismatch says how the commit's change differs from its trailers
+	// (another image in the values file, another file); empty when they
+	// match.
+	Mismatch string
+	At       time.Time
+}
+
+// OutOfBandChange says a change of a stage's values file reached the
+// default branch without lotse trailers.
+type OutOfBandChange struct {
+	Stage  string
+	Commit string
+	Pusher User
+	Reason string // what changed, e.g. "apps/shop/envs/production/values.yaml changed without lotse trailers"
+	At     time.Time
 }
 
 // MROpened says the MR of a promotion exists: GitLab's "open" webhook, or
@@ -30,37 +53,46 @@ type Landed struct {
 type MROpened struct {
 	Stage  string
 	IID    int
-	Author string
+	Author User
 	Image  string // the image the MR writes; empty: unknown
-	SHA    string // the MR's head commit; empty: unknown
+	SHA    string // lotse's commit on the MR; empty: unknown
+	// Approvals are those the MR had when lotse read it back, each with
+	// the head it was read at.
+	Approvals []Approval
+	// Closed are MRs of others that lotse found on its branch and closed,
+	// described for the audit ("!7 by @dev"); someone tried to take the
+	// branch.
+	Closed []string
 }
 
 // MRUpdated says commits were pushed to the MR (GitLab's "update" webhook).
 type MRUpdated struct {
-	Stage string
-	IID   int
-	SHA   string // the MR's head commit
+	Stage  string
+	IID    int
+	SHA    string // the MR's head commit
+	Pusher User   // who pushed
 }
 
-// MRApproved says User approved the MR.
+// MRApproved says User approved the MR at head SHA.
 type MRApproved struct {
 	Stage string
 	IID   int
-	User  string
+	User  User
+	SHA   string // the MR's head when approved; empty: unknown
 }
 
 // MRUnapproved says User withdrew their approval.
 type MRUnapproved struct {
 	Stage string
 	IID   int
-	User  string
+	User  User
 }
 
 // MRMerged says the MR was merged.
 type MRMerged struct {
 	Stage string
 	IID   int
-	By    string
+	By    User
 }
 
 // MRClosed says the MR was closed without merging.
@@ -77,7 +109,7 @@ type Command struct {
 	Project string // the project of the MR; empty: the GitOps project
 	IID     int
 	NoteID  int64 // GitLab's note id; drops re-deliveries (0: no dedup)
-	User    string
+	User    User
 	Text    string
 }
 
@@ -128,6 +160,9 @@ const (
 	MergeNotMergeable MergeOutcome = "not-mergeable"
 	// MergeAlreadyMerged: the MR was merged already.
 	MergeAlreadyMerged MergeOutcome = "already-merged"
+	// MergeTampered: the MR is not what lotse wrote (other commits, another
+	// head, other files); it was not merged. Reason says what and who.
+	MergeTampered MergeOutcome = "tampered"
 )
 
 // MergeResult is what the service saw when it carried out MergeMR.
@@ -139,18 +174,28 @@ type MergeResult struct {
 	Reason  string
 }
 
+// AuthorsRead is the result of a ReadAuthors action.
+type AuthorsRead struct {
+	Stage   string
+	Image   string
+	Authors []User
+	Err     string // why they still could not be read
+}
+
 // Tick says time passed: soak timers and merge retries are due.
 type Tick struct{}
 
-func (Landed) event()       {}
-func (MROpened) event()     {}
-func (MRUpdated) event()    {}
-func (MRApproved) event()   {}
-func (MRUnapproved) event() {}
-func (MRMerged) event()     {}
-func (MRClosed) event()     {}
-func (Command) event()      {}
-func (GatesChecked) event() {}
-func (Health) event()       {}
-func (MergeResult) event()  {}
-func (Tick) event()         {}
+func (Landed) event()          {}
+func (OutOfBandChange) event() {}
+func (AuthorsRead) event()     {}
+func (MROpened) event()        {}
+func (MRUpdated) event()       {}
+func (MRApproved) event()      {}
+func (MRUnapproved) event()    {}
+func (MRMerged) event()        {}
+func (MRClosed) event()        {}
+func (Command) event()         {}
+func (GatesChecked) event()    {}
+func (Health) event()          {}
+func (MergeResult) event()     {}
+func (Tick) event()            {}

@@ -23,7 +23,7 @@ func fuzzPolicy() Policy {
 
 var (
 	fuzzImages = []string{img1, img2, img3}
-	fuzzUsers  = []string{"carol", "erin", "dave", "mallory", "lotse-bot", "olga", "eve"}
+	fuzzUsers  = []User{usr("carol"), usr("erin"), usr("dave"), usr("mallory"), usr("lotse-bot"), usr("olga"), usr("eve")}
 )
 
 // chunk is how many bytes one event takes, so seeds are easy to write.
@@ -82,14 +82,27 @@ func (d *decoder) next(p Policy, s State, now *time.Time) Event {
 				image = prev.Current.Image
 			}
 		}
-		return Landed{Stage: stage, Image: image, SourceProject: "team/shop", SourceCommit: "src-" + image[len(image)-4:],
-			ChangeAuthors: []string{"dave"}, Commit: fmt.Sprintf("c%d", d.pick(16)), At: *now}
+		l := Landed{Pusher: bot, Stage: stage, Image: image, SourceProject: "team/shop", SourceCommit: "src-" + image[len(image)-4:],
+			ChangeAuthors: []User{usr("dave")}, Commit: fmt.Sprintf("c%d", d.pick(16)), At: *now}
+		switch d.byte() % 8 {
+		case 0:
+			l.Pusher = user // anyone who can push to the default branch
+		case 1:
+			l.Mismatch = "the values file holds another image"
+		case 2:
+			l.ChangeAuthors, l.AuthorsErr = nil, "403 Forbidden"
+		}
+		return l
 	case 1:
 		return MROpened{Stage: stage, IID: iid, Author: user, Image: image}
 	case 2:
-		return MRUpdated{Stage: stage, IID: iid, SHA: fmt.Sprintf("sha%d", d.pick(3))}
+		return MRUpdated{Stage: stage, IID: iid, SHA: fmt.Sprintf("sha%d", d.pick(3)), Pusher: user}
 	case 3:
-		return MRApproved{Stage: stage, IID: iid, User: user}
+		sha := fmt.Sprintf("sha%d", d.pick(3))
+		if pr != nil && pr.MR != nil && fit {
+			sha = pr.MR.SHA
+		}
+		return MRApproved{Stage: stage, IID: iid, User: user, SHA: sha}
 	case 4:
 		return MRUnapproved{Stage: stage, IID: iid, User: user}
 	case 5:
@@ -99,7 +112,7 @@ func (d *decoder) next(p Policy, s State, now *time.Time) Event {
 	case 7:
 		texts := []string{
 			"/lotse promote " + stage, "/lotse rollback " + stage, "/lotse retry", "/lotse retry " + stage,
-			"/lotse rollback " + stage + " " + image[strings.LastIndex(image, "@")+1:], "LGTM", "/lotse bogus",
+			"/lotse rollback " + stage + " " + image[strings.LastIndex(image, "@")+1:], "LGTM", "/lotse bogus", "/lotse accept " + stage,
 		}
 		d.note++
 		note := d.note
@@ -119,12 +132,22 @@ func (d *decoder) next(p Policy, s State, now *time.Time) Event {
 	case 9:
 		return Health{Stage: stage, Healthy: d.byte()&1 == 0, Reason: fmt.Sprintf("h%d", d.pick(2)), At: *now}
 	case 10:
-		outcomes := []MergeOutcome{MergeDone, MergeNotYet, MergeNotMergeable, MergeAlreadyMerged, MergeNotYet}
+		outcomes := []MergeOutcome{MergeDone, MergeNotYet, MergeNotMergeable, MergeAlreadyMerged, MergeNotYet, MergeTampered}
 		if !fit {
 			attempt = d.pick(4)
 		}
 		return MergeResult{Stage: stage, IID: iid, Attempt: attempt, Outcome: outcomes[d.pick(len(outcomes))]}
 	case 11:
+		switch d.byte() % 4 {
+		case 0:
+			return OutOfBandChange{Stage: stage, Commit: fmt.Sprintf("c%d", d.pick(16)), Pusher: user, Reason: "values changed without trailers", At: *now}
+		case 1:
+			authors := AuthorsRead{Stage: stage, Image: image, Authors: []User{usr("dave"), user}}
+			if d.byte()&1 == 0 {
+				authors.Err = "503"
+			}
+			return authors
+		}
 		*now = now.Add(time.Duration(d.pick(16)) * time.Minute)
 		return Tick{}
 	default:
@@ -140,11 +163,11 @@ func (d *decoder) progress(p Policy, s State, stage string, pr *Promotion, now *
 	if pr == nil || pr.Phase.IsTerminal() {
 		if ti == 0 || d.byte()&1 == 0 {
 			img := fuzzImages[d.pick(len(fuzzImages))]
-			return Landed{Stage: p.Stages[0].Name, Image: img, SourceCommit: "src-" + img[len(img)-4:], ChangeAuthors: []string{"dave"},
+			return Landed{Pusher: bot, Stage: p.Stages[0].Name, Image: img, SourceCommit: "src-" + img[len(img)-4:], ChangeAuthors: []User{usr("dave")},
 				Commit: fmt.Sprintf("c%d", d.pick(64)), At: *now}
 		}
 		d.note++
-		return Command{Stage: stage, IID: 1, NoteID: d.note, User: "olga", Text: "/lotse promote " + stage}
+		return Command{Stage: stage, IID: 1, NoteID: d.note, User: usr("olga"), Text: "/lotse promote " + stage}
 	}
 	iid := 1 + d.pick(4)
 	if pr.MR != nil {
@@ -160,9 +183,16 @@ func (d *decoder) progress(p Policy, s State, stage string, pr *Promotion, now *
 		*now = now.Add(time.Duration(d.pick(32)) * time.Minute)
 		return Tick{}
 	case PhaseOpening:
-		return MROpened{Stage: stage, IID: iid, Author: "lotse-bot", Image: pr.Image}
+		return MROpened{Stage: stage, IID: iid, Author: usr("lotse-bot"), Image: pr.Image, SHA: fmt.Sprintf("sha%d", d.pick(3))}
 	case PhaseAwaitingApproval:
-		return MRApproved{Stage: stage, IID: iid, User: fuzzUsers[d.pick(len(fuzzUsers))]}
+		if pr.AuthorsErr != "" && d.byte()&1 == 0 {
+			return AuthorsRead{Stage: stage, Image: pr.Image, Authors: []User{usr("dave")}}
+		}
+		sha := ""
+		if pr.MR != nil {
+			sha = pr.MR.SHA
+		}
+		return MRApproved{Stage: stage, IID: iid, User: fuzzUsers[d.pick(len(fuzzUsers))], SHA: sha}
 	case PhaseMerging:
 		if pr.RetryMerge {
 			return Tick{}
@@ -170,7 +200,7 @@ func (d *decoder) progress(p Policy, s State, stage string, pr *Promotion, now *
 		outcomes := []MergeOutcome{MergeDone, MergeNotYet, MergeAlreadyMerged}
 		return MergeResult{Stage: stage, IID: iid, Attempt: pr.MergeAttempts, Outcome: outcomes[d.pick(len(outcomes))]}
 	case PhaseMerged:
-		return Landed{Stage: stage, Image: pr.Image, SourceCommit: pr.SourceCommit, Commit: fmt.Sprintf("c%d", d.pick(64)), At: *now}
+		return Landed{Pusher: bot, Stage: stage, Image: pr.Image, SourceCommit: pr.SourceCommit, Commit: fmt.Sprintf("c%d", d.pick(64)), At: *now}
 	}
 	return Tick{}
 }
@@ -179,10 +209,11 @@ var allowed = map[Phase][]Phase{
 	PhaseChecking:         {PhaseWaiting, PhaseOpening, PhaseBlocked, PhaseSuperseded, PhaseLanded},
 	PhaseWaiting:          {PhaseOpening, PhaseBlocked, PhaseSuperseded, PhaseLanded},
 	PhaseOpening:          {PhaseAwaitingApproval, PhaseMerging, PhaseSuperseded, PhaseLanded},
-	PhaseAwaitingApproval: {PhaseMerging, PhaseMerged, PhaseCancelled, PhaseSuperseded, PhaseLanded},
-	PhaseMerging:          {PhaseMerged, PhaseAwaitingApproval, PhaseBlocked, PhaseCancelled, PhaseSuperseded, PhaseLanded},
+	PhaseAwaitingApproval: {PhaseMerging, PhaseMerged, PhaseCancelled, PhaseSuperseded, PhaseLanded, PhaseTampered},
+	PhaseMerging:          {PhaseMerged, PhaseAwaitingApproval, PhaseBlocked, PhaseCancelled, PhaseSuperseded, PhaseLanded, PhaseTampered},
 	PhaseMerged:           {PhaseLanded},
-	PhaseBlocked:          {PhaseChecking, PhaseWaiting, PhaseOpening, PhaseMerging, PhaseAwaitingApproval, PhaseMerged, PhaseCancelled, PhaseLanded},
+	PhaseBlocked:          {PhaseChecking, PhaseWaiting, PhaseOpening, PhaseMerging, PhaseAwaitingApproval, PhaseMerged, PhaseCancelled, PhaseLanded, PhaseTampered},
+	PhaseTampered:         {PhaseChecking, PhaseWaiting, PhaseOpening, PhaseLanded},
 	PhaseLanded:           nil,
 	PhaseSuperseded:       nil,
 	PhaseCancelled:        nil,
@@ -223,9 +254,12 @@ func checkStep(p Policy, old, s State, e Event, acts []Action) error {
 		if !pr.Gates.Passed() {
 			return fmt.Errorf("%T for stage %s with gates %+v", a, stage, pr.Gates)
 		}
-		if _, ok := a.(MergeMR); ok {
+		if m, ok := a.(MergeMR); ok {
 			if pr.MR == nil || pr.MR.IID != iid || pr.Phase != PhaseMerging {
 				return fmt.Errorf("MergeMR !%d for stage %s, promotion %+v", iid, stage, pr)
+			}
+			if m.SHA != pr.MR.SHA || !pr.MR.Author.Is(p.Bot) {
+				return fmt.Errorf("MergeMR !%d of %s at %q, but lotse's commit is %q", iid, pr.MR.Author, m.SHA, pr.MR.SHA)
 			}
 			if target := p.Stages[ti]; target.Mode == ModeApproval {
 				if n := len(ValidApprovers(p, s, stage)); n < target.Approvals {
@@ -264,6 +298,11 @@ func checkStep(p Policy, old, s State, e Event, acts []Action) error {
 			if !contains(allowed[was.Phase], is.Phase) {
 				return fmt.Errorf("promotion into %s moved %s → %s on %T", sp.Name, was.Phase, is.Phase, e)
 			}
+		}
+	}
+	if l, ok := e.(Landed); ok && (l.Mismatch != "" || !p.IsWriter(l.Pusher)) {
+		if st, was := s.Stage(l.Stage), old.Stage(l.Stage); st != nil && st.Current != nil && (was == nil || was.Current == nil || was.Current.Commit != st.Current.Commit) {
+			return fmt.Errorf("an untrusted commit %s (pusher %s, mismatch %q) landed in %s", l.Commit, l.Pusher, l.Mismatch, l.Stage)
 		}
 	}
 	if reflect.DeepEqual(old, s) {

@@ -12,6 +12,22 @@ import (
 
 var t0 = time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 
+// testUsers gives the people of the tests their GitLab user IDs.
+var testUsers = map[string]int64{"lotse-bot": 1, "olga": 2, "oscar": 3, "carol": 4, "alice": 5, "bob": 6, "dave": 7, "erin": 8,
+	"mallory": 9, "eve": 10, "frank": 11, "grace": 12, "dev": 13, "trent": 14, "root": 15}
+
+// usr is the test user called name.
+func usr(name string) User {
+	id, ok := testUsers[name]
+	if !ok {
+		panic("no test user " + name)
+	}
+	return User{ID: id, Username: name}
+}
+
+// bot is lotse's own user in the tests.
+var bot = usr("lotse-bot")
+
 func sev(s vuln.Severity) *vuln.Severity { return &s }
 
 // testPolicy is the lotse.yaml example: dev by commit, staging by merge
@@ -19,8 +35,8 @@ func sev(s vuln.Severity) *vuln.Severity { return &s }
 func testPolicy() Policy {
 	return Policy{
 		App:       "shop",
-		BotUser:   "lotse-bot",
-		Operators: []string{"olga", "oscar"},
+		Bot:       usr("lotse-bot"),
+		Operators: []User{usr("olga"), usr("oscar")},
 		Stages: []StagePolicy{
 			{Name: "dev", Mode: ModeCommit},
 			{Name: "staging", Mode: ModeMergeRequest, RequireSignature: true, MaxSeverity: sev(vuln.High), Soak: 30 * time.Minute, RequireHealthy: true},
@@ -33,8 +49,8 @@ func testPolicy() Policy {
 func plainPolicy() Policy {
 	return Policy{
 		App:       "shop",
-		BotUser:   "lotse-bot",
-		Operators: []string{"olga"},
+		Bot:       usr("lotse-bot"),
+		Operators: []User{usr("olga")},
 		Stages: []StagePolicy{
 			{Name: "dev", Mode: ModeCommit},
 			{Name: "staging", Mode: ModeMergeRequest},
@@ -55,7 +71,7 @@ var ok = Result{Checked: true, OK: true}
 var clean = ScanFacts{Checked: true}
 
 func landed(stage, image, commit string) Landed {
-	return Landed{Stage: stage, Image: image, SourceProject: "team/shop", SourceCommit: "src-" + image[len(image)-4:], ChangeAuthors: []string{"dave"}, Commit: commit}
+	return Landed{Pusher: bot, Stage: stage, Image: image, SourceProject: "team/shop", SourceCommit: "src-" + image[len(image)-4:], ChangeAuthors: []User{usr("dave")}, Commit: commit}
 }
 
 // run drives Next through a scenario and checks after every event that the
@@ -196,6 +212,6 @@ func toStaging(r *run, image string, mr int) {
 	r.do(Health{Stage: "dev", Healthy: true, At: r.now})
 	r.at(r.now.Sub(t0) + 30*time.Minute).do(Tick{})
 	r.wantPhase("staging", PhaseOpening)
-	r.do(MROpened{Stage: "staging", IID: mr, Author: "lotse-bot", Image: image})
+	r.do(MROpened{Stage: "staging", IID: mr, Author: usr("lotse-bot"), Image: image})
 	r.wantPhase("staging", PhaseMerging)
 }

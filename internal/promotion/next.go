@@ -41,6 +41,12 @@ func Next(p Policy, s State, e Event, now time.Time) (State, []Action, error) {
 	switch e := e.(type) {
 	case Landed:
 		en.landed(e)
+	case OutOfBandChange:
+		if !en.p.IsWriter(e.Pusher) { // lotse's own merges and its writers' commits are not out of band
+			en.outOfBand(e, "", "", "")
+		}
+	case AuthorsRead:
+		en.authorsRead(e)
 	case MROpened:
 		en.mrOpened(e)
 	case MRUpdated:
@@ -105,12 +111,12 @@ func checkEvent(p Policy, e Event) error {
 	case MRUpdated:
 		return mr(e.Stage, e.IID)
 	case MRApproved:
-		if e.User == "" {
+		if e.User.ID == 0 {
 			return fmt.Errorf("%w: approval without a user", ErrMalformed)
 		}
 		return mr(e.Stage, e.IID)
 	case MRUnapproved:
-		if e.User == "" {
+		if e.User.ID == 0 {
 			return fmt.Errorf("%w: unapproval without a user", ErrMalformed)
 		}
 		return mr(e.Stage, e.IID)
@@ -131,12 +137,21 @@ func checkEvent(p Policy, e Event) error {
 		}
 	case Health:
 		return stage(e.Stage)
+	case OutOfBandChange:
+		if err := stage(e.Stage); err != nil {
+			return err
+		}
+		if e.Commit == "" {
+			return fmt.Errorf("%w: out-of-band change of stage %s without a commit", ErrMalformed, e.Stage)
+		}
+	case AuthorsRead:
+		return stage(e.Stage)
 	case MergeResult:
 		if err := mr(e.Stage, e.IID); err != nil {
 			return err
 		}
 		switch e.Outcome {
-		case MergeDone, MergeNotYet, MergeNotMergeable, MergeAlreadyMerged:
+		case MergeDone, MergeNotYet, MergeNotMergeable, MergeAlreadyMerged, MergeTampered:
 		default:
 			return fmt.Errorf("%w: unknown merge outcome %q", ErrMalformed, e.Outcome)
 		}
@@ -199,7 +214,7 @@ func (en *engine) mrPromotion(stage string, iid int) *Promotion {
 
 func (en *engine) emit(a Action) { en.acts = append(en.acts, a) }
 
-func (en *engine) audit(kind, stage, image, actor, detail string) {
+func (en *engine) audit(kind, stage, image string, actor User, detail string) {
 	en.emit(Audit{App: en.p.App, Kind: kind, Stage: stage, Image: image, Actor: actor, Detail: detail, At: en.now})
 }
 
@@ -279,8 +294,20 @@ func (en *engine) setStatus(project, commit, stage, state, desc string) {
 
 // --- landing and health ---
 
+// untrusted says why a commit with trailers is not a landing: it was pushed
+// by someone who is neither lotse nor a writer, or its change is not what
+// its trailers say. Empty: it is a landing.
+func (en *engine) untrusted(e Landed) string {
+	switch {
+	case e.Mismatch != "":
+		return "its trailers do not match its change: " + e.Mismatch
+	case !en.p.IsWriter(e.Pusher):
+		return "pushed by " + e.Pusher.String() + ", who is neither lotse nor one of its writers"
+	}
+	return ""
+}
+
 func (en *engine) landed(e Landed) {
-	ti := en.p.stageIndex(e.Stage)
 	st := en.stage(e.Stage)
 	at := e.At.UTC()
 	if e.At.IsZero() {
@@ -296,19 +323,30 @@ func (en *engine) landed(e Landed) {
 			}
 		}
 	}
-	d := Deployment{
+	if why := en.untrusted(e); why != "" {
+		en.outOfBand(OutOfBandChange{Stage: e.Stage, Commit: e.Commit, Pusher: e.Pusher, Reason: why, At: at}, e.Image, e.SourceProject, e.SourceCommit)
+		return
+	}
+	en.land(e.Stage, Deployment{
 		Image:         e.Image,
 		SourceProject: e.SourceProject,
 		SourceCommit:  e.SourceCommit,
 		ChangeAuthors: normUsers(e.ChangeAuthors),
+		AuthorsErr:    e.AuthorsErr,
 		Commit:        e.Commit,
 		LandedAt:      at,
-	}
+	}, "GitOps commit "+short(e.Commit)+" reached the default branch", e.Pusher)
+}
+
+// land makes d what runs in the stage and starts its promotion onward.
+func (en *engine) land(stage string, d Deployment, detail string, actor User) {
+	ti := en.p.stageIndex(stage)
+	st := en.stage(stage)
 	pr := st.Promotion
-	mine := pr != nil && pr.Image == e.Image && (!pr.Phase.IsTerminal() || pr.Phase == PhaseBlocked)
+	mine := pr != nil && pr.Image == d.Image && (!pr.Phase.IsTerminal() || pr.Phase == PhaseBlocked)
 	if mine {
-		if d.ChangeAuthors == nil {
-			d.ChangeAuthors = slices.Clone(pr.ChangeAuthors)
+		if d.ChangeAuthors == nil && d.AuthorsErr == "" {
+			d.ChangeAuthors, d.AuthorsErr = slices.Clone(pr.ChangeAuthors), pr.AuthorsErr
 		}
 		if d.SourceCommit == "" {
 			d.SourceProject, d.SourceCommit = pr.SourceProject, pr.SourceCommit
@@ -321,15 +359,16 @@ func (en *engine) landed(e Landed) {
 		}
 	}
 	st.Current = &d
-	en.touch(e.Stage)
+	st.OutOfBand = nil
+	en.touch(stage)
 	en.touchSource(d.SourceProject, d.SourceCommit)
-	en.audit(AuditLanded, e.Stage, e.Image, "", "GitOps commit "+short(e.Commit)+" reached the default branch")
+	en.audit(AuditLanded, stage, d.Image, actor, detail)
 	if mine {
 		pr.Reason = ""
-		en.setPhase(e.Stage, pr, PhaseLanded)
-		en.status(e.Stage, pr, StatusSuccess, "running in "+e.Stage)
+		en.setPhase(stage, pr, PhaseLanded)
+		en.status(stage, pr, StatusSuccess, "running in "+stage)
 	} else {
-		en.setStatus(d.SourceProject, d.SourceCommit, e.Stage, StatusSuccess, "running in "+e.Stage)
+		en.setStatus(d.SourceProject, d.SourceCommit, stage, StatusSuccess, "running in "+stage)
 	}
 	if mine && pr.Rollback {
 		return // a rollback is not promoted further
@@ -337,6 +376,23 @@ func (en *engine) landed(e Landed) {
 	if ti+1 < len(en.p.Stages) {
 		en.autoPromote(ti+1, d)
 	}
+}
+
+// outOfBand records a change of the stage that is not a landing. It is
+// never promoted onward; an operator's `/lotse accept` adopts it.
+func (en *engine) outOfBand(e OutOfBandChange, image, sourceProject, sourceCommit string) {
+	st := en.stage(e.Stage)
+	if (st.OutOfBand != nil && st.OutOfBand.Commit == e.Commit) || (st.Current != nil && st.Current.Commit == e.Commit) {
+		return // re-delivered
+	}
+	at := e.At.UTC()
+	if e.At.IsZero() {
+		at = en.now
+	}
+	st.OutOfBand = &OutOfBand{Image: image, SourceProject: sourceProject, SourceCommit: sourceCommit, Commit: e.Commit, Pusher: e.Pusher, Reason: e.Reason, At: at}
+	en.touch(e.Stage)
+	en.audit(AuditOutOfBand, e.Stage, image, e.Pusher, "commit "+short(e.Commit)+": "+e.Reason+"; not promoted onward")
+	en.setStatus(sourceProject, sourceCommit, e.Stage, StatusFailed, "out-of-band change of "+e.Stage+": "+e.Reason)
 }
 
 func sameLanding(d Deployment, e Landed, at time.Time) bool {
@@ -361,7 +417,7 @@ func (en *engine) autoPromote(ti int, d Deployment) {
 		(!pr.Phase.IsTerminal() || pr.Phase == PhaseMerged || pr.Phase == PhaseLanded) {
 		return
 	}
-	en.start(ti, d, en.p.Stages[ti-1].Name, "", false)
+	en.start(ti, d, en.p.Stages[ti-1].Name, User{}, false)
 }
 
 func (en *engine) health(e Health) {
@@ -387,7 +443,7 @@ func (en *engine) health(e Health) {
 	}
 	cur.Health = &nh
 	en.touch(e.Stage)
-	en.audit(AuditHealth, e.Stage, cur.Image, "", healthWord(e.Healthy)+reasonSuffix(e.Reason))
+	en.audit(AuditHealth, e.Stage, cur.Image, User{}, healthWord(e.Healthy)+reasonSuffix(e.Reason))
 	ti := en.p.stageIndex(e.Stage)
 	if ti+1 < len(en.p.Stages) {
 		next := en.p.Stages[ti+1].Name
@@ -417,7 +473,7 @@ func reasonSuffix(r string) string {
 // start begins a promotion of d's image into stage ti, superseding a
 // promotion still on its way there. from is the stage the image comes from
 // (empty for a rollback); trigger the operator who asked, if any.
-func (en *engine) start(ti int, d Deployment, from, trigger string, rollback bool) *Promotion {
+func (en *engine) start(ti int, d Deployment, from string, trigger User, rollback bool) *Promotion {
 	target := en.p.Stages[ti]
 	st := en.stage(target.Name)
 	if old := st.Promotion; old != nil {
@@ -427,6 +483,12 @@ func (en *engine) start(ti int, d Deployment, from, trigger string, rollback boo
 			en.setPhase(target.Name, old, PhaseSuperseded)
 			en.status(target.Name, old, StatusCanceled, "superseded by a newer version")
 			en.audit(AuditSuperseded, target.Name, old.Image, trigger, "superseded by "+d.Image)
+			if old.MR != nil {
+				// Approvals belong to one version: the new one gets a
+				// fresh merge request.
+				en.emit(CloseMR{Stage: target.Name, IID: old.MR.IID, Comment: fmt.Sprintf(
+					"Superseded by `%s`: lotse opens a new merge request for it. Approvals given here do not carry over.", d.Image)})
+			}
 		}
 	}
 	en.s.LastID++
@@ -437,6 +499,7 @@ func (en *engine) start(ti int, d Deployment, from, trigger string, rollback boo
 		SourceProject: d.SourceProject,
 		SourceCommit:  d.SourceCommit,
 		ChangeAuthors: slices.Clone(d.ChangeAuthors),
+		AuthorsErr:    d.AuthorsErr,
 		Rollback:      rollback,
 		Trigger:       trigger,
 		StartedAt:     en.now,
@@ -541,7 +604,7 @@ func (en *engine) gatesChecked(e GatesChecked) {
 		en.block(e.Stage, pr, strings.Join(failed, "; "))
 		return
 	}
-	en.audit(AuditGatesPassed, e.Stage, pr.Image, "", gateSummary(pr.Gates))
+	en.audit(AuditGatesPassed, e.Stage, pr.Image, User{}, gateSummary(pr.Gates))
 	en.setPhase(e.Stage, pr, PhaseWaiting)
 	en.wait(ti, pr)
 }
@@ -648,7 +711,26 @@ func (en *engine) block(stage string, pr *Promotion, reason string) {
 	pr.RetryMerge = false
 	en.setPhase(stage, pr, PhaseBlocked)
 	en.status(stage, pr, StatusFailed, reason)
-	en.audit(AuditBlocked, stage, pr.Image, "", reason)
+	en.audit(AuditBlocked, stage, pr.Image, User{}, reason)
+}
+
+// tamper stops a promotion whose MR is not what lotse wrote: it is closed
+// unmerged and the promotion waits for an operator's `/lotse retry`.
+func (en *engine) tamper(stage string, pr *Promotion, reason string, who User) {
+	if pr.Phase == PhaseTampered {
+		return
+	}
+	pr.BlockedIn = pr.Phase
+	pr.Reason = reason
+	pr.RetryMerge = false
+	en.setPhase(stage, pr, PhaseTampered)
+	if pr.MR != nil {
+		en.emit(CloseMR{Stage: stage, IID: pr.MR.IID, Comment: "**lotse closed this merge request unmerged:** " + reason +
+			".\n\nlotse merges only its own commit, as it wrote it. An operator can open a clean merge request with `/lotse retry`. " +
+			"Protect the `lotse/*` branches (*Allowed to push and merge: Maintainers*) so that only lotse's user can push to them."})
+	}
+	en.status(stage, pr, StatusFailed, "tampered: "+reason)
+	en.audit(AuditTampered, stage, pr.Image, who, reason)
 }
 
 // --- merge requests ---
@@ -662,8 +744,17 @@ func (en *engine) mrOpened(e MROpened) {
 	if e.Image != "" && e.Image != pr.Image {
 		return // the MR of an earlier image
 	}
+	if !e.Author.Is(en.p.Bot) {
+		return // only merge requests lotse opened itself are lotse's
+	}
 	pr.MR = &MergeRequest{IID: e.IID, Author: e.Author, SHA: e.SHA}
+	for _, a := range e.Approvals {
+		pr.MR.Approvers = withApproval(pr.MR.Approvers, a)
+	}
 	en.touch(e.Stage)
+	for _, c := range e.Closed {
+		en.audit(AuditTampered, e.Stage, pr.Image, User{}, "closed "+c+" found on lotse's branch lotse/"+en.p.App+"/"+e.Stage)
+	}
 	en.audit(AuditMROpened, e.Stage, pr.Image, e.Author, fmt.Sprintf("merge request !%d", e.IID))
 	if en.p.Stages[ti].Mode == ModeApproval {
 		en.setPhase(e.Stage, pr, PhaseAwaitingApproval)
@@ -688,59 +779,99 @@ func (en *engine) merge(ti int, pr *Promotion) {
 			en.setPhase(target.Name, pr, PhaseAwaitingApproval)
 			return
 		}
-		detail += "; approved by " + strings.Join(counted, ", ")
+		detail += "; approved by " + userList(counted)
 	}
 	en.setPhase(target.Name, pr, PhaseMerging)
 	pr.RetryMerge = false
 	pr.MergeAttempts++
 	pr.UpdatedAt = en.now
 	en.changed = true
-	en.emit(MergeMR{Stage: target.Name, IID: pr.MR.IID, Attempt: pr.MergeAttempts})
+	en.emit(MergeMR{Stage: target.Name, IID: pr.MR.IID, SHA: pr.MR.SHA, Attempt: pr.MergeAttempts})
 	if pr.MergeAttempts == 1 {
-		en.audit(AuditMergeAsked, target.Name, pr.Image, "", detail)
+		en.audit(AuditMergeAsked, target.Name, pr.Image, User{}, detail)
 	}
 	en.status(target.Name, pr, StatusRunning, "merging")
 }
 
 // Rejection says why an approval does not count.
 type Rejection struct {
-	User   string
+	User   User
 	Reason string
 }
 
 // fourEyes splits the approvers of a promotion's MR into those who count and
 // those who do not, with the reason, both in the order of the approvers.
-func fourEyes(p Policy, target StagePolicy, pr *Promotion) (counted []string, rejected []Rejection) {
+func fourEyes(p Policy, target StagePolicy, pr *Promotion) (counted []User, rejected []Rejection) {
 	if pr.MR == nil {
 		return nil, nil
 	}
-	for _, u := range pr.MR.Approvers {
-		if why := approvalRejected(p, pr, u); why != "" {
-			rejected = append(rejected, Rejection{User: u, Reason: why})
+	for _, a := range pr.MR.Approvers {
+		if why := approvalRejected(p, pr, a); why != "" {
+			rejected = append(rejected, Rejection{User: a.User, Reason: why})
 		} else {
-			counted = append(counted, u)
+			counted = append(counted, a.User)
 		}
 	}
 	return counted, rejected
 }
 
-func approvalRejected(p Policy, pr *Promotion, u string) string {
+// approvalRejected says why an approval does not count; empty when it
+// does. People are compared by user ID.
+func approvalRejected(p Policy, pr *Promotion, a Approval) string {
+	u := a.User
 	switch {
-	case p.BotUser != "" && u == p.BotUser:
+	case u.Is(p.Bot):
 		return "lotse's own user"
-	case pr.MR != nil && u == pr.MR.Author:
+	case pr.MR != nil && u.Is(pr.MR.Author):
 		return "author of the merge request"
-	case slices.Contains(pr.ChangeAuthors, u):
-		return "author of the change"
-	case pr.Trigger != "" && u == pr.Trigger:
+	case slices.ContainsFunc(pr.ChangeAuthors, u.Is):
+		return "author or committer of the change"
+	case u.Is(pr.Trigger):
 		return "asked for it by ChatOps"
+	case u.ID == 0:
+		return "recorded by name before lotse compared people by GitLab user ID; approve again"
+	case authorsUnknown(pr):
+		return "the change's authors are unknown (" + orDefault(pr.AuthorsErr, "recorded by name only") + "), so nobody's approval counts yet"
+	case pr.MR != nil && a.SHA != pr.MR.SHA:
+		if a.SHA == "" {
+			return "given before lotse's commit " + short(pr.MR.SHA) + " could be told apart"
+		}
+		return "given on commit " + short(a.SHA) + ", not on lotse's commit " + short(pr.MR.SHA)
 	}
 	return ""
 }
 
+// authorsUnknown reports whether the change's authors must be read (again)
+// before an approval can count: reading them failed, or they were stored by
+// name by an older lotse.
+func authorsUnknown(pr *Promotion) bool {
+	return pr.AuthorsErr != "" || slices.ContainsFunc(pr.ChangeAuthors, func(u User) bool { return u.ID == 0 })
+}
+
+// withApproval returns as with a in place of an earlier approval of the
+// same user, sorted by user ID.
+func withApproval(as []Approval, a Approval) []Approval {
+	out := slices.DeleteFunc(slices.Clone(as), func(x Approval) bool { return x.User.Is(a.User) })
+	out = append(out, a)
+	slices.SortFunc(out, func(x, y Approval) int { return int(x.User.ID - y.User.ID) })
+	return out
+}
+
+func hasApproval(as []Approval, u User) bool {
+	return slices.ContainsFunc(as, func(a Approval) bool { return a.User.Is(u) })
+}
+
+func userList(us []User) string {
+	names := make([]string, len(us))
+	for i, u := range us {
+		names[i] = u.String()
+	}
+	return strings.Join(names, ", ")
+}
+
 // ValidApprovers returns the approvers of the stage's current promotion who
 // count for the four-eyes rule, sorted.
-func ValidApprovers(p Policy, s State, stage string) []string {
+func ValidApprovers(p Policy, s State, stage string) []User {
 	ti := p.stageIndex(stage)
 	st := s.Stage(stage)
 	if ti < 0 || st == nil || st.Promotion == nil {
@@ -751,37 +882,26 @@ func ValidApprovers(p Policy, s State, stage string) []string {
 }
 
 func (en *engine) mrUpdated(e MRUpdated) {
-	ti := en.p.stageIndex(e.Stage)
 	pr := en.mrPromotion(e.Stage, e.IID)
-	if pr == nil || e.SHA == "" || e.SHA == pr.MR.SHA {
+	if pr == nil || e.SHA == "" || e.SHA == pr.MR.SHA || pr.Phase == PhaseMerged || (pr.Phase.IsTerminal() && pr.Phase != PhaseBlocked) {
 		return
 	}
-	old := pr.MR.SHA
-	pr.MR.SHA = e.SHA
-	en.changed = true
-	if old == "" || len(pr.MR.Approvers) == 0 {
-		return
-	}
-	// New commits on an approved MR: what was approved is not what would be
-	// merged, so the approvals no longer count.
-	pr.MR.Approvers = nil
-	en.touch(e.Stage)
-	en.audit(AuditMRUpdated, e.Stage, pr.Image, "", fmt.Sprintf("new head %s on merge request !%d: approvals reset", short(e.SHA), e.IID))
-	if pr.Phase == PhaseMerging && en.p.Stages[ti].Mode == ModeApproval {
-		en.merge(ti, pr) // falls back to waiting for approvals
-	}
+	// Someone pushed onto lotse's merge request: what would be merged is
+	// not what lotse wrote, nor what was approved.
+	en.tamper(e.Stage, pr, fmt.Sprintf("%s pushed commit %s onto lotse's commit %s in !%d", e.Pusher, short(e.SHA), short(pr.MR.SHA), e.IID), e.Pusher)
 }
 
 func (en *engine) mrApproved(e MRApproved) {
 	ti := en.p.stageIndex(e.Stage)
 	pr := en.mrPromotion(e.Stage, e.IID)
-	if pr == nil || slices.Contains(pr.MR.Approvers, e.User) {
+	a := Approval{User: e.User, SHA: e.SHA}
+	if pr == nil || slices.Contains(pr.MR.Approvers, a) {
 		return
 	}
-	pr.MR.Approvers = normUsers(append(pr.MR.Approvers, e.User))
+	pr.MR.Approvers = withApproval(pr.MR.Approvers, a)
 	en.touch(e.Stage)
 	detail := "counts"
-	if why := approvalRejected(en.p, pr, e.User); why != "" {
+	if why := approvalRejected(en.p, pr, a); why != "" {
 		detail = "does not count: " + why
 	}
 	en.audit(AuditApproved, e.Stage, pr.Image, e.User, fmt.Sprintf("approved merge request !%d; %s", e.IID, detail))
@@ -793,10 +913,13 @@ func (en *engine) mrApproved(e MRApproved) {
 func (en *engine) mrUnapproved(e MRUnapproved) {
 	ti := en.p.stageIndex(e.Stage)
 	pr := en.mrPromotion(e.Stage, e.IID)
-	if pr == nil || !slices.Contains(pr.MR.Approvers, e.User) {
+	if pr == nil || !hasApproval(pr.MR.Approvers, e.User) {
 		return
 	}
-	pr.MR.Approvers = normUsers(slices.DeleteFunc(slices.Clone(pr.MR.Approvers), func(u string) bool { return u == e.User }))
+	pr.MR.Approvers = slices.DeleteFunc(slices.Clone(pr.MR.Approvers), func(a Approval) bool { return a.User.Is(e.User) })
+	if len(pr.MR.Approvers) == 0 {
+		pr.MR.Approvers = nil
+	}
 	en.touch(e.Stage)
 	en.audit(AuditUnapproved, e.Stage, pr.Image, e.User, fmt.Sprintf("revoked the approval of merge request !%d", e.IID))
 	if pr.Phase == PhaseMerging && en.p.Stages[ti].Mode == ModeApproval {
@@ -821,7 +944,7 @@ func (en *engine) mergeResult(e MergeResult) {
 		pr.RetryMerge = false
 		pr.Reason = ""
 		en.setPhase(e.Stage, pr, PhaseMerged)
-		en.audit(AuditMerged, e.Stage, pr.Image, en.p.BotUser, fmt.Sprintf("merge request !%d %s", e.IID, mergedWord(e.Outcome)))
+		en.audit(AuditMerged, e.Stage, pr.Image, en.p.Bot, fmt.Sprintf("merge request !%d %s", e.IID, mergedWord(e.Outcome)))
 	case MergeNotYet:
 		if pr.Phase != PhaseMerging || pr.RetryMerge {
 			return
@@ -837,6 +960,11 @@ func (en *engine) mergeResult(e MergeResult) {
 			return
 		}
 		en.block(e.Stage, pr, fmt.Sprintf("GitLab cannot merge !%d%s", e.IID, reasonSuffix(e.Reason)))
+	case MergeTampered:
+		if pr.Phase != PhaseMerging {
+			return
+		}
+		en.tamper(e.Stage, pr, e.Reason, User{})
 	}
 }
 
@@ -858,8 +986,8 @@ func (en *engine) mrMerged(e MRMerged) {
 	en.setPhase(e.Stage, pr, PhaseMerged)
 	detail := fmt.Sprintf("merge request !%d merged", e.IID)
 	target := en.p.Stages[ti]
-	if e.By != "" && e.By != en.p.BotUser {
-		detail += " by " + e.By + ", not by lotse"
+	if e.By.ID != 0 && !e.By.Is(en.p.Bot) {
+		detail += " by " + e.By.String() + ", not by lotse"
 		if target.Mode == ModeApproval {
 			if counted, _ := fourEyes(en.p, target, pr); len(counted) < target.Approvals {
 				detail += fmt.Sprintf(", WITHOUT four-eyes (%d of %d valid approvals)", len(counted), target.Approvals)
@@ -878,7 +1006,7 @@ func (en *engine) mrClosed(e MRClosed) {
 	pr.Reason = fmt.Sprintf("merge request !%d was closed", e.IID)
 	en.setPhase(e.Stage, pr, PhaseCancelled)
 	en.status(e.Stage, pr, StatusCanceled, pr.Reason)
-	en.audit(AuditCancelled, e.Stage, pr.Image, "", pr.Reason)
+	en.audit(AuditCancelled, e.Stage, pr.Image, User{}, pr.Reason)
 }
 
 // --- time ---
@@ -894,7 +1022,33 @@ func (en *engine) tick() {
 			en.wait(ti, pr)
 		case pr.Phase == PhaseMerging && pr.RetryMerge:
 			en.merge(ti, pr)
+		case pr.Phase == PhaseAwaitingApproval && authorsUnknown(pr):
+			// Fail closed: nobody's approval counts while the change's
+			// authors are unknown; read them again.
+			en.emit(ReadAuthors{Stage: target.Name, Image: pr.Image, SourceProject: pr.SourceProject, SourceCommit: pr.SourceCommit})
 		}
+	}
+}
+
+// authorsRead takes the change's authors read again for a promotion that
+// waited for them.
+func (en *engine) authorsRead(e AuthorsRead) {
+	ti := en.p.stageIndex(e.Stage)
+	pr := en.promotion(e.Stage)
+	if pr == nil || pr.Image != e.Image || !authorsUnknown(pr) {
+		return
+	}
+	if e.Err != "" {
+		if pr.AuthorsErr != e.Err {
+			pr.AuthorsErr = e.Err
+			en.touch(e.Stage)
+		}
+		return
+	}
+	pr.ChangeAuthors, pr.AuthorsErr = normUsers(e.Authors), ""
+	en.touch(e.Stage)
+	if pr.Phase == PhaseAwaitingApproval {
+		en.merge(ti, pr)
 	}
 }
 

@@ -43,43 +43,43 @@ func TestHappyPathDevStagingProduction(t *testing.T) {
 		OpenMR{Stage: "staging", Image: img1, SourceProject: "team/shop", SourceCommit: "src-1111"},
 		status("staging", StatusRunning, "opening the merge request", img1),
 	)
-	r.do(MROpened{Stage: "staging", IID: 11, Author: "lotse-bot", Image: img1})
+	r.do(MROpened{Stage: "staging", IID: 11, Author: usr("lotse-bot"), Image: img1})
 	r.wantCore(MergeMR{Stage: "staging", IID: 11, Attempt: 1})
 	r.wantPhase("staging", PhaseMerging)
 	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 	r.wantPhase("staging", PhaseMerged)
-	r.do(MRMerged{Stage: "staging", IID: 11, By: "lotse-bot"})
+	r.do(MRMerged{Stage: "staging", IID: 11, By: usr("lotse-bot")})
 	r.wantCore()
 
 	// staging lands: production starts.
-	r.at(31 * time.Minute).do(Landed{Stage: "staging", Image: img1, SourceProject: "team/shop", SourceCommit: "src-1111", Commit: "c2"})
+	r.at(31 * time.Minute).do(Landed{Pusher: bot, Stage: "staging", Image: img1, SourceProject: "team/shop", SourceCommit: "src-1111", Commit: "c2"})
 	r.wantPhase("staging", PhaseLanded)
 	r.wantCore(
 		status("staging", StatusSuccess, "running in staging", img1),
 		CheckGates{Stage: "production", Image: img1, Signature: true, Scan: true},
 		status("production", StatusPending, "checking gates", img1),
 	)
-	if got := r.s.Stage("staging").Current.ChangeAuthors; !reflect.DeepEqual(got, []string{"dave"}) {
+	if got := r.s.Stage("staging").Current.ChangeAuthors; !reflect.DeepEqual(got, []User{usr("dave")}) {
 		t.Fatalf("staging change authors = %v, want carried from the promotion", got)
 	}
 	r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: clean})
 	r.at(40 * time.Minute).do(Health{Stage: "staging", Healthy: true, At: t0.Add(40 * time.Minute)})
 	r.at(91 * time.Minute).do(Tick{})
 	r.wantPhase("production", PhaseOpening)
-	r.do(MROpened{Stage: "production", IID: 12, Author: "lotse-bot", Image: img1})
+	r.do(MROpened{Stage: "production", IID: 12, Author: usr("lotse-bot"), Image: img1})
 	r.wantPhase("production", PhaseAwaitingApproval)
 	r.wantCore() // the status is running since the MR was asked for
 
 	// two valid approvals: lotsed merges.
-	r.do(MRApproved{Stage: "production", IID: 12, User: "carol"})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("carol")})
 	r.wantCore()
 	r.wantPhase("production", PhaseAwaitingApproval)
-	r.do(MRApproved{Stage: "production", IID: 12, User: "erin"})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("erin")})
 	r.wantCore(MergeMR{Stage: "production", IID: 12, Attempt: 1})
 	r.wantPhase("production", PhaseMerging)
-	r.do(MRMerged{Stage: "production", IID: 12, By: "lotse-bot"})
+	r.do(MRMerged{Stage: "production", IID: 12, By: usr("lotse-bot")})
 	r.wantPhase("production", PhaseMerged)
-	r.at(95 * time.Minute).do(Landed{Stage: "production", Image: img1, SourceProject: "team/shop", SourceCommit: "src-1111", Commit: "c3"})
+	r.at(95 * time.Minute).do(Landed{Pusher: bot, Stage: "production", Image: img1, SourceProject: "team/shop", SourceCommit: "src-1111", Commit: "c3"})
 	r.wantPhase("production", PhaseLanded)
 	r.wantCore(status("production", StatusSuccess, "running in production", img1))
 	if r.s.Seq == 0 || r.s.App != "shop" {
@@ -107,42 +107,45 @@ func TestCommitStageIsLeftToCI(t *testing.T) {
 }
 
 func TestFourEyes(t *testing.T) {
+	renamed := User{ID: usr("dave").ID, Username: "dave-renamed"}
 	for _, tc := range []struct {
 		name      string
 		trigger   string // promote by ChatOps as this operator first
-		approvers []string
-		unapprove []string
+		approvers []User
+		unapprove []User
 		merge     bool
-		counted   []string
+		counted   []User
 	}{
-		{name: "two distinct reviewers", approvers: []string{"carol", "erin"}, merge: true, counted: []string{"carol", "erin"}},
-		{name: "one reviewer is not enough", approvers: []string{"carol"}, counted: []string{"carol"}},
-		{name: "approving twice counts once", approvers: []string{"carol", "carol"}, counted: []string{"carol"}},
-		{name: "MR author does not count", approvers: []string{"carol", "mallory"}, counted: []string{"carol"}},
-		{name: "change author does not count", approvers: []string{"carol", "dave"}, counted: []string{"carol"}},
-		{name: "bot does not count", approvers: []string{"carol", "lotse-bot"}, counted: []string{"carol"}},
-		{name: "operator who asked does not count", trigger: "olga", approvers: []string{"carol", "olga"}, counted: []string{"carol"}},
-		{name: "third valid reviewer completes", approvers: []string{"dave", "lotse-bot", "carol", "erin"}, merge: true, counted: []string{"carol", "erin"}},
-		{name: "unapprove revokes", approvers: []string{"carol"}, unapprove: []string{"carol"}, counted: nil},
-		{name: "unapprove of someone who never approved is a no-op", approvers: []string{"carol"}, unapprove: []string{"erin"}, counted: []string{"carol"}},
+		{name: "two distinct reviewers", approvers: []User{usr("carol"), usr("erin")}, merge: true, counted: []User{usr("carol"), usr("erin")}},
+		{name: "one reviewer is not enough", approvers: []User{usr("carol")}, counted: []User{usr("carol")}},
+		{name: "approving twice counts once", approvers: []User{usr("carol"), usr("carol")}, counted: []User{usr("carol")}},
+		{name: "change author does not count", approvers: []User{usr("carol"), usr("dave")}, counted: []User{usr("carol")}},
+		{name: "a renamed change author still does not count", approvers: []User{usr("carol"), renamed}, counted: []User{usr("carol")}},
+		{name: "another user taking the author's old name counts", approvers: []User{usr("carol"), {ID: 99, Username: "dave"}}, merge: true,
+			counted: []User{usr("carol"), {ID: 99, Username: "dave"}}},
+		{name: "bot does not count", approvers: []User{usr("carol"), bot}, counted: []User{usr("carol")}},
+		{name: "operator who asked does not count", trigger: "olga", approvers: []User{usr("carol"), usr("olga")}, counted: []User{usr("carol")}},
+		{name: "third valid reviewer completes", approvers: []User{usr("dave"), bot, usr("carol"), usr("erin")}, merge: true, counted: []User{usr("carol"), usr("erin")}},
+		{name: "unapprove revokes", approvers: []User{usr("carol")}, unapprove: []User{usr("carol")}, counted: nil},
+		{name: "unapprove of someone who never approved is a no-op", approvers: []User{usr("carol")}, unapprove: []User{usr("erin")}, counted: []User{usr("carol")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRun(t, plainPolicy())
 			r.do(landed("dev", img1, "c1"))
-			r.do(MROpened{Stage: "staging", IID: 11, Image: img1})
+			r.do(MROpened{Author: bot, Stage: "staging", IID: 11, Image: img1})
 			r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 			r.do(landed("staging", img1, "c2"))
 			if tc.trigger != "" {
 				// as if the automatic promotion had never started: the
 				// operator starts it by ChatOps
 				r.s.Stages["production"].Promotion = nil
-				r.do(Command{Stage: "production", IID: 5, NoteID: 1, User: tc.trigger, Text: "/lotse promote production"})
+				r.do(Command{Stage: "production", IID: 5, NoteID: 1, User: usr(tc.trigger), Text: "/lotse promote production"})
 			}
 			r.wantPhase("production", PhaseOpening)
-			r.do(MROpened{Stage: "production", IID: 12, Author: "mallory", Image: img1})
+			r.do(MROpened{Stage: "production", IID: 12, Author: bot, Image: img1, SHA: "lotse-sha"})
 			var merges []MergeMR
 			for _, u := range tc.approvers {
-				r.do(MRApproved{Stage: "production", IID: 12, User: u})
+				r.do(MRApproved{Stage: "production", IID: 12, User: u, SHA: "lotse-sha"})
 				merges = append(merges, only[MergeMR](r.acts)...)
 			}
 			for _, u := range tc.unapprove {
@@ -155,6 +158,9 @@ func TestFourEyes(t *testing.T) {
 			if len(merges) > 1 {
 				t.Fatalf("merged %d times", len(merges))
 			}
+			if len(merges) == 1 && merges[0].SHA != "lotse-sha" {
+				t.Fatalf("merge not pinned to lotse's commit: %+v", merges[0])
+			}
 			if got := ValidApprovers(r.p, r.s, "production"); !reflect.DeepEqual(got, tc.counted) {
 				t.Fatalf("valid approvers = %v, want %v", got, tc.counted)
 			}
@@ -165,37 +171,59 @@ func TestFourEyes(t *testing.T) {
 func TestUnapproveWhileMergingDefersTheMerge(t *testing.T) {
 	r := newRun(t, plainPolicy())
 	r.do(landed("dev", img1, "c1"))
-	r.do(MROpened{Stage: "staging", IID: 11, Image: img1})
+	r.do(MROpened{Author: bot, Stage: "staging", IID: 11, Image: img1})
 	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 	r.do(landed("staging", img1, "c2"))
-	r.do(MROpened{Stage: "production", IID: 12, Author: "lotse-bot", Image: img1})
-	r.do(MRApproved{Stage: "production", IID: 12, User: "carol"})
-	r.do(MRApproved{Stage: "production", IID: 12, User: "erin"})
+	r.do(MROpened{Stage: "production", IID: 12, Author: usr("lotse-bot"), Image: img1})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("carol")})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("erin")})
 	r.wantPhase("production", PhaseMerging)
 	r.do(MergeResult{Stage: "production", IID: 12, Attempt: 1, Outcome: MergeNotYet})
-	r.do(MRUnapproved{Stage: "production", IID: 12, User: "erin"})
+	r.do(MRUnapproved{Stage: "production", IID: 12, User: usr("erin")})
 	r.wantPhase("production", PhaseAwaitingApproval)
 	r.wantAudit(AuditUnapproved, AuditMergeDeferred)
 	r.at(time.Minute).do(Tick{})
 	r.wantCore() // no retry without two approvals
-	r.do(MRApproved{Stage: "production", IID: 12, User: "frank"})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("frank")})
 	r.wantCore(MergeMR{Stage: "production", IID: 12, Attempt: 2})
 }
 
-func TestNewCommitsOnTheMRResetApprovals(t *testing.T) {
+// A push onto lotse's merge request (a Developer pushing to lotse/<app>/
+// <stage> after the approvals) stops the promotion as tampered: the MR is
+// closed unmerged, the status fails, the audit says who pushed.
+func TestPushOntoLotsesMRIsTampering(t *testing.T) {
 	r := newRun(t, plainPolicy())
 	r.do(landed("dev", img1, "c1"))
-	r.do(MROpened{Stage: "staging", IID: 11, Image: img1})
+	r.do(MROpened{Author: bot, Stage: "staging", IID: 11, Image: img1})
 	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 	r.do(landed("staging", img1, "c2"))
-	r.do(MROpened{Stage: "production", IID: 12, Author: "lotse-bot", Image: img1, SHA: "aaa"})
-	r.do(MRUpdated{Stage: "production", IID: 12, SHA: "aaa"}) // GitLab's second hook for the same push
+	r.do(MROpened{Stage: "production", IID: 12, Author: bot, Image: img1, SHA: "aaa"})
+	r.do(MRUpdated{Stage: "production", IID: 12, SHA: "aaa"}) // GitLab's hook for lotse's own commit
 	r.wantCore()
-	r.do(MRApproved{Stage: "production", IID: 12, User: "carol"})
-	r.do(MRUpdated{Stage: "production", IID: 12, SHA: "bbb"})
-	r.wantAudit(AuditMRUpdated)
-	if got := ValidApprovers(r.p, r.s, "production"); got != nil {
-		t.Fatalf("approvers after a push = %v, want none", got)
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("carol"), SHA: "aaa"})
+	r.do(MRUpdated{Stage: "production", IID: 12, SHA: "bbb", Pusher: usr("mallory")})
+	r.wantPhase("production", PhaseTampered)
+	r.wantAudit(AuditTampered)
+	closes := only[CloseMR](r.acts)
+	if len(closes) != 1 || closes[0].IID != 12 || !strings.Contains(closes[0].Comment, "closed this merge request unmerged") {
+		t.Fatalf("close = %+v", closes)
+	}
+	if a := only[Audit](r.acts); a[0].Actor != usr("mallory") || !strings.Contains(a[0].Detail, "@mallory pushed commit bbb onto lotse's commit aaa") {
+		t.Fatalf("audit = %+v", a)
+	}
+	// A late approval, GitLab's merge answer or a tick merge nothing.
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("erin"), SHA: "bbb"})
+	r.at(time.Hour).do(Tick{})
+	if m := only[MergeMR](r.acts); len(m) != 0 {
+		t.Fatalf("merged after tampering: %+v", m)
+	}
+	// An operator opens a clean one.
+	r.do(Command{Stage: "production", IID: 12, NoteID: 9, User: usr("olga"), Text: "/lotse retry"})
+	if o := only[OpenMR](r.acts); len(o) != 1 || o[0].Image != img1 {
+		t.Fatalf("retry: %+v", r.acts)
+	}
+	if pr := r.s.Stage("production").Promotion; pr.MR != nil || pr.Phase != PhaseOpening {
+		t.Fatalf("after retry: %+v", pr)
 	}
 }
 
@@ -241,7 +269,7 @@ func TestGateFailureBlocksAndRetry(t *testing.T) {
 			r.at(time.Hour).do(Tick{})
 			r.wantCore()
 			// retry re-runs the gates
-			r.do(Command{Stage: "staging", IID: 11, NoteID: 7, User: "olga", Text: "/lotse retry"})
+			r.do(Command{Stage: "staging", IID: 11, NoteID: 7, User: usr("olga"), Text: "/lotse retry"})
 			r.wantPhase("staging", PhaseChecking)
 			r.wantCore(
 				CheckGates{Stage: "staging", Image: img1, Signature: true, Scan: true},
@@ -285,7 +313,7 @@ func TestSoakCountsFromLandingNotFromStart(t *testing.T) {
 	p := plainPolicy()
 	p.Stages[1].Soak = 30 * time.Minute
 	r := newRun(t, p)
-	r.do(Landed{Stage: "dev", Image: img1, SourceCommit: "s1", Commit: "c1", At: t0.Add(-time.Hour)})
+	r.do(Landed{Pusher: bot, Stage: "dev", Image: img1, SourceCommit: "s1", Commit: "c1", At: t0.Add(-time.Hour)})
 	r.wantPhase("staging", PhaseOpening) // it landed an hour before lotsed heard of it
 }
 
@@ -318,22 +346,23 @@ func img0() string { return strings.Replace(img1, "1111", "0000", 1) }
 func TestSupersede(t *testing.T) {
 	r := newRun(t, plainPolicy())
 	r.do(landed("dev", img1, "c1"))
-	r.do(MROpened{Stage: "staging", IID: 11, Image: img1})
+	r.do(MROpened{Author: bot, Stage: "staging", IID: 11, Image: img1})
 	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 	r.do(landed("staging", img1, "c2"))
-	r.do(MROpened{Stage: "production", IID: 12, Author: "lotse-bot", Image: img1})
-	r.do(MRApproved{Stage: "production", IID: 12, User: "carol"})
+	r.do(MROpened{Stage: "production", IID: 12, Author: usr("lotse-bot"), Image: img1})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("carol")})
 	oldID := r.s.Stage("production").Promotion.ID
 
 	// img2 lands in staging while img1 waits for approvals in production.
 	r.do(landed("dev", img2, "c3"))
-	r.do(MROpened{Stage: "staging", IID: 13, Image: img2})
+	r.do(MROpened{Author: bot, Stage: "staging", IID: 13, Image: img2})
 	r.do(MergeResult{Stage: "staging", IID: 13, Attempt: 1, Outcome: MergeDone})
 	r.do(landed("staging", img2, "c4"))
 	r.wantAudit(AuditLanded, AuditSuperseded, AuditStarted)
 	r.wantCore(
 		status("staging", StatusSuccess, "running in staging", img2),
 		status("production", StatusCanceled, "superseded by a newer version", img1),
+		CloseMR{Stage: "production", IID: 12, Comment: "Superseded by `" + img2 + "`: lotse opens a new merge request for it. Approvals given here do not carry over."},
 		status("production", StatusPending, "waiting for gates", img2),
 		OpenMR{Stage: "production", Image: img2, SourceProject: "team/shop", SourceCommit: "src-2222"},
 		status("production", StatusRunning, "opening the merge request", img2),
@@ -343,11 +372,11 @@ func TestSupersede(t *testing.T) {
 		t.Fatalf("production promotion = %+v", pr)
 	}
 	// the late open hook of the old image's MR does not attach
-	r.do(MROpened{Stage: "production", IID: 12, Author: "lotse-bot", Image: img1})
+	r.do(MROpened{Stage: "production", IID: 12, Author: usr("lotse-bot"), Image: img1})
 	r.wantCore()
 	r.wantPhase("production", PhaseOpening)
 	// the reused MR: carol's approval was for img1 and counts no more
-	r.do(MROpened{Stage: "production", IID: 12, Author: "lotse-bot", Image: img2})
+	r.do(MROpened{Stage: "production", IID: 12, Author: usr("lotse-bot"), Image: img2})
 	r.wantPhase("production", PhaseAwaitingApproval)
 	if got := ValidApprovers(r.p, r.s, "production"); got != nil {
 		t.Fatalf("approvers carried over: %v", got)
@@ -363,7 +392,7 @@ func TestMergeOutcomes(t *testing.T) {
 	setup := func(t *testing.T) *run {
 		r := newRun(t, plainPolicy())
 		r.do(landed("dev", img1, "c1"))
-		r.do(MROpened{Stage: "staging", IID: 11, Image: img1})
+		r.do(MROpened{Author: bot, Stage: "staging", IID: 11, Image: img1})
 		r.wantCore(MergeMR{Stage: "staging", IID: 11, Attempt: 1})
 		return r
 	}
@@ -386,7 +415,7 @@ func TestMergeOutcomes(t *testing.T) {
 		if !strings.Contains(r.s.Stage("staging").Promotion.Reason, "after 10 attempts") {
 			t.Fatalf("reason = %q", r.s.Stage("staging").Promotion.Reason)
 		}
-		r.do(Command{Stage: "staging", IID: 11, NoteID: 1, User: "olga", Text: "/lotse retry"})
+		r.do(Command{Stage: "staging", IID: 11, NoteID: 1, User: usr("olga"), Text: "/lotse retry"})
 		r.wantCore(MergeMR{Stage: "staging", IID: 11, Attempt: 1}, status("staging", StatusRunning, "merging", img1), Reply{IID: 11, Body: "@olga retrying the merge into staging."})
 	})
 	t.Run("already merged never loops", func(t *testing.T) {
@@ -400,7 +429,7 @@ func TestMergeOutcomes(t *testing.T) {
 		}
 		r.do(MergeResult{Stage: "staging", IID: 11, Outcome: MergeNotYet})
 		r.wantCore()
-		r.do(MRMerged{Stage: "staging", IID: 11, By: "lotse-bot"})
+		r.do(MRMerged{Stage: "staging", IID: 11, By: usr("lotse-bot")})
 		r.wantCore()
 		r.do(landed("staging", img1, "c2"))
 		r.wantPhase("staging", PhaseLanded)
@@ -413,7 +442,7 @@ func TestMergeOutcomes(t *testing.T) {
 	})
 	t.Run("merged by hook before the answer", func(t *testing.T) {
 		r := setup(t)
-		r.do(MRMerged{Stage: "staging", IID: 11, By: "lotse-bot"})
+		r.do(MRMerged{Stage: "staging", IID: 11, By: usr("lotse-bot")})
 		r.wantPhase("staging", PhaseMerged)
 		r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 		r.wantCore()
@@ -430,13 +459,13 @@ func TestMergeOutcomes(t *testing.T) {
 func TestMergedOutsideLotseIsAudited(t *testing.T) {
 	r := newRun(t, plainPolicy())
 	r.do(landed("dev", img1, "c1"))
-	r.do(MROpened{Stage: "staging", IID: 11, Image: img1})
+	r.do(MROpened{Author: bot, Stage: "staging", IID: 11, Image: img1})
 	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
 	r.do(landed("staging", img1, "c2"))
-	r.do(MROpened{Stage: "production", IID: 12, Image: img1, Author: "lotse-bot"})
-	r.do(MRMerged{Stage: "production", IID: 12, By: "root"})
+	r.do(MROpened{Stage: "production", IID: 12, Image: img1, Author: usr("lotse-bot")})
+	r.do(MRMerged{Stage: "production", IID: 12, By: usr("root")})
 	a := only[Audit](r.acts)
-	if len(a) != 1 || !strings.Contains(a[0].Detail, "WITHOUT four-eyes (0 of 2") || a[0].Actor != "root" {
+	if len(a) != 1 || !strings.Contains(a[0].Detail, "WITHOUT four-eyes (0 of 2") || a[0].Actor != usr("root") {
 		t.Fatalf("audit = %+v", a)
 	}
 }
@@ -447,22 +476,22 @@ func TestDuplicateDelivery(t *testing.T) {
 	r := newRun(t, testPolicy())
 	toStaging(r, img1, 11)
 	r.do(MRUpdated{Stage: "staging", IID: 11, SHA: "abc"})
-	r.do(MRApproved{Stage: "staging", IID: 11, User: "carol"})
-	r.do(MRUnapproved{Stage: "staging", IID: 11, User: "carol"})
+	r.do(MRApproved{Stage: "staging", IID: 11, User: usr("carol")})
+	r.do(MRUnapproved{Stage: "staging", IID: 11, User: usr("carol")})
 	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeNotYet})
 	r.do(Tick{})
 	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 2, Outcome: MergeDone})
-	r.do(MRMerged{Stage: "staging", IID: 11, By: "lotse-bot"})
+	r.do(MRMerged{Stage: "staging", IID: 11, By: usr("lotse-bot")})
 	r.do(landed("staging", img1, "c2"))
 	r.do(Health{Stage: "staging", Healthy: false, Reason: "Progressing"})
-	r.do(Command{Stage: "production", IID: 12, NoteID: 9, User: "eve", Text: "/lotse promote production"})
+	r.do(Command{Stage: "production", IID: 12, NoteID: 9, User: usr("eve"), Text: "/lotse promote production"})
 	r.wantAudit(AuditDenied)
-	r.do(Command{Stage: "production", IID: 12, NoteID: 10, User: "olga", Text: "/lotse retry"})
+	r.do(Command{Stage: "production", IID: 12, NoteID: 10, User: usr("olga"), Text: "/lotse retry"})
 	r.do(MRClosed{Stage: "staging", IID: 11})
 	r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: clean})
 	// without a note id a command cannot be recognised again; a note without a
 	// command is a no-op anyway
-	r.do(Command{Stage: "production", IID: 12, User: "olga", Text: "looks good to me"})
+	r.do(Command{Stage: "production", IID: 12, User: usr("olga"), Text: "looks good to me"})
 	r.wantCore()
 }
 
@@ -474,16 +503,16 @@ func TestChatOps(t *testing.T) {
 		audit []string
 		phase Phase // production's phase afterwards
 	}{
-		{name: "not a command", cmd: Command{User: "olga", Text: "please /lotse promote production"}, phase: PhaseLanded},
-		{name: "lotse's own note", cmd: Command{User: "lotse-bot", Text: "/lotse retry"}, phase: PhaseLanded},
-		{name: "unauthorized", cmd: Command{User: "eve", Text: "/lotse promote production"}, reply: "@eve you are not allowed to run lotse commands for shop; ask one of its operators.", audit: []string{AuditDenied}, phase: PhaseLanded},
-		{name: "unknown verb", cmd: Command{User: "olga", Text: "/lotse deploy"}, reply: "@olga unknown command \"deploy\"; " + usage, phase: PhaseLanded},
-		{name: "unknown stage", cmd: Command{User: "olga", Text: "/lotse promote qa"}, reply: `@olga shop has no stage "qa" (stages: dev, staging, production).`, phase: PhaseLanded},
-		{name: "promote the first stage", cmd: Command{User: "olga", Text: "/lotse promote dev"}, reply: "@olga dev is the first stage: CI writes it.", audit: []string{AuditCommand}, phase: PhaseLanded},
-		{name: "promote a commit stage", cmd: Command{User: "olga", Text: "/lotse promote staging"}, reply: "@olga staging is a commit stage: `lotse bump` in CI writes it, lotsed opens no merge request.", audit: []string{AuditCommand}, phase: PhaseLanded},
-		{name: "promote production", cmd: Command{User: "olga", Text: "thanks!\n/lotse promote production\n"}, reply: "@olga promoting " + img2 + " from staging to production.", audit: []string{AuditCommand, AuditPromoted, AuditStarted}, phase: PhaseOpening},
-		{name: "retry with nothing to retry", cmd: Command{Stage: "production", User: "olga", Text: "/lotse retry"}, reply: "@olga nothing to retry: the promotion of " + img1 + " into production is landed.", audit: []string{AuditCommand}, phase: PhaseLanded},
-		{name: "retry off a lotse MR", cmd: Command{User: "olga", Text: "/lotse retry"}, reply: "@olga name the stage (not on a lotse merge request); " + usage, phase: PhaseLanded},
+		{name: "not a command", cmd: Command{User: usr("olga"), Text: "please /lotse promote production"}, phase: PhaseLanded},
+		{name: "lotse's own note", cmd: Command{User: usr("lotse-bot"), Text: "/lotse retry"}, phase: PhaseLanded},
+		{name: "unauthorized", cmd: Command{User: usr("eve"), Text: "/lotse promote production"}, reply: "@eve you are not allowed to run lotse commands for shop; ask one of its operators.", audit: []string{AuditDenied}, phase: PhaseLanded},
+		{name: "unknown verb", cmd: Command{User: usr("olga"), Text: "/lotse deploy"}, reply: "@olga unknown command \"deploy\"; " + usage, phase: PhaseLanded},
+		{name: "unknown stage", cmd: Command{User: usr("olga"), Text: "/lotse promote qa"}, reply: `@olga shop has no stage "qa" (stages: dev, staging, production).`, phase: PhaseLanded},
+		{name: "promote the first stage", cmd: Command{User: usr("olga"), Text: "/lotse promote dev"}, reply: "@olga dev is the first stage: CI writes it.", audit: []string{AuditCommand}, phase: PhaseLanded},
+		{name: "promote a commit stage", cmd: Command{User: usr("olga"), Text: "/lotse promote staging"}, reply: "@olga staging is a commit stage: `lotse bump` in CI writes it, lotsed opens no merge request.", audit: []string{AuditCommand}, phase: PhaseLanded},
+		{name: "promote production", cmd: Command{User: usr("olga"), Text: "thanks!\n/lotse promote production\n"}, reply: "@olga promoting " + img2 + " from staging to production.", audit: []string{AuditCommand, AuditPromoted, AuditStarted}, phase: PhaseOpening},
+		{name: "retry with nothing to retry", cmd: Command{Stage: "production", User: usr("olga"), Text: "/lotse retry"}, reply: "@olga nothing to retry: the promotion of " + img1 + " into production is landed.", audit: []string{AuditCommand}, phase: PhaseLanded},
+		{name: "retry off a lotse MR", cmd: Command{User: usr("olga"), Text: "/lotse retry"}, reply: "@olga name the stage (not on a lotse merge request); " + usage, phase: PhaseLanded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := landedEverywhere(t)
@@ -510,15 +539,15 @@ func landedEverywhere(t *testing.T) *run {
 	r := newRun(t, p)
 	r.do(landed("dev", img1, "c1"))
 	r.do(landed("staging", img1, "c2"))
-	r.do(MROpened{Stage: "production", IID: 12, Author: "lotse-bot", Image: img1})
-	r.do(MRApproved{Stage: "production", IID: 12, User: "carol"})
-	r.do(MRApproved{Stage: "production", IID: 12, User: "erin"})
-	r.do(MRMerged{Stage: "production", IID: 12, By: "lotse-bot"})
+	r.do(MROpened{Stage: "production", IID: 12, Author: usr("lotse-bot"), Image: img1})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("carol")})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("erin")})
+	r.do(MRMerged{Stage: "production", IID: 12, By: usr("lotse-bot")})
 	r.do(landed("production", img1, "c3"))
 	// img2 reaches staging; a human closes its production MR
 	r.do(landed("dev", img2, "c4"))
 	r.do(landed("staging", img2, "c5"))
-	r.do(MROpened{Stage: "production", IID: 13, Author: "lotse-bot", Image: img2})
+	r.do(MROpened{Stage: "production", IID: 13, Author: usr("lotse-bot"), Image: img2})
 	r.do(MRClosed{Stage: "production", IID: 13})
 	// put a landed promotion back as the latest, as after a finished run
 	r.s.Stages["production"].Promotion = &Promotion{ID: 99, Image: img1, From: "staging", Phase: PhaseLanded, StartedAt: t0, UpdatedAt: t0}
@@ -531,7 +560,7 @@ func TestRollback(t *testing.T) {
 		for i, img := range []string{img1, img2, img3} {
 			c := string(rune('a' + i))
 			r.do(landed("dev", img, "d"+c))
-			r.do(MROpened{Stage: "staging", IID: 10 + i, Image: img})
+			r.do(MROpened{Author: bot, Stage: "staging", IID: 10 + i, Image: img})
 			r.do(MergeResult{Stage: "staging", IID: 10 + i, Attempt: 1, Outcome: MergeDone})
 			r.do(landed("staging", img, "s"+c))
 		}
@@ -551,7 +580,7 @@ func TestRollback(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := setup(t)
-			r.do(Command{Stage: "staging", IID: 20, NoteID: 1, User: "olga", Text: tc.text})
+			r.do(Command{Stage: "staging", IID: 20, NoteID: 1, User: usr("olga"), Text: tc.text})
 			if rb := only[Rollback](r.acts); tc.image == "" && len(rb) != 0 || tc.image != "" && (len(rb) != 1 || rb[0].Image != tc.image || rb[0].Stage != "staging") {
 				t.Fatalf("rollback actions = %v, want %s", describe(r.acts), tc.image)
 			}
@@ -568,7 +597,7 @@ func TestRollback(t *testing.T) {
 			if !pr.Rollback || !pr.Gates.Passed() {
 				t.Fatalf("rollback promotion = %+v", pr)
 			}
-			r.do(MROpened{Stage: "staging", IID: 30, Image: tc.image})
+			r.do(MROpened{Author: bot, Stage: "staging", IID: 30, Image: tc.image})
 			r.wantCore(MergeMR{Stage: "staging", IID: 30, Attempt: 1})
 			r.do(MergeResult{Stage: "staging", IID: 30, Attempt: 1, Outcome: MergeDone})
 			prodBefore := r.s.Stage("production").Promotion
@@ -586,25 +615,25 @@ func TestRollbackOnApprovalStageNeedsFourEyes(t *testing.T) {
 	for i, img := range []string{img1, img2} {
 		c := string(rune('a' + i))
 		r.do(landed("dev", img, "d"+c))
-		r.do(MROpened{Stage: "staging", IID: 10 + i, Image: img})
+		r.do(MROpened{Author: bot, Stage: "staging", IID: 10 + i, Image: img})
 		r.do(MergeResult{Stage: "staging", IID: 10 + i, Attempt: 1, Outcome: MergeDone})
 		r.do(landed("staging", img, "s"+c))
-		r.do(MROpened{Stage: "production", IID: 20 + i, Image: img, Author: "lotse-bot"})
-		r.do(MRApproved{Stage: "production", IID: 20 + i, User: "carol"})
-		r.do(MRApproved{Stage: "production", IID: 20 + i, User: "erin"})
+		r.do(MROpened{Stage: "production", IID: 20 + i, Image: img, Author: usr("lotse-bot")})
+		r.do(MRApproved{Stage: "production", IID: 20 + i, User: usr("carol")})
+		r.do(MRApproved{Stage: "production", IID: 20 + i, User: usr("erin")})
 		r.do(MergeResult{Stage: "production", IID: 20 + i, Attempt: 1, Outcome: MergeDone})
 		r.do(landed("production", img, "p"+c))
 	}
-	r.do(Command{Stage: "production", IID: 22, NoteID: 1, User: "olga", Text: "/lotse rollback production"})
+	r.do(Command{Stage: "production", IID: 22, NoteID: 1, User: usr("olga"), Text: "/lotse rollback production"})
 	r.wantCore(Rollback{Stage: "production", Image: img1, SourceProject: "team/shop", SourceCommit: "src-1111"},
 		status("production", StatusRunning, "rolling back", img1),
 		Reply{IID: 22, Body: "@olga rolling production back to " + img1 + "."})
-	r.do(MROpened{Stage: "production", IID: 23, Image: img1, Author: "lotse-bot"})
+	r.do(MROpened{Stage: "production", IID: 23, Image: img1, Author: usr("lotse-bot")})
 	r.wantPhase("production", PhaseAwaitingApproval)
-	r.do(MRApproved{Stage: "production", IID: 23, User: "olga"}) // asked for it: does not count
-	r.do(MRApproved{Stage: "production", IID: 23, User: "carol"})
+	r.do(MRApproved{Stage: "production", IID: 23, User: usr("olga")}) // asked for it: does not count
+	r.do(MRApproved{Stage: "production", IID: 23, User: usr("carol")})
 	r.wantCore()
-	r.do(MRApproved{Stage: "production", IID: 23, User: "erin"})
+	r.do(MRApproved{Stage: "production", IID: 23, User: usr("erin")})
 	r.wantCore(MergeMR{Stage: "production", IID: 23, Attempt: 1})
 }
 
@@ -621,12 +650,12 @@ func TestMalformedInput(t *testing.T) {
 		want error
 	}{
 		{name: "nil event", p: p, e: nil, want: ErrMalformed},
-		{name: "unknown stage", p: p, e: Landed{Stage: "qa", Image: img1}, want: ErrUnknownStage},
-		{name: "landing without image", p: p, e: Landed{Stage: "dev"}, want: ErrMalformed},
-		{name: "MR without IID", p: p, e: MRApproved{Stage: "staging", User: "x"}, want: ErrMalformed},
+		{name: "unknown stage", p: p, e: Landed{Pusher: bot, Stage: "qa", Image: img1}, want: ErrUnknownStage},
+		{name: "landing without image", p: p, e: Landed{Pusher: bot, Stage: "dev"}, want: ErrMalformed},
+		{name: "MR without IID", p: p, e: MRApproved{Stage: "staging", User: usr("carol")}, want: ErrMalformed},
 		{name: "approval without user", p: p, e: MRApproved{Stage: "staging", IID: 1}, want: ErrMalformed},
 		{name: "unknown merge outcome", p: p, e: MergeResult{Stage: "staging", IID: 1, Outcome: "maybe"}, want: ErrMalformed},
-		{name: "command on unknown stage", p: p, e: Command{Stage: "qa", User: "olga", Text: "/lotse retry"}, want: ErrUnknownStage},
+		{name: "command on unknown stage", p: p, e: Command{Stage: "qa", User: usr("olga"), Text: "/lotse retry"}, want: ErrUnknownStage},
 		{name: "invalid policy", p: bad, e: Tick{}, want: ErrInvalidPolicy},
 		{name: "empty policy", p: Policy{}, e: Tick{}, want: ErrMalformed},
 		{name: "state of another app", p: p, s: State{App: "cart"}, e: Tick{}, want: ErrMalformed},
@@ -657,9 +686,9 @@ func TestNextDoesNotChangeItsInput(t *testing.T) {
 
 func TestStaleLandingIsIgnored(t *testing.T) {
 	r := newRun(t, plainPolicy())
-	r.do(Landed{Stage: "dev", Image: img1, Commit: "c1", At: t0})
-	r.do(Landed{Stage: "dev", Image: img2, Commit: "c2", At: t0.Add(time.Minute)})
-	r.do(Landed{Stage: "dev", Image: img1, Commit: "c1", At: t0})
+	r.do(Landed{Pusher: bot, Stage: "dev", Image: img1, Commit: "c1", At: t0})
+	r.do(Landed{Pusher: bot, Stage: "dev", Image: img2, Commit: "c2", At: t0.Add(time.Minute)})
+	r.do(Landed{Pusher: bot, Stage: "dev", Image: img1, Commit: "c1", At: t0})
 	r.wantCore()
 	if r.s.Stage("dev").Current.Image != img2 {
 		t.Fatal("an old landing re-delivered replaced the newer one")
@@ -667,9 +696,9 @@ func TestStaleLandingIsIgnored(t *testing.T) {
 }
 
 func TestHistoryIsBounded(t *testing.T) {
-	r := newRun(t, Policy{App: "shop", Stages: []StagePolicy{{Name: "dev", Mode: ModeCommit}}})
+	r := newRun(t, Policy{App: "shop", Bot: bot, Stages: []StagePolicy{{Name: "dev", Mode: ModeCommit}}})
 	for i := range MaxHistory + 5 {
-		r.at(time.Duration(i) * time.Minute).do(Landed{Stage: "dev", Image: img1 + string(rune('a'+i)), Commit: "c" + string(rune('a'+i))})
+		r.at(time.Duration(i) * time.Minute).do(Landed{Pusher: bot, Stage: "dev", Image: img1 + string(rune('a'+i)), Commit: "c" + string(rune('a'+i))})
 	}
 	if n := len(r.s.Stage("dev").History); n != MaxHistory {
 		t.Fatalf("history has %d entries", n)

@@ -36,8 +36,15 @@ const DefaultMergeAttempts = 10
 type Policy struct {
 	App       string
 	Stages    []StagePolicy // in promotion order, e.g. dev, staging, production
-	BotUser   string        // lotse's own GitLab username: its approvals never count, its notes are ignored
-	Operators []string      // users allowed to run ChatOps commands; empty: nobody
+	Bot       User          // lotse's own GitLab user: its approvals never count, its notes are ignored
+	Operators []User        // users allowed to run ChatOps commands; empty: nobody
+	// Writers are the users besides Bot whose pushes to the default branch
+	// count as landings (the user of the CI token that bumps commit
+	// stages). Any other change of a stage is out-of-band.
+	Writers []User
+	// Notice is shown in every sticky comment: what the service found wrong
+	// in GitLab's settings (e.g. unprotected lotse/* branches).
+	Notice string
 	// MergeAttempts bounds the MergeMR calls while GitLab still computes
 	// mergeability; 0 means DefaultMergeAttempts.
 	MergeAttempts int
@@ -104,9 +111,16 @@ func (p Policy) stageIndex(name string) int {
 }
 
 // IsOperator reports whether user may run ChatOps commands. lotse's own user
-// never may.
-func (p Policy) IsOperator(user string) bool {
-	return user != "" && user != p.BotUser && slices.Contains(p.Operators, user)
+// never may. People are compared by GitLab user ID: usernames can be
+// changed by their owners.
+func (p Policy) IsOperator(u User) bool {
+	return u.ID != 0 && !u.Is(p.Bot) && slices.ContainsFunc(p.Operators, u.Is)
+}
+
+// IsWriter reports whether u's pushes to the default branch count as
+// landings: lotse's own user or a configured writer.
+func (p Policy) IsWriter(u User) bool {
+	return u.ID != 0 && (u.Is(p.Bot) || slices.ContainsFunc(p.Writers, u.Is))
 }
 
 func (p Policy) mergeAttempts() int {

@@ -25,6 +25,9 @@ func RenderComment(p Policy, s State, stage string, now time.Time) string {
 	var b strings.Builder
 	b.WriteString(Marker(p.App, stage) + "\n")
 	fmt.Fprintf(&b, "### lotse · %s → %s\n\n", p.App, stage)
+	if p.Notice != "" {
+		fmt.Fprintf(&b, "> ⚠️ %s\n\n", p.Notice)
+	}
 	stageTable(&b, p, s, "", "", now)
 	ti := p.stageIndex(stage)
 	if st := s.Stage(stage); ti >= 0 && st != nil && st.Promotion != nil {
@@ -121,6 +124,8 @@ func phaseLabel(ph Phase) string {
 		return "✅ landed"
 	case PhaseBlocked:
 		return "⛔ blocked"
+	case PhaseTampered:
+		return "🚫 tampered, closed"
 	case PhaseSuperseded:
 		return "⏭ superseded"
 	case PhaseCancelled:
@@ -141,8 +146,8 @@ func promotionDetails(b *strings.Builder, p Policy, s State, ti int, pr *Promoti
 		fmt.Fprintf(b, " in !%d", pr.MR.IID)
 	}
 	fmt.Fprintf(b, " (started %s", pr.StartedAt.UTC().Format("2006-01-02 15:04 UTC"))
-	if pr.Trigger != "" {
-		fmt.Fprintf(b, " by @%s", pr.Trigger)
+	if pr.Trigger.ID != 0 {
+		fmt.Fprintf(b, " by %s", pr.Trigger)
 	}
 	b.WriteString(")\n")
 	if pr.Reason != "" {
@@ -236,10 +241,10 @@ func approvals(b *strings.Builder, p Policy, target StagePolicy, pr *Promotion) 
 	}
 	b.WriteString("\n")
 	for _, u := range counted {
-		fmt.Fprintf(b, "- ✅ @%s\n", u)
+		fmt.Fprintf(b, "- ✅ %s\n", u)
 	}
 	for _, r := range rejected {
-		fmt.Fprintf(b, "- ❌ @%s: %s, does not count\n", r.User, r.Reason)
+		fmt.Fprintf(b, "- ❌ %s: %s, does not count\n", r.User, cell(r.Reason))
 	}
 }
 
@@ -263,6 +268,9 @@ func nextStep(p Policy, target StagePolicy, pr *Promotion, s State, now time.Tim
 	case PhaseOpening:
 		return "lotse opens the merge request."
 	case PhaseAwaitingApproval:
+		if authorsUnknown(pr) {
+			return "waiting to learn who wrote the change (" + cell(orDefault(pr.AuthorsErr, "recorded by name only")) + "): lotse reads it again every tick; until then no approval counts."
+		}
 		counted, _ := fourEyes(p, target, pr)
 		n := target.Approvals - len(counted)
 		return fmt.Sprintf("%d more approval%s needed from someone who is not the merge request author, an author of the change, the operator who asked for it, or lotse's user; lotse then merges.", n, plural(n))
@@ -281,6 +289,8 @@ func nextStep(p Policy, target StagePolicy, pr *Promotion, s State, now time.Tim
 		return "running in " + target.Name + "."
 	case PhaseBlocked:
 		return "fix what blocks it, then an operator comments `/lotse retry`."
+	case PhaseTampered:
+		return "an operator comments `/lotse retry` to open a clean merge request; protect the `lotse/*` branches so that nobody else can push to them."
 	case PhaseSuperseded:
 		return "none: a newer version took its place."
 	case PhaseCancelled:

@@ -57,9 +57,10 @@ func TestRenderComment(t *testing.T) {
 			r.do(Health{Stage: "staging", Healthy: true, Reason: "Healthy"})
 			r.do(GatesChecked{Stage: "production", Image: img1, Signature: ok, Scan: clean})
 			r.at(2 * time.Hour).do(Tick{})
-			r.do(MROpened{Stage: "production", IID: 12, Author: "mallory", Image: img1})
-			for _, u := range []string{"mallory", "dave", "lotse-bot", "carol"} {
-				r.do(MRApproved{Stage: "production", IID: 12, User: u})
+			r.do(MROpened{Stage: "production", IID: 12, Author: bot, Image: img1, SHA: "9a8b7c6d5e4f"})
+			r.do(MRApproved{Stage: "production", IID: 12, User: usr("mallory"), SHA: "0f0f0f0f0f0f"})
+			for _, u := range []string{"dave", "lotse-bot", "carol"} {
+				r.do(MRApproved{Stage: "production", IID: 12, User: usr(u), SHA: "9a8b7c6d5e4f"})
 			}
 			return "production", 2*time.Hour + 5*time.Minute
 		}},
@@ -74,17 +75,17 @@ func TestRenderComment(t *testing.T) {
 			for i, img := range []string{img1, img2} {
 				c := string(rune('a' + i))
 				r.at(time.Duration(i) * time.Hour).do(landed("dev", img, "d"+c))
-				r.do(MROpened{Stage: "staging", IID: 10 + i, Image: img})
+				r.do(MROpened{Author: bot, Stage: "staging", IID: 10 + i, Image: img})
 				r.do(MergeResult{Stage: "staging", IID: 10 + i, Attempt: 1, Outcome: MergeDone})
 				r.do(landed("staging", img, "s"+c))
-				r.do(MROpened{Stage: "production", IID: 20 + i, Image: img, Author: "lotse-bot"})
-				r.do(MRApproved{Stage: "production", IID: 20 + i, User: "carol"})
-				r.do(MRApproved{Stage: "production", IID: 20 + i, User: "erin"})
+				r.do(MROpened{Stage: "production", IID: 20 + i, Image: img, Author: usr("lotse-bot")})
+				r.do(MRApproved{Stage: "production", IID: 20 + i, User: usr("carol")})
+				r.do(MRApproved{Stage: "production", IID: 20 + i, User: usr("erin")})
 				r.do(landed("production", img, "p"+c))
 			}
-			r.at(3 * time.Hour).do(Command{Stage: "production", IID: 21, NoteID: 1, User: "olga", Text: "/lotse rollback production"})
-			r.do(MROpened{Stage: "production", IID: 22, Image: img1, Author: "lotse-bot"})
-			r.do(MRApproved{Stage: "production", IID: 22, User: "olga"})
+			r.at(3 * time.Hour).do(Command{Stage: "production", IID: 21, NoteID: 1, User: usr("olga"), Text: "/lotse rollback production"})
+			r.do(MROpened{Stage: "production", IID: 22, Image: img1, Author: usr("lotse-bot")})
+			r.do(MRApproved{Stage: "production", IID: 22, User: usr("olga")})
 			return "production", 3*time.Hour + 10*time.Minute
 		}},
 	} {

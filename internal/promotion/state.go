@@ -1,6 +1,9 @@
 package promotion
 
 import (
+	"cmp"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -11,6 +14,40 @@ const MaxHistory = 20
 // maxNotes is how many ChatOps note ids the state remembers to drop
 // re-delivered commands.
 const maxNotes = 64
+
+// User is a GitLab user. People are compared by ID, which their owners
+// cannot change; the username is only shown.
+type User struct {
+	ID       int64  `json:"id"`
+	Username string `json:"username,omitempty"`
+}
+
+// UnmarshalJSON reads a user, or a bare username as lotse stored people
+// before it compared them by ID: such a user has no ID and is nobody's
+// equal (approvals by name do not count; authors by name are read again).
+func (u *User) UnmarshalJSON(b []byte) error {
+	var name string
+	if json.Unmarshal(b, &name) == nil {
+		*u = User{Username: name}
+		return nil
+	}
+	type plain User
+	return json.Unmarshal(b, (*plain)(u))
+}
+
+// Is reports whether u and o are the same known user.
+func (u User) Is(o User) bool { return u.ID != 0 && u.ID == o.ID }
+
+// String is how a user is shown: @username, or #ID without one.
+func (u User) String() string {
+	if u.Username != "" {
+		return "@" + u.Username
+	}
+	if u.ID != 0 {
+		return fmt.Sprintf("#%d", u.ID)
+	}
+	return "lotse"
+}
 
 // State is everything the engine remembers about one app. It is plain data:
 // the service stores it as JSON between events, and a JSON round trip gives
@@ -34,6 +71,24 @@ type StageState struct {
 	// Previous is the promotion Promotion replaced, so the source MR of a
 	// superseded version can still say what became of it.
 	Previous *Promotion `json:"previous,omitempty"`
+	// OutOfBand is the latest change of the stage on the default branch
+	// that did not come from lotse or a known writer; nil once it is
+	// accepted or a landing replaced it.
+	OutOfBand *OutOfBand `json:"outOfBand,omitempty"`
+}
+
+// OutOfBand is a change of a stage's values on the default branch by
+// someone other than lotse and its writers, or whose trailers do not match
+// what it changed. It is recorded and never promoted onward, unless an
+// operator accepts it.
+type OutOfBand struct {
+	Image         string    `json:"image,omitempty"`
+	SourceProject string    `json:"sourceProject,omitempty"`
+	SourceCommit  string    `json:"sourceCommit,omitempty"`
+	Commit        string    `json:"commit"`
+	Pusher        User      `json:"pusher"`
+	Reason        string    `json:"reason"`
+	At            time.Time `json:"at,omitzero"`
 }
 
 // Deployment is one version that landed in a stage.
@@ -41,7 +96,8 @@ type Deployment struct {
 	Image         string        `json:"image"`
 	SourceProject string        `json:"sourceProject,omitempty"`
 	SourceCommit  string        `json:"sourceCommit,omitempty"`
-	ChangeAuthors []string      `json:"changeAuthors,omitempty"` // sorted
+	ChangeAuthors []User        `json:"changeAuthors,omitempty"` // sorted by ID
+	AuthorsErr    string        `json:"authorsErr,omitempty"`    // why the change's authors could not be read
 	Commit        string        `json:"commit,omitempty"`        // the GitOps commit that landed it
 	LandedAt      time.Time     `json:"landedAt,omitzero"`
 	Health        *HealthStatus `json:"health,omitempty"` // the latest ArgoCD report for this version
@@ -77,6 +133,10 @@ const (
 	// PhaseBlocked: a gate failed or GitLab refused the merge; terminal until
 	// `/lotse retry` or a newer version.
 	PhaseBlocked Phase = "blocked"
+	// PhaseTampered: someone else pushed to lotse's MR, or the MR is not
+	// what lotse wrote; it was closed unmerged. Terminal until an operator's
+	// `/lotse retry` opens a clean one, or a newer version.
+	PhaseTampered Phase = "tampered"
 	// PhaseSuperseded: a newer version took its place.
 	PhaseSuperseded Phase = "superseded"
 	// PhaseCancelled: the MR was closed.
@@ -87,7 +147,7 @@ const (
 // superseded or cancelled. Only `/lotse retry` moves a blocked promotion on.
 func (ph Phase) IsTerminal() bool {
 	switch ph {
-	case PhaseLanded, PhaseBlocked, PhaseSuperseded, PhaseCancelled:
+	case PhaseLanded, PhaseBlocked, PhaseTampered, PhaseSuperseded, PhaseCancelled:
 		return true
 	}
 	return false
@@ -100,15 +160,18 @@ func (ph Phase) replaceable() bool { return ph.IsTerminal() || ph == PhaseMerged
 
 // Promotion is one version on its way into a stage.
 type Promotion struct {
-	ID            uint64   `json:"id"`
-	Image         string   `json:"image"`
-	From          string   `json:"from,omitempty"` // the previous stage; empty for a rollback
-	SourceProject string   `json:"sourceProject,omitempty"`
-	SourceCommit  string   `json:"sourceCommit,omitempty"`
-	ChangeAuthors []string `json:"changeAuthors,omitempty"` // sorted
-	Rollback      bool     `json:"rollback,omitempty"`      // puts an earlier image back; gates are skipped
-	Trigger       string   `json:"trigger,omitempty"`       // the operator who asked for it; empty: automatic
-	Phase         Phase    `json:"phase"`
+	ID            uint64 `json:"id"`
+	Image         string `json:"image"`
+	From          string `json:"from,omitempty"` // the previous stage; empty for a rollback
+	SourceProject string `json:"sourceProject,omitempty"`
+	SourceCommit  string `json:"sourceCommit,omitempty"`
+	ChangeAuthors []User `json:"changeAuthors,omitempty"` // sorted by ID
+	// AuthorsErr says why the change's authors are not known: nobody's
+	// approval counts until they are read.
+	AuthorsErr string `json:"authorsErr,omitempty"`
+	Rollback   bool   `json:"rollback,omitempty"` // puts an earlier image back; gates are skipped
+	Trigger    User   `json:"trigger,omitzero"`   // the operator who asked for it; zero: automatic
+	Phase      Phase  `json:"phase"`
 	// BlockedIn is the phase the promotion was in when it was blocked; retry
 	// resumes from there.
 	BlockedIn     Phase         `json:"blockedIn,omitempty"`
@@ -126,10 +189,17 @@ type Promotion struct {
 
 // MergeRequest is the GitOps merge request of a promotion.
 type MergeRequest struct {
-	IID       int      `json:"iid"`
-	Author    string   `json:"author,omitempty"`
-	SHA       string   `json:"sha,omitempty"`
-	Approvers []string `json:"approvers,omitempty"` // who approved and did not revoke, sorted
+	IID    int  `json:"iid"`
+	Author User `json:"author,omitzero"`
+	// SHA is lotse's own commit on the MR: the only head it merges.
+	SHA       string     `json:"sha,omitempty"`
+	Approvers []Approval `json:"approvers,omitempty"` // who approved and did not revoke, by user ID
+}
+
+// Approval is one approval of an MR and the commit it was given on.
+type Approval struct {
+	User User   `json:"user"`
+	SHA  string `json:"sha,omitempty"` // the MR's head when it was given; empty: unknown
 }
 
 // GateStatus is the outcome of one gate.
@@ -204,6 +274,10 @@ func (st *StageState) clone() *StageState {
 	}
 	c.Promotion = st.Promotion.clone()
 	c.Previous = st.Previous.clone()
+	if st.OutOfBand != nil {
+		o := *st.OutOfBand
+		c.OutOfBand = &o
+	}
 	return c
 }
 
@@ -230,18 +304,18 @@ func (d Deployment) clone() Deployment {
 	return d
 }
 
-// normUsers returns the sorted distinct non-empty names, nil when there are
-// none (so a JSON round trip keeps the value equal).
-func normUsers(us []string) []string {
-	var out []string
+// normUsers returns the known users sorted by ID, each once, nil when
+// there are none (so a JSON round trip keeps the value equal).
+func normUsers(us []User) []User {
+	var out []User
 	for _, u := range us {
-		if u != "" {
+		if u.ID != 0 && !slices.ContainsFunc(out, u.Is) {
 			out = append(out, u)
 		}
 	}
 	if len(out) == 0 {
 		return nil
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	slices.SortFunc(out, func(a, b User) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }

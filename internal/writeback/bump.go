@@ -190,6 +190,8 @@ func (w *Writer) attempt(ctx context.Context, c change, edits []gitops.Edit, msg
 		switch {
 		case !exists:
 			req.StartBranch = def
+		case open != nil && w.opts.FreshMRs:
+			return false, fmt.Errorf("%s: !%d by %s: %w", res.Branch, open.IID, open.Author.Username, ErrBranchTaken)
 		case open != nil:
 			// Update the open MR on its branch.
 			res.MR = open
@@ -264,6 +266,8 @@ func (w *Writer) ensureMR(ctx context.Context, c change, res *Result) error {
 	if res.MR == nil {
 		mr, err := w.gl.FindOpenMR(ctx, w.project, res.Branch)
 		switch {
+		case err == nil && w.opts.FreshMRs:
+			return fmt.Errorf("%s: !%d by %s: %w", res.Branch, mr.IID, mr.Author.Username, ErrBranchTaken)
 		case err == nil:
 			res.MR = &mr
 		case !errors.Is(err, gitlab.ErrNotFound):
@@ -277,6 +281,8 @@ func (w *Writer) ensureMR(ctx context.Context, c change, res *Result) error {
 			case err == nil:
 				res.MR, res.MRCreated = &mr, true
 				return nil
+			case errors.Is(err, gitlab.ErrAlreadyExists) && w.opts.FreshMRs:
+				return fmt.Errorf("open a merge request from %s: %w", res.Branch, ErrBranchTaken)
 			case errors.Is(err, gitlab.ErrAlreadyExists) && errors.As(err, &ae) && ae.ExistingIID > 0:
 				res.MR = &gitlab.MR{IID: ae.ExistingIID} // opened meanwhile: reuse it
 			default:

@@ -70,7 +70,16 @@ type Options struct {
 	// merge-request stages and rollbacks. lotsed sets it, because it merges
 	// only after it recorded the MR and its gates.
 	CallerMerges bool
+	// FreshMRs never reuses an open MR of the stage branch: the branch is
+	// started anew from the default branch and a new MR is opened; an open
+	// MR on the branch (the caller closes them first) is an error. lotsed
+	// sets it: it merges only MRs it opened itself, one per version.
+	FreshMRs bool
 }
+
+// ErrBranchTaken is returned with FreshMRs when the stage branch has an
+// open merge request: someone opened one since the caller closed them.
+var ErrBranchTaken = errors.New("the promotion branch has an open merge request")
 
 func (o Options) withDefaults() Options {
 	if o.MaxRetries <= 0 {

@@ -87,7 +87,7 @@ func TestPromotionFlow(t *testing.T) {
 	if !landed["dev"] || !landed["staging"] || !landed["production"] {
 		t.Errorf("audit lacks landings: %+v", audit)
 	}
-	if !approvers["alice"] || !approvers["bob"] {
+	if !approvers[fmt.Sprintf("alice (#%d)", w.users["alice"].ID)] || !approvers[fmt.Sprintf("bob (#%d)", w.users["bob"].ID)] {
 		t.Errorf("audit lacks approvals: %+v", audit)
 	}
 	var status []struct {

@@ -1,0 +1,220 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/lotse/lotse/internal/gitlab"
+	"github.com/lotse/lotse/internal/gitops"
+	"github.com/lotse/lotse/internal/promotion"
+	"github.com/lotse/lotse/internal/writeback"
+)
+
+// The merge request effects. lotsed merges only merge requests it opened
+// itself, fresh for each version, whose only commit is its own and whose
+// diff is the one file it changed; it merges exactly that commit.
+
+// branchOf is the promotion branch of an app's stage.
+func branchOf(app, stage string) string { return "lotse/" + app + "/" + stage }
+
+// openMR writes the image in a fresh MR of lotse's: open MRs on the branch
+// are closed first (lotse's own of an earlier version; anybody else's,
+// reported), the branch starts anew from the default branch.
+func (s *effects) openMR(ctx context.Context, snap *snapshot, app string, a promotion.OpenMR) ([]promotion.Event, error) {
+	img, err := gitops.ParseImageRef(a.Image)
+	if err != nil {
+		return nil, &permanentError{fmt.Errorf("open-mr: %w", err)}
+	}
+	closed, err := s.clearBranch(ctx, branchOf(app, a.Stage), a.Image)
+	if err != nil {
+		return nil, err
+	}
+	res, err := snap.writer.Bump(ctx, writeback.Bump{App: app, Stage: a.Stage, Image: img, SourceProject: a.SourceProject,
+		SourceCommit: a.SourceCommit, Pipeline: s.publicURL})
+	if err != nil {
+		return nil, err
+	}
+	if res.MR == nil {
+		return nil, nil // a commit stage: the push hook reports the landing
+	}
+	return s.opened(ctx, a.Stage, a.Image, res, closed)
+}
+
+func (s *effects) rollback(ctx context.Context, snap *snapshot, app string, a promotion.Rollback) ([]promotion.Event, error) {
+	closed, err := s.clearBranch(ctx, branchOf(app, a.Stage), a.Image)
+	if err != nil {
+		return nil, err
+	}
+	res, err := snap.writer.Rollback(ctx, writeback.Rollback{App: app, Stage: a.Stage, To: a.Image, Pipeline: s.publicURL})
+	if err != nil {
+		return nil, err
+	}
+	if res.MR == nil {
+		return nil, nil
+	}
+	return s.opened(ctx, a.Stage, a.Image, res, closed)
+}
+
+// clearBranch closes every open MR of the promotion branch, so that lotse's
+// new one is the only one: its own earlier ones as superseded, anybody
+// else's as an attempt to take lotse's branch (described in the result).
+func (s *effects) clearBranch(ctx context.Context, branch, image string) (closed []string, err error) {
+	mrs, err := s.mrs.OpenMRs(ctx, s.project, branch)
+	if err != nil {
+		return nil, fmt.Errorf("open merge requests of %s: %w", branch, err)
+	}
+	for _, mr := range mrs {
+		comment := fmt.Sprintf("Superseded by `%s`: lotse opens a new merge request for it. Approvals given here do not carry over.", image)
+		if mr.Author.ID != s.bot.ID {
+			comment = fmt.Sprintf("lotse closed this merge request: `%s` is lotse's promotion branch, and lotse merges only merge requests it opened itself. "+
+				"Protect the `lotse/*` branches (*Allowed to push and merge: Maintainers*) so that nobody else can use them.", branch)
+			closed = append(closed, fmt.Sprintf("!%d by %s", mr.IID, promotion.User{ID: mr.Author.ID, Username: mr.Author.Username}))
+		}
+		if err := s.closeMR(ctx, promotion.CloseMR{IID: int(mr.IID), Comment: comment}); err != nil {
+			return nil, err
+		}
+	}
+	return closed, nil
+}
+
+// opened reports the MR lotse opened, with the approvals it already has
+// (given before lotsed recorded it), each tied to the head it was read at.
+func (s *effects) opened(ctx context.Context, stage, image string, res writeback.Result, closed []string) ([]promotion.Event, error) {
+	mr := res.MR
+	if !res.MRCreated || mr.Author.ID != s.bot.ID {
+		return nil, &permanentError{fmt.Errorf("the writer reused merge request !%d of %s; lotse opens fresh ones", mr.IID, mr.Author.Username)}
+	}
+	approvers, err := s.mrs.Approvals(ctx, s.project, mr.IID)
+	if err != nil {
+		return nil, err
+	}
+	ev := promotion.MROpened{Stage: stage, IID: int(mr.IID), Author: promotion.User{ID: mr.Author.ID, Username: mr.Author.Username},
+		Image: image, SHA: res.Commit, Closed: closed}
+	for _, u := range approvers {
+		ev.Approvals = append(ev.Approvals, promotion.Approval{User: promotion.User{ID: u.ID, Username: u.Username}, SHA: mr.SHA})
+	}
+	return []promotion.Event{ev}, nil
+}
+
+// closeMR closes an MR with a comment, once.
+func (s *effects) closeMR(ctx context.Context, a promotion.CloseMR) error {
+	mr, err := s.mrs.GetMR(ctx, s.project, int64(a.IID))
+	if err != nil {
+		return fmt.Errorf("close !%d: %w", a.IID, err)
+	}
+	if mr.State != "opened" {
+		return nil
+	}
+	if a.Comment != "" {
+		if err := s.reply(ctx, promotion.Reply{IID: a.IID, Body: a.Comment}); err != nil {
+			return err
+		}
+	}
+	if _, err := s.mrs.UpdateMR(ctx, s.project, int64(a.IID), gitlab.UpdateMRRequest{StateEvent: "close"}); err != nil {
+		return fmt.Errorf("close !%d: %w", a.IID, err)
+	}
+	return nil
+}
+
+// merge checks that the MR is exactly what lotse wrote and asks GitLab to
+// merge exactly lotse's commit. Mergeability is computed asynchronously:
+// while GitLab still checks, the answer is "not yet", and the state machine
+// asks again on a later tick; an MR merged already is never merged again.
+func (s *effects) merge(ctx context.Context, snap *snapshot, app string, a promotion.MergeMR) ([]promotion.Event, error) {
+	result := func(o promotion.MergeOutcome, reason string) []promotion.Event {
+		return []promotion.Event{promotion.MergeResult{Stage: a.Stage, IID: a.IID, Attempt: a.Attempt, Outcome: o, Reason: reason}}
+	}
+	mr, err := s.mrs.GetMR(ctx, s.project, int64(a.IID))
+	if err != nil {
+		return nil, err
+	}
+	switch mr.State {
+	case "merged":
+		return result(promotion.MergeAlreadyMerged, "merged already"), nil
+	case "closed":
+		return result(promotion.MergeNotMergeable, "the MR is closed"), nil
+	}
+	why, err := s.tampered(ctx, snap, app, a, mr)
+	if err != nil {
+		return nil, err
+	}
+	if why != "" {
+		return result(promotion.MergeTampered, why), nil
+	}
+	_, err = s.mrs.MergeMR(ctx, s.project, int64(a.IID), gitlab.MergeOptions{SHA: a.SHA})
+	var ae *gitlab.APIError
+	switch {
+	case err == nil:
+		return result(promotion.MergeDone, ""), nil
+	case errors.Is(err, gitlab.ErrNotMergeable) && errors.As(err, &ae):
+		switch ae.DetailedMergeStatus {
+		case "checking", "unchecked", "ci_still_running", "preparing", "approvals_syncing":
+			return result(promotion.MergeNotYet, "GitLab: "+ae.DetailedMergeStatus), nil
+		case "merged":
+			return result(promotion.MergeAlreadyMerged, "merged already"), nil
+		}
+		return result(promotion.MergeNotMergeable, "GitLab: "+ae.DetailedMergeStatus+": "+ae.Message), nil
+	case errors.Is(err, gitlab.ErrConflict):
+		// The head moved between the check and the merge: GitLab refused
+		// to merge anything but lotse's commit.
+		return result(promotion.MergeTampered, fmt.Sprintf("the head of !%d moved away from lotse's commit %.8s while merging", a.IID, a.SHA)), nil
+	}
+	return nil, err
+}
+
+// tampered says how the MR differs from what lotse wrote; empty when it is
+// lotse's own, from the GitOps project into the default branch, with
+// lotse's commit as its only commit and the stage's values file as its
+// only change.
+func (s *effects) tampered(ctx context.Context, snap *snapshot, app string, a promotion.MergeMR, mr gitlab.MR) (string, error) {
+	switch {
+	case a.SHA == "":
+		return "lotse has no record of its own commit on !" + fmt.Sprint(a.IID), nil
+	case mr.Author.ID != s.bot.ID:
+		return fmt.Sprintf("!%d was opened by %s, not by lotse", a.IID, mr.Author.Username), nil
+	case mr.FromFork():
+		return fmt.Sprintf("!%d comes from a fork", a.IID), nil
+	case mr.TargetBranch != snap.config.GitLab.DefaultBranch:
+		return fmt.Sprintf("!%d targets %s, not %s", a.IID, mr.TargetBranch, snap.config.GitLab.DefaultBranch), nil
+	}
+	commits, err := s.contents.MRCommits(ctx, s.project, int64(a.IID))
+	if err != nil {
+		return "", fmt.Errorf("commits of !%d: %w", a.IID, err)
+	}
+	var others []string
+	for _, c := range commits {
+		if c.SHA != a.SHA {
+			others = append(others, fmt.Sprintf("%.8s by %s <%s>", c.SHA, c.AuthorName, c.AuthorEmail))
+		}
+	}
+	if len(others) > 0 || len(commits) == 0 {
+		return fmt.Sprintf("!%d has commits lotse did not write (%s) besides its own %.8s", a.IID, strings.Join(others, ", "), a.SHA), nil
+	}
+	if mr.SHA != a.SHA {
+		return fmt.Sprintf("the head of !%d is %.8s, not lotse's commit %.8s", a.IID, mr.SHA, a.SHA), nil
+	}
+	cfgApp, err := snap.config.App(app)
+	if err != nil {
+		return "", &permanentError{err}
+	}
+	want := cfgApp.ValuesPath(a.Stage)
+	diffs, err := s.contents.MRDiffs(ctx, s.project, int64(a.IID))
+	if err != nil {
+		return "", fmt.Errorf("diff of !%d: %w", a.IID, err)
+	}
+	var paths []string
+	for _, d := range diffs {
+		paths = append(paths, d.NewPath)
+		if d.OldPath != d.NewPath {
+			paths = append(paths, d.OldPath)
+		}
+	}
+	slices.Sort(paths)
+	if paths = slices.Compact(paths); len(paths) != 1 || paths[0] != want {
+		return fmt.Sprintf("!%d changes %s, lotse changed only %s", a.IID, strings.Join(paths, ", "), want), nil
+	}
+	return "", nil
+}
