@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -372,5 +373,74 @@ func TestUndecodableOutboxParksDeliveryDead(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `unknown action \"frobnicate\"`) {
 		t.Fatalf("dead events: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// A push onto lotse's MR whose webhook never arrived is caught when lotse
+// merges: the MR has a commit lotse did not write, so it is closed as
+// tampered and nothing is merged.
+func TestMergeChecksTheMRItself(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(gl *fakeGitLab, iid int64)
+		want   string
+	}{
+		{"extra commit", func(gl *fakeGitLab, iid int64) {
+			gl.push(iid, gitlab.Commit{SHA: "evil", AuthorName: "Mallory", AuthorEmail: "m@example.com"})
+		}, "has commits lotse did not write (evil by Mallory <m@example.com>)"},
+		{"another file", func(gl *fakeGitLab, iid int64) {
+			gl.diffs[iid] = append(gl.diffs[iid], gitlab.Diff{OldPath: "lotse.yaml", NewPath: "lotse.yaml"})
+		}, "changes apps/shop/envs/staging/values.yaml, lotse.yaml"},
+		{"not lotse's", func(gl *fakeGitLab, iid int64) { gl.mrs[iid].Author = gitlab.User{ID: 9, Username: "mallory"} }, "opened by mallory"},
+		{"another target", func(gl *fakeGitLab, iid int64) { gl.mrs[iid].TargetBranch = "release" }, "targets release"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newTestWorld(t)
+			w.verifier.signed[img1] = true
+			w.verifier.vulns[img1] = nil
+			w.gl.failNext("merge", 1) // the first merge fails: the promotion waits in merging
+			_ = w.apply(landedIn("dev", img1, "c1"))
+			pr := w.record().State.Stage("staging").Promotion
+			if pr.MR == nil {
+				t.Fatalf("no MR: %+v", pr)
+			}
+			tc.tamper(w.gl, int64(pr.MR.IID))
+			if err := w.apply(promotion.Tick{}); err != nil {
+				t.Fatal(err)
+			}
+			pr = w.record().State.Stage("staging").Promotion
+			if pr.Phase != promotion.PhaseTampered || !strings.Contains(pr.Reason, tc.want) {
+				t.Fatalf("promotion %s %q, want tampered with %q", pr.Phase, pr.Reason, tc.want)
+			}
+			if w.gl.mrs[int64(pr.MR.IID)].State != "closed" || w.gl.count("merge") != 1 {
+				t.Fatalf("MR %s after %d merge calls", w.gl.mrs[int64(pr.MR.IID)].State, w.gl.count("merge"))
+			}
+		})
+	}
+}
+
+// A Developer's MR on lotse's branch is closed before lotse opens its own,
+// and reported; lotse's own MR is fresh.
+func TestOpenMRClosesOthersOnTheBranch(t *testing.T) {
+	w := newTestWorld(t)
+	w.verifier.signed[img1] = true
+	w.verifier.vulns[img1] = nil
+	dev := w.gl.openForeignMR("lotse/shop/staging", gitlab.User{ID: 9, Username: "mallory"})
+	if err := w.apply(landedIn("dev", img1, "c1")); err != nil {
+		t.Fatal(err)
+	}
+	if w.gl.mrs[dev.IID].State != "closed" {
+		t.Fatal("the Developer's MR is still open")
+	}
+	pr := w.record().State.Stage("staging").Promotion
+	if pr.MR == nil || pr.MR.IID == int(dev.IID) || pr.Phase != promotion.PhaseMerged {
+		t.Fatalf("promotion %+v", pr)
+	}
+	var found bool
+	for _, r := range w.records.audit {
+		found = found || r.Kind == promotion.AuditTampered && strings.Contains(r.Detail, fmt.Sprintf("closed !%d by @mallory", dev.IID))
+	}
+	if !found {
+		t.Fatalf("no tampered audit: %+v", w.records.audit)
 	}
 }

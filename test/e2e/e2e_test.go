@@ -121,8 +121,12 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { srv.Close(); w.sim.Close() })
 	w.simURL = srv.URL
 	w.sim.SetBaseURL(srv.URL)
-	for _, u := range []string{"lotse-bot", "alice", "bob", "dev1", "ci"} {
-		usr, err := w.sim.CreateUser(gitlabsim.UserSpec{Username: u, Email: u + "@example.invalid", Bot: u == "lotse-bot"})
+	// dev1 writes the change, carl adds a commit to it in some tests, alice
+	// and bob review, ci is the token of lotse bump, mallory is a human
+	// Maintainer of the GitOps project. Emails are public: lotsed ties
+	// commits to users by them.
+	for _, u := range []string{"lotse-bot", "alice", "bob", "dev1", "ci", "carl", "mallory"} {
+		usr, err := w.sim.CreateUser(gitlabsim.UserSpec{Username: u, Email: u + "@example.invalid", PublicEmail: u + "@example.invalid", Bot: u == "lotse-bot"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,11 +162,12 @@ func newWorld(t *testing.T) *world {
 		files["apps/shop/envs/"+st+"/values.yaml"] = strings.ReplaceAll(strings.ReplaceAll(valuesYAML, "REGISTRY", w.registry), "STAGE", st)
 	}
 	_, err = w.sim.CreateProject(gitlabsim.ProjectSpec{Path: gitopsProject, Files: files, Members: []gitlabsim.Member{
-		{Username: "lotse-bot", Role: 40}, {Username: "alice", Role: 30}, {Username: "bob", Role: 30}, {Username: "dev1", Role: 30}, {Username: "ci", Role: 40}},
+		{Username: "lotse-bot", Role: 40}, {Username: "alice", Role: 30}, {Username: "bob", Role: 30}, {Username: "dev1", Role: 30}, {Username: "ci", Role: 40},
+		{Username: "carl", Role: 30}, {Username: "mallory", Role: 40}},
 		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: 40, MergeAccessLevel: 40}}})
 	must(t, err)
 	_, err = w.sim.CreateProject(gitlabsim.ProjectSpec{Path: appProject, Members: []gitlabsim.Member{
-		{Username: "dev1", Role: 30}, {Username: "lotse-bot", Role: 30}, {Username: "alice", Role: 40}}, Unprotected: true})
+		{Username: "dev1", Role: 30}, {Username: "carl", Role: 30}, {Username: "lotse-bot", Role: 30}, {Username: "alice", Role: 40}}, Unprotected: true})
 	must(t, err)
 	_, err = w.sim.Commit(appProject, "dev1", gitlabsim.CommitSpec{Branch: "feature", StartBranch: "main", Message: "Faster checkout",
 		Files: map[string]string{"main.go": "package main\n"}})
