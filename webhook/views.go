@@ -24,6 +24,10 @@ type StageView struct {
 	SourceProject string    `json:"source_project,omitempty"`
 	SourceCommit  string    `json:"source_commit,omitempty"`
 	Promotion     string    `json:"promotion,omitempty"` // e.g. "awaiting-approval: sha256:ab12… (!7)"
+	// OutOfBand is a change of the stage not made by lotse or its writers,
+	// e.g. "commit 1a2b3c4d by @mallory: pushed by @mallory, who is neither
+	// lotse nor one of its writers".
+	OutOfBand string `json:"out_of_band,omitempty"`
 }
 
 // AppView is one row of the board.
@@ -78,7 +82,12 @@ func (s *views) Status(ctx context.Context) (any, error) {
 			var r record
 			if json.Unmarshal(data, &r) == nil {
 				for i := range av.Stages {
-					av.Stages[i].Promotion = describe(r.State.Stage(av.Stages[i].Stage))
+					st := r.State.Stage(av.Stages[i].Stage)
+					av.Stages[i].Promotion = describe(st)
+					if st != nil && st.OutOfBand != nil {
+						o := st.OutOfBand
+						av.Stages[i].OutOfBand = fmt.Sprintf("commit %.8s by %s: %s", o.Commit, o.Pusher, o.Reason)
+					}
 				}
 			}
 		}
@@ -203,7 +212,7 @@ var boardTable = template.Must(template.New("t").Funcs(template.FuncMap{"short":
 		return t.UTC().Format("2006-01-02 15:04")
 	}}).Parse(`{{if not .}}<p>No apps in lotse.yaml yet.</p>{{else}}
 <table><tr><th>app</th>{{range (index . 0).Stages}}<th>{{.Stage}}</th>{{end}}</tr>
-{{range .}}<tr><th>{{.App}}</th>{{range .Stages}}<td>{{if .Image}}<code>{{short .Image}}</code><br><span class="muted">since {{since .Since}}{{if .SourceCommit}}, {{.SourceProject}}@{{printf "%.8s" .SourceCommit}}{{end}}</span>{{else}}<span class="muted">nothing yet</span>{{end}}{{if .Promotion}}<br>&rarr; {{.Promotion}}{{end}}</td>{{end}}</tr>
+{{range .}}<tr><th>{{.App}}</th>{{range .Stages}}<td>{{if .Image}}<code>{{short .Image}}</code><br><span class="muted">since {{since .Since}}{{if .SourceCommit}}, {{.SourceProject}}@{{printf "%.8s" .SourceCommit}}{{end}}</span>{{else}}<span class="muted">nothing yet</span>{{end}}{{if .Promotion}}<br>&rarr; {{.Promotion}}{{end}}{{if .OutOfBand}}<br><strong>out-of-band:</strong> {{.OutOfBand}}{{end}}</td>{{end}}</tr>
 {{end}}</table>{{end}}`))
 
 func renderBoard(v any) (template.HTML, error) {

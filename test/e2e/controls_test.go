@@ -278,6 +278,16 @@ func TestForgedTrailersAreOutOfBand(t *testing.T) {
 	if st := w.statuses()["lotse/staging"]; st != "failed" {
 		t.Errorf("staging status = %q, want failed", st)
 	}
+	var board []struct {
+		Stages []struct {
+			Stage     string
+			OutOfBand string `json:"out_of_band"`
+		}
+	}
+	apiGet(t, base, "/api/v1/status", &board)
+	if len(board) != 1 || !strings.Contains(board[0].Stages[1].OutOfBand, "by @mallory") {
+		t.Errorf("status API = %+v, want staging's out-of-band change", board)
+	}
 	time.Sleep(time.Second)
 	if _, ok := w.openMR("production"); ok {
 		t.Fatal("an out-of-band landing was promoted to production")
