@@ -116,9 +116,9 @@ LOTSE_ID_TOKEN (declare id_tokens: LOTSE_ID_TOKEN: aud: <lotsed's URL> in the
 job). lotsed checks that the token is of the app's sourceProject on a
 protected ref, runs the stage's gates and commits as lotse's user; the source
 project, commit and pipeline come from the token. STAGE must be the app's
-first stage. Exit 3 when a gate refused the image, 2 for an unknown app or a
-bad request, 1 for other refusals (wrong project, unprotected ref, invalid
-token) and failures.`,
+first stage. Exit 3 when a gate of the stage refused the image, 1 for every
+other refusal (invalid token, wrong project, unprotected ref, unknown app)
+and failure.`,
 		Example: `  lotse bump --app shop --stage dev --image harbor.example.com/team/shop@sha256:... --gitops-project platform/gitops
   lotse bump --app shop --stage dev --image $LOTSE_IMAGE --local ../gitops --commit`,
 		Args: exactArgs(0, "no arguments"),
@@ -194,8 +194,6 @@ func (a *app) handToLotsed(ctx context.Context, url string, req releaseapi.Reque
 			printf(a.stdout, "gate failed: %s\n", r)
 		}
 		return &GateError{Reason: fmt.Sprintf("lotsed refused %s for %s %s: %s", req.Image, req.App, req.Stage, strings.Join(re.Reasons, "; "))}
-	case errors.As(err, &re) && (re.Status == http.StatusBadRequest || re.Status == http.StatusNotFound):
-		return &UsageError{Err: err}
 	case err != nil:
 		return err
 	}
