@@ -67,6 +67,7 @@ type releases struct {
 	projects projectReader
 	gates    *gates
 	audit    auditLog
+	once     claims // binds a token (its jti) to the one image it released
 	webURL   string // GitLab's external URL (the tokens' issuer), for pipeline links
 	log      *slog.Logger
 	now      func() time.Time
@@ -92,7 +93,10 @@ func releaseConfig(cfg *Config) (c idtoken.Config, ok bool) {
 }
 
 // newReleases assembles the endpoint from lotsed's parts; nil when it is off.
-func newReleases(cfg *Config, gl *gitlab.Client, reader *snapshotReader, g *gates, audit auditLog, log *slog.Logger) (*releases, error) {
+func newReleases(cfg *Config, gl *gitlab.Client, reader *snapshotReader, g *gates, db interface {
+	auditLog
+	claims
+}, log *slog.Logger) (*releases, error) {
 	vc, ok := releaseConfig(cfg)
 	if !ok {
 		return nil, nil
@@ -101,7 +105,7 @@ func newReleases(cfg *Config, gl *gitlab.Client, reader *snapshotReader, g *gate
 	if err != nil {
 		return nil, fmt.Errorf("release endpoint: %w", err)
 	}
-	return &releases{tokens: v, open: openRelease(reader), projects: gl, gates: g, audit: audit,
+	return &releases{tokens: v, open: openRelease(reader), projects: gl, gates: g, audit: db, once: db,
 		webURL: strings.TrimRight(vc.Issuer, "/"), log: log, now: time.Now}, nil
 }
 
@@ -291,6 +295,12 @@ func (h *releases) decide(ctx context.Context, claims *idtoken.Claims, req relea
 		return res, stage, r
 	}
 
+	// One token, one release: a token that leaked from its job cannot
+	// release another image (the same release again is fine).
+	if r := h.bind(ctx, claims.ID, img.String()); r != nil {
+		return res, stage, r
+	}
+
 	pipeline := fmt.Sprintf("%s/%s/-/pipelines/%d", h.webURL, claims.ProjectPath, claims.PipelineID)
 	wr, err := t.writer.Bump(ctx, writeback.Bump{App: app.Name, Stage: first.Name, Image: img,
 		SourceProject: claims.ProjectPath, SourceCommit: claims.SHA, Pipeline: pipeline})
@@ -307,6 +317,33 @@ func (h *releases) decide(ctx context.Context, claims *idtoken.Claims, req relea
 		res.MergeRequest = &releaseapi.MergeRequest{IID: wr.MR.IID, WebURL: wr.MR.WebURL, State: wr.MR.State}
 	}
 	return res, stage, nil
+}
+
+// bind ties the token's jti to image, the first time it releases one;
+// another image with the same token is refused.
+func (h *releases) bind(ctx context.Context, jti, image string) *refusal {
+	if jti == "" {
+		return refuseRelease(http.StatusForbidden, "the token has no jti")
+	}
+	pair := "release-token:" + digestOf(jti, image)
+	first, err := h.once.Once(ctx, pair)
+	switch {
+	case err != nil:
+		return refuseRelease(http.StatusServiceUnavailable, "bind the token: %v", err)
+	case !first:
+		return nil // this token released this image before: the same release again
+	}
+	tokenFirst, err := h.once.Once(ctx, "release-token:"+digestOf(jti))
+	if err != nil || !tokenFirst {
+		_ = h.once.Forget(ctx, pair)
+	}
+	switch {
+	case err != nil:
+		return refuseRelease(http.StatusServiceUnavailable, "bind the token: %v", err)
+	case !tokenFirst:
+		return refuseRelease(http.StatusForbidden, "this ID token has released another image already; one job, one release")
+	}
+	return nil
 }
 
 // checkGates runs the signature and scan gates the stage asks for, with

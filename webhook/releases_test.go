@@ -470,6 +470,23 @@ func TestReleaseCommitsFirstStage(t *testing.T) {
 		t.Errorf("accepted audit records %+v", acc)
 	}
 
+	// The same token may not release another image (a token that leaked
+	// from its job), even one that passes the gates.
+	other := relRepo + "@sha256:" + strings.Repeat("5", 64)
+	w.verifier.mu.Lock()
+	w.verifier.signed[other], w.verifier.vulns[other] = true, []string{}
+	w.verifier.mu.Unlock()
+	if code, _, e := w.post(tok, shop(other)); code != http.StatusForbidden || !strings.Contains(e.Message, "released another image already") {
+		t.Errorf("a second image with the same token: %d %q", code, e.Message)
+	}
+	if w.git("rev-list", "--count", before+"..main") != "1" {
+		t.Error("the second image was committed")
+	}
+	// A fresh token of another job of the project may.
+	if code, _, e := w.post(w.token(gitlabsim.IDTokenSpec{}), shop(other)); code != http.StatusCreated {
+		t.Errorf("another job's release: %d %q", code, e.Message)
+	}
+
 	// An app that allows unprotected refs takes a feature branch's release.
 	cart := "registry.example.com/team/cart@sha256:" + strings.Repeat("4", 64)
 	w.verifier.mu.Lock()

@@ -12,7 +12,8 @@
 //	200 OK                    the stage holds the image already (Changed false)
 //	400 Bad Request           the body is malformed (Error.Message)
 //	401 Unauthorized          "invalid ID token: <cause>"
-//	403 Forbidden             a valid token that may not release this (wrong project, unprotected ref, ...)
+//	403 Forbidden             a valid token that may not release this (wrong project, unprotected ref,
+//	                          another repository or commit, a token that released another image)
 //	404 Not Found             lotse.yaml has no such app
 //	422 Unprocessable Entity  a gate of the first stage failed (Error.Reasons)
 //	503 Service Unavailable   GitLab's keys or lotse.yaml could not be read; try again
