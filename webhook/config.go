@@ -287,5 +287,6 @@ func (c *Config) Redacted() []any {
 		db = "postgres"
 	}
 	return []any{"listen", c.Listen, "database", db, "gitlab", c.GitLabURL, "gitops_project", c.GitOpsProject,
-		"workers", c.Workers, "signed_webhooks", c.SigningSecret != "", "argocd", c.ArgoCDToken != ""}
+		"workers", c.Workers, "signed_webhooks", c.SigningSecret != "", "argocd", c.ArgoCDToken != "",
+		"releases", c.ReleaseAudience != "" || c.PublicURL != ""}
 }

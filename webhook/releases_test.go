@@ -273,6 +273,10 @@ func TestReleaseRefusesBadTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	short := w.token(gitlabsim.IDTokenSpec{ExpiresIn: time.Minute})
+	// Signed with this GitLab's key, but for another issuer.
+	w.sim.SetBaseURL("https://gitlab.evil.example")
+	otherIssuer := w.token(gitlabsim.IDTokenSpec{})
+	w.sim.SetBaseURL(w.url)
 
 	for name, tc := range map[string]struct {
 		token string
@@ -284,6 +288,7 @@ func TestReleaseRefusesBadTokens(t *testing.T) {
 		"wrong audience":     {w.token(gitlabsim.IDTokenSpec{Aud: gitlabsim.Audience{"https://vault.example.com"}}), w, "audience not accepted"},
 		"sigstore audience":  {w.token(gitlabsim.IDTokenSpec{Aud: gitlabsim.Audience{"sigstore"}}), w, "audience not accepted"},
 		"unknown key":        {foreign, w, "unknown signing key"},
+		"another issuer":     {otherIssuer, w, "issuer not accepted"},
 		"alg none":           {forge(t, valid, map[string]any{"alg": "none", "typ": "JWT"}, nil), w, "algorithm not accepted"},
 		"alg none, kid":      {forge(t, valid, map[string]any{"alg": "none", "kid": kid}, nil), w, "algorithm not accepted"},
 		"HS256 with the key": {forge(t, valid, map[string]any{"alg": "HS256", "kid": kid, "typ": "JWT"}, n), w, "algorithm not accepted"},
