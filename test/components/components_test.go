@@ -634,7 +634,7 @@ func copyTree(t *testing.T, src, dst string) {
 
 // gateVerifier is cmd/lotsed's: cosign's verification for the gates.
 func gateVerifier(r webhook.Registry) webhook.Verifier {
-	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password, Quiet: true}}
+	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
 }
 
 // startLotsed runs lotsed in this process with env (and its own address as
