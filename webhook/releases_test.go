@@ -123,7 +123,7 @@ func newReleaseWorld(t *testing.T, now func() time.Time) *releaseWorld {
 		vulns: map[string][]string{relGood: {"MEDIUM", "LOW"}, relCritical: {"CRITICAL"}}}
 	cfg := &Config{GitLabURL: srv.URL + "/api/v4", PublicURL: relAudience, GitOpsProject: "platform/gitops",
 		WebhookSecret: testToken, MaxBody: 64 << 10, SignatureTolerance: time.Minute}
-	reader := &snapshotReader{gl: gl, gitopsProject: cfg.GitOpsProject, bot: "lotse-bot", keyDir: t.TempDir()}
+	reader := &snapshotReader{gl: gl, gitopsProject: cfg.GitOpsProject, keyDir: t.TempDir()}
 	log := slog.New(slog.DiscardHandler)
 	w.rel, err = newReleases(cfg, gl, reader, &gates{verifier: w.verifier}, db, log)
 	if err != nil {
