@@ -13,6 +13,7 @@ import (
 
 	"github.com/lotse/lotse/internal/gitlab"
 	"github.com/lotse/lotse/internal/gitops"
+	"github.com/lotse/lotse/internal/releaseapi"
 	"github.com/lotse/lotse/internal/writeback"
 )
 
@@ -84,7 +85,7 @@ func (a *app) bumpCmd() *cobra.Command {
 		gf                          gitopsFlags
 		appName, stage, img         string
 		sourceProject, sourceCommit string
-		local                       string
+		local, lotsedURL            string
 		commit                      bool
 	)
 	cmd := &cobra.Command{
@@ -106,7 +107,18 @@ and the GitLab URL to CI_API_V4_URL. The token comes from LOTSE_GITLAB_TOKEN
 (or GITLAB_TOKEN); CI_JOB_TOKEN cannot commit.
 
 --local DIR edits a checked-out GitOps working tree instead, and --commit
-commits the change there with git (never pushes).`,
+commits the change there with git (never pushes).
+
+With --url or LOTSE_URL (lotsed's URL), lotse hands the release to lotsed
+instead and needs no GitLab token: it posts the app, the image and the stage
+to lotsed's POST /api/v1/releases with the job's GitLab CI ID token from
+LOTSE_ID_TOKEN (declare id_tokens: LOTSE_ID_TOKEN: aud: <lotsed's URL> in the
+job). lotsed checks that the token is of the app's sourceProject on a
+protected ref, runs the stage's gates and commits as lotse's user; the source
+project, commit and pipeline come from the token. STAGE must be the app's
+first stage. Exit 3 when a gate of the stage refused the image, 1 for every
+other refusal (invalid token, wrong project, unprotected ref, unknown app)
+and failure.`,
 		Example: `  lotse bump --app shop --stage dev --image harbor.example.com/team/shop@sha256:... --gitops-project platform/gitops
   lotse bump --app shop --stage dev --image $LOTSE_IMAGE --local ../gitops --commit`,
 		Args: exactArgs(0, "no arguments"),
@@ -124,6 +136,12 @@ commits the change there with git (never pushes).`,
 			b := writeback.Bump{App: appName, Stage: stage, Image: ref, SourceProject: sourceProject,
 				SourceCommit: sourceCommit, Pipeline: a.env.get("CI_PIPELINE_URL")}
 			ctx := cmd.Context()
+			if lotsedURL != "" && local == "" {
+				if commit {
+					return usagef("--commit needs --local DIR")
+				}
+				return a.handToLotsed(ctx, lotsedURL, releaseapi.Request{App: appName, Image: ref.String(), Stage: stage, SourceCommit: sourceCommit})
+			}
 			if local != "" {
 				res, err := writeback.Local{Dir: local, Commit: commit}.Bump(ctx, b)
 				if err != nil {
@@ -156,7 +174,47 @@ commits the change there with git (never pushes).`,
 	fs.StringVar(&sourceCommit, "source-commit", a.env.get("CI_COMMIT_SHA"), "commit the image was built from (in CI: CI_COMMIT_SHA)")
 	fs.StringVar(&local, "local", "", "edit the GitOps working tree in DIR instead of going through GitLab")
 	fs.BoolVar(&commit, "commit", false, "with --local: git commit the change (no push)")
+	fs.StringVar(&lotsedURL, "url", a.env.get("LOTSE_URL"), "lotsed's URL: hand the release to lotsed with the ID token in LOTSE_ID_TOKEN instead of writing to GitLab (env LOTSE_URL)")
 	return cmd
+}
+
+// handToLotsed posts a release to lotsed with the job's ID token and prints
+// what lotsed did.
+func (a *app) handToLotsed(ctx context.Context, url string, req releaseapi.Request) error {
+	token := a.env.get("LOTSE_ID_TOKEN")
+	if token == "" {
+		return usagef("LOTSE_URL is set, so lotse hands the release to lotsed, which needs the job's ID token in LOTSE_ID_TOKEN: declare id_tokens: {LOTSE_ID_TOKEN: {aud: %s}} in the job", url)
+	}
+	c := &releaseapi.Client{URL: url, Token: token}
+	res, err := c.Release(ctx, req)
+	var re *releaseapi.Error
+	switch {
+	case errors.As(err, &re) && re.Status == http.StatusUnprocessableEntity:
+		for _, r := range re.Reasons {
+			printf(a.stdout, "gate failed: %s\n", r)
+		}
+		return &GateError{Reason: fmt.Sprintf("lotsed refused %s for %s %s: %s", req.Image, req.App, req.Stage, strings.Join(re.Reasons, "; "))}
+	case err != nil:
+		return err
+	}
+	what := fmt.Sprintf("already at %s in %s, nothing to commit", res.Image, res.Path)
+	if res.Changed {
+		what = fmt.Sprintf("lotsed committed %.12s to %s (%s)", res.Commit, res.Branch, res.Path)
+	}
+	if mr := res.MergeRequest; mr != nil {
+		what += fmt.Sprintf("; merge request !%d %s %s", mr.IID, mr.State, mr.WebURL)
+	}
+	gates := make([]string, 0, len(res.Gates))
+	for _, g := range res.Gates {
+		gates = append(gates, g.Name+": "+g.Reason)
+	}
+	if len(gates) == 0 {
+		gates = append(gates, "none")
+	}
+	printf(a.stdout, "%s %s: %s\nsource %s@%s, pipeline %s\ngates: %s\n", res.App, res.Stage, what,
+		res.SourceProject, res.SourceCommit, res.Pipeline, strings.Join(gates, "; "))
+	a.log.InfoContext(ctx, "bump", "app", res.App, "stage", res.Stage, "image", res.Image, "changed", res.Changed, "commit", res.Commit, "via", "lotsed")
+	return nil
 }
 
 func (a *app) promoteCmd() *cobra.Command {

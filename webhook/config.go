@@ -36,6 +36,8 @@ type Config struct {
 	Writers            []string // users besides lotse's whose pushes to the default branch are landings
 	PublicKey          string   // cosign public key for the signature gate: file, env://, KMS
 	PublicURL          string   // where lotsed is reachable, for links in comments
+	ReleaseAudience    string   // aud of the ID tokens POST /api/v1/releases accepts; default PublicURL
+	IDTokenIssuer      string   // iss of GitLab's ID tokens (its external URL); default GitLabURL
 	Workers            int
 	MaxAttempts        int
 	MaxBody            int64
@@ -97,6 +99,10 @@ func options() []option {
 		{key: "public-key", help: "cosign public key for the signature and scan gates (file, env://VAR or KMS URI; default: lotse.yaml signing.publicKey)",
 			set: str(func(c *Config) *string { return &c.PublicKey })},
 		{key: "public-url", help: "lotsed's external URL, for links in comments and commit statuses", set: str(func(c *Config) *string { return &c.PublicURL })},
+		{key: "release-audience", help: "the aud app pipelines ask for in id_tokens to hand releases to POST /api/v1/releases (default: public-url; neither: the endpoint is off)",
+			set: str(func(c *Config) *string { return &c.ReleaseAudience })},
+		{key: "id-token-issuer", help: "the iss of GitLab's CI ID tokens, GitLab's external URL, when it differs from gitlab-url (the keys are read from gitlab-url)",
+			set: str(func(c *Config) *string { return &c.IDTokenIssuer })},
 		{key: "workers", def: "4", help: "deliveries processed at the same time", set: func(c *Config, v string) error { return parseInt(&c.Workers, v, 1) }},
 		{key: "max-attempts", def: "8", help: "attempts before a delivery is parked as dead", set: func(c *Config, v string) error { return parseInt(&c.MaxAttempts, v, 1) }},
 		{key: "max-body", def: "26214400", help: "largest accepted webhook body in bytes (GitLab sends at most 25 MB)",
@@ -281,5 +287,6 @@ func (c *Config) Redacted() []any {
 		db = "postgres"
 	}
 	return []any{"listen", c.Listen, "database", db, "gitlab", c.GitLabURL, "gitops_project", c.GitOpsProject,
-		"workers", c.Workers, "signed_webhooks", c.SigningSecret != "", "argocd", c.ArgoCDToken != ""}
+		"workers", c.Workers, "signed_webhooks", c.SigningSecret != "", "argocd", c.ArgoCDToken != "",
+		"releases", c.ReleaseAudience != "" || c.PublicURL != ""}
 }

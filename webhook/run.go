@@ -211,8 +211,13 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		bot: bot, now: now, log: log}
 	l.workers = &workers{queue: db, handoff: h, proc: disp, owner: owner, n: cfg.Workers, maxAttempts: cfg.MaxAttempts, metrics: m, now: now, log: log}
 	l.timer = &timer{every: cfg.Tick, retention: cfg.Retention, store: db, tick: disp.tick, metrics: m, now: now, log: log}
+	rel, err := newReleases(cfg, gl, reader, eff.gates, db, log)
+	if err != nil {
+		l.close()
+		return nil, err
+	}
 	l.server, err = newServer(cfg, serverParts{queue: db, handoff: h, watch: config, views: &views{config: config, store: db, now: now},
-		metrics: m, log: log, now: now})
+		metrics: m, log: log, now: now, releases: rel})
 	if err != nil {
 		l.close()
 		return nil, err

@@ -40,6 +40,8 @@ type Server struct {
 	handoff *handoff
 	now     func() time.Time
 	ready   atomic.Bool
+
+	releases *releases // nil: POST /api/v1/releases is off
 }
 
 // serverParts are what a Server is built from; serve wires them.
@@ -54,6 +56,8 @@ type serverParts struct {
 	metrics *metrics
 	log     *slog.Logger
 	now     func() time.Time
+
+	releases *releases
 }
 
 // newServer builds the HTTP side.
@@ -66,7 +70,8 @@ func newServer(cfg *Config, p serverParts) (*Server, error) {
 		p.handoff = newHandoff("", 0, 0)
 	}
 	in := &intake{cfg: cfg, log: p.log, queue: p.queue, auth: ga, handoff: p.handoff, watch: p.watch, metrics: p.metrics, now: p.now}
-	return &Server{cfg: cfg, log: p.log, queue: p.queue, intake: in, views: p.views, metrics: p.metrics, handoff: p.handoff, now: p.now}, nil
+	return &Server{cfg: cfg, log: p.log, queue: p.queue, intake: in, views: p.views, metrics: p.metrics, handoff: p.handoff, now: p.now,
+		releases: p.releases}, nil
 }
 
 // SetReady marks the service ready (store open, config read).
@@ -97,6 +102,7 @@ func (s *Server) Handler() http.Handler {
 	api.GET("/status", s.status, read)
 	api.GET("/audit", s.audit, read)
 	api.GET("/dora", s.dora, read)
+	api.POST("/releases", s.release) // authenticated by the pipeline's ID token
 	return e
 }
 

@@ -190,6 +190,7 @@ func TestScripts(t *testing.T) {
 			"keylesssign":   cmdKeylessSign,
 			"keylessattest": cmdKeylessAttest,
 			"auditserver":   cmdAuditServer,
+			"releaseserver": cmdReleaseServer,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "cosign" {
@@ -447,4 +448,32 @@ func cmdKeylessAttest(ts *testscript.TestScript, neg bool, args []string) {
 	b, err := os.ReadFile(ts.MkAbs(args[3]))
 	ts.Check(err)
 	ts.Check(ts.Value("sigstore").(*sigstoretest.Sigstore).Attest(args[4], args[0], args[1], args[2], b))
+}
+
+// releaseserver STATUS FILE stands in for lotsed's POST /api/v1/releases:
+// it answers STATUS with FILE's content, writes the request's body (and a
+// newline) to release.req and its Authorization header to release.auth,
+// and sets LOTSE_URL to itself.
+func cmdReleaseServer(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: releaseserver STATUS FILE")
+	}
+	status, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	answer := []byte(ts.ReadFile(args[1]))
+	reqFile, authFile := ts.MkAbs("release.req"), ts.MkAbs("release.auth")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v1/releases" {
+			http.Error(w, `{"message":"not found"}`, http.StatusNotFound)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		_ = os.WriteFile(reqFile, append(body, '\n'), 0o644)
+		_ = os.WriteFile(authFile, []byte(r.Header.Get("Authorization")+"\n"), 0o644)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write(answer)
+	}))
+	ts.Defer(srv.Close)
+	ts.Setenv("LOTSE_URL", srv.URL)
 }

@@ -29,6 +29,7 @@ import (
 //	      image.tag: tag
 //	      image.digest: digest
 //	    stages: [dev, staging, production]   # optional, default all
+//	    releases: {allowUnprotectedRefs: false}  # optional: lotsed's release endpoint
 //	stages:
 //	  - name: dev
 //	    promotion: commit
@@ -88,6 +89,18 @@ type App struct {
 	Values        string   // values file path template with {app} and {stage}
 	Set           []Target // in file order
 	Stages        []string // the stages the app goes through, in order
+	// Releases governs releases handed to lotsed (POST /api/v1/releases)
+	// with the app pipeline's GitLab CI ID token.
+	Releases Releases
+}
+
+// Releases is what lotsed demands of a release it commits for an app.
+type Releases struct {
+	// AllowUnprotectedRefs accepts releases from pipelines of unprotected
+	// branches and tags (the token's ref_protected false). Default false:
+	// only protected refs, which need Maintainer-granted rights to push,
+	// may release.
+	AllowUnprotectedRefs bool
 }
 
 // Target says which part of the image reference a values path receives.

@@ -125,6 +125,9 @@ func TestFullExample(t *testing.T) {
 	if !slices.Equal(worker.Stages, []string{"staging", "production"}) || worker.Set[1].Path != `podAnnotations."lotse.dev/digest"` {
 		t.Errorf("worker: %+v", worker)
 	}
+	if shop.Releases.AllowUnprotectedRefs || !worker.Releases.AllowUnprotectedRefs {
+		t.Errorf("releases: shop %+v (want the default, protected refs only), worker %+v", shop.Releases, worker.Releases)
+	}
 }
 
 func TestDefaultsOfMinimalExample(t *testing.T) {
@@ -263,6 +266,19 @@ func TestConfigProblems(t *testing.T) {
 			name: "overlapping set paths",
 			old:  "      image.tag: tag\n", new: "      image.tag: tag\n      image: reference\n",
 			want: []string{`lotse.yaml:13:7: app "shop": set: image and image.tag (line 12) overlap; one is inside the other`},
+		},
+		{
+			name: "releases: not a boolean, unknown key",
+			old:  "    set:\n", new: "    releases: {allowUnprotectedRefs: yes please, protectedOnly: true}\n    set:\n",
+			want: []string{
+				`lotse.yaml:11:38: app "shop": releases.allowUnprotectedRefs must be true or false, not a string`,
+				`lotse.yaml:11:50: app "shop": releases: unknown key "protectedOnly" (known keys: allowUnprotectedRefs)`,
+			},
+		},
+		{
+			name: "releases not a mapping",
+			old:  "    set:\n", new: "    releases: true\n    set:\n",
+			want: []string{`lotse.yaml:11:15: app "shop": releases must be a mapping, not a boolean`},
 		},
 		{
 			name: "version",

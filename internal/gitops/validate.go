@@ -501,7 +501,7 @@ func (v *validator) app(n *yaml.Node, cfg *Config, seen map[string]*yaml.Node) (
 		return a, false
 	}
 	where := "app"
-	fs := v.fields(n, where, "name", "sourceProject", "image", "values", "set", "stages")
+	fs := v.fields(n, where, "name", "sourceProject", "image", "values", "set", "stages", "releases")
 	name, read, valid := v.uniqueName(n, fs, "app", seen)
 	if read {
 		a.Name, where = name, fmt.Sprintf("app %q", name)
@@ -560,7 +560,24 @@ func (v *validator) app(n *yaml.Node, cfg *Config, seen map[string]*yaml.Node) (
 	if f, ok := v.require(n, fs, where, "set", " (which values paths receive the image, like image.tag: tag)"); ok {
 		a.Set = v.set(f.val, where)
 	}
+	if f, ok := fs["releases"]; ok {
+		a.Releases = v.releases(f.val, where)
+	}
 	return a, valid
+}
+
+// releases validates an app's releases settings.
+func (v *validator) releases(n *yaml.Node, where string) Releases {
+	var r Releases
+	where += ": releases"
+	if !v.mapping(n, where) {
+		return r
+	}
+	fs := v.fields(n, where, "allowUnprotectedRefs")
+	if f, ok := fs["allowUnprotectedRefs"]; ok {
+		r.AllowUnprotectedRefs = v.boolean(f.val, where+".allowUnprotectedRefs")
+	}
+	return r
 }
 
 func (v *validator) valuesTemplate(n *yaml.Node, where, tmpl string, stages int) {

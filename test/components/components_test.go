@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/lotse/lotse/internal/sign"
 	"github.com/lotse/lotse/test/fixture"
 	"github.com/lotse/lotse/test/gitlabsim"
+	"github.com/lotse/lotse/webhook"
 )
 
 // repoRoot is the module root, two levels above this package.
@@ -144,7 +147,7 @@ func (c component) interpolate(t *testing.T, values map[string]string, version s
 }
 
 // sampleInputs are values for the mandatory inputs.
-var sampleInputs = map[string]string{"app": "shop", "gitops-project": "platform/gitops"}
+var sampleInputs = map[string]string{"app": "shop", "gitops-project": "platform/gitops", "lotsed-url": "https://lotsed.example.com"}
 
 // testCommandLines runs every lotse command line of every template, with
 // the inputs' defaults, against the real CLI in an empty directory: nothing
@@ -214,6 +217,11 @@ func testCommandLines(t *testing.T, lotse string) {
 				}
 				if env["LOTSE_GITLAB_URL"] == "" {
 					env["LOTSE_GITLAB_URL"] = gitlab.URL
+				}
+				if env["LOTSE_URL"] != "" {
+					// The job hands its release to lotsed (here the
+					// server that answers 404) with its ID token.
+					env["LOTSE_URL"], env["LOTSE_ID_TOKEN"] = gitlab.URL, "id-token"
 				}
 				for _, line := range append(job.BeforeScript, job.Script...) {
 					args, err := shell.Fields(line, func(k string) string { return env[k] })
@@ -290,8 +298,10 @@ func git(t *testing.T, dir string, env []string, args ...string) string {
 // (gitlab-templates/examples/app/.gitlab-ci.yml, as it is) with
 // gitlab-ci-local on its shell executor: the release job publishes a signed
 // and attested image to a loopback registry and writes valid reports, the
-// verify job checks it, and the bump job lands a commit in the GitOps
-// project of the GitLab simulator.
+// verify job checks it, and the bump job hands the release to lotsed with
+// an ID token the simulator minted for the job (gitlab-ci-local does not
+// mint ID tokens: the test passes it as the variable GitLab would set) and
+// no GitOps token; lotsed lands the commit in the GitOps project.
 func testPipeline(t *testing.T, lotse string) {
 	gcl := os.Getenv("GITLAB_CI_LOCAL")
 	if gcl == "" {
@@ -349,6 +359,23 @@ func testPipeline(t *testing.T, lotse string) {
 		t.Fatal(err)
 	}
 	gitopsRepo := sim.Repo("platform/gitops")
+	// The app's project, main protected; lotse's user reads it.
+	if _, err := sim.CreateUser(gitlabsim.UserSpec{Username: "maint"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.CreateProject(gitlabsim.ProjectSpec{Path: "team/shop", Files: map[string]string{"README.md": "shop\n"},
+		Members: []gitlabsim.Member{{Username: "maint", Role: gitlabsim.RoleMaintainer}, {Username: "lotse-bot", Role: gitlabsim.RoleReporter}}}); err != nil {
+		t.Fatal(err)
+	}
+	lotsedURL := startLotsed(t, map[string]string{
+		"LOTSE_DATABASE_URL":   filepath.Join(tmp, "lotsed.db"),
+		"LOTSE_WEBHOOK_SECRET": "hook-secret",
+		"LOTSE_GITLAB_URL":     simSrv.URL,
+		"LOTSE_GITLAB_TOKEN":   bot.Token,
+		"LOTSE_GITOPS_PROJECT": "platform/gitops",
+		"LOTSE_INSECURE":       "true",
+		"LOTSE_SIGN_OFFLINE":   "true",
+	})
 
 	// Git: the catalog project as a bare repository with the tag the example
 	// includes, reached through an insteadOf for the URL gitlab-ci-local
@@ -399,6 +426,14 @@ func testPipeline(t *testing.T, lotse string) {
 	git(t, app, gitEnv, "add", "-A")
 	git(t, app, gitEnv, "commit", "-qm", "shop")
 	shortSHA := git(t, app, gitEnv, "rev-parse", "--short=8", "HEAD")
+	appSHA := git(t, app, gitEnv, "rev-parse", "HEAD")
+	// GitLab has the commit the pipeline runs for, and mints the job's ID
+	// token for lotsed's audience (id_tokens: LOTSE_ID_TOKEN: aud: lotsed-url).
+	git(t, app, gitEnv, "push", "-q", "--force", sim.Repo("team/shop"), "HEAD:refs/heads/main")
+	idToken, err := sim.IDToken(gitlabsim.IDTokenSpec{Project: "team/shop", Aud: gitlabsim.Audience{lotsedURL}, Ref: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	env := map[string]string{}
 	for _, kv := range gitEnv {
@@ -411,10 +446,11 @@ func testPipeline(t *testing.T, lotse string) {
 		"--input", "release:offline=true",
 		"--input", "release:signing-key=" + keyFile,
 		"--input", "verify:offline=true",
-		"--input", "bump:gitlab-url=" + simSrv.URL,
+		"--input", "bump:lotsed-url=" + lotsedURL,
 		"--variable", "LOTSE_CACHE_DIR=" + cacheDir,
 		"--variable", "COSIGN_PASSWORD=s3cret",
-		"--variable", "LOTSE_GITLAB_TOKEN=" + bot.Token,
+		// What GitLab sets for the bump job's id_tokens; no GitOps token.
+		"--variable", "LOTSE_ID_TOKEN=" + idToken,
 	}
 	// gitlab-ci-local 4.73 fetches the components of one project in
 	// parallel and their copies race (cp: File exists); fetch them one at
@@ -422,7 +458,7 @@ func testPipeline(t *testing.T, lotse string) {
 	for _, c := range []string{"guardrails", "release", "verify", "bump"} {
 		inputs := ""
 		if c == "bump" {
-			inputs = "\n    inputs: {app: shop, gitops-project: platform/gitops}"
+			inputs = "\n    inputs: {app: shop, lotsed-url: " + lotsedURL + "}"
 		}
 		f := ".fetch-" + c + ".yml" // gitlab-ci-local wants it under the project
 		writeFile(t, filepath.Join(app, f), []byte("stages: [build, test, release, deploy]\ninclude:\n  - component: $CI_SERVER_FQDN/lotse/gitlab-templates/"+c+"@1.0.0"+inputs+"\n"))
@@ -496,10 +532,15 @@ func testPipeline(t *testing.T, lotse string) {
 		t.Errorf("values file after the bump:\n%s", values)
 	}
 	msg := git(t, app, gitEnv, "--git-dir", gitopsRepo, "log", "-1", "--format=%B", "main")
-	for _, want := range []string{"Lotse-App: shop", "Lotse-Stage: dev", "Lotse-Image: " + image} {
+	for _, want := range []string{"Lotse-App: shop", "Lotse-Stage: dev", "Lotse-Image: " + image,
+		"Lotse-Source-Project: team/shop", "Lotse-Source-Commit: " + appSHA, "Lotse-Pipeline: " + simSrv.URL + "/team/shop/-/pipelines/"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("commit message lacks %q:\n%s", want, msg)
 		}
+	}
+	// lotsed committed it, as lotse's user.
+	if author := git(t, app, gitEnv, "--git-dir", gitopsRepo, "log", "-1", "--format=%an", "main"); author != bot.Name && author != bot.Username {
+		t.Errorf("the bump was committed by %q, want lotse's user", author)
 	}
 }
 
@@ -589,4 +630,61 @@ func copyTree(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// gateVerifier is cmd/lotsed's: cosign's verification for the gates.
+func gateVerifier(r webhook.Registry) webhook.Verifier {
+	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
+}
+
+// startLotsed runs lotsed in this process with env (and its own address as
+// LOTSE_PUBLIC_URL, the audience of the ID tokens it takes) until the test
+// ends, and returns its URL.
+func startLotsed(t *testing.T, env map[string]string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	base := "http://" + addr
+	env["LOTSE_LISTEN"], env["LOTSE_PUBLIC_URL"] = addr, base
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	go func() {
+		done <- webhook.Run(ctx, "components", nil, func(k string) string { return env[k] }, io.Discard, lockedWriter{&mu, &logs}, gateVerifier)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("lotsed log:\n%s", logs.String())
+			mu.Unlock()
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base
+			}
+		}
+	}
+	t.Fatalf("lotsed at %s not ready", base)
+	return ""
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -70,8 +70,11 @@ func newGitLab(dir, harbor, pub string) (*simGitLab, error) {
 		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: 40, MergeAccessLevel: 40}}}); err != nil {
 		return nil, err
 	}
-	if _, err := sim.CreateProject(gitlabsim.ProjectSpec{Path: appProject, Unprotected: true,
-		Members: []gitlabsim.Member{{Username: "dev1", Role: 30}, {Username: "alice", Role: 40}, {Username: "lotse-bot", Role: 30}}}); err != nil {
+	// main is protected (releases come from protected refs only); its
+	// developers may merge, so lotse's user posts statuses there.
+	if _, err := sim.CreateProject(gitlabsim.ProjectSpec{Path: appProject,
+		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: 30, MergeAccessLevel: 30}},
+		Members:   []gitlabsim.Member{{Username: "dev1", Role: 30}, {Username: "alice", Role: 40}, {Username: "lotse-bot", Role: 30}}}); err != nil {
 		return nil, err
 	}
 	if _, err := sim.Commit(appProject, "dev1", gitlabsim.CommitSpec{Branch: "faster-checkout", StartBranch: "main",

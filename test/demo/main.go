@@ -23,6 +23,7 @@ import (
 
 	"github.com/lotse/lotse/internal/sign"
 	"github.com/lotse/lotse/test/fixture"
+	"github.com/lotse/lotse/test/gitlabsim"
 )
 
 func main() {
@@ -174,10 +175,22 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 	}
 	image := strings.TrimPrefix(strings.Split(strings.TrimSpace(string(env)), "\n")[1], "LOTSE_IMAGE=")
 
-	// 8. The bump job writes the image into dev; lotsed takes it from there.
+	// 8. The bump job hands the image to lotsed with the job's ID token
+	// (id_tokens: LOTSE_ID_TOKEN: aud: lotsed's URL), without any GitOps
+	// token; lotsed commits it into dev and takes it from there.
+	idToken, err := gl.sim.IDToken(gitlabsim.IDTokenSpec{Project: appProject, Aud: gitlabsim.Audience{lotsedURL}, SHA: gl.source})
+	if err != nil {
+		return err
+	}
 	bump := []string{"bump", "--app", "shop", "--stage", "dev", "--image", image}
-	fmt.Fprintf(out, "\n$ lotse %s\n", strings.Join(bump, " "))
-	if code, err := dm.lotseRun(bump...); err != nil || code != 0 {
+	fmt.Fprintf(out, "\n$ LOTSE_URL=%s LOTSE_ID_TOKEN=<the job's ID token> lotse %s\n", lotsedURL, strings.Join(bump, " "))
+	bumpEnv := []string{"LOTSE_URL=" + lotsedURL, "LOTSE_ID_TOKEN=" + idToken}
+	for _, kv := range dm.env {
+		if !strings.HasPrefix(kv, "LOTSE_GITLAB_TOKEN=") && !strings.HasPrefix(kv, "GITLAB_TOKEN=") {
+			bumpEnv = append(bumpEnv, kv)
+		}
+	}
+	if code, err := dm.lotseRunEnv(bumpEnv, bump...); err != nil || code != 0 {
 		return fmt.Errorf("bump: exit code %d: %v", code, err)
 	}
 	digest := image[strings.Index(image, "@")+1:]
@@ -217,7 +230,8 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 	fmt.Fprintf(out, "\nWhat happened, in %s:\n", time.Since(start).Round(100*time.Millisecond))
 	fmt.Fprintf(out, "  - lotse release read the image once: SBOM (syft) and scan (trivy) side by side; the gate stopped a CRITICAL\n")
 	fmt.Fprintf(out, "    finding, accepted with a reason it went through: published by digest, signed, SBOM and scan attested\n")
-	fmt.Fprintf(out, "  - lotse bump committed the digest to dev; lotsed saw the push, checked signature and scan for staging,\n")
+	fmt.Fprintf(out, "  - lotse bump handed the digest to lotsed with the job's ID token (no GitOps token in the app's pipeline);\n")
+	fmt.Fprintf(out, "    lotsed checked it is team/shop on a protected branch and committed dev; it saw the push, checked signature and scan for staging,\n")
 	fmt.Fprintf(out, "    opened and merged the staging MR, opened the production MR and merged it after two valid approvals\n")
 	fmt.Fprintf(out, "  - every step is a Git commit or MR in %s; statuses and one sticky comment tell the app's MR\n", gitopsProject)
 	fmt.Fprintf(out, "  - see it: board %s/board (token %s), MRs %s/api/v4/projects/platform%%2Fgitops/merge_requests (token %s)\n",
@@ -229,9 +243,11 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 	return nil
 }
 
-func (d *demo) lotseRun(args ...string) (int, error) {
+func (d *demo) lotseRun(args ...string) (int, error) { return d.lotseRunEnv(d.env, args...) }
+
+func (d *demo) lotseRunEnv(env []string, args ...string) (int, error) {
 	cmd := exec.CommandContext(d.ctx, d.lotse, args...)
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = d.dir, d.env, d.out, d.out
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = d.dir, env, d.out, d.out
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -238,6 +238,8 @@ func (w *world) env(listen, dbURL string) map[string]string {
 		"LOTSE_TICK":            "300ms",
 		"LOTSE_WORKERS":         "2",
 		"LOTSE_LOG_LEVEL":       "debug",
+		// POST /api/v1/releases takes ID tokens for lotsed's own URL.
+		"LOTSE_RELEASE_AUDIENCE": "http://" + listen,
 	}
 }
 
