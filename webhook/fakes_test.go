@@ -15,6 +15,7 @@ import (
 	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
+	"github.com/lotse/lotse/internal/trust"
 	"github.com/lotse/lotse/internal/writeback"
 )
 
@@ -424,7 +425,8 @@ type fakeVerifier struct {
 	hold   chan struct{} // when set, verifications wait for it
 }
 
-func (v *fakeVerifier) VerifySignature(ctx context.Context, image, key string) error {
+func (v *fakeVerifier) VerifySignature(ctx context.Context, image string, signer trust.Signer) error {
+	key := signer.Key
 	v.wait(ctx)
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -435,7 +437,8 @@ func (v *fakeVerifier) VerifySignature(ctx context.Context, image, key string) e
 	return nil
 }
 
-func (v *fakeVerifier) VerifyAttestation(ctx context.Context, image, key, typ string) ([]byte, error) {
+func (v *fakeVerifier) VerifyAttestation(ctx context.Context, image string, signer trust.Signer, typ string) ([]byte, error) {
+	key := signer.Key
 	v.wait(ctx)
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -508,7 +511,7 @@ func newTestWorld(t *testing.T) *testWorld {
 		verifier: &fakeVerifier{signed: map[string]bool{}, vulns: map[string][]string{}},
 		now:      time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)}
 	w.writer = &fakeWriter{gl: w.gl, cfg: cfg}
-	w.snap = snapshotOf(cfg, w.writer, gateKeys{publicKey: "/keys/k1.pub"})
+	w.snap = snapshotOf(cfg, w.writer, gateKeys{signer: trust.Signer{Key: "/keys/k1.pub"}})
 	eff := &effects{project: "platform/gitops", bot: testBot, mrs: w.gl, contents: w.gl, authors: &authorsReader{gl: w.gl}, notes: w.gl,
 		statuses: w.gl, sources: w.gl, claims: w.records, audit: w.records, gates: &gates{verifier: w.verifier}, metrics: newMetrics(),
 		log: slog.New(slog.DiscardHandler)}

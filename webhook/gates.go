@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/lotse/lotse/internal/promotion"
+	"github.com/lotse/lotse/internal/trust"
 	"github.com/lotse/lotse/internal/vuln"
 )
 
@@ -18,10 +19,10 @@ import (
 // cmd/lotsed gives lotsed cosign's (internal/sign), so that this package and
 // its tests do not link cosign.
 type Verifier interface {
-	VerifySignature(ctx context.Context, image, key string) error
+	VerifySignature(ctx context.Context, image string, signer trust.Signer) error
 	// VerifyAttestation returns the verified attestations of the type, one
 	// DSSE envelope per line.
-	VerifyAttestation(ctx context.Context, image, key, predicateType string) ([]byte, error)
+	VerifyAttestation(ctx context.Context, image string, signer trust.Signer, predicateType string) ([]byte, error)
 }
 
 // Registry is how the gates reach the registry that holds released images.
@@ -43,21 +44,21 @@ type gates struct {
 
 // signature reports whether image carries a valid signature, and why not.
 func (g *gates) signature(ctx context.Context, keys gateKeys, image string) promotion.Result {
-	if keys.publicKey == "" {
+	if !keys.usable() {
 		return promotion.Result{Reason: keys.problem}
 	}
-	if err := g.verifier.VerifySignature(ctx, image, keys.publicKey); err != nil {
+	if err := g.verifier.VerifySignature(ctx, image, keys.signer); err != nil {
 		return promotion.Result{Checked: true, Reason: "signature does not verify: " + err.Error()}
 	}
-	return promotion.Result{Checked: true, OK: true, Reason: "signature verified with the configured key"}
+	return promotion.Result{Checked: true, OK: true, Reason: "signature verified: " + keys.describe()}
 }
 
 // scan reads the findings of image's verified vuln attestation.
 func (g *gates) scan(ctx context.Context, keys gateKeys, image string) promotion.ScanFacts {
-	if keys.publicKey == "" {
-		return promotion.ScanFacts{Reason: "no key to verify the scan attestation: " + keys.problem}
+	if !keys.usable() {
+		return promotion.ScanFacts{Reason: "nothing to verify the scan attestation with: " + keys.problem}
 	}
-	out, err := g.verifier.VerifyAttestation(ctx, image, keys.publicKey, "vuln")
+	out, err := g.verifier.VerifyAttestation(ctx, image, keys.signer, "vuln")
 	if err != nil {
 		return promotion.ScanFacts{Reason: "no verified vuln attestation: " + err.Error()}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/lotse/lotse/internal/gitlab"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
+	"github.com/lotse/lotse/internal/trust"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -280,7 +281,7 @@ func TestOneSnapshotPerEvent(t *testing.T) {
 	w.verifier.vulns[img1] = nil
 	w.verifier.hold = make(chan struct{})
 	src := &configSource{gitopsProject: "platform/gitops"}
-	snaps := []*snapshot{w.snap, snapshotOf(w.snap.config, w.writer, gateKeys{publicKey: "/keys/k2.pub"})}
+	snaps := []*snapshot{w.snap, snapshotOf(w.snap.config, w.writer, gateKeys{signer: trust.Signer{Key: "/keys/k2.pub"}})}
 	var n int
 	src.read = func(context.Context) (*snapshot, error) { s := snaps[min(n, 1)]; n++; return s, nil }
 	snap, _ := src.current(context.Background())
@@ -301,7 +302,7 @@ func TestOneSnapshotPerEvent(t *testing.T) {
 			t.Fatalf("the event verified with %q after a reload, want its own snapshot's key", k)
 		}
 	}
-	if cur, _ := src.current(context.Background()); cur.keys.publicKey != "/keys/k2.pub" {
+	if cur, _ := src.current(context.Background()); cur.keys.signer.Key != "/keys/k2.pub" {
 		t.Fatal("the reload did not take effect for later events")
 	}
 }
@@ -311,14 +312,14 @@ func TestOneSnapshotPerEvent(t *testing.T) {
 func TestConfigSourceConcurrentReload(t *testing.T) {
 	w := newTestWorld(t)
 	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) {
-		return snapshotOf(w.snap.config, w.writer, gateKeys{publicKey: "/k"}), nil
+		return snapshotOf(w.snap.config, w.writer, gateKeys{signer: trust.Signer{Key: "/k"}}), nil
 	}}
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
 			for range 50 {
 				s, err := src.current(context.Background())
-				if err != nil || s.keys.publicKey != "/k" || !src.watches("team/shop") {
+				if err != nil || s.keys.signer.Key != "/k" || !src.watches("team/shop") {
 					t.Error("bad snapshot")
 					return
 				}

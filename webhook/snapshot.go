@@ -16,6 +16,7 @@ import (
 	"github.com/lotse/lotse/internal/gitlab"
 	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/promotion"
+	"github.com/lotse/lotse/internal/trust"
 	"github.com/lotse/lotse/internal/writeback"
 )
 
@@ -43,11 +44,26 @@ type releaseWriter interface {
 
 // gateKeys is what the signature and scan gates verify with.
 type gateKeys struct {
-	// publicKey is a cosign public key: a file this snapshot wrote, or a
-	// URI cosign resolves (env://, KMS). Empty: none is usable.
-	publicKey string
-	// problem says why no key is usable, for the gates' reasons.
+	// signer is whose signature counts: a cosign public key (a file this
+	// snapshot wrote, env://VAR or a KMS URI) or a keyless identity (its
+	// trusted root a file this snapshot wrote). Zero: none is usable.
+	signer trust.Signer
+	// problem says why none is usable, for the gates' reasons.
 	problem string
+}
+
+func (k gateKeys) usable() bool { return k.signer.Key != "" || k.signer.Keyless != nil }
+
+// describe names what verified a signature, for the gates' reasons.
+func (k gateKeys) describe() string {
+	if kl := k.signer.Keyless; kl != nil {
+		id := kl.Identity
+		if id == "" {
+			id = kl.AnchoredIdentityRegexp()
+		}
+		return "keyless, " + id + " from " + kl.Issuer
+	}
+	return "the configured key"
 }
 
 // policy returns the promotion policy of app; false when lotse.yaml does not
@@ -225,35 +241,55 @@ func onlyMaintainers(as []gitlab.BranchAccess) bool {
 	return len(as) > 0
 }
 
-// keys makes lotse.yaml's signing.publicKey usable by cosign: a URI as it
-// is, a path in the GitOps repository as a file of its own. Key files are
-// named after their content and never rewritten, so a verification still
-// running with an older snapshot reads the key it started with.
+// keys makes lotse.yaml's signing usable by cosign: a key URI as it is, a
+// key or a trusted root in the GitOps repository as a file of its own.
+// Files are named after their content and never rewritten, so a
+// verification still running with an older snapshot reads what it started
+// with. lotsed's --public-key wins over lotse.yaml.
 func (r *snapshotReader) keys(ctx context.Context, cfg *gitops.Config) (gateKeys, error) {
-	ref := r.publicKey
-	if ref == "" {
-		ref = cfg.Signing.PublicKey
-	}
 	switch {
-	case ref == "":
-		return gateKeys{problem: "no public key configured (lotse.yaml signing.publicKey or LOTSE_PUBLIC_KEY)"}, nil
-	case r.publicKey != "" || strings.Contains(ref, "://"):
-		return gateKeys{publicKey: ref}, nil
+	case r.publicKey != "":
+		return gateKeys{signer: trust.Signer{Key: r.publicKey}}, nil
+	case cfg.Signing.Keyless != nil:
+		kl := *cfg.Signing.Keyless
+		if kl.TrustedRoot != "" {
+			p, problem, err := r.repoFile(ctx, cfg, kl.TrustedRoot, "signing.keyless.trustedRoot", "trusted_root-", ".json")
+			if err != nil || problem != "" {
+				return gateKeys{problem: problem}, err
+			}
+			kl.TrustedRoot = p
+		}
+		return gateKeys{signer: trust.Signer{Keyless: &kl}}, nil
+	case cfg.Signing.PublicKey == "":
+		return gateKeys{problem: "no public key or keyless identity configured (lotse.yaml signing, or LOTSE_PUBLIC_KEY)"}, nil
+	case strings.Contains(cfg.Signing.PublicKey, "://"):
+		return gateKeys{signer: trust.Signer{Key: cfg.Signing.PublicKey}}, nil
 	}
-	f, err := r.gl.File(ctx, r.gitopsProject, ref, cfg.GitLab.DefaultBranch)
+	p, problem, err := r.repoFile(ctx, cfg, cfg.Signing.PublicKey, "signing.publicKey", "cosign-", ".pub")
+	if err != nil || problem != "" {
+		return gateKeys{problem: problem}, err
+	}
+	return gateKeys{signer: trust.Signer{Key: p}}, nil
+}
+
+// repoFile writes a file of the GitOps repository's default branch into
+// keyDir under a name made of its content; problem says when the file is
+// not there.
+func (r *snapshotReader) repoFile(ctx context.Context, cfg *gitops.Config, path, what, prefix, suffix string) (local, problem string, err error) {
+	f, err := r.gl.File(ctx, r.gitopsProject, path, cfg.GitLab.DefaultBranch)
 	if errors.Is(err, gitlab.ErrNotFound) {
-		return gateKeys{problem: fmt.Sprintf("signing.publicKey %s is not in %s", ref, r.gitopsProject)}, nil
+		return "", fmt.Sprintf("%s %s is not in %s", what, path, r.gitopsProject), nil
 	}
 	if err != nil {
-		return gateKeys{}, fmt.Errorf("read signing.publicKey %s: %w", ref, err)
+		return "", "", fmt.Errorf("read %s %s: %w", what, path, err)
 	}
 	sum := sha256.Sum256(f.Content)
-	p := filepath.Join(r.keyDir, "cosign-"+hex.EncodeToString(sum[:12])+".pub")
+	p := filepath.Join(r.keyDir, prefix+hex.EncodeToString(sum[:12])+suffix)
 	if _, err := os.Stat(p); err == nil {
-		return gateKeys{publicKey: p}, nil
+		return p, "", nil
 	}
 	if err := atomicfile.Write(p, f.Content); err != nil {
-		return gateKeys{}, fmt.Errorf("write signing.publicKey: %w", err)
+		return "", "", fmt.Errorf("write %s: %w", what, err)
 	}
-	return gateKeys{publicKey: p}, nil
+	return p, "", nil
 }

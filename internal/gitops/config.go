@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lotse/lotse/internal/trust"
 	"github.com/lotse/lotse/internal/vuln"
 )
 
@@ -74,11 +75,15 @@ type GitLab struct {
 	DefaultBranch string // branch ArgoCD watches; "main" when not set
 }
 
-// Signing configures the signature gate.
+// Signing configures the signature gate: a public key, or keyless
+// signatures by an identity (exactly one of the two).
 type Signing struct {
 	// PublicKey is a path in the GitOps repository or a KMS URI
 	// (awskms://..., gcpkms://..., hashivault://...).
 	PublicKey string
+	// Keyless verifies Fulcio-certificate signatures by issuer and
+	// identity; its TrustedRoot is a path in the GitOps repository.
+	Keyless *trust.Keyless
 }
 
 // App is one deployable image and where lotse writes it.

@@ -301,7 +301,22 @@ func TestConfigProblems(t *testing.T) {
 		{
 			name: "signature gate without key",
 			old:  "signing:\n  publicKey: keys/cosign.pub\n", new: "",
-			want: []string{`lotse.yaml:14:5: stage "staging": gates.signature needs signing.publicKey`},
+			want: []string{`lotse.yaml:14:5: stage "staging": gates.signature needs signing.publicKey or signing.keyless`},
+		},
+		{
+			name: "keyless and a key",
+			old:  "  publicKey: keys/cosign.pub\n", new: "  publicKey: keys/cosign.pub\n  keyless: {issuer: https://gitlab.example.com, identity: x}\n",
+			want: []string{`lotse.yaml:5:3: signing: give publicKey or keyless, not both`},
+		},
+		{
+			name: "keyless without identity",
+			old:  "  publicKey: keys/cosign.pub\n", new: "  keyless: {issuer: https://gitlab.example.com}\n",
+			want: []string{`lotse.yaml:5:12: signing.keyless: keyless verification needs the signer's identity, exact or as a regular expression`},
+		},
+		{
+			name: "keyless regexp escaping its anchors",
+			old:  "  publicKey: keys/cosign.pub\n", new: "  keyless: {issuer: https://gitlab.example.com, identityRegexp: 'x)|.*|(y'}\n",
+			want: []string{"lotse.yaml:5:12: signing.keyless: identity regular expression: error parsing regexp: unexpected ): `x)|.*|(y`"},
 		},
 		{
 			name: "app stages out of order",
@@ -557,4 +572,20 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// signing.keyless is read as the gates verify it: issuer and identity
+// exactly, or an anchored regexp, and a trusted root in the repository.
+func TestKeylessSigning(t *testing.T) {
+	y := strings.Replace(base, "  publicKey: keys/cosign.pub\n",
+		"  keyless:\n    issuer: https://gitlab.example.com\n    identityRegexp: 'https://gitlab.example.com/team/shop//.gitlab-ci.yml@refs/heads/(main|release)'\n    trustedRoot: keys/trusted_root.json\n", 1)
+	cfg, err := ParseConfig([]byte(y), "lotse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cfg.Signing.Keyless
+	if k == nil || cfg.Signing.PublicKey != "" || k.Issuer != "https://gitlab.example.com" || k.TrustedRoot != "keys/trusted_root.json" ||
+		k.AnchoredIdentityRegexp() != "^(?:https://gitlab.example.com/team/shop//.gitlab-ci.yml@refs/heads/(main|release))$" {
+		t.Fatalf("signing = %+v %+v", cfg.Signing, k)
+	}
 }

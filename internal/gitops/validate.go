@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/lotse/lotse/internal/trust"
 	"github.com/lotse/lotse/internal/vuln"
 )
 
@@ -303,8 +304,8 @@ func (v *validator) config(root *yaml.Node) *Config {
 	if f, ok := v.require(root, fs, "lotse.yaml", "stages", ""); ok {
 		for _, n := range v.list(f.val, "stages") {
 			if s, ok := v.stage(n, stageNodes); ok {
-				if s.Gates.Signature && cfg.Signing.PublicKey == "" && signing == nil {
-					v.addf(n, "stage %q: gates.signature needs signing.publicKey", s.Name)
+				if s.Gates.Signature && cfg.Signing.PublicKey == "" && cfg.Signing.Keyless == nil && signing == nil {
+					v.addf(n, "stage %q: gates.signature needs signing.publicKey or signing.keyless", s.Name)
 				}
 				cfg.Stages = append(cfg.Stages, s)
 			}
@@ -358,17 +359,61 @@ func (v *validator) signing(n *yaml.Node, s *Signing) {
 	if !v.mapping(n, "signing") {
 		return
 	}
-	fs := v.fields(n, "signing", "publicKey")
-	if f, ok := v.require(n, fs, "signing", "publicKey", " (a path in this repository or a KMS URI)"); ok {
-		if k, ok := v.str(f.val, "signing.publicKey"); ok {
-			s.PublicKey = k
-			if !kmsURIRE.MatchString(k) {
-				if err := checkRepoPath(k); err != nil {
-					v.addf(f.val, "signing.publicKey: %v (or give a KMS URI like awskms:///alias/cosign)", err)
-				}
+	fs := v.fields(n, "signing", "publicKey", "keyless")
+	pk, hasKey := fs["publicKey"]
+	kl, hasKeyless := fs["keyless"]
+	switch {
+	case hasKey && hasKeyless:
+		v.addf(n, "signing: give publicKey or keyless, not both")
+		return
+	case !hasKey && !hasKeyless:
+		v.addf(n, "signing needs publicKey (a path in this repository or a KMS URI) or keyless (issuer and identity)")
+		return
+	case hasKeyless:
+		s.Keyless = v.keyless(kl.val)
+		return
+	}
+	if k, ok := v.str(pk.val, "signing.publicKey"); ok {
+		s.PublicKey = k
+		if !kmsURIRE.MatchString(k) {
+			if err := checkRepoPath(k); err != nil {
+				v.addf(pk.val, "signing.publicKey: %v (or give a KMS URI like awskms:///alias/cosign)", err)
 			}
 		}
 	}
+}
+
+// keyless reads signing.keyless: the issuer, the identity exactly or as a
+// regular expression lotse anchors, and an optional trusted root in this
+// repository (default: Sigstore's public-good instance).
+func (v *validator) keyless(n *yaml.Node) *trust.Keyless {
+	if !v.mapping(n, "signing.keyless") {
+		return nil
+	}
+	fs := v.fields(n, "signing.keyless", "issuer", "identity", "identityRegexp", "trustedRoot")
+	k := &trust.Keyless{}
+	for _, x := range []struct {
+		name string
+		dst  *string
+	}{{"issuer", &k.Issuer}, {"identity", &k.Identity}, {"identityRegexp", &k.IdentityRegexp}, {"trustedRoot", &k.TrustedRoot}} {
+		name, dst := x.name, x.dst
+		if f, ok := fs[name]; ok {
+			if s, ok := v.str(f.val, "signing.keyless."+name); ok {
+				*dst = s
+			}
+		}
+	}
+	if err := k.Check(); err != nil {
+		v.addf(n, "signing.keyless: %v", err)
+		return nil
+	}
+	if k.TrustedRoot != "" {
+		if err := checkRepoPath(k.TrustedRoot); err != nil {
+			v.addf(fs["trustedRoot"].val, "signing.keyless.trustedRoot: %v", err)
+			return nil
+		}
+	}
+	return k
 }
 
 // uniqueName reads the required name of a stage or an app (kind): read says
