@@ -27,6 +27,7 @@ type mergeRequests interface {
 
 // mrContents are what an MR would merge: its commits and its diff.
 type mrContents interface {
+	GetCommit(ctx context.Context, project, sha string) (gitlab.Commit, error)
 	MRCommits(ctx context.Context, project string, iid int64) ([]gitlab.Commit, error)
 	MRDiffs(ctx context.Context, project string, iid int64) ([]gitlab.Diff, error)
 }

@@ -105,6 +105,7 @@ type fakeGitLab struct {
 	commits  map[int64][]gitlab.Commit // MR commits
 	diffs    map[int64][]gitlab.Diff
 	files    map[string]string // path@ref → content
+	messages map[string]string // commit SHA → message
 	emails   map[string]gitlab.User
 	approved map[int64][]gitlab.User
 	notes    map[string][]gitlab.Note // project!iid
@@ -116,7 +117,7 @@ type fakeGitLab struct {
 
 func newFakeGitLab() *fakeGitLab {
 	return &fakeGitLab{bot: gitlab.User{ID: 1, Username: "lotse-bot"}, mrs: map[int64]*gitlab.MR{}, approved: map[int64][]gitlab.User{},
-		commits: map[int64][]gitlab.Commit{}, diffs: map[int64][]gitlab.Diff{}, files: map[string]string{}, emails: map[string]gitlab.User{},
+		commits: map[int64][]gitlab.Commit{}, diffs: map[int64][]gitlab.Diff{}, files: map[string]string{}, emails: map[string]gitlab.User{}, messages: map[string]string{},
 		notes: map[string][]gitlab.Note{}, statuses: map[string]gitlab.Status{}, calls: map[string]int{}, fail: map[string]int{}}
 }
 
@@ -333,7 +334,7 @@ func (f *fakeGitLab) GetCommit(_ context.Context, project, sha string) (gitlab.C
 	if err := f.call("commit"); err != nil {
 		return gitlab.Commit{}, err
 	}
-	return gitlab.Commit{SHA: sha, CommittedAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}, nil
+	return gitlab.Commit{SHA: sha, Message: f.messages[sha], CommittedAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}, nil
 }
 
 // openMR is what the writer does for an MR stage with FreshMRs: a new MR
@@ -353,6 +354,7 @@ func (f *fakeGitLab) openMR(app, stage, image string) (*gitlab.MR, error) {
 	mr := &gitlab.MR{IID: f.nextID, State: "opened", SourceBranch: branch, TargetBranch: "main", Author: f.bot, SHA: sha}
 	f.mrs[mr.IID] = mr
 	f.commits[mr.IID] = []gitlab.Commit{{SHA: sha, AuthorName: "lotse", AuthorEmail: "lotse@example.com"}}
+	f.messages[sha] = gitops.CommitMessage("Promote "+app+" to "+stage, "", gitops.Trailers{App: app, Stage: stage, Image: image})
 	f.diffs[mr.IID] = []gitlab.Diff{{OldPath: "apps/" + app + "/envs/" + stage + "/values.yaml", NewPath: "apps/" + app + "/envs/" + stage + "/values.yaml"}}
 	return mr, nil
 }

@@ -28,9 +28,9 @@ func (s *effects) openMR(ctx context.Context, snap *snapshot, app string, a prom
 	if err != nil {
 		return nil, &permanentError{fmt.Errorf("open-mr: %w", err)}
 	}
-	closed, err := s.clearBranch(ctx, branchOf(app, a.Stage), a.Image)
-	if err != nil {
-		return nil, err
+	mine, closed, err := s.clearBranch(ctx, branchOf(app, a.Stage), a.Image)
+	if err != nil || mine != nil {
+		return s.opened(ctx, a.Stage, a.Image, mine, closed, err)
 	}
 	res, err := snap.writer.Bump(ctx, writeback.Bump{App: app, Stage: a.Stage, Image: img, SourceProject: a.SourceProject,
 		SourceCommit: a.SourceCommit, Pipeline: s.publicURL})
@@ -40,13 +40,24 @@ func (s *effects) openMR(ctx context.Context, snap *snapshot, app string, a prom
 	if res.MR == nil {
 		return nil, nil // a commit stage: the push hook reports the landing
 	}
-	return s.opened(ctx, a.Stage, a.Image, res, closed)
+	return s.opened(ctx, a.Stage, a.Image, created(res), closed, nil)
+}
+
+// created is the MR a write opened, with lotse's commit as its head; nil
+// when the writer did not open one (it never reuses one with FreshMRs).
+func created(res writeback.Result) *gitlab.MR {
+	if !res.MRCreated {
+		return nil
+	}
+	mr := *res.MR
+	mr.SHA = res.Commit
+	return &mr
 }
 
 func (s *effects) rollback(ctx context.Context, snap *snapshot, app string, a promotion.Rollback) ([]promotion.Event, error) {
-	closed, err := s.clearBranch(ctx, branchOf(app, a.Stage), a.Image)
-	if err != nil {
-		return nil, err
+	mine, closed, err := s.clearBranch(ctx, branchOf(app, a.Stage), a.Image)
+	if err != nil || mine != nil {
+		return s.opened(ctx, a.Stage, a.Image, mine, closed, err)
 	}
 	res, err := snap.writer.Rollback(ctx, writeback.Rollback{App: app, Stage: a.Stage, To: a.Image, Pipeline: s.publicURL})
 	if err != nil {
@@ -55,18 +66,31 @@ func (s *effects) rollback(ctx context.Context, snap *snapshot, app string, a pr
 	if res.MR == nil {
 		return nil, nil
 	}
-	return s.opened(ctx, a.Stage, a.Image, res, closed)
+	return s.opened(ctx, a.Stage, a.Image, created(res), closed, nil)
 }
 
 // clearBranch closes every open MR of the promotion branch, so that lotse's
 // new one is the only one: its own earlier ones as superseded, anybody
-// else's as an attempt to take lotse's branch (described in the result).
-func (s *effects) clearBranch(ctx context.Context, branch, image string) (closed []string, err error) {
+// else's as an attempt to take lotse's branch (described in closed). An
+// open MR of lotse's for this very image is the one this action opened
+// before (a crash, or another replica carrying out the same outbox entry):
+// it is kept and returned as mine, so the action has one effect.
+func (s *effects) clearBranch(ctx context.Context, branch, image string) (mine *gitlab.MR, closed []string, err error) {
 	mrs, err := s.mrs.OpenMRs(ctx, s.project, branch)
 	if err != nil {
-		return nil, fmt.Errorf("open merge requests of %s: %w", branch, err)
+		return nil, nil, fmt.Errorf("open merge requests of %s: %w", branch, err)
 	}
 	for _, mr := range mrs {
+		if mr.Author.ID == s.bot.ID && mine == nil {
+			c, err := s.contents.GetCommit(ctx, s.project, mr.SHA)
+			if err != nil {
+				return nil, nil, fmt.Errorf("head of !%d: %w", mr.IID, err)
+			}
+			if t, ok := gitops.ParseTrailers(c.Message); ok && t.Image == image {
+				mine = &mr
+				continue
+			}
+		}
 		comment := fmt.Sprintf("Superseded by `%s`: lotse opens a new merge request for it. Approvals given here do not carry over.", image)
 		if mr.Author.ID != s.bot.ID {
 			comment = fmt.Sprintf("lotse closed this merge request: `%s` is lotse's promotion branch, and lotse merges only merge requests it opened itself. "+
@@ -74,25 +98,28 @@ func (s *effects) clearBranch(ctx context.Context, branch, image string) (closed
 			closed = append(closed, fmt.Sprintf("!%d by %s", mr.IID, promotion.User{ID: mr.Author.ID, Username: mr.Author.Username}))
 		}
 		if err := s.closeMR(ctx, promotion.CloseMR{IID: int(mr.IID), Comment: comment}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return closed, nil
+	return mine, closed, nil
 }
 
 // opened reports the MR lotse opened, with the approvals it already has
 // (given before lotsed recorded it), each tied to the head it was read at.
-func (s *effects) opened(ctx context.Context, stage, image string, res writeback.Result, closed []string) ([]promotion.Event, error) {
-	mr := res.MR
-	if !res.MRCreated || mr.Author.ID != s.bot.ID {
-		return nil, &permanentError{fmt.Errorf("the writer reused merge request !%d of %s; lotse opens fresh ones", mr.IID, mr.Author.Username)}
+// Its head is lotse's commit: the engine merges only that.
+func (s *effects) opened(ctx context.Context, stage, image string, mr *gitlab.MR, closed []string, err error) ([]promotion.Event, error) {
+	if err != nil {
+		return nil, err
+	}
+	if mr == nil || mr.Author.ID != s.bot.ID {
+		return nil, &permanentError{fmt.Errorf("the writer did not open a merge request of lotse's own")}
 	}
 	approvers, err := s.mrs.Approvals(ctx, s.project, mr.IID)
 	if err != nil {
 		return nil, err
 	}
 	ev := promotion.MROpened{Stage: stage, IID: int(mr.IID), Author: promotion.User{ID: mr.Author.ID, Username: mr.Author.Username},
-		Image: image, SHA: res.Commit, Closed: closed}
+		Image: image, SHA: mr.SHA, Closed: closed}
 	for _, u := range approvers {
 		ev.Approvals = append(ev.Approvals, promotion.Approval{User: promotion.User{ID: u.ID, Username: u.Username}, SHA: mr.SHA})
 	}

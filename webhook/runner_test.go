@@ -160,6 +160,17 @@ func TestEffectsTwiceHaveOneEffect(t *testing.T) {
 			}
 		}
 	}
+	// Opening the MR of a promotion twice (a crash, or two replicas with the
+	// same outbox entry) keeps the first MR.
+	for range 2 {
+		ev, err := eff.perform(ctx, w.snap, "shop", promotion.OpenMR{Stage: "production", Image: img2})
+		if err != nil || len(ev) != 1 {
+			t.Fatalf("open-mr: %v %v", ev, err)
+		}
+	}
+	if open, _ := w.gl.OpenMRs(ctx, "platform/gitops", "lotse/shop/production"); len(open) != 1 {
+		t.Fatalf("open production MRs: %+v", open)
+	}
 	notes, _ := w.gl.Notes(ctx, "platform/gitops", mr.IID)
 	if len(notes) != 2 {
 		t.Fatalf("notes = %d, want one reply and one sticky comment: %+v", len(notes), notes)
