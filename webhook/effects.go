@@ -92,6 +92,8 @@ func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a pro
 		return s.merge(ctx, snap, app, a)
 	case promotion.CloseMR:
 		return nil, s.closeMR(ctx, a)
+	case promotion.Reconcile:
+		return s.reconcile(ctx, snap, app, a)
 	case promotion.ReadAuthors:
 		authors, why := s.authors.read(ctx, a.SourceProject, a.SourceCommit)
 		return []promotion.Event{promotion.AuthorsRead{Stage: a.Stage, Image: a.Image, Authors: authors, Err: why}}, nil

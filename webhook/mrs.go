@@ -245,3 +245,31 @@ func (s *effects) tampered(ctx context.Context, snap *snapshot, app string, a pr
 	}
 	return "", nil
 }
+
+// reconcile reads a promotion's MR back from GitLab and reports what the
+// webhooks would have: the engine drops what it knew already.
+func (s *effects) reconcile(ctx context.Context, snap *snapshot, app string, a promotion.Reconcile) ([]promotion.Event, error) {
+	mr, err := s.mrs.GetMR(ctx, s.project, int64(a.IID))
+	if err != nil {
+		return nil, fmt.Errorf("reconcile !%d: %w", a.IID, err)
+	}
+	switch mr.State {
+	case "merged":
+		return []promotion.Event{promotion.MRMerged{Stage: a.Stage, IID: a.IID}}, nil
+	case "closed":
+		return []promotion.Event{promotion.MRClosed{Stage: a.Stage, IID: a.IID}}, nil
+	}
+	ev := []promotion.Event{promotion.MRUpdated{Stage: a.Stage, IID: a.IID, SHA: mr.SHA}}
+	approvers, err := s.mrs.Approvals(ctx, s.project, mr.IID)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile !%d: %w", a.IID, err)
+	}
+	var have []promotion.User
+	for _, u := range approvers {
+		who := promotion.User{ID: u.ID, Username: u.Username}
+		have = append(have, who)
+		ev = append(ev, promotion.MRApproved{Stage: a.Stage, IID: a.IID, User: who, SHA: mr.SHA})
+	}
+	ev = append(ev, promotion.Approvals{Stage: a.Stage, IID: a.IID, Users: have})
+	return ev, nil
+}

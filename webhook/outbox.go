@@ -56,6 +56,8 @@ func actionName(a promotion.Action) (string, error) {
 		return "close-mr", nil
 	case promotion.ReadAuthors:
 		return "read-authors", nil
+	case promotion.Reconcile:
+		return "reconcile", nil
 	}
 	return "", fmt.Errorf("action %T has no outbox name", a)
 }
@@ -137,6 +139,8 @@ func decodeAction(e envelope) (promotion.Action, error) {
 		return decodeAs[promotion.CloseMR](name, e.Data, strict)
 	case "read-authors":
 		return decodeAs[promotion.ReadAuthors](name, e.Data, strict)
+	case "reconcile":
+		return decodeAs[promotion.Reconcile](name, e.Data, strict)
 	}
 	return nil, fmt.Errorf("%w: unknown action %q", errUndecodable, e.Type)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lotse/lotse/internal/gitlab"
@@ -94,19 +95,30 @@ func (p *dispatcher) process(ctx context.Context, d store.Delivery, hook *gitlab
 	return nil
 }
 
-// tick sends the passage of time to every app.
+// tickParallel is how many apps a tick works on at once: one app waiting on
+// a slow registry or GitLab does not hold up the others.
+const tickParallel = 4
+
+// tick sends the passage of time to every app, a few at a time.
 func (p *dispatcher) tick(ctx context.Context) {
 	snap, err := p.config.current(ctx)
 	if err != nil {
 		p.log.WarnContext(ctx, "timer: lotse.yaml not readable", "err", err)
 		return
 	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, tickParallel)
 	for _, app := range snap.apps() {
 		pol, _ := snap.policy(app)
-		if err := p.runner.apply(ctx, snap, pol, []promotion.Event{promotion.Tick{}}); err != nil && ctx.Err() == nil {
-			p.log.WarnContext(ctx, "timer", "app", app, "err", err)
-		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if err := p.runner.apply(ctx, snap, pol, []promotion.Event{promotion.Tick{}}); err != nil && ctx.Err() == nil {
+				p.log.WarnContext(ctx, "timer", "app", app, "err", err)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // touchesConfig reports whether a push changed lotse.yaml.

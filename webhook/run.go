@@ -209,7 +209,7 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 	run := &runner{states: db, effects: eff, now: now, log: log}
 	disp := &dispatcher{config: config, runner: run, commits: gl, files: gl, authors: authors, landings: db, gitopsProject: cfg.GitOpsProject,
 		bot: bot, now: now, log: log}
-	l.workers = &workers{queue: db, handoff: h, proc: disp, owner: owner, n: cfg.Workers, maxAttempts: cfg.MaxAttempts, metrics: m, now: now, log: log}
+	l.workers = &workers{queue: db, handoff: h, proc: disp, owner: owner, n: cfg.Workers, ttl: leaseTTL, maxAttempts: cfg.MaxAttempts, metrics: m, now: now, log: log}
 	l.timer = &timer{every: cfg.Tick, retention: cfg.Retention, store: db, tick: disp.tick, metrics: m, now: now, log: log}
 	rel, err := newReleases(cfg, gl, reader, eff.gates, db, log)
 	if err != nil {

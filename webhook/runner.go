@@ -26,6 +26,11 @@ type performer interface {
 	perform(ctx context.Context, snap *snapshot, app string, a promotion.Action) ([]promotion.Event, error)
 }
 
+// actionTimeout bounds one action: a gate check against a registry, a
+// GitLab call and its retries. A stuck action fails (and is retried) while
+// the app's lock is held, instead of holding it forever.
+const actionTimeout = 2 * time.Minute
+
 // maxActionsInRow bounds one apply: the engine's actions and the events they
 // report back always come to rest; more means a loop.
 const maxActionsInRow = 1000
@@ -64,7 +69,9 @@ func (r *runner) apply(ctx context.Context, snap *snapshot, p promotion.Policy, 
 		if err != nil {
 			return &permanentError{fmt.Errorf("app %s: %w", p.App, err)}
 		}
-		follow, err := r.effects.perform(ctx, snap, p.App, a)
+		actx, cancel := context.WithTimeout(ctx, actionTimeout)
+		follow, err := r.effects.perform(actx, snap, p.App, a)
+		cancel()
 		r.log.DebugContext(ctx, "action", "app", p.App, "action", head.Type, "follow", len(follow), "err", err)
 		if err != nil {
 			return fmt.Errorf("%s: %w", head.Type, err)

@@ -364,7 +364,7 @@ func TestUndecodableOutboxParksDeliveryDead(t *testing.T) {
 	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
 	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, landings: db, gitopsProject: "platform/gitops", bot: testBot,
 		now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
-	wk := &workers{queue: db, handoff: newHandoff("me/intake", time.Minute, 0), proc: disp, owner: "me", n: 1, maxAttempts: 8,
+	wk := &workers{queue: db, handoff: newHandoff("me/intake", time.Minute, 0), proc: disp, owner: "me", n: 1, ttl: time.Minute, maxAttempts: 8,
 		metrics: newMetrics(), now: time.Now, log: slog.New(slog.DiscardHandler)}
 	body := `{"app":"shop","stage":"dev","health":"Healthy","sync":"Synced"}`
 	if _, _, err := db.Enqueue(ctx, store.Delivery{Source: "argocd", Event: "ArgoCD Notification", Key: "k1", Body: []byte(body)}); err != nil {
@@ -454,5 +454,88 @@ func TestOpenMRClosesOthersOnTheBranch(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no tampered audit: %+v", w.records.audit)
+	}
+}
+
+// The webhooks of two approvals were lost (GitLab was down longer than the
+// deliveries' retries): the next ticks read the MR back and merge it, and a
+// revocation read back revokes.
+func TestTickReconcilesLostWebhooks(t *testing.T) {
+	w := newTestWorld(t)
+	w.verifier.signed[img1] = true
+	w.verifier.vulns[img1] = nil
+	if err := w.apply(landedIn("dev", img1, "c1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.apply(landedIn("staging", img1, "c2")); err != nil {
+		t.Fatal(err)
+	}
+	pr := w.record().State.Stage("production").Promotion
+	if pr.Phase != promotion.PhaseAwaitingApproval {
+		t.Fatalf("production %s", pr.Phase)
+	}
+	iid := int64(pr.MR.IID)
+	// carol approves, her webhook is lost; the tick reads it back.
+	w.gl.approved[iid] = []gitlab.User{{ID: 4, Username: "carol"}}
+	if err := w.apply(promotion.Tick{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := promotion.ValidApprovers(w.snap.policies["shop"], w.record().State, "production"); len(got) != 1 {
+		t.Fatalf("approvers after a tick = %v", got)
+	}
+	// carol revokes and erin approves, both webhooks lost: still one.
+	w.gl.approved[iid] = []gitlab.User{{ID: 8, Username: "erin"}}
+	_ = w.apply(promotion.Tick{})
+	if got := promotion.ValidApprovers(w.snap.policies["shop"], w.record().State, "production"); len(got) != 1 || got[0].ID != 8 {
+		t.Fatalf("approvers after a revocation = %v", got)
+	}
+	w.gl.approved[iid] = append(w.gl.approved[iid], gitlab.User{ID: 4, Username: "carol"})
+	_ = w.apply(promotion.Tick{})
+	if w.phase("production") != promotion.PhaseMerged || w.gl.mrs[iid].State != "merged" {
+		t.Fatalf("production %s, MR %s", w.phase("production"), w.gl.mrs[iid].State)
+	}
+}
+
+// slowProcessor takes its time over every delivery.
+type slowProcessor struct{ d time.Duration }
+
+func (p slowProcessor) process(ctx context.Context, _ store.Delivery, _ *gitlabHook) error {
+	time.Sleep(p.d)
+	return nil
+}
+
+// While a worker is still on a batch (GitLab slow), it renews the leases:
+// no other worker takes the deliveries meanwhile.
+func TestWorkerRenewsLeases(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "lotsed.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for i := range 2 {
+		if _, _, err := db.Enqueue(ctx, store.Delivery{Source: "gitlab", Key: fmt.Sprint(i), Body: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ttl := 300 * time.Millisecond
+	wk := &workers{queue: db, handoff: newHandoff("me/intake", ttl, 0), proc: slowProcessor{ttl}, owner: "me", n: 1, ttl: ttl,
+		maxAttempts: 3, metrics: newMetrics(), now: time.Now, log: slog.New(slog.DiscardHandler)}
+	ds, err := db.Lease(ctx, "me/0", 10, ttl, time.Now())
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("lease: %v %v", ds, err)
+	}
+	hs := []handed{{d: ds[0]}, {d: ds[1]}}
+	done := make(chan struct{})
+	go func() { wk.batch(ctx, "me/0", hs); close(done) }()
+	// The second delivery waits 2×ttl in all; halfway through, its first
+	// lease has run out, and it must not be for the taking.
+	time.Sleep(ttl + ttl/2)
+	if got, err := db.Lease(ctx, "other", 10, time.Minute, time.Now()); err != nil || len(got) != 0 {
+		t.Fatalf("another worker leased %d deliveries a worker still worked on (%v)", len(got), err)
+	}
+	<-done
+	if st, _ := db.Stats(ctx); st[store.Done] != 2 {
+		t.Fatalf("stats %v", st)
 	}
 }

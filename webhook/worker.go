@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ const leaseTTL = 30 * time.Second
 // deliveryQueue is what the workers need of the store's queue.
 type deliveryQueue interface {
 	Lease(ctx context.Context, owner string, max int, ttl time.Duration, now time.Time) ([]store.Delivery, error)
+	Renew(ctx context.Context, ids []int64, owner string, until time.Time) (int, error)
 	CompleteMany(ctx context.Context, ids []int64, owner string) (int, error)
 	Fail(ctx context.Context, id int64, owner string, cause string, retryAt time.Time, maxAttempts int) (dead bool, err error)
 }
@@ -48,6 +50,7 @@ type workers struct {
 	proc        processor
 	owner       string // this process; worker i leases as owner/i
 	n           int
+	ttl         time.Duration // how long a lease lasts; renewed while a delivery is worked on
 	maxAttempts int
 	metrics     *metrics
 	now         func() time.Time
@@ -94,7 +97,7 @@ func (w *workers) loop(ctx context.Context, i int) {
 		}
 		if fromStore || w.now().Sub(looked) >= storePoll {
 			looked = w.now()
-			ds, err := w.queue.Lease(ctx, owner, leaseBatch, leaseTTL, looked)
+			ds, err := w.queue.Lease(ctx, owner, leaseBatch, w.ttl, looked)
 			if err != nil && ctx.Err() == nil {
 				w.log.ErrorContext(ctx, "lease deliveries", "err", err)
 			}
@@ -160,13 +163,47 @@ func (w *workers) taken(first *handed) []handed {
 }
 
 // batch processes hs, leased to owner, and marks those done that are.
+// While it works, it renews the leases of those still to do, so that a
+// slow GitLab does not hand them to another worker meanwhile.
 func (w *workers) batch(ctx context.Context, owner string, hs []handed) {
+	var (
+		mu   sync.Mutex
+		left = make([]int64, len(hs))
+	)
+	for i, h := range hs {
+		left[i] = h.d.ID
+	}
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(w.ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mu.Lock()
+				ids := slices.Clone(left)
+				mu.Unlock()
+				if _, err := w.queue.Renew(ctx, ids, owner, w.now().Add(w.ttl)); err != nil && ctx.Err() == nil {
+					w.log.WarnContext(ctx, "renew leases", "err", err)
+				}
+			}
+		}
+	}()
 	var done []int64
 	for _, h := range hs {
 		if w.handle(ctx, owner, h) {
 			done = append(done, h.d.ID)
 		}
+		mu.Lock()
+		left = left[1:] // handled: completed below, or failed and released
+		mu.Unlock()
 	}
+	close(stop)
+	<-renewed
 	// One write for the batch, committed with the intake's deliveries.
 	if n, err := w.queue.CompleteMany(ctx, done, owner); err != nil && ctx.Err() == nil {
 		w.log.WarnContext(ctx, "complete deliveries", "ids", done, "err", err)

@@ -40,6 +40,16 @@ type MergeMR struct {
 	Attempt int    // 1, 2, ...; echoed in MergeResult so a re-delivered answer is recognised
 }
 
+// Reconcile asks the service to read the promotion's MR back from GitLab
+// (its state, head and approvals) and to report what the webhooks should
+// have said: MRMerged, MRClosed, MRUpdated, MRApproved, MRUnapproved. It
+// is asked on every tick, so a promotion whose webhooks were lost (GitLab
+// down longer than the delivery retries) still completes.
+type Reconcile struct {
+	Stage string
+	IID   int
+}
+
 // CloseMR asks the service to close an MR with a comment saying why.
 type CloseMR struct {
 	Stage   string
@@ -157,4 +167,5 @@ func (UpsertComment) action() {}
 func (Reply) action()         {}
 func (Audit) action()         {}
 func (CloseMR) action()       {}
+func (Reconcile) action()     {}
 func (ReadAuthors) action()   {}

@@ -88,6 +88,14 @@ type MRUnapproved struct {
 	User  User
 }
 
+// Approvals is the list of approvers GitLab shows for the MR now (read
+// back by Reconcile): recorded approvals missing from it were revoked.
+type Approvals struct {
+	Stage string
+	IID   int
+	Users []User
+}
+
 // MRMerged says the MR was merged.
 type MRMerged struct {
 	Stage string
@@ -188,6 +196,7 @@ type Tick struct{}
 func (Landed) event()          {}
 func (OutOfBandChange) event() {}
 func (AuthorsRead) event()     {}
+func (Approvals) event()       {}
 func (MROpened) event()        {}
 func (MRUpdated) event()       {}
 func (MRApproved) event()      {}

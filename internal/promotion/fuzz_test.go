@@ -308,8 +308,9 @@ func checkStep(p Policy, old, s State, e Event, acts []Action) error {
 	if reflect.DeepEqual(old, s) {
 		for _, a := range acts {
 			switch a.(type) {
-			case Reply, Audit:
-				// a command without a note id may answer without a change
+			case Reply, Audit, ReadAuthors, Reconcile:
+				// a command without a note id may answer without a change;
+				// ticks read facts back from GitLab
 			default:
 				return fmt.Errorf("no change, but %T", a)
 			}
@@ -387,7 +388,7 @@ func FuzzNext(f *testing.F) {
 				t.Fatalf("step %d: JSON round trip is lossy:\n%s", step, b)
 			}
 			s4, acts4, err := Next(p, s2, e, now)
-			if err != nil || !reflect.DeepEqual(s4, s2) || len(acts4) != 0 {
+			if err != nil || !reflect.DeepEqual(s4, s2) || len(withoutReads(acts4)) != 0 {
 				t.Fatalf("step %d: delivering %#v twice: %v, actions%s", step, e, err, describe(acts4))
 			}
 			s = s2

@@ -102,7 +102,7 @@ func (r *run) do(e Event) []Action {
 	if !reflect.DeepEqual(again, s) {
 		r.t.Fatalf("delivering %#v twice changed the state", e)
 	}
-	if len(acts2) != 0 {
+	if acts2 = withoutReads(acts2); len(acts2) != 0 {
 		r.t.Fatalf("delivering %#v twice did %v", e, describe(acts2))
 	}
 	r.s, r.acts = s, acts
@@ -155,7 +155,7 @@ func core(acts []Action) []Action {
 	var out []Action
 	for _, a := range acts {
 		switch a.(type) {
-		case UpsertComment, Audit:
+		case UpsertComment, Audit, Reconcile:
 		default:
 			out = append(out, a)
 		}
@@ -214,4 +214,18 @@ func toStaging(r *run, image string, mr int) {
 	r.wantPhase("staging", PhaseOpening)
 	r.do(MROpened{Stage: "staging", IID: mr, Author: usr("lotse-bot"), Image: image})
 	r.wantPhase("staging", PhaseMerging)
+}
+
+// withoutReads drops the actions that only read facts back from GitLab,
+// which every tick asks for again.
+func withoutReads(acts []Action) []Action {
+	var out []Action
+	for _, a := range acts {
+		switch a.(type) {
+		case Reconcile, ReadAuthors:
+		default:
+			out = append(out, a)
+		}
+	}
+	return out
 }

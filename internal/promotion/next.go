@@ -55,6 +55,14 @@ func Next(p Policy, s State, e Event, now time.Time) (State, []Action, error) {
 		en.mrApproved(e)
 	case MRUnapproved:
 		en.mrUnapproved(e)
+	case Approvals:
+		if pr := en.mrPromotion(e.Stage, e.IID); pr != nil {
+			for _, a := range slices.Clone(pr.MR.Approvers) {
+				if !slices.ContainsFunc(e.Users, a.User.Is) {
+					en.mrUnapproved(MRUnapproved{Stage: e.Stage, IID: e.IID, User: a.User})
+				}
+			}
+		}
 	case MRMerged:
 		en.mrMerged(e)
 	case MRClosed:
@@ -123,6 +131,8 @@ func checkEvent(p Policy, e Event) error {
 	case MRMerged:
 		return mr(e.Stage, e.IID)
 	case MRClosed:
+		return mr(e.Stage, e.IID)
+	case Approvals:
 		return mr(e.Stage, e.IID)
 	case Command:
 		if e.Stage != "" {
@@ -1026,6 +1036,9 @@ func (en *engine) tick() {
 			// Fail closed: nobody's approval counts while the change's
 			// authors are unknown; read them again.
 			en.emit(ReadAuthors{Stage: target.Name, Image: pr.Image, SourceProject: pr.SourceProject, SourceCommit: pr.SourceCommit})
+		}
+		if pr.MR != nil && (pr.Phase == PhaseAwaitingApproval || pr.Phase == PhaseMerging || pr.Phase == PhaseMerged) {
+			en.emit(Reconcile{Stage: target.Name, IID: pr.MR.IID})
 		}
 	}
 }

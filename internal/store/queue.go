@@ -824,6 +824,28 @@ RETURNING state`), limit, micros(retryAt), cause, id, owner).Scan(&state)
 	return State(state) == Dead, nil
 }
 
+// Renew extends the leases owner holds on ids until until; it returns how
+// many it still held (a lease that ran out and was taken by another owner
+// is not renewed).
+func (db *DB) Renew(ctx context.Context, ids []int64, owner string, until time.Time) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	args := []any{micros(until), owner}
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		marks[i] = "?"
+		args = append(args, id)
+	}
+	res, err := db.w.ExecContext(ctx, db.q(`UPDATE deliveries SET lease_until = ? WHERE state = 'leased' AND lease_owner = ? AND id IN (`+
+		strings.Join(marks, ", ")+`)`), args...)
+	if err != nil {
+		return 0, fmt.Errorf("renew leases: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 // Deliveries lists up to limit deliveries in state (all states when state
 // is ""), oldest first; limit <= 0 means 100.
 func (db *DB) Deliveries(ctx context.Context, state State, limit int) ([]Delivery, error) {

@@ -700,3 +700,36 @@ func TestCompleteMany(t *testing.T) {
 		}
 	})
 }
+
+// A worker that still works on its deliveries renews their leases; a lease
+// another owner took over is not renewed.
+func TestRenew(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := ctxT(t)
+		db := open(t, b.url(t))
+		now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		for i := range 3 {
+			if _, _, err := db.Enqueue(ctx, Delivery{Source: "gitlab", Key: fmt.Sprint("renew", i), Body: []byte("x"), ReceivedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mine, err := db.Lease(ctx, "w1", 3, time.Minute, now)
+		if err != nil || len(mine) != 3 {
+			t.Fatalf("lease: %v %v", idsOf(mine), err)
+		}
+		if n, err := db.Renew(ctx, idsOf(mine), "w1", now.Add(10*time.Minute)); err != nil || n != 3 {
+			t.Fatalf("renew = %d, %v", n, err)
+		}
+		// After the old expiry nobody else may lease them.
+		if got, err := db.Lease(ctx, "w2", 3, time.Minute, now.Add(5*time.Minute)); err != nil || len(got) != 0 {
+			t.Fatalf("leased renewed deliveries: %v %v", idsOf(got), err)
+		}
+		// Past the renewed lease w2 takes them; w1 can no longer renew.
+		if got, err := db.Lease(ctx, "w2", 3, time.Minute, now.Add(11*time.Minute)); err != nil || len(got) != 3 {
+			t.Fatalf("lease after expiry: %v %v", idsOf(got), err)
+		}
+		if n, err := db.Renew(ctx, idsOf(mine), "w1", now.Add(20*time.Minute)); err != nil || n != 0 {
+			t.Fatalf("renewed another owner's leases: %d, %v", n, err)
+		}
+	})
+}
