@@ -44,9 +44,14 @@ type occurrence struct {
 	Files []string
 
 	// health: ArgoCD's view of the app in the stage.
-	Healthy bool
-	Reason  string
-	Images  []string
+	Healthy  bool
+	Degraded bool
+	Reason   string
+	Images   []string
+	Revision string
+
+	// landed: the default branch's head after the push.
+	Head string
 }
 
 // decodeError is a delivery that cannot be decoded: retrying will not help.
@@ -70,6 +75,7 @@ type gitlabUser struct {
 type gitlabHook struct {
 	ObjectKind   string        `json:"object_kind"`
 	Ref          string        `json:"ref"`           // push
+	After        string        `json:"after"`         // push: the branch's new head
 	UserID       int64         `json:"user_id"`       // push: who pushed
 	UserUsername string        `json:"user_username"` // push
 	User         gitlabUser    `json:"user"`          // merge request, note
@@ -147,6 +153,7 @@ func parseGitLab(body []byte) (*gitlabHook, error) {
 	)
 	h.ObjectKind = r.str(v, "object_kind")
 	h.Ref = r.str(v, "ref")
+	h.After = r.str(v, "after")
 	h.UserID = r.int(v, "user_id")
 	h.UserUsername = r.str(v, "user_username")
 	h.User.ID = r.int(v, "user", "id")
@@ -360,7 +367,7 @@ func decodePush(p *gitlabHook, gitopsProject, defaultBranch string) ([]occurrenc
 		}
 		out = append(out, occurrence{Kind: "landed", App: t.App, Stage: t.Stage, Image: t.Image,
 			SourceProject: t.SourceProject, SourceCommit: t.SourceCommit, Pipeline: t.Pipeline, Commit: c.ID, At: at.UTC(),
-			Rollback: t.IsRollback(), User: pusher, Files: files})
+			Rollback: t.IsRollback(), User: pusher, Files: files, Head: p.After})
 	}
 	return out, nil
 }
@@ -465,5 +472,6 @@ func decodeArgoCD(body []byte) ([]occurrence, error) {
 	if n.Message != "" {
 		reason += ": " + n.Message
 	}
-	return []occurrence{{Kind: "health", App: n.App, Stage: n.Stage, Healthy: healthy, Reason: reason, Images: n.Images}}, nil
+	return []occurrence{{Kind: "health", App: n.App, Stage: n.Stage, Healthy: healthy, Degraded: n.Health == "Degraded", Reason: reason,
+		Images: n.Images, Revision: n.Revision}}, nil
 }

@@ -84,7 +84,7 @@ func (p *dispatcher) process(ctx context.Context, d store.Delivery, hook *gitlab
 			p.log.InfoContext(ctx, "delivery for an app lotse.yaml does not define", "app", o.App, "id", d.ID)
 			continue
 		}
-		ev, err := p.events(ctx, snap, o)
+		ev, err := p.events(ctx, snap, o, d.ReceivedAt)
 		if err != nil {
 			return err
 		}
@@ -163,27 +163,32 @@ func byStage(snap *snapshot, occ []occurrence) []occurrence {
 }
 
 // events turns an occurrence into state machine events, with the facts
-// lotsed reads itself.
-func (p *dispatcher) events(ctx context.Context, snap *snapshot, o occurrence) ([]promotion.Event, error) {
+// lotsed reads itself. received is when lotsed received the delivery: a
+// landing's time (soak counts from it, not from a committer-set
+// timestamp) and a health report's.
+func (p *dispatcher) events(ctx context.Context, snap *snapshot, o occurrence, received time.Time) ([]promotion.Event, error) {
 	iid := int(o.IID)
+	if received.IsZero() {
+		received = p.now()
+	}
 	switch o.Kind {
 	case "landed":
 		mismatch, err := p.mismatch(ctx, snap, o)
 		if err != nil {
 			return nil, err
 		}
-		l := store.Landing{App: o.App, Stage: o.Stage, Image: o.Image, SourceCommit: o.SourceCommit, LandedAt: o.At,
+		l := store.Landing{App: o.App, Stage: o.Stage, Image: o.Image, SourceCommit: o.SourceCommit, LandedAt: received,
 			CommittedAt: p.committedAt(ctx, o.SourceProject, o.SourceCommit), Rollback: o.Rollback}
 		if _, err := p.landings.RecordLanding(ctx, l); err != nil {
 			return nil, err
 		}
 		ev := promotion.Landed{Stage: o.Stage, Image: o.Image, SourceProject: o.SourceProject, SourceCommit: o.SourceCommit,
-			Commit: o.Commit, Pusher: o.User, Mismatch: mismatch, At: o.At}
+			Commit: o.Commit, Head: o.Head, Pusher: o.User, Mismatch: mismatch, At: received}
 		ev.ChangeAuthors, ev.AuthorsErr = p.authors.read(ctx, o.SourceProject, o.SourceCommit)
 		return []promotion.Event{ev}, nil
 	case "changed":
 		return []promotion.Event{promotion.OutOfBandChange{Stage: o.Stage, Commit: o.Commit, Pusher: o.User,
-			Reason: o.Body + " changed without lotse trailers", At: o.At}}, nil
+			Reason: o.Body + " changed without lotse trailers", At: received}}, nil
 	case "mr":
 		switch o.Action {
 		case "update":
@@ -200,7 +205,8 @@ func (p *dispatcher) events(ctx context.Context, snap *snapshot, o occurrence) (
 	case "note":
 		return []promotion.Event{promotion.Command{Stage: o.Stage, IID: iid, NoteID: o.NoteID, User: o.User, Text: o.Body}}, nil
 	case "health":
-		return []promotion.Event{promotion.Health{Stage: o.Stage, Healthy: o.Healthy, Reason: o.Reason, At: p.now()}}, nil
+		return []promotion.Event{promotion.Health{Stage: o.Stage, Healthy: o.Healthy, Degraded: o.Degraded, Reason: o.Reason,
+			Revision: o.Revision, Images: o.Images, At: received}}, nil
 	case "pipeline":
 		return []promotion.Event{promotion.Tick{}}, nil // a finished pipeline may make an MR mergeable
 	}

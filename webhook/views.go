@@ -28,6 +28,9 @@ type StageView struct {
 	// e.g. "commit 1a2b3c4d by @mallory: pushed by @mallory, who is neither
 	// lotse nor one of its writers".
 	OutOfBand string `json:"out_of_band,omitempty"`
+	// Sync is where the version is in a stage ArgoCD syncs by hand:
+	// waiting-for-sync, running or degraded.
+	Sync string `json:"sync,omitempty"`
 }
 
 // AppView is one row of the board.
@@ -84,6 +87,9 @@ func (s *views) Status(ctx context.Context) (any, error) {
 				for i := range av.Stages {
 					st := r.State.Stage(av.Stages[i].Stage)
 					av.Stages[i].Promotion = describe(st)
+					if st != nil && st.Current != nil {
+						av.Stages[i].Sync = st.Current.Sync
+					}
 					if st != nil && st.OutOfBand != nil {
 						o := st.OutOfBand
 						av.Stages[i].OutOfBand = fmt.Sprintf("commit %.8s by %s: %s", o.Commit, o.Pusher, o.Reason)
@@ -212,7 +218,7 @@ var boardTable = template.Must(template.New("t").Funcs(template.FuncMap{"short":
 		return t.UTC().Format("2006-01-02 15:04")
 	}}).Parse(`{{if not .}}<p>No apps in lotse.yaml yet.</p>{{else}}
 <table><tr><th>app</th>{{range (index . 0).Stages}}<th>{{.Stage}}</th>{{end}}</tr>
-{{range .}}<tr><th>{{.App}}</th>{{range .Stages}}<td>{{if .Image}}<code>{{short .Image}}</code><br><span class="muted">since {{since .Since}}{{if .SourceCommit}}, {{.SourceProject}}@{{printf "%.8s" .SourceCommit}}{{end}}</span>{{else}}<span class="muted">nothing yet</span>{{end}}{{if .Promotion}}<br>&rarr; {{.Promotion}}{{end}}{{if .OutOfBand}}<br><strong>out-of-band:</strong> {{.OutOfBand}}{{end}}</td>{{end}}</tr>
+{{range .}}<tr><th>{{.App}}</th>{{range .Stages}}<td>{{if .Image}}<code>{{short .Image}}</code><br><span class="muted">since {{since .Since}}{{if .SourceCommit}}, {{.SourceProject}}@{{printf "%.8s" .SourceCommit}}{{end}}</span>{{else}}<span class="muted">nothing yet</span>{{end}}{{if .Promotion}}<br>&rarr; {{.Promotion}}{{end}}{{if .Sync}}<br>{{.Sync}}{{end}}{{if .OutOfBand}}<br><strong>out-of-band:</strong> {{.OutOfBand}}{{end}}</td>{{end}}</tr>
 {{end}}</table>{{end}}`))
 
 func renderBoard(v any) (template.HTML, error) {

@@ -121,7 +121,20 @@ type Stage struct {
 	Approvals int // distinct approvers required; only for PromotionApproval
 	Gates     Gates
 	Labels    []string // merge request labels
+	// Sync is how ArgoCD syncs the stage: SyncAuto (the default) or
+	// SyncManual. A version that lands in a manual stage runs only once
+	// ArgoCD reports it Synced and Healthy.
+	Sync Sync
 }
+
+// Sync is how ArgoCD syncs a stage.
+type Sync string
+
+// The sync modes.
+const (
+	SyncAuto   Sync = "auto"
+	SyncManual Sync = "manual"
+)
 
 // Promotion is how a new image reaches a stage.
 type Promotion string

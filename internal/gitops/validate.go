@@ -443,7 +443,7 @@ func (v *validator) stage(n *yaml.Node, seen map[string]*yaml.Node) (Stage, bool
 		return s, false
 	}
 	where := "stage"
-	fs := v.fields(n, where, "name", "promotion", "approvals", "gates", "labels")
+	fs := v.fields(n, where, "name", "promotion", "approvals", "gates", "labels", "sync")
 	name, read, valid := v.uniqueName(n, fs, "stage", seen)
 	if read {
 		s.Name, where = name, fmt.Sprintf("stage %q", name)
@@ -487,6 +487,17 @@ func (v *validator) stage(n *yaml.Node, seen map[string]*yaml.Node) (Stage, bool
 				}
 				labels[text] = true
 				s.Labels = append(s.Labels, text)
+			}
+		}
+	}
+	s.Sync = SyncAuto
+	if f, ok := fs["sync"]; ok {
+		if text, ok := v.str(f.val, where+": sync"); ok {
+			switch Sync(text) {
+			case SyncAuto, SyncManual:
+				s.Sync = Sync(text)
+			default:
+				v.addf(f.val, "%s: sync %q: want auto or manual (as the stage's ArgoCD Application syncs)", where, text)
 			}
 		}
 	}

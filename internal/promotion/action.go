@@ -142,6 +142,8 @@ const (
 	AuditPromoted      = "promoted"
 	AuditMergeDeferred = "merge-deferred"
 	AuditTampered      = "tampered"
+	AuditRunning       = "running"
+	AuditDegraded      = "degraded"
 	AuditOutOfBand     = "out-of-band"
 	AuditAccepted      = "out-of-band-accepted"
 )

@@ -28,6 +28,9 @@ type Landed struct {
 	// project is unreadable, GitLab failed); empty when they were.
 	AuthorsErr string
 	Commit     string // the GitOps commit; identifies the landing
+	// Head is the default branch's head after the push that landed it (a
+	// merge commit for MR stages): ArgoCD reports this revision.
+	Head string
 	// Pusher is who moved the default branch (GitLab's push event user):
 	// lotse merging, or a writer's token committing.
 	Pusher User
@@ -149,9 +152,18 @@ type GatesChecked struct {
 // Health is an ArgoCD notification about the app in a stage.
 type Health struct {
 	Stage   string
-	Healthy bool
+	Healthy bool   // ArgoCD reports Healthy and Synced
 	Reason  string // e.g. "Degraded: Deployment shop has 0/2 ready pods"
-	At      time.Time
+	// Revision is the Git revision ArgoCD synced; Images the images it
+	// runs. When either is given the report counts only for the version
+	// they name: Images containing its digest, or Revision being the commit
+	// that landed it (or the branch head that landing left). A report
+	// without either is judged by its time alone.
+	Revision string
+	Images   []string
+	// Degraded: ArgoCD reports the app Degraded (not just progressing).
+	Degraded bool
+	At       time.Time // when lotsed received the report
 }
 
 // MergeOutcome is what GitLab answered to a merge.

@@ -344,6 +344,7 @@ func (en *engine) landed(e Landed) {
 		ChangeAuthors: normUsers(e.ChangeAuthors),
 		AuthorsErr:    e.AuthorsErr,
 		Commit:        e.Commit,
+		Head:          e.Head,
 		LandedAt:      at,
 	}, "GitOps commit "+short(e.Commit)+" reached the default branch", e.Pusher)
 }
@@ -368,6 +369,12 @@ func (en *engine) land(stage string, d Deployment, detail string, actor User) {
 			st.History = slices.Clone(st.History[n-MaxHistory:])
 		}
 	}
+	state, desc := StatusSuccess, "running in "+stage
+	if en.p.Stages[ti].ManualSync {
+		// Merged is not running: ArgoCD syncs this stage by hand.
+		d.Sync, state, desc = SyncWaiting, StatusRunning, "merged; waiting for ArgoCD to sync "+stage
+		detail += "; waiting for ArgoCD to sync it"
+	}
 	st.Current = &d
 	st.OutOfBand = nil
 	en.touch(stage)
@@ -376,9 +383,9 @@ func (en *engine) land(stage string, d Deployment, detail string, actor User) {
 	if mine {
 		pr.Reason = ""
 		en.setPhase(stage, pr, PhaseLanded)
-		en.status(stage, pr, StatusSuccess, "running in "+stage)
+		en.status(stage, pr, state, desc)
 	} else {
-		en.setStatus(d.SourceProject, d.SourceCommit, stage, StatusSuccess, "running in "+stage)
+		en.setStatus(d.SourceProject, d.SourceCommit, stage, state, desc)
 	}
 	if mine && pr.Rollback {
 		return // a rollback is not promoted further
@@ -440,8 +447,8 @@ func (en *engine) health(e Health) {
 		at = en.now
 	}
 	cur := st.Current
-	if at.Before(cur.LandedAt) {
-		return // about the version before
+	if !aboutVersion(e, *cur, at) {
+		return // about the version before, or another one
 	}
 	h := cur.Health
 	if h != nil && h.Healthy == e.Healthy && h.Reason == e.Reason {
@@ -454,6 +461,7 @@ func (en *engine) health(e Health) {
 	cur.Health = &nh
 	en.touch(e.Stage)
 	en.audit(AuditHealth, e.Stage, cur.Image, User{}, healthWord(e.Healthy)+reasonSuffix(e.Reason))
+	en.synced(e, cur)
 	ti := en.p.stageIndex(e.Stage)
 	if ti+1 < len(en.p.Stages) {
 		next := en.p.Stages[ti+1].Name
@@ -462,6 +470,54 @@ func (en *engine) health(e Health) {
 			en.wait(ti+1, pr)
 		}
 	}
+}
+
+// synced moves a version in a manual-sync stage to running when ArgoCD
+// reports it Synced and Healthy, or to degraded when it reports Degraded;
+// the commit status says so.
+func (en *engine) synced(e Health, d *Deployment) {
+	next := ""
+	switch {
+	case d.Sync == "":
+		return
+	case e.Healthy:
+		next = SyncRunning
+	case e.Degraded:
+		next = SyncDegraded
+	}
+	if next == "" || next == d.Sync {
+		return
+	}
+	d.Sync = next
+	pr := en.promotion(e.Stage)
+	if pr != nil && pr.Image != d.Image {
+		pr = nil
+	}
+	state, desc, kind := StatusSuccess, "running in "+e.Stage, AuditRunning
+	if next == SyncDegraded {
+		state, desc, kind = StatusFailed, "degraded in "+e.Stage+reasonSuffix(e.Reason), AuditDegraded
+	}
+	en.audit(kind, e.Stage, d.Image, User{}, "ArgoCD: "+next+reasonSuffix(e.Reason))
+	if pr != nil {
+		en.status(e.Stage, pr, state, desc)
+	} else {
+		en.setStatus(d.SourceProject, d.SourceCommit, e.Stage, state, desc)
+	}
+}
+
+// aboutVersion reports whether a health report is about the deployment d:
+// its images contain d's digest, or its revision is the commit that landed
+// d or the head that landing left; a report that names neither counts when
+// it came after the landing.
+func aboutVersion(e Health, d Deployment, at time.Time) bool {
+	switch {
+	case len(e.Images) > 0:
+		_, digest, ok := strings.Cut(d.Image, "@")
+		return ok && slices.ContainsFunc(e.Images, func(img string) bool { return strings.HasSuffix(img, "@"+digest) || img == digest })
+	case e.Revision != "":
+		return e.Revision == d.Commit || (d.Head != "" && e.Revision == d.Head)
+	}
+	return !at.Before(d.LandedAt)
 }
 
 func healthWord(ok bool) string {

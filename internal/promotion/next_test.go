@@ -792,3 +792,64 @@ func TestScanFactsJudgedByPolicy(t *testing.T) {
 		})
 	}
 }
+
+// A Healthy report about the previous version (its revision or its images)
+// does not pass the health gate of the next one, however late it arrives;
+// a report naming the new version does.
+func TestHealthBoundToTheVersion(t *testing.T) {
+	p := plainPolicy()
+	p.Stages[1].RequireHealthy = true
+	r := newRun(t, p)
+	r.do(Landed{Pusher: bot, Stage: "dev", Image: img0(), Commit: "c0", Head: "h0"})
+	r.at(time.Minute).do(Landed{Pusher: bot, Stage: "dev", Image: img1, Commit: "c1", Head: "h1"})
+	r.wantPhase("staging", PhaseWaiting)
+	for _, stale := range []Health{
+		{Stage: "dev", Healthy: true, Revision: "h0", At: t0.Add(time.Hour)},
+		{Stage: "dev", Healthy: true, Revision: "c0", At: t0.Add(time.Hour)},
+		{Stage: "dev", Healthy: true, Images: []string{img0()}, Revision: "h1", At: t0.Add(time.Hour)},
+	} {
+		r.at(time.Hour).do(stale)
+		r.wantPhase("staging", PhaseWaiting)
+	}
+	r.do(Health{Stage: "dev", Healthy: true, Revision: "h1", At: t0.Add(time.Hour)})
+	r.wantPhase("staging", PhaseOpening)
+
+	r = newRun(t, p)
+	r.do(Landed{Pusher: bot, Stage: "dev", Image: img1, Commit: "c1", Head: "h1"})
+	r.do(Health{Stage: "dev", Healthy: true, Images: []string{"harbor.example.com/team/shop:1.0@" + img1[strings.Index(img1, "@")+1:]}})
+	r.wantPhase("staging", PhaseOpening)
+}
+
+// In a stage ArgoCD syncs by hand, a merged version is not running: its
+// status says it waits for the sync until ArgoCD reports it Synced and
+// Healthy at that version; a Degraded report fails it.
+func TestManualSyncStage(t *testing.T) {
+	p := plainPolicy()
+	p.Stages[2].ManualSync = true
+	r := newRun(t, p)
+	r.do(landed("dev", img1, "c1"))
+	r.do(MROpened{Author: bot, Stage: "staging", IID: 11, Image: img1})
+	r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
+	r.do(landed("staging", img1, "c2"))
+	r.do(MROpened{Stage: "production", IID: 12, Author: bot, Image: img1, SHA: "s"})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("carol"), SHA: "s"})
+	r.do(MRApproved{Stage: "production", IID: 12, User: usr("erin"), SHA: "s"})
+	r.do(MergeResult{Stage: "production", IID: 12, Attempt: 1, Outcome: MergeDone})
+	r.do(Landed{Pusher: bot, Stage: "production", Image: img1, SourceProject: "team/shop", SourceCommit: "src-1111", Commit: "c3", Head: "h3"})
+	// The status stays running (GitLab keeps a running status running), not
+	// success: merged is not running.
+	r.wantCore()
+	if d := r.s.Stage("production").Current; d.Sync != SyncWaiting {
+		t.Fatalf("sync = %q", d.Sync)
+	}
+	r.do(Health{Stage: "production", Healthy: true, Revision: "h2"}) // the previous version
+	r.wantCore()
+	r.do(Health{Stage: "production", Healthy: true, Revision: "h3"})
+	r.wantCore(status("production", StatusSuccess, "running in production", img1))
+	r.wantAudit(AuditHealth, AuditRunning)
+	r.do(Health{Stage: "production", Degraded: true, Reason: "Degraded: CrashLoopBackOff", Revision: "h3"})
+	r.wantCore(status("production", StatusFailed, "degraded in production: Degraded: CrashLoopBackOff", img1))
+	if d := r.s.Stage("production").Current; d.Sync != SyncDegraded {
+		t.Fatalf("sync = %q", d.Sync)
+	}
+}

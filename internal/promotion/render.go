@@ -87,6 +87,12 @@ func stageTable(b *strings.Builder, p Policy, s State, project, commit string, n
 			if d.Health != nil {
 				health = healthWord(d.Health.Healthy) + reasonSuffix(cell(d.Health.Reason))
 			}
+			switch d.Sync {
+			case SyncWaiting:
+				health = "merged, waiting for ArgoCD sync"
+			case SyncDegraded:
+				health = "degraded" + reasonSuffix(cell(healthReason(d)))
+			}
 			if commit != "" && d.SourceCommit == commit {
 				here = "✅ running"
 			}
@@ -282,6 +288,9 @@ func nextStep(p Policy, target StagePolicy, pr *Promotion, s State, now time.Tim
 	case PhaseMerged:
 		return "merged; waiting for the commit to land in " + target.Name + "."
 	case PhaseLanded:
+		if st := s.Stage(target.Name); target.ManualSync && st != nil && st.Current != nil && st.Current.Image == pr.Image && st.Current.Sync == SyncWaiting {
+			return "merged; it runs in " + target.Name + " once ArgoCD syncs it (a manual sync) and reports it healthy."
+		}
 		ti := p.stageIndex(target.Name)
 		if !pr.Rollback && ti >= 0 && ti+1 < len(p.Stages) {
 			return "running in " + target.Name + "; next: " + p.Stages[ti+1].Name + "."
@@ -297,6 +306,13 @@ func nextStep(p Policy, target StagePolicy, pr *Promotion, s State, now time.Tim
 		return "none: the merge request was closed; an operator can start again with `/lotse promote " + target.Name + "`."
 	}
 	return "none."
+}
+
+func healthReason(d *Deployment) string {
+	if d.Health == nil {
+		return ""
+	}
+	return d.Health.Reason
 }
 
 func plural(n int) string {

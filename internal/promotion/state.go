@@ -99,9 +99,21 @@ type Deployment struct {
 	ChangeAuthors []User        `json:"changeAuthors,omitempty"` // sorted by ID
 	AuthorsErr    string        `json:"authorsErr,omitempty"`    // why the change's authors could not be read
 	Commit        string        `json:"commit,omitempty"`        // the GitOps commit that landed it
+	Head          string        `json:"head,omitempty"`          // the default branch's head after that push
 	LandedAt      time.Time     `json:"landedAt,omitzero"`
 	Health        *HealthStatus `json:"health,omitempty"` // the latest ArgoCD report for this version
+	// Sync is where a version that landed in a manual-sync stage is:
+	// SyncWaiting (merged, waiting for ArgoCD's sync), SyncRunning or
+	// SyncDegraded. Empty in other stages: there it runs once it landed.
+	Sync string `json:"sync,omitempty"`
 }
+
+// The states of a version in a manual-sync stage.
+const (
+	SyncWaiting  = "waiting-for-sync"
+	SyncRunning  = "running"
+	SyncDegraded = "degraded"
+)
 
 // HealthStatus is the latest ArgoCD report about a deployment.
 type HealthStatus struct {
