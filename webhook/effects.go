@@ -25,11 +25,13 @@ type mergeRequests interface {
 	Approvals(ctx context.Context, project string, iid int64) ([]gitlab.User, error)
 }
 
-// mrContents are what an MR would merge: its commits and its diff.
+// mrContents are what an MR would merge: its commits, its diff and the
+// pipelines that ran for its head.
 type mrContents interface {
 	GetCommit(ctx context.Context, project, sha string) (gitlab.Commit, error)
 	MRCommits(ctx context.Context, project string, iid int64) ([]gitlab.Commit, error)
 	MRDiffs(ctx context.Context, project string, iid int64) ([]gitlab.Diff, error)
+	Pipelines(ctx context.Context, project, sha string) ([]gitlab.Pipeline, error)
 }
 
 // noteWriter keeps lotsed's comments on MRs.

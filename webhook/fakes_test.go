@@ -106,6 +106,9 @@ type fakeGitLab struct {
 	diffs    map[int64][]gitlab.Diff
 	files    map[string]string // path@ref → content
 	messages map[string]string // commit SHA → message
+	// pipelines of a commit; a commit without an entry had one green push
+	// pipeline
+	pipelines map[string][]gitlab.Pipeline
 	emails   map[string]gitlab.User
 	approved map[int64][]gitlab.User
 	notes    map[string][]gitlab.Note // project!iid
@@ -117,7 +120,7 @@ type fakeGitLab struct {
 
 func newFakeGitLab() *fakeGitLab {
 	return &fakeGitLab{bot: gitlab.User{ID: 1, Username: "lotse-bot"}, mrs: map[int64]*gitlab.MR{}, approved: map[int64][]gitlab.User{},
-		commits: map[int64][]gitlab.Commit{}, diffs: map[int64][]gitlab.Diff{}, files: map[string]string{}, emails: map[string]gitlab.User{}, messages: map[string]string{},
+		commits: map[int64][]gitlab.Commit{}, diffs: map[int64][]gitlab.Diff{}, files: map[string]string{}, emails: map[string]gitlab.User{}, messages: map[string]string{}, pipelines: map[string][]gitlab.Pipeline{},
 		notes: map[string][]gitlab.Note{}, statuses: map[string]gitlab.Status{}, calls: map[string]int{}, fail: map[string]int{}}
 }
 
@@ -248,6 +251,19 @@ func (f *fakeGitLab) File(_ context.Context, _ string, path, ref string) (gitlab
 		return gitlab.File{}, gitlab.ErrNotFound
 	}
 	return gitlab.File{Content: []byte(c)}, nil
+}
+
+func (f *fakeGitLab) Pipelines(_ context.Context, _ string, sha string) ([]gitlab.Pipeline, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("pipelines"); err != nil {
+		return nil, err
+	}
+	ps, ok := f.pipelines[sha]
+	if !ok {
+		return []gitlab.Pipeline{{ID: 1, SHA: sha, Status: "success", Source: "push"}}, nil
+	}
+	return slices.Clone(ps), nil
 }
 
 func (f *fakeGitLab) Approvals(_ context.Context, _ string, iid int64) ([]gitlab.User, error) {

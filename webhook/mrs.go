@@ -171,6 +171,12 @@ func (s *effects) merge(ctx context.Context, snap *snapshot, app string, a promo
 	if why != "" {
 		return result(promotion.MergeTampered, why), nil
 	}
+	if a.Pipeline {
+		outcome, reason, err := s.pipeline(ctx, a)
+		if err != nil || outcome != "" {
+			return result(outcome, reason), err
+		}
+	}
 	_, err = s.mrs.MergeMR(ctx, s.project, int64(a.IID), gitlab.MergeOptions{SHA: a.SHA})
 	var ae *gitlab.APIError
 	switch {
@@ -259,7 +265,10 @@ func (s *effects) reconcile(ctx context.Context, snap *snapshot, app string, a p
 	case "closed":
 		return []promotion.Event{promotion.MRClosed{Stage: a.Stage, IID: a.IID}}, nil
 	}
-	ev := []promotion.Event{promotion.MRUpdated{Stage: a.Stage, IID: a.IID, SHA: mr.SHA}}
+	// A new head is not reported here: the push's own webhook says who
+	// pushed, and if it was lost, the check before merging finds the
+	// commit (and nothing is merged).
+	var ev []promotion.Event
 	approvers, err := s.mrs.Approvals(ctx, s.project, mr.IID)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile !%d: %w", a.IID, err)
@@ -272,4 +281,26 @@ func (s *effects) reconcile(ctx context.Context, snap *snapshot, app string, a p
 	}
 	ev = append(ev, promotion.Approvals{Stage: a.Stage, IID: a.IID, Users: have})
 	return ev, nil
+}
+
+// pipeline reads the latest pipeline GitLab ran for lotse's commit on a
+// push or for the MR: empty outcome when it succeeded.
+func (s *effects) pipeline(ctx context.Context, a promotion.MergeMR) (promotion.MergeOutcome, string, error) {
+	ps, err := s.contents.Pipelines(ctx, s.project, a.SHA)
+	if err != nil {
+		return "", "", fmt.Errorf("pipelines of %.8s: %w", a.SHA, err)
+	}
+	for _, p := range ps {
+		if p.Source != "push" && p.Source != "merge_request_event" {
+			continue // posted from outside (external) or started by hand
+		}
+		switch p.Status {
+		case "success":
+			return "", "", nil
+		case "failed", "canceled", "skipped":
+			return promotion.MergePipelineFailed, fmt.Sprintf("pipeline #%d for lotse's commit %.8s %s: %s", p.ID, a.SHA, p.Status, p.WebURL), nil
+		}
+		return promotion.MergeWaitPipeline, fmt.Sprintf("waiting for pipeline #%d for lotse's commit %.8s (%s): %s", p.ID, a.SHA, p.Status, p.WebURL), nil
+	}
+	return promotion.MergeWaitPipeline, fmt.Sprintf("waiting for a pipeline for lotse's commit %.8s (the stage requires one; none ran yet)", a.SHA), nil
 }

@@ -539,3 +539,42 @@ func TestWorkerRenewsLeases(t *testing.T) {
 		t.Fatalf("stats %v", st)
 	}
 }
+
+// An approval stage merges only when the latest pipeline GitLab ran for
+// lotse's commit (on a push or for the MR) succeeded: a running one waits, a
+// failed one blocks with its link, a green pipeline posted from outside
+// (commit statuses) does not count.
+func TestPipelineGate(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		pipelines []gitlab.Pipeline
+		phase     promotion.Phase
+		reason    string
+	}{
+		{"green", []gitlab.Pipeline{{ID: 7, Status: "success", Source: "push"}}, promotion.PhaseMerged, ""},
+		{"running", []gitlab.Pipeline{{ID: 7, Status: "running", Source: "merge_request_event"}}, promotion.PhaseMerging, "waiting for pipeline #7"},
+		{"failed", []gitlab.Pipeline{{ID: 7, Status: "failed", Source: "push", WebURL: "https://gl/p/7"}}, promotion.PhaseBlocked, "pipeline #7 for lotse's commit"},
+		{"only an external one", []gitlab.Pipeline{{ID: 9, Status: "success", Source: "external"}}, promotion.PhaseMerging, "none ran yet"},
+		{"a newer failed one wins", []gitlab.Pipeline{{ID: 8, Status: "failed", Source: "push"}, {ID: 7, Status: "success", Source: "push"}}, promotion.PhaseBlocked, "#8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newTestWorld(t)
+			w.verifier.signed[img1] = true
+			w.verifier.vulns[img1] = nil
+			_ = w.apply(landedIn("dev", img1, "c1"))
+			_ = w.apply(landedIn("staging", img1, "c2"))
+			pr := w.record().State.Stage("production").Promotion
+			w.gl.pipelines[pr.MR.SHA] = tc.pipelines
+			w.gl.approved[int64(pr.MR.IID)] = []gitlab.User{{ID: 4, Username: "carol"}, {ID: 8, Username: "erin"}}
+			_ = w.apply(promotion.Tick{})
+			_ = w.apply(promotion.Tick{})
+			pr = w.record().State.Stage("production").Promotion
+			if pr.Phase != tc.phase || !strings.Contains(pr.Reason, tc.reason) {
+				t.Fatalf("production %s %q, want %s with %q", pr.Phase, pr.Reason, tc.phase, tc.reason)
+			}
+			if merged := w.gl.mrs[int64(pr.MR.IID)].State == "merged"; merged != (tc.phase == promotion.PhaseMerged) {
+				t.Fatalf("MR merged = %v", merged)
+			}
+		})
+	}
+}

@@ -125,6 +125,11 @@ type Stage struct {
 	// SyncManual. A version that lands in a manual stage runs only once
 	// ArgoCD reports it Synced and Healthy.
 	Sync Sync
+	// Pipeline: the latest pipeline GitLab ran for the exact commit lotse
+	// merges must have succeeded (the guardrails job runs there). Required
+	// by default on approval stages; "pipeline: optional" turns it off,
+	// "pipeline: required" on for other stages.
+	Pipeline bool
 }
 
 // Sync is how ArgoCD syncs a stage.

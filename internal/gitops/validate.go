@@ -443,7 +443,7 @@ func (v *validator) stage(n *yaml.Node, seen map[string]*yaml.Node) (Stage, bool
 		return s, false
 	}
 	where := "stage"
-	fs := v.fields(n, where, "name", "promotion", "approvals", "gates", "labels", "sync")
+	fs := v.fields(n, where, "name", "promotion", "approvals", "gates", "labels", "sync", "pipeline")
 	name, read, valid := v.uniqueName(n, fs, "stage", seen)
 	if read {
 		s.Name, where = name, fmt.Sprintf("stage %q", name)
@@ -487,6 +487,19 @@ func (v *validator) stage(n *yaml.Node, seen map[string]*yaml.Node) (Stage, bool
 				}
 				labels[text] = true
 				s.Labels = append(s.Labels, text)
+			}
+		}
+	}
+	s.Pipeline = s.Promotion == PromotionApproval
+	if f, ok := fs["pipeline"]; ok {
+		if text, ok := v.str(f.val, where+": pipeline"); ok {
+			switch text {
+			case "required":
+				s.Pipeline = true
+			case "optional":
+				s.Pipeline = false
+			default:
+				v.addf(f.val, "%s: pipeline %q: want required or optional", where, text)
 			}
 		}
 	}

@@ -38,6 +38,9 @@ type MergeMR struct {
 	IID     int
 	SHA     string // lotse's commit: the only head merged
 	Attempt int    // 1, 2, ...; echoed in MergeResult so a re-delivered answer is recognised
+	// Pipeline: merge only when the latest pipeline GitLab ran for SHA
+	// (on a push or for the MR, not one posted from outside) succeeded.
+	Pipeline bool
 }
 
 // Reconcile asks the service to read the promotion's MR back from GitLab

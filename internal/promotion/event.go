@@ -183,6 +183,11 @@ const (
 	// MergeTampered: the MR is not what lotse wrote (other commits, another
 	// head, other files); it was not merged. Reason says what and who.
 	MergeTampered MergeOutcome = "tampered"
+	// MergeWaitPipeline: the required pipeline for the commit has not
+	// finished (or not started); ask again on a later tick.
+	MergeWaitPipeline MergeOutcome = "wait-pipeline"
+	// MergePipelineFailed: the required pipeline failed; Reason links it.
+	MergePipelineFailed MergeOutcome = "pipeline-failed"
 )
 
 // MergeResult is what the service saw when it carried out MergeMR.

@@ -161,7 +161,7 @@ func checkEvent(p Policy, e Event) error {
 			return err
 		}
 		switch e.Outcome {
-		case MergeDone, MergeNotYet, MergeNotMergeable, MergeAlreadyMerged, MergeTampered:
+		case MergeDone, MergeNotYet, MergeNotMergeable, MergeAlreadyMerged, MergeTampered, MergeWaitPipeline, MergePipelineFailed:
 		default:
 			return fmt.Errorf("%w: unknown merge outcome %q", ErrMalformed, e.Outcome)
 		}
@@ -852,7 +852,7 @@ func (en *engine) merge(ti int, pr *Promotion) {
 	pr.MergeAttempts++
 	pr.UpdatedAt = en.now
 	en.changed = true
-	en.emit(MergeMR{Stage: target.Name, IID: pr.MR.IID, SHA: pr.MR.SHA, Attempt: pr.MergeAttempts})
+	en.emit(MergeMR{Stage: target.Name, IID: pr.MR.IID, SHA: pr.MR.SHA, Attempt: pr.MergeAttempts, Pipeline: target.RequirePipeline})
 	if pr.MergeAttempts == 1 {
 		en.audit(AuditMergeAsked, target.Name, pr.Image, User{}, detail)
 	}
@@ -1031,6 +1031,21 @@ func (en *engine) mergeResult(e MergeResult) {
 			return
 		}
 		en.tamper(e.Stage, pr, e.Reason, User{})
+	case MergeWaitPipeline:
+		if pr.Phase != PhaseMerging || pr.RetryMerge {
+			return
+		}
+		pr.RetryMerge = true // no bound: a pipeline takes as long as it takes
+		if pr.Reason != e.Reason {
+			pr.Reason = e.Reason
+			en.touch(e.Stage)
+		}
+		en.changed = true
+	case MergePipelineFailed:
+		if pr.Phase != PhaseMerging {
+			return
+		}
+		en.block(e.Stage, pr, e.Reason)
 	}
 }
 

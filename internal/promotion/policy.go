@@ -59,6 +59,9 @@ type StagePolicy struct {
 	MaxSeverity      *vuln.Severity // the scan attestation must have no finding at or above it; nil: no scan gate
 	Soak             time.Duration  // time the version must have been in the previous stage
 	RequireHealthy   bool           // ArgoCD must report the previous stage healthy for the version
+	// RequirePipeline: the latest pipeline for the commit lotse merges
+	// must have succeeded.
+	RequirePipeline bool
 	// ManualSync: ArgoCD syncs the stage by hand; a version that lands there
 	// runs only once ArgoCD reports it Synced and Healthy.
 	ManualSync bool

@@ -204,6 +204,17 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 	if err != nil {
 		return err
 	}
+	// The GitOps project's own pipeline (the guardrails job) runs on
+	// lotse's commit; production merges only after it succeeded.
+	snap, err := gl.sim.MergeRequest(gitopsProject, int(mr))
+	if err != nil {
+		return err
+	}
+	if _, err := gl.sim.CreatePipeline(gitopsProject, gitlabsim.PipelineSpec{Ref: snap.SourceBranch, SHA: snap.SHA, Status: "success",
+		Source: "push", Name: "guardrails"}); err != nil {
+		return err
+	}
+	step(out, "prod", "the GitOps project's guardrails pipeline passed on lotse's commit %.8s (production requires it)", snap.SHA)
 	step(out, "prod", "MR !%d waits for two approvals; dev1 (the change's author) approves: does not count", mr)
 	if err := gl.sim.Approve(gitopsProject, int(mr), "dev1"); err != nil {
 		return err

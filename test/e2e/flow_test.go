@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lotse/lotse/internal/promotion"
+	"github.com/lotse/lotse/test/gitlabsim"
 )
 
 // TestPromotionFlow: dev → staging (automatic, gated) → production (two
@@ -105,14 +106,24 @@ func TestPromotionFlow(t *testing.T) {
 	}
 }
 
+// waitMR waits for the open MR of a stage, and has the GitOps project's
+// pipeline succeed on its head (approval stages require it).
 func waitMR(t *testing.T, w *world, stage string) (mr struct{ IID int64 }) {
 	t.Helper()
+	var sha string
 	eventually(t, "the "+stage+" MR", 30*time.Second, func() (bool, string) {
 		m, ok := w.openMR(stage)
-		mr.IID = m.IID
+		mr.IID, sha = m.IID, m.SHA
 		return ok, fmt.Sprintf("statuses %v", w.statuses())
 	})
+	w.greenPipeline("lotse/shop/"+stage, sha)
 	return mr
+}
+
+// greenPipeline records a successful push pipeline for sha.
+func (w *world) greenPipeline(ref, sha string) {
+	_, err := w.sim.CreatePipeline(gitopsProject, gitlabsim.PipelineSpec{Ref: ref, SHA: sha, Status: "success", Source: "push", Name: "guardrails"})
+	must(w.t, err)
 }
 
 func stickyComment(t *testing.T, w *world, iid int64) string {
