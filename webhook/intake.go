@@ -113,6 +113,11 @@ func (in *intake) gitlabHook(c echo.Context) error {
 	var body []byte
 	if signed {
 		parts, release, err := readUnverified(c, in.reads, in.cfg.MaxBody)
+		if he := (*echo.HTTPError)(nil); errors.As(err, &he) && he.Code == http.StatusServiceUnavailable {
+			// GitLab does not send it again: say so.
+			in.log.WarnContext(r.Context(), "signed delivery refused: the budget of unverified bodies is spent (--unverified-body-budget)",
+				"remote", c.RealIP(), "webhook_id", truncate(r.Header.Get("webhook-id"), 100))
+		}
 		if err != nil {
 			return err
 		}
