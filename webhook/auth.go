@@ -67,26 +67,36 @@ func newGitLabAuth(c *Config) (*gitlabAuth, error) {
 	return a, nil
 }
 
-func (a *gitlabAuth) check(h http.Header, body []byte, now time.Time) error {
+// admit checks what a delivery's headers prove before its body is read.
+// signed says that a Standard Webhooks signature is to be verified over the
+// body (verify): its webhook-id and a fresh webhook-timestamp are there.
+// Otherwise the X-Gitlab-Token header authenticated the delivery, and a
+// wrong or missing token is refused without reading the body.
+func (a *gitlabAuth) admit(h http.Header, now time.Time) (signed bool, err error) {
 	if a.key != nil && h.Get("webhook-signature") != "" {
-		return verifySignature(a.key, h, body, now, a.tolerance)
+		return true, signedHeaders(h, now, a.tolerance)
 	}
 	if a.key != nil && a.token == "" {
-		return refuse("no webhook-signature header")
+		return false, refuse("no webhook-signature header")
 	}
 	got := h.Get("X-Gitlab-Token")
 	if got == "" {
-		return refuse("no X-Gitlab-Token header")
+		return false, refuse("no X-Gitlab-Token header")
 	}
 	if !equal(got, a.token) {
-		return refuse("wrong X-Gitlab-Token")
+		return false, refuse("wrong X-Gitlab-Token")
 	}
-	return nil
+	return false, nil
 }
 
-// verifySignature checks webhook-signature ("v1,<base64>" entries separated
-// by spaces) against HMAC-SHA256(key, id.timestamp.body).
-func verifySignature(key []byte, h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
+// verify checks the signature of a delivery admit found signed, over its
+// body read in parts.
+func (a *gitlabAuth) verify(h http.Header, body [][]byte, now time.Time) error {
+	return verifySignature(a.key, h, body, now, a.tolerance)
+}
+
+// signedHeaders checks a signed delivery's webhook-id and webhook-timestamp.
+func signedHeaders(h http.Header, now time.Time, tolerance time.Duration) error {
 	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")
 	if id == "" || ts == "" {
 		return refuse("signed delivery without webhook-id or webhook-timestamp")
@@ -98,9 +108,22 @@ func verifySignature(key []byte, h http.Header, body []byte, now time.Time, tole
 	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
 		return refuse("webhook-timestamp is %s away from now (tolerance %s)", d.Round(time.Second), tolerance)
 	}
+	return nil
+}
+
+// verifySignature checks webhook-signature ("v1,<base64>" entries separated
+// by spaces) against HMAC-SHA256(key, id.timestamp.body), body being the
+// concatenation of its parts.
+func verifySignature(key []byte, h http.Header, body [][]byte, now time.Time, tolerance time.Duration) error {
+	if err := signedHeaders(h, now, tolerance); err != nil {
+		return err
+	}
+	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(id + "." + ts + "."))
-	mac.Write(body)
+	for _, p := range body {
+		mac.Write(p)
+	}
 	want := mac.Sum(nil)
 	for _, sig := range strings.Fields(h.Get("webhook-signature")) {
 		v, b64, ok := strings.Cut(sig, ",")
@@ -128,12 +151,19 @@ func Sign(secret, id string, ts time.Time, body []byte) (string, error) {
 	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
 }
 
-// bearer extracts the token of "Authorization: Bearer T", or the password
-// of basic auth (so a browser can open the board).
+// bearer extracts the token of "Authorization: Bearer T". Basic-auth
+// credentials are not a bearer token: a browser replays them on its own,
+// to any request a page makes it send (see basicPassword).
 func bearer(r *http.Request) string {
 	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		return strings.TrimSpace(t)
 	}
+	return ""
+}
+
+// basicPassword is the password of basic auth, with which a browser opens
+// the board page; nothing else takes it.
+func basicPassword(r *http.Request) string {
 	if _, p, ok := r.BasicAuth(); ok {
 		return p
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,11 @@ type Config struct {
 	Workers            int
 	MaxAttempts        int
 	MaxBody            int64
+	UnverifiedBudget   int64        // bytes of signed deliveries' bodies read at once before their signatures are checked
+	TrustedProxies     []*net.IPNet // whose X-Forwarded-For names the client
+	ReadTimeout        time.Duration
+	WriteTimeout       time.Duration
+	IdleTimeout        time.Duration
 	Tick               time.Duration
 	Retention          time.Duration // processed deliveries are kept this long; 0: forever
 	LogLevel           string
@@ -114,6 +120,27 @@ func options() []option {
 				c.MaxBody = n
 				return nil
 			}},
+		{key: "unverified-body-budget", def: "67108864", help: "bytes of signed deliveries' bodies read at the same time before their signatures are checked (each counts its Content-Length, or max-body); beyond it lotsed answers 503 with Retry-After without reading; at least max-body",
+			set: func(c *Config, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 1024 {
+					return fmt.Errorf("want a number of bytes >= 1024, got %q", v)
+				}
+				c.UnverifiedBudget = n
+				return nil
+			}},
+		{key: "trusted-proxies", help: "comma-separated CIDRs (or addresses) of the reverse proxies whose X-Forwarded-For names the client in the logs; empty: the connection's peer is the client",
+			set: func(c *Config, v string) error {
+				nets, err := parseCIDRs(splitList(v))
+				c.TrustedProxies = nets
+				return err
+			}},
+		{key: "read-timeout", def: "60s", help: "how long reading a request, headers and body, may take",
+			set: func(c *Config, v string) error { return parseDuration(&c.ReadTimeout, v) }},
+		{key: "write-timeout", def: "120s", help: "how long a request may take from the end of its headers to the end of the answer (a release runs its gates in it)",
+			set: func(c *Config, v string) error { return parseDuration(&c.WriteTimeout, v) }},
+		{key: "idle-timeout", def: "60s", help: "how long an idle keep-alive connection stays open",
+			set: func(c *Config, v string) error { return parseDuration(&c.IdleTimeout, v) }},
 		{key: "tick", def: "30s", help: "how often timers (soak time, merge retries) are checked", set: func(c *Config, v string) error { return parseDuration(&c.Tick, v) }},
 		{key: "retention", def: "168h", help: "how long processed deliveries are kept (they deduplicate GitLab's re-sends, which go back 2 days); 0 keeps them",
 			set: func(c *Config, v string) error {
@@ -152,6 +179,27 @@ func parseDuration(p *time.Duration, v string) error {
 	}
 	*p = d
 	return nil
+}
+
+// parseCIDRs reads CIDRs; an address alone is the network of just it.
+func parseCIDRs(list []string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, v := range list {
+		if ip := net.ParseIP(v); ip != nil {
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(v)
+		if err != nil {
+			return nil, fmt.Errorf("want CIDRs such as 10.0.0.0/8 or addresses, got %q", v)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }
 
 func parseInt(p *int, v string, min int) error {

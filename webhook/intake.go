@@ -35,7 +35,9 @@ type badRequest struct{ reason string }
 
 func (e *badRequest) Error() string { return e.reason }
 
-// readBody reads at most limit bytes of the request body.
+// readBody reads at most limit bytes of the body of a request whose sender
+// is authenticated already: it trusts the declared Content-Length for the
+// size of the buffer. Unauthenticated bodies are read by readUnverified.
 func readBody(c echo.Context, limit int64) ([]byte, error) {
 	r := c.Request()
 	size := int64(512)
@@ -89,6 +91,7 @@ type intake struct {
 	log     *slog.Logger
 	queue   Enqueuer
 	auth    *gitlabAuth
+	reads   *unverifiedReads // signed deliveries' bodies read before their signature is checked
 	handoff *handoff
 	watch   watcher
 	metrics *metrics
@@ -96,15 +99,38 @@ type intake struct {
 }
 
 // gitlabHook is POST /webhooks/gitlab: authenticate, validate, store
-// durably (deduplicated on Idempotency-Key), then answer 200.
+// durably (deduplicated on Idempotency-Key, or on the signed webhook-id),
+// then answer 200. A secret token is checked before the body is read; a
+// signature, which covers the body, after it was read within the budget of
+// unverified reads.
 func (in *intake) gitlabHook(c echo.Context) error {
 	r := c.Request()
-	body, err := readBody(c, in.cfg.MaxBody)
+	signed, err := in.auth.admit(r.Header, in.now())
 	if err != nil {
+		in.metrics.rejected.Add(1)
 		return err
 	}
-	if err := in.auth.check(r.Header, body, in.now()); err != nil {
-		in.metrics.rejected.Add(1)
+	var body []byte
+	if signed {
+		parts, release, err := readUnverified(c, in.reads, in.cfg.MaxBody)
+		if he := (*echo.HTTPError)(nil); errors.As(err, &he) && he.Code == http.StatusServiceUnavailable {
+			// GitLab does not send it again: say so.
+			in.log.WarnContext(r.Context(), "signed delivery refused: the budget of unverified bodies is spent (--unverified-body-budget)",
+				"remote", c.RealIP(), "webhook_id", truncate(r.Header.Get("webhook-id"), 100))
+		}
+		if err != nil {
+			return err
+		}
+		err = in.auth.verify(r.Header, parts, in.now())
+		if err == nil {
+			body = join(parts)
+		}
+		release()
+		if err != nil {
+			in.metrics.rejected.Add(1)
+			return err
+		}
+	} else if body, err = readBody(c, in.cfg.MaxBody); err != nil {
 		return err
 	}
 	event := r.Header.Get("X-Gitlab-Event")
@@ -128,7 +154,7 @@ func (in *intake) gitlabHook(c echo.Context) error {
 	d := store.Delivery{
 		Source:     "gitlab",
 		Event:      event,
-		Key:        dedupeKey(r.Header, event, body),
+		Key:        dedupeKey(r.Header, event, body, signed),
 		Headers:    keptHeaders(r.Header),
 		Body:       body,
 		ReceivedAt: in.now(),
@@ -142,13 +168,13 @@ func (in *intake) argocdHook(c echo.Context) error {
 	if in.cfg.ArgoCDToken == "" {
 		return echo.NewHTTPError(http.StatusNotFound, "ArgoCD notifications are not configured")
 	}
-	body, err := readBody(c, in.cfg.MaxBody)
-	if err != nil {
-		return err
-	}
 	if t := bearer(c.Request()); t == "" || !equal(t, in.cfg.ArgoCDToken) {
 		in.metrics.rejected.Add(1)
 		return refuse("bad ArgoCD token")
+	}
+	body, err := readBody(c, in.cfg.MaxBody)
+	if err != nil {
+		return err
 	}
 	var n ArgoCDNotification
 	if err := json.Unmarshal(body, &n); err != nil {
@@ -193,8 +219,14 @@ func (in *intake) enqueue(c echo.Context, d store.Delivery, hook *gitlabHook) er
 
 // dedupeKey is GitLab's Idempotency-Key (stable across re-sends; unlike
 // X-Gitlab-Webhook-UUID, which is new on every execution), or the signed
-// webhook-id, or a hash of the event and body.
-func dedupeKey(h http.Header, event string, body []byte) string {
+// webhook-id, or a hash of the event and body. For a signed delivery it is
+// always the webhook-id, which the signature covers (GitLab sends the
+// Idempotency-Key's value in it): a captured delivery replayed under a new
+// Idempotency-Key is the same delivery.
+func dedupeKey(h http.Header, event string, body []byte, signed bool) string {
+	if k := h.Get("webhook-id"); signed && k != "" {
+		return "idem:" + k
+	}
 	if k := h.Get("Idempotency-Key"); k != "" {
 		return "idem:" + k
 	}

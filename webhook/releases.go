@@ -148,10 +148,6 @@ func refuseRelease(status int, format string, args ...any) *refusal {
 
 func (h *releases) serve(c echo.Context) error {
 	ctx := c.Request().Context()
-	body, err := readBody(c, releaseapi.MaxBody)
-	if err != nil {
-		return err
-	}
 	tok, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
 	if !ok || strings.TrimSpace(tok) == "" {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="lotsed", error="invalid_token"`)
@@ -169,6 +165,10 @@ func (h *releases) serve(c echo.Context) error {
 		h.log.WarnContext(ctx, "release refused: invalid ID token", "err", err, "remote", c.RealIP())
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="lotsed", error="invalid_token"`)
 		return c.JSON(http.StatusUnauthorized, releaseapi.Error{Message: "invalid ID token: " + tokenCause(err)})
+	}
+	body, err := readBody(c, releaseapi.MaxBody) // once the token is verified
+	if err != nil {
+		return err
 	}
 	var req releaseapi.Request
 	dec := json.NewDecoder(bytes.NewReader(body))

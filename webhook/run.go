@@ -116,7 +116,7 @@ func serve(ctx context.Context, cfg *Config, version string, verifier Verifier, 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: l.server.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
+	hs := newHTTPServer(cfg, l.server.Handler())
 	log.Info("lotsed started", append([]any{"version", version, "addr", ln.Addr().String()}, cfg.Redacted()...)...)
 	errs := make(chan error, 1)
 	go func() { errs <- hs.Serve(ln) }()
@@ -144,6 +144,14 @@ func serve(ctx context.Context, cfg *Config, version string, verifier Verifier, 
 		return serveErr
 	}
 	return nil
+}
+
+// newHTTPServer is lotsed's http.Server: every phase of a request and an
+// idle connection is bounded in time, so that slow or silent clients do not
+// hold connections (and their buffers) open.
+func newHTTPServer(cfg *Config, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: 64 << 10}
 }
 
 // lotsed is the assembled service: one owner per concern, data flowing one

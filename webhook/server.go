@@ -69,7 +69,8 @@ func newServer(cfg *Config, p serverParts) (*Server, error) {
 	if p.handoff == nil {
 		p.handoff = newHandoff("", 0, 0)
 	}
-	in := &intake{cfg: cfg, log: p.log, queue: p.queue, auth: ga, handoff: p.handoff, watch: p.watch, metrics: p.metrics, now: p.now}
+	in := &intake{cfg: cfg, log: p.log, queue: p.queue, auth: ga, reads: newUnverifiedReads(max(cfg.UnverifiedBudget, cfg.MaxBody)),
+		handoff: p.handoff, watch: p.watch, metrics: p.metrics, now: p.now}
 	return &Server{cfg: cfg, log: p.log, queue: p.queue, intake: in, views: p.views, metrics: p.metrics, handoff: p.handoff, now: p.now,
 		releases: p.releases}, nil
 }
@@ -82,6 +83,16 @@ func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
+	// The client's address in the log: X-Forwarded-For only from the
+	// proxies configured as trusted, else the connection's peer.
+	e.IPExtractor = echo.ExtractIPDirect()
+	if len(s.cfg.TrustedProxies) > 0 {
+		trust := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range s.cfg.TrustedProxies {
+			trust = append(trust, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(trust...)
+	}
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
 		if !s.ready.Load() {
@@ -92,10 +103,10 @@ func (s *Server) Handler() http.Handler {
 	e.POST("/webhooks/gitlab", s.intake.gitlabHook)
 	e.POST("/webhooks/argocd", s.intake.argocdHook)
 
-	read := s.requireToken(false)
-	admin := s.requireToken(true)
+	read := s.requireToken(false, false)
+	admin := s.requireToken(true, false)
 	e.GET("/metrics", s.metricsHandler, read)
-	e.GET("/board", s.board, read)
+	e.GET("/board", s.board, s.requireToken(false, true))
 	api := e.Group("/api/v1")
 	api.GET("/events", s.listEvents, read)
 	api.POST("/events/:id/requeue", s.requeueEvent, admin)
@@ -107,14 +118,28 @@ func (s *Server) Handler() http.Handler {
 }
 
 // requireToken admits requests with the admin token, or with the read token
-// when admin is false. Without configured tokens nothing is admitted.
-func (s *Server) requireToken(admin bool) echo.MiddlewareFunc {
+// when admin is false. Without configured tokens nothing is admitted. The
+// token is the bearer token; browser is true only for the board's page,
+// which also takes it as the basic-auth password: a browser replays those
+// credentials on every request a page makes it send, so nothing that
+// changes things, and no API, takes them.
+func (s *Server) requireToken(admin, browser bool) echo.MiddlewareFunc {
+	challenge := `Bearer realm="lotsed"`
+	if browser {
+		challenge += `, Basic realm="lotsed"`
+	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			t := bearer(c.Request())
+			if t == "" && browser {
+				t = basicPassword(c.Request())
+			}
+			deny := func(reason string) error {
+				c.Response().Header().Set("WWW-Authenticate", challenge)
+				return refuse("%s", reason)
+			}
 			if t == "" {
-				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="lotsed", Basic realm="lotsed"`)
-				return refuse("no bearer token")
+				return deny("no bearer token")
 			}
 			if s.cfg.APIAdminToken != "" && equal(t, s.cfg.APIAdminToken) {
 				return next(c)
@@ -125,7 +150,7 @@ func (s *Server) requireToken(admin bool) echo.MiddlewareFunc {
 				}
 				return next(c)
 			}
-			return refuse("wrong token")
+			return deny("wrong token")
 		}
 	}
 }

@@ -93,7 +93,7 @@ func (en *engine) command(e Command) {
 		en.changed = true
 	}
 	reply := func(format string, args ...any) {
-		en.emit(Reply{Project: e.Project, IID: e.IID, Body: e.User.String() + " " + fmt.Sprintf(format, args...)})
+		en.emit(Reply{Project: e.Project, IID: e.IID, Body: e.User.String() + " " + fmt.Sprintf(format, inert(args)...)})
 	}
 	if !en.p.IsOperator(e.User) {
 		en.audit(AuditDenied, e.Stage, "", e.User, "not an operator: "+oneLine(c.Line, 200))
@@ -101,7 +101,7 @@ func (en *engine) command(e Command) {
 		return
 	}
 	if c.Err != "" {
-		reply("%s; %s", c.Err, usage)
+		reply("%s; %s", c.Err, markdown(usage))
 		return
 	}
 	stage := c.Stage
@@ -111,7 +111,7 @@ func (en *engine) command(e Command) {
 	ti := en.p.stageIndex(stage)
 	if ti < 0 {
 		if stage == "" {
-			reply("name the stage (not on a lotse merge request); %s", usage)
+			reply("name the stage (not on a lotse merge request); %s", markdown(usage))
 		} else {
 			reply("%s has no stage %q (stages: %s).", en.p.App, stage, strings.Join(stageNames(en.p), ", "))
 		}
@@ -190,7 +190,7 @@ func (en *engine) cmdRollback(ti int, digest string, user User, reply func(strin
 		if digest == "" {
 			reply("%s has no earlier image to roll back to.", target.Name)
 		} else {
-			reply("%s is not in the history of %s; pick one of: %s.", digest, target.Name, historyList(st.History, cur.Image))
+			reply("%s is not in the history of %s; pick one of: %s.", digest, target.Name, markdown(historyList(st.History, cur.Image)))
 		}
 		return
 	}
@@ -211,8 +211,8 @@ func imageMatches(image, digest string) bool {
 func historyList(h []Deployment, current string) string {
 	var out []string
 	for i := len(h) - 1; i >= 0 && len(out) < 5; i-- {
-		if h[i].Image != current && !slices.Contains(out, "`"+h[i].Image+"`") {
-			out = append(out, "`"+h[i].Image+"`")
+		if h[i].Image != current && !slices.Contains(out, code(h[i].Image)) {
+			out = append(out, code(h[i].Image))
 		}
 	}
 	if len(out) == 0 {
@@ -268,7 +268,7 @@ func (en *engine) cmdRetry(ti int, user User, reply func(string, ...any)) {
 		reply("the gates of %s are being checked.", target.Name)
 	case PhaseWaiting:
 		en.wait(ti, pr)
-		reply("%s", nextStep(en.p, target, pr, en.s, en.now))
+		reply("%s", markdown(nextStep(en.p, target, pr, en.s, en.now)))
 	case PhaseCancelled:
 		reply("the merge request was closed; use `/lotse promote %s` to start again.", target.Name)
 	default:

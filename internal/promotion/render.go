@@ -81,7 +81,7 @@ func stageTable(b *strings.Builder, p Policy, s State, project, commit string, n
 		var here string
 		if st != nil && st.Current != nil {
 			d := st.Current
-			image = "`" + cell(d.Image) + "`"
+			image = code(d.Image)
 			since = d.LandedAt.UTC().Format("2006-01-02 15:04 UTC") + " (" + fmtDur(now.Sub(d.LandedAt)) + " ago)"
 			health = "unknown"
 			if d.Health != nil {
@@ -147,13 +147,13 @@ func promotionDetails(b *strings.Builder, p Policy, s State, ti int, pr *Promoti
 	if pr.Rollback {
 		what, from = "Rollback", ""
 	}
-	fmt.Fprintf(b, "**%s** of `%s`%s to %s: **%s**", what, cell(pr.Image), from, target.Name, phaseLabel(pr.Phase))
+	fmt.Fprintf(b, "**%s** of %s%s to %s: **%s**", what, code(pr.Image), from, target.Name, phaseLabel(pr.Phase))
 	if pr.MR != nil {
 		fmt.Fprintf(b, " in !%d", pr.MR.IID)
 	}
 	fmt.Fprintf(b, " (started %s", pr.StartedAt.UTC().Format("2006-01-02 15:04 UTC"))
 	if pr.Trigger.ID != 0 {
-		fmt.Fprintf(b, " by %s", pr.Trigger)
+		fmt.Fprintf(b, " by %s", cell(pr.Trigger.String()))
 	}
 	b.WriteString(")\n")
 	if pr.Reason != "" {
@@ -247,10 +247,10 @@ func approvals(b *strings.Builder, p Policy, target StagePolicy, pr *Promotion) 
 	}
 	b.WriteString("\n")
 	for _, u := range counted {
-		fmt.Fprintf(b, "- ✅ %s\n", u)
+		fmt.Fprintf(b, "- ✅ %s\n", cell(u.String()))
 	}
 	for _, r := range rejected {
-		fmt.Fprintf(b, "- ❌ %s: %s, does not count\n", r.User, cell(r.Reason))
+		fmt.Fprintf(b, "- ❌ %s: %s, does not count\n", cell(r.User.String()), cell(r.Reason))
 	}
 }
 
@@ -258,7 +258,7 @@ func approvals(b *strings.Builder, p Policy, target StagePolicy, pr *Promotion) 
 func nextStep(p Policy, target StagePolicy, pr *Promotion, s State, now time.Time) string {
 	switch pr.Phase {
 	case PhaseChecking:
-		return "lotse checks the gates of `" + cell(pr.Image) + "`."
+		return "lotse checks the gates of " + code(pr.Image) + "."
 	case PhaseWaiting:
 		var parts []string
 		if pr.Gates.Soak.Status == GatePending {
@@ -320,12 +320,4 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
-}
-
-// cell makes text safe for one markdown table cell or quote line.
-func cell(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	s = strings.ReplaceAll(s, "|", `\|`)
-	s = strings.ReplaceAll(s, "<!--", "&lt;!--")
-	return s
 }

@@ -126,7 +126,7 @@ func TestRenderSourceComment(t *testing.T) {
 }
 
 func TestCellEscapes(t *testing.T) {
-	if got := cell("a | b\n<!-- lotse:sticky app=x -->"); got != `a \| b &lt;!-- lotse:sticky app=x -->` {
+	if got := cell("a | b\n<!-- lotse:sticky app=x -->"); got != `a \| b &lt;\!-- lotse:sticky app=x --&gt;` {
 		t.Fatalf("cell = %q", got)
 	}
 }

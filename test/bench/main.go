@@ -2,7 +2,9 @@
 // replaces (syft, trivy, crane, cosign sign, cosign attest twice) on the same
 // images, registry and DB, and checks that both find the same
 // vulnerabilities; then it runs concurrent `lotse bump` processes against
-// the GitLab simulator (-bumps-only runs just that). `make bench` builds the
+// the GitLab simulator (-bumps-only runs just that), and with -lotsed it
+// measures lotsed's intake (-intake-only) and what unauthenticated 25 MiB
+// bodies cost it (-abuse-only). `make bench` builds the
 // CLIs and runs it. With -pgo FILE it only profiles `lotse release` on the
 // same images and writes the merged profile (`make pgo`).
 package main
@@ -46,6 +48,7 @@ func main() {
 	rate429 := flag.Float64("bumps-429", 0.1, "share of GitLab requests answered 429 during the bumps")
 	lotsed := flag.String("lotsed", "", "the lotsed binary: measure its webhook intake")
 	intakeOnly := flag.Bool("intake-only", false, "run only the lotsed intake section")
+	abuseOnly := flag.Bool("abuse-only", false, "run only the lotsed abuse section (unauthenticated 25 MiB bodies)")
 	seconds := flag.Int("seconds", 5, "length of each intake run")
 	pgoOut := flag.String("pgo", "", "write the CPU profile of lotse release on the bench images to FILE (cmd/lotse/default.pgo) and stop")
 	flag.Parse()
@@ -60,6 +63,8 @@ func main() {
 		err = bumps(context.Background(), *lotse, *nBumps, *rate429)
 	case *intakeOnly:
 		err = intake(context.Background(), *lotsed, pgURL, *seconds)
+	case *abuseOnly:
+		err = abuse(context.Background(), *lotsed)
 	default:
 		err = run(context.Background(), *lotse, *tools, *runs, *largeMB)
 		if err == nil {
@@ -67,6 +72,9 @@ func main() {
 		}
 		if err == nil && *lotsed != "" {
 			err = intake(context.Background(), *lotsed, pgURL, *seconds)
+		}
+		if err == nil && *lotsed != "" {
+			err = abuse(context.Background(), *lotsed)
 		}
 	}
 	if err != nil {
