@@ -30,7 +30,8 @@ token (LOTSE_GITLAB_TOKEN, never printed):
   - who may merge into the default branch (a warning for anyone but lotse);
   - lotsed's webhook (--lotsed-url or LOTSE_URL + /webhooks/gitlab) exists
     with push, merge request, comment and pipeline events;
-  - signing.publicKey is in the repository (or a KMS URI) and is a public key;
+  - signing.publicKey is in the repository (or a KMS URI) and is a public key,
+    or signing.keyless has its trusted root and no identity any project has;
   - every app's sourceProject is readable by lotse's user, with the
     Developer role there to post commit statuses.
 

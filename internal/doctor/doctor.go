@@ -11,15 +11,18 @@ package doctor
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/lotse/lotse/internal/gitlab"
 	"github.com/lotse/lotse/internal/gitops"
+	"github.com/lotse/lotse/internal/trust"
 	"github.com/lotse/lotse/internal/writeback"
 )
 
@@ -658,10 +661,13 @@ func (d *doctor) signingKey(ctx context.Context) {
 		}
 	}
 	switch {
+	case d.cfg.Signing.Keyless != nil:
+		d.keyless(ctx, *d.cfg.Signing.Keyless, gated)
+		return
 	case ref == "":
-		d.fail(CheckSigningKey, SeverityWarning, "no signing.publicKey",
-			"lotse.yaml names no public key: no stage can require a signature, so an unsigned image reaches production",
-			"commit cosign.pub (cosign generate-key-pair) and set signing.publicKey: cosign.pub, or a KMS URI; then gates: {signature: true} on the stages")
+		d.fail(CheckSigningKey, SeverityWarning, "no signing.publicKey or signing.keyless",
+			"lotse.yaml names no public key and no keyless signer: no stage can require a signature, so an unsigned image reaches production",
+			"commit cosign.pub (cosign generate-key-pair) and set signing.publicKey: cosign.pub, or a KMS URI, or signing.keyless (issuer, identity); then gates: {signature: true} on the stages")
 		return
 	case strings.Contains(ref, "://"):
 		d.ok(CheckSigningKey, fmt.Sprintf("signing.publicKey %s (a URI lotsed resolves; its credentials are lotsed's)", ref))
@@ -683,6 +689,51 @@ func (d *doctor) signingKey(ctx context.Context) {
 		return
 	}
 	d.ok(CheckSigningKey, fmt.Sprintf("signing.publicKey %s is a public key; signature gates: %s", ref, orNone(gated)))
+}
+
+// keyless checks signing.keyless: its trusted root is in the repository,
+// and its identity is not one any project's pipeline has.
+func (d *doctor) keyless(ctx context.Context, k trust.Keyless, gated []string) {
+	who := "identity " + k.Identity
+	if k.IdentityRegexp != "" {
+		who = "identity matching " + k.AnchoredIdentityRegexp()
+	}
+	root := "Sigstore's public-good instance"
+	if k.TrustedRoot != "" {
+		root = "trusted root " + k.TrustedRoot
+	}
+	detail := fmt.Sprintf("signing.keyless: issuer %s, %s, %s; signature gates: %s", k.Issuer, who, root, orNone(gated))
+	if k.TrustedRoot != "" {
+		fix := fmt.Sprintf("commit the Sigstore trusted_root.json as %s on %s, or correct signing.keyless.trustedRoot", k.TrustedRoot, d.branchName())
+		f, err := d.gl.File(ctx, d.opts.Project, k.TrustedRoot, d.branchName())
+		if errors.Is(err, gitlab.ErrNotFound) {
+			d.fail(CheckSigningKey, SeverityError, detail, fmt.Sprintf("signing.keyless.trustedRoot %s is not in %s on %s: the signature gates of %s fail every image",
+				k.TrustedRoot, d.opts.Project, d.branchName(), orNone(gated)), fix)
+			return
+		}
+		if err != nil {
+			d.fail(CheckSigningKey, SeverityError, detail, fmt.Sprintf("cannot read signing.keyless.trustedRoot %s: %v", k.TrustedRoot, err), fix)
+			return
+		}
+		var tr struct {
+			MediaType string `json:"mediaType"`
+		}
+		if err := json.Unmarshal(f.Content, &tr); err != nil || !strings.HasPrefix(tr.MediaType, "application/vnd.dev.sigstore.trustedroot") {
+			d.fail(CheckSigningKey, SeverityError, detail, fmt.Sprintf("signing.keyless.trustedRoot %s is not a Sigstore trusted root (no trustedroot mediaType)", k.TrustedRoot), fix)
+			return
+		}
+	}
+	if k.IdentityRegexp != "" {
+		re, err := regexp.Compile(k.AnchoredIdentityRegexp())
+		stranger := strings.TrimRight(k.Issuer, "/") + "/someone-else/any-project//.gitlab-ci.yml@refs/heads/main"
+		if err == nil && re.MatchString(stranger) {
+			d.fail(CheckSigningKey, SeverityWarning, detail,
+				fmt.Sprintf("signing.keyless.identityRegexp also accepts %s: a pipeline of any project under that issuer can sign images that pass the gates", stranger),
+				"name the app projects and their protected refs in identityRegexp, e.g. https://gitlab.example.com/team/shop//\\.gitlab-ci\\.yml@refs/heads/main, or use identity")
+			return
+		}
+	}
+	d.ok(CheckSigningKey, detail)
 }
 
 func orNone(s []string) string {

@@ -160,6 +160,20 @@ func find(r doctor.Report, check string) []doctor.Finding {
 	return out
 }
 
+// keyless replaces signing.publicKey with signing.keyless (issuer
+// https://gitlab.example.com and fields), and writes keys/trusted_root.json
+// when root is not empty.
+func keyless(fields, root string) func(*setup) {
+	return func(s *setup) {
+		delete(s.gitops.Files, "keys/cosign.pub")
+		s.gitops.Files["lotse.yaml"] = strings.Replace(s.gitops.Files["lotse.yaml"], "  publicKey: keys/cosign.pub\n",
+			"  keyless:\n    issuer: https://gitlab.example.com\n    "+fields+"\n", 1)
+		if root != "" {
+			s.gitops.Files["keys/trusted_root.json"] = root
+		}
+	}
+}
+
 func TestCheck(t *testing.T) {
 	E, W := doctor.SeverityError, doctor.SeverityWarning
 	protect := func(rules ...gitlabsim.ProtectedBranch) func(*setup) {
@@ -235,6 +249,17 @@ func TestCheck(t *testing.T) {
 		{name: "signing key is a KMS URI", mod: func(s *setup) {
 			s.gitops.Files["lotse.yaml"] = strings.Replace(s.gitops.Files["lotse.yaml"], "keys/cosign.pub", "awskms:///alias/lotse", 1)
 		}},
+		{name: "keyless with a trusted root", mod: keyless("identity: https://gitlab.example.com/team/shop//.gitlab-ci.yml@refs/heads/main\n    trustedRoot: keys/trusted_root.json",
+			`{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`)},
+		{name: "keyless on Sigstore's public-good instance", mod: keyless("identityRegexp: 'https://gitlab.example.com/team/shop//.gitlab-ci.yml@refs/heads/(main|release)'", "")},
+		{name: "keyless trusted root missing", mod: keyless("identity: x\n    trustedRoot: keys/trusted_root.json", ""),
+			fails: map[string]doctor.Severity{doctor.CheckSigningKey: E}, problem: "signing.keyless.trustedRoot keys/trusted_root.json is not in platform/gitops"},
+		{name: "keyless trusted root is something else", mod: keyless("identity: x\n    trustedRoot: keys/trusted_root.json", `{"keys": []}`),
+			fails: map[string]doctor.Severity{doctor.CheckSigningKey: E}, problem: "is not a Sigstore trusted root"},
+		// An identity regexp that admits every project's pipeline lets
+		// anyone on the GitLab instance sign images that pass the gates.
+		{name: "keyless identity regexp too broad", mod: keyless("identityRegexp: 'https://gitlab.example.com/.*//.gitlab-ci.yml@refs/heads/main'", ""),
+			fails: map[string]doctor.Severity{doctor.CheckSigningKey: W}, problem: "a pipeline of any project under that issuer can sign"},
 		{name: "lotsed's own key wins", mod: func(s *setup) { delete(s.gitops.Files, "keys/cosign.pub"); s.opts.PublicKey = "/etc/lotsed/cosign.pub" }},
 		{name: "no signing key at all", mod: func(s *setup) {
 			y := strings.Replace(s.gitops.Files["lotse.yaml"], "signing:\n  publicKey: keys/cosign.pub\n", "", 1)
