@@ -289,16 +289,18 @@ func (d *doctor) promotionBranch() string {
 
 // access is what the rules matching one branch allow.
 type access struct {
-	rules        []string // names of the matching rules
-	pushRoles    []gitlab.AccessLevel
-	mergeRoles   []gitlab.AccessLevel
-	pushOthers   []string // users, groups, deploy keys
-	mergeOthers  []string
-	forcePush    bool
-	botMayPush   bool
-	botMayMerge  bool
-	pushEntries  int
-	mergeEntries int
+	rules       []string // names of the matching rules
+	pushRoles   []gitlab.AccessLevel
+	mergeRoles  []gitlab.AccessLevel
+	pushOthers  []string // users, groups, deploy keys
+	mergeOthers []string
+	// strangers are users other than lotse's and deploy keys; groups are
+	// groups, whose members lotse cannot see.
+	pushStrangers, mergeStrangers []string
+	pushGroups, mergeGroups       []string
+	forcePush                     bool
+	botMayPush                    bool
+	botMayMerge                   bool
 }
 
 // accessTo collects what the rules matching branch allow; GitLab lets the
@@ -312,16 +314,16 @@ func (d *doctor) accessTo(rules []gitlab.ProtectedBranch, branch string) access 
 		a.rules = append(a.rules, r.Name)
 		a.forcePush = a.forcePush || r.AllowForcePush
 		for _, e := range r.Push {
-			a.pushEntries++
 			if d.entry(e, &a.pushRoles, &a.pushOthers) {
 				a.botMayPush = true
 			}
+			d.sortOut(e, &a.pushStrangers, &a.pushGroups)
 		}
 		for _, e := range r.Merge {
-			a.mergeEntries++
 			if d.entry(e, &a.mergeRoles, &a.mergeOthers) {
 				a.botMayMerge = true
 			}
+			d.sortOut(e, &a.mergeStrangers, &a.mergeGroups)
 		}
 	}
 	return a
@@ -354,6 +356,18 @@ func (d *doctor) entry(e gitlab.BranchAccess, roles *[]gitlab.AccessLevel, other
 		return e.Level != gitlab.AccessNoOne && e.Level <= bot
 	}
 	return false
+}
+
+// sortOut files an entry that names someone other than lotse's user.
+func (d *doctor) sortOut(e gitlab.BranchAccess, strangers, groups *[]string) {
+	switch {
+	case e.UserID != 0 && (d.bot == nil || e.UserID != d.bot.ID):
+		*strangers = append(*strangers, "user "+d.userName(e.UserID))
+	case e.UserID == 0 && e.GroupID != 0:
+		*groups = append(*groups, fmt.Sprintf("group #%d", e.GroupID))
+	case e.UserID == 0 && e.DeployKeyID != 0:
+		*strangers = append(*strangers, fmt.Sprintf("deploy key #%d", e.DeployKeyID))
+	}
 }
 
 func (d *doctor) userName(id int64) string {
@@ -405,6 +419,12 @@ func (d *doctor) protectDefault(rules []gitlab.ProtectedBranch) {
 	if w := weak(a.mergeRoles); len(w) > 0 {
 		problems = append(problems, fmt.Sprintf("%s may merge into %s: they can merge a promotion MR themselves, without the approvals lotsed counts", strings.Join(w, ", "), b))
 	}
+	if len(a.pushStrangers) > 0 {
+		problems = append(problems, fmt.Sprintf("%s may push to %s: they can change any stage without lotse", strings.Join(a.pushStrangers, ", "), b))
+	}
+	if len(a.mergeStrangers) > 0 {
+		problems = append(problems, fmt.Sprintf("%s may merge into %s: without the approvals lotsed counts", strings.Join(a.mergeStrangers, ", "), b))
+	}
 	if a.forcePush {
 		problems = append(problems, fmt.Sprintf("force push to %s is allowed: history (and lotse's trailers) can be rewritten", b))
 	}
@@ -415,7 +435,11 @@ func (d *doctor) protectDefault(rules []gitlab.ProtectedBranch) {
 		problems = append(problems, fmt.Sprintf("lotse's user may not merge into %s: it cannot merge promotion MRs", b))
 	}
 	if len(problems) > 0 {
-		d.fail(CheckProtectDefault, SeverityError, detail, strings.Join(problems, "; "), fix)
+		d.fail(CheckProtectDefault, SeverityError, detail, strings.Join(append(problems, groupsProblem(a.pushGroups, a.mergeGroups)...), "; "), fix)
+		return
+	}
+	if g := groupsProblem(a.pushGroups, a.mergeGroups); len(g) > 0 {
+		d.fail(CheckProtectDefault, SeverityWarning, detail, strings.Join(g, "; "), fix)
 		return
 	}
 	d.ok(CheckProtectDefault, detail)
@@ -436,11 +460,18 @@ func (d *doctor) protectPromotion(rules []gitlab.ProtectedBranch) {
 	if w := weak(a.pushRoles); len(w) > 0 {
 		problems = append(problems, fmt.Sprintf("%s may push to %s: they can push onto lotse's promotion MRs", strings.Join(w, ", "), b))
 	}
+	if len(a.pushStrangers) > 0 {
+		problems = append(problems, fmt.Sprintf("%s may push to %s: they can push onto lotse's promotion MRs", strings.Join(a.pushStrangers, ", "), b))
+	}
 	if !a.botMayPush {
 		problems = append(problems, fmt.Sprintf("lotse's user may not push to %s: it cannot open promotion MRs", b))
 	}
 	if len(problems) > 0 {
-		d.fail(CheckProtectPromotion, SeverityError, detail, strings.Join(problems, "; "), fix)
+		d.fail(CheckProtectPromotion, SeverityError, detail, strings.Join(append(problems, groupsProblem(a.pushGroups, nil)...), "; "), fix)
+		return
+	}
+	if g := groupsProblem(a.pushGroups, nil); len(g) > 0 {
+		d.fail(CheckProtectPromotion, SeverityWarning, detail, strings.Join(g, "; "), fix)
 		return
 	}
 	d.ok(CheckProtectPromotion, detail)
@@ -505,6 +536,19 @@ func (d *doctor) mergeAccess(rules []gitlab.ProtectedBranch) {
 	d.ok(CheckMergeAccess, detail)
 }
 
+// groupsProblem warns of groups allowed to push or merge: lotse cannot
+// read who is in them.
+func groupsProblem(push, merge []string) []string {
+	var out []string
+	if len(push) > 0 {
+		out = append(out, strings.Join(push, ", ")+" may push: lotse cannot see who is in a group; it must hold lotse's user only")
+	}
+	if len(merge) > 0 {
+		out = append(out, strings.Join(merge, ", ")+" may merge: lotse cannot see who is in a group; it must hold lotse's user only")
+	}
+	return out
+}
+
 // describe names roles and other entries for people.
 func describe(roles []gitlab.AccessLevel, others []string) string {
 	var parts []string
@@ -563,7 +607,7 @@ func (d *doctor) webhook(ctx context.Context) {
 		target = "https://<lotsed>/webhooks/gitlab"
 	}
 	addFix := fmt.Sprintf("Settings › Webhooks › Add new webhook: URL %s, the secret token (or signing token) lotsed has, triggers Push events, Merge request events, Comments, Pipeline events "+
-		"(or POST %s/hooks -d url=%s -d token=$WEBHOOK_SECRET -d push_events=true -d merge_requests_events=true -d note_events=true -d pipeline_events=true)",
+		"(or POST %s/hooks -d url=%s -d token=$WEBHOOK_SECRET -d push_events=true -d merge_requests_events=true -d note_events=true -d pipeline_events=true); lotse sees project webhooks only, not a group's",
 		target, d.api, target)
 	hs, err := d.gl.Hooks(ctx, d.opts.Project)
 	if err != nil {
