@@ -630,7 +630,7 @@ func (d *doctor) webhook(ctx context.Context) {
 		return
 	}
 	h := found[0]
-	detail := fmt.Sprintf("hook #%d %s", h.ID, h.URL)
+	detail := fmt.Sprintf("hook #%d %s", h.ID, redact(h.URL))
 	var errs, warns []string
 	var missing []string
 	for _, ev := range []struct {
@@ -658,7 +658,7 @@ func (d *doctor) webhook(ctx context.Context) {
 	}
 	editFix := fmt.Sprintf("Settings › Webhooks › Edit hook #%d: triggers Push events (all branches or %s), Merge request events, Comments, Pipeline events; SSL verification on; Enable if disabled "+
 		"(or PUT %s/hooks/%d -d url=%s -d push_events=true -d push_events_branch_filter= -d merge_requests_events=true -d note_events=true -d pipeline_events=true -d enable_ssl_verification=true)",
-		h.ID, d.branchName(), d.api, h.ID, h.URL)
+		h.ID, d.branchName(), d.api, h.ID, redact(h.URL))
 	switch {
 	case len(errs) > 0:
 		d.fail(CheckWebhook, SeverityError, detail, strings.Join(append(errs, warns...), "; "), editFix)
@@ -667,6 +667,18 @@ func (d *doctor) webhook(ctx context.Context) {
 	default:
 		d.ok(CheckWebhook, detail+": push, merge request, comment and pipeline events (its secret token is not shown by GitLab: lotsed refuses deliveries without it)")
 	}
+}
+
+// redact drops what may carry a secret from a hook URL for the report:
+// user info, query and fragment.
+func redact(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment, u.RawFragment = nil, "", "", ""
+	u.ForceQuery = false
+	return u.String()
 }
 
 // hookMatches compares a hook URL with lotsed's; scheme and host ignore

@@ -230,6 +230,16 @@ func TestCheck(t *testing.T) {
 		{name: "webhook registered twice", mod: func(s *setup) { s.hooks = append(s.hooks, s.hooks[0]) },
 			fails: map[string]doctor.Severity{doctor.CheckWebhook: W}, problem: "2 hooks deliver to lotsed"},
 		{name: "webhook URL differs in case and trailing slash", mod: func(s *setup) { s.hooks[0].URL = "https://LOTSED.example.com/webhooks/gitlab/" }},
+		{name: "webhook to a look-alike host", mod: func(s *setup) { s.hooks[0].URL = "https://lotsed.example.com.evil.example/webhooks/gitlab" },
+			fails: map[string]doctor.Severity{doctor.CheckWebhook: E}, problem: "no webhook"},
+		{name: "webhook to another path of lotsed's host", mod: func(s *setup) { s.hooks[0].URL = "https://lotsed.example.com/x/webhooks/gitlab" },
+			fails: map[string]doctor.Severity{doctor.CheckWebhook: E}, problem: "no webhook"},
+		// The report is served to read-token holders: a secret in the
+		// hook's URL stays out of it.
+		{name: "webhook URL with a secret in it", mod: func(s *setup) {
+			s.hooks[0].URL = "https://user:hunter2@lotsed.example.com/webhooks/gitlab?token=hunter2#hunter2"
+			s.hooks[0].NoteEvents = false
+		}, fails: map[string]doctor.Severity{doctor.CheckWebhook: E}, problem: "does not send comment (note) events"},
 		{name: "lotsed URL unknown: matched by path", mod: func(s *setup) { s.opts.LotsedURL = "" }},
 		{name: "hooks unreadable", mod: func(s *setup) { s.faults = []gitlabsim.Fault{{Class: "hooks", Status: 500}} },
 			fails: map[string]doctor.Severity{doctor.CheckWebhook: E}, problem: "cannot list the webhooks"},
@@ -305,6 +315,9 @@ func TestCheck(t *testing.T) {
 				if f.OK && (f.Problem != "" || f.Severity != "") || !f.OK && (f.Problem == "" || f.Fix == "" || f.Severity == "") {
 					t.Errorf("finding %+v: a failed check needs a problem, a fix and a severity; a passed one neither", f)
 				}
+			}
+			if strings.Contains(mustJSON(t, r), "hunter2") {
+				t.Errorf("the report shows the hook URL's secret: %s", mustJSON(t, r))
 			}
 			if tc.problem != "" && !slices.ContainsFunc(r.Findings, func(f doctor.Finding) bool { return !f.OK && strings.Contains(f.Problem, tc.problem) }) {
 				t.Errorf("no problem mentions %q:\n%s", tc.problem, mustJSON(t, r))
