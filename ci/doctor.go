@@ -28,6 +28,7 @@ token (LOTSE_GITLAB_TOKEN, never printed):
   - the default branch and lotse/* are protected so that only Maintainers
     push and merge, and lotse's user may;
   - who may merge into the default branch (a warning for anyone but lotse);
+  - enough members may approve for the approval stages;
   - lotsed's webhook (--lotsed-url or LOTSE_URL + /webhooks/gitlab) exists
     with push, merge request, comment and pipeline events;
   - signing.publicKey is in the repository (or a KMS URI) and is a public key,

@@ -74,6 +74,7 @@ const (
 	CheckProtectDefault   = "protect-default-branch"
 	CheckProtectPromotion = "protect-lotse-branches"
 	CheckMergeAccess      = "merge-access"
+	CheckApprovers        = "approvers"
 	CheckWebhook          = "webhook"
 	CheckSigningKey       = "signing-key"
 	CheckSourceProject    = "source-project"
@@ -179,6 +180,7 @@ func (d *doctor) run(ctx context.Context) {
 		d.protectPromotion(rules)
 		d.mergeAccess(rules)
 	}
+	d.approvers()
 	d.webhook(ctx)
 	d.signingKey(ctx)
 	d.sourceProjects(ctx)
@@ -547,6 +549,43 @@ func groupsProblem(push, merge []string) []string {
 		out = append(out, strings.Join(merge, ", ")+" may merge: lotse cannot see who is in a group; it must hold lotse's user only")
 	}
 	return out
+}
+
+// approvers checks that every approval stage can get its approvals: enough
+// active members besides lotse's user with the Developer role or more,
+// which GitLab requires to approve.
+func (d *doctor) approvers() {
+	if d.cfg == nil {
+		return
+	}
+	need, stage := 0, ""
+	for _, s := range d.cfg.Stages {
+		if s.Promotion == gitops.PromotionApproval && s.Approvals > need {
+			need, stage = s.Approvals, s.Name
+		}
+	}
+	if need == 0 {
+		return
+	}
+	if d.members == nil {
+		d.fail(CheckApprovers, SeverityWarning, "", "the project's members could not be read, so whether "+stage+" can get its approvals is unknown",
+			"give lotse's user the Maintainer role (Manage › Members)")
+		return
+	}
+	var can []string
+	for _, m := range d.members {
+		if m.AccessLevel >= gitlab.AccessDeveloper && (m.State == "" || m.State == "active") && (d.bot == nil || m.User.ID != d.bot.ID) {
+			can = append(can, m.User.Username)
+		}
+	}
+	detail := fmt.Sprintf("%s needs %d approval(s); may approve: %s", stage, need, orNone(can))
+	if len(can) < need {
+		d.fail(CheckApprovers, SeverityError, detail,
+			fmt.Sprintf("%s needs %d distinct approvers besides lotse's user, but only %d member(s) may approve: its promotions can never be merged (and authors of a change do not count)", stage, need, len(can)),
+			fmt.Sprintf("add approvers with the Developer role (Manage › Members; POST %s/members -d user_id=… -d access_level=30), or lower approvals in lotse.yaml", d.api))
+		return
+	}
+	d.ok(CheckApprovers, detail)
 }
 
 // describe names roles and other entries for people.

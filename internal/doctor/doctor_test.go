@@ -215,6 +215,11 @@ func TestCheck(t *testing.T) {
 			fails: map[string]doctor.Severity{doctor.CheckBotRole: E, doctor.CheckWebhook: E}, problem: "lotse-bot is not a member"},
 		{name: "a human Maintainer besides lotse", mod: func(s *setup) { s.gitops.Members[1].Role = gitlabsim.RoleMaintainer },
 			fails: map[string]doctor.Severity{doctor.CheckMergeAccess: W}, problem: "besides lotse's user, alice may merge into main"},
+		{name: "too few approvers", mod: func(s *setup) {
+			s.gitops.Files["lotse.yaml"] = strings.Replace(s.gitops.Files["lotse.yaml"], "approvals: 1", "approvals: 2", 1)
+		}, fails: map[string]doctor.Severity{doctor.CheckApprovers: E}, problem: "production needs 2 distinct approvers besides lotse's user, but only 1 member(s) may approve"},
+		{name: "a Reporter cannot approve", mod: func(s *setup) { s.gitops.Members[1].Role = gitlabsim.RoleReporter },
+			fails: map[string]doctor.Severity{doctor.CheckApprovers: E}, problem: "only 0 member(s) may approve"},
 		{name: "no webhook", mod: func(s *setup) { s.hooks = nil },
 			fails: map[string]doctor.Severity{doctor.CheckWebhook: E}, problem: "no webhook of platform/gitops delivers to https://lotsed.example.com/webhooks/gitlab"},
 		{name: "webhook to another service", mod: func(s *setup) { s.hooks[0].URL = "https://other.example.com/webhooks/gitlab" },
@@ -335,7 +340,7 @@ func TestCheckGoodDetails(t *testing.T) {
 		t.Fatalf("%s", mustJSON(t, r))
 	}
 	want := []string{doctor.CheckProject, doctor.CheckConfig, doctor.CheckDefaultBranch, doctor.CheckBotRole, doctor.CheckProtectDefault,
-		doctor.CheckProtectPromotion, doctor.CheckMergeAccess, doctor.CheckWebhook, doctor.CheckSigningKey, doctor.CheckSourceProject}
+		doctor.CheckProtectPromotion, doctor.CheckMergeAccess, doctor.CheckApprovers, doctor.CheckWebhook, doctor.CheckSigningKey, doctor.CheckSourceProject}
 	var got []string
 	for _, f := range r.Findings {
 		got = append(got, f.Check)
@@ -348,6 +353,7 @@ func TestCheckGoodDetails(t *testing.T) {
 		doctor.CheckProtectDefault:   "main (rules main): push Maintainers, merge Maintainers",
 		doctor.CheckProtectPromotion: "lotse/shop/production (rules lotse/*): push Maintainers",
 		doctor.CheckMergeAccess:      "merge Maintainers: lotse-bot (Maintainer)",
+		doctor.CheckApprovers:        "production needs 1 approval(s); may approve: alice",
 		doctor.CheckWebhook:          "https://lotsed.example.com/webhooks/gitlab: push, merge request, comment and pipeline events",
 		doctor.CheckSigningKey:       "signature gates: production",
 		doctor.CheckSourceProject:    "team/shop (app shop): lotse-bot is Developer",
