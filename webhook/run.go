@@ -230,6 +230,7 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		l.close()
 		return nil, err
 	}
+	l.server.doctor = newDoctorCheck(cfg, gl, now)
 	if _, err := config.current(ctx); err != nil {
 		// lotsed still starts: the config is read again on the next delivery.
 		log.Warn("lotse.yaml not readable yet", "project", cfg.GitOpsProject, "err", err)

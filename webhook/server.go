@@ -42,6 +42,8 @@ type Server struct {
 	ready   atomic.Bool
 
 	releases *releases // nil: POST /api/v1/releases is off
+
+	doctor doctorReporter // nil: GET /api/v1/doctor answers 404
 }
 
 // serverParts are what a Server is built from; serve wires them.
@@ -113,6 +115,7 @@ func (s *Server) Handler() http.Handler {
 	api.GET("/status", s.status, read)
 	api.GET("/audit", s.audit, read)
 	api.GET("/dora", s.dora, read)
+	api.GET("/doctor", s.doctorReport, read)
 	api.POST("/releases", s.release) // authenticated by the pipeline's ID token
 	return e
 }

@@ -183,6 +183,7 @@ func TestScripts(t *testing.T) {
 			"cpuprofile":    cmdCPUProfile,
 			"manifest":      cmdManifest,
 			"simproject":    cmdSimProject,
+			"simlotse":      cmdSimLotse,
 			"simfile":       cmdSimFile,
 			"simlog":        cmdSimLog,
 			"simstate":      cmdSimState,
@@ -290,6 +291,42 @@ func cmdSimProject(ts *testscript.TestScript, neg bool, args []string) {
 	_, err = sim(ts).CreateProject(gitlabsim.ProjectSpec{Path: path, Files: files,
 		Members:   []gitlabsim.Member{{Username: "lotse-bot", Role: gitlabsim.RoleDeveloper}, {Username: "approver", Role: gitlabsim.RoleMaintainer}},
 		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: gitlabsim.AccessDevelopers, MergeAccessLevel: gitlabsim.AccessDevelopers}}})
+	ts.Check(err)
+}
+
+// simlotse DIR LOTSED_URL creates the GitOps project ($LOTSE_GITOPS_PROJECT)
+// as README's "Adopting lotse" says: lotse-bot Maintainer, approver
+// Developer, main and lotse/* protected for Maintainers, lotsed's webhook
+// with every event; and the app project PROJECT-shop with lotse-bot as
+// Developer. ${PROJECT} in the files becomes the project's path.
+func cmdSimLotse(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: simlotse DIR LOTSED_URL")
+	}
+	path := ts.Getenv("LOTSE_GITOPS_PROJECT")
+	root := ts.MkAbs(args[0])
+	files := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(root, p)
+		files[filepath.ToSlash(rel)] = strings.ReplaceAll(string(b), "${PROJECT}", path)
+		return err
+	})
+	ts.Check(err)
+	maintainers := gitlabsim.ProtectedBranch{PushAccessLevel: gitlabsim.AccessMaintainers, MergeAccessLevel: gitlabsim.AccessMaintainers}
+	mainRule, lotseRule := maintainers, maintainers
+	mainRule.Name, lotseRule.Name = "main", "lotse/*"
+	_, err = sim(ts).CreateProject(gitlabsim.ProjectSpec{Path: path, Files: files,
+		Members:   []gitlabsim.Member{{Username: "lotse-bot", Role: gitlabsim.RoleMaintainer}, {Username: "approver", Role: gitlabsim.RoleDeveloper}},
+		Protected: []gitlabsim.ProtectedBranch{mainRule, lotseRule}})
+	ts.Check(err)
+	_, err = sim(ts).CreateProject(gitlabsim.ProjectSpec{Path: path + "-shop",
+		Members: []gitlabsim.Member{{Username: "lotse-bot", Role: gitlabsim.RoleDeveloper}, {Username: "approver", Role: gitlabsim.RoleMaintainer}}})
+	ts.Check(err)
+	_, err = sim(ts).AddHook(path, gitlabsim.AllEvents(strings.TrimRight(args[1], "/")+"/webhooks/gitlab", "webhook-secret"))
 	ts.Check(err)
 }
 

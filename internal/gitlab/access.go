@@ -89,6 +89,21 @@ func (c *Client) Member(ctx context.Context, project string, userID int64) (Memb
 	return Member{User: User{ID: m.ID, Username: m.Username, Name: m.Name}, AccessLevel: AccessLevel(m.AccessLevel), State: m.State}, nil
 }
 
+// Members lists the project's members with their roles, inherited ones
+// included (GET .../members/all). Reading it needs the Reporter role or more.
+func (c *Client) Members(ctx context.Context, project string) ([]Member, error) {
+	return listAll(ctx, c, "list members", func(page int64, o ...gl.RequestOptionFunc) ([]Member, *gl.Response, error) {
+		ms, resp, err := c.api.ProjectMembers.ListAllProjectMembers(project, &gl.ListProjectMembersOptions{ListOptions: gl.ListOptions{Page: page, PerPage: 100}}, o...)
+		out := make([]Member, 0, len(ms))
+		for _, m := range ms {
+			if m != nil {
+				out = append(out, Member{User: User{ID: m.ID, Username: m.Username, Name: m.Name}, AccessLevel: AccessLevel(m.AccessLevel), State: m.State})
+			}
+		}
+		return out, resp, err
+	})
+}
+
 // BranchAccess is one entry of a protected branch's push or merge list: a
 // role (Level), or on Premium a single user, group or deploy key.
 type BranchAccess struct {

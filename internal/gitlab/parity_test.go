@@ -189,6 +189,17 @@ func TestProtectedBranchesMembersAndHooks(t *testing.T) {
 	if err != nil || mem.AccessLevel != gitlab.AccessDeveloper || mem.User.Username != "bot" {
 		t.Fatalf("member %+v %v", mem, err)
 	}
+	ms, err := bot.Members(ctx(t), project)
+	if err != nil || len(ms) != 3 {
+		t.Fatalf("members %+v %v", ms, err)
+	}
+	roles := map[string]gitlab.AccessLevel{}
+	for _, m := range ms {
+		roles[m.User.Username] = m.AccessLevel
+	}
+	if roles["bot"] != gitlab.AccessDeveloper || roles["maintainer"] != gitlab.AccessMaintainer || roles["reporter"] != gitlab.AccessReporter {
+		t.Fatalf("member roles %v", roles)
+	}
 	out, _ := f.sim.CreateUser(gitlabsim.UserSpec{Username: "outsider"})
 	if _, err := bot.Member(ctx(t), project, int64(out.ID)); !errors.Is(err, gitlab.ErrNotFound) {
 		t.Fatalf("non-member: %v", err)

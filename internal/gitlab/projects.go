@@ -10,6 +10,7 @@ import (
 type Project struct {
 	ID                int64
 	PathWithNamespace string
+	DefaultBranch     string // empty for a project without commits
 }
 
 // GetProject reads a project by numeric id or path (GET /projects/:id);
@@ -25,5 +26,5 @@ func (c *Client) GetProject(ctx context.Context, project string) (Project, error
 	if err != nil {
 		return Project{}, err
 	}
-	return Project{ID: p.ID, PathWithNamespace: p.PathWithNamespace}, nil
+	return Project{ID: p.ID, PathWithNamespace: p.PathWithNamespace, DefaultBranch: p.DefaultBranch}, nil
 }

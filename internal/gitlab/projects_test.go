@@ -17,7 +17,7 @@ func TestGetProject(t *testing.T) {
 	}
 	bot := f.client(t, "bot")
 	p, err := bot.GetProject(ctx(t), project)
-	if err != nil || p.ID == 0 || p.PathWithNamespace != project {
+	if err != nil || p.ID == 0 || p.PathWithNamespace != project || p.DefaultBranch != "main" {
 		t.Fatalf("by path: %+v %v", p, err)
 	}
 	byID, err := bot.GetProject(ctx(t), strconv.FormatInt(p.ID, 10))

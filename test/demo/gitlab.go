@@ -63,11 +63,12 @@ func newGitLab(dir, harbor, pub string) (*simGitLab, error) {
 		files["apps/shop/envs/"+st+"/values.yaml"] = "# shop in " + st + "\nreplicaCount: 2\nimage:\n  repository: " + harbor + "\n  digest: \"\"   # set by lotse\n"
 	}
 	// Free-tier four-eyes: humans are Developers, lotse's user Maintainer;
-	// only Maintainers may push to or merge into main.
+	// only Maintainers may push to or merge into main and push to lotse/*.
 	if _, err := sim.CreateProject(gitlabsim.ProjectSpec{Path: gitopsProject, Files: files,
 		Members: []gitlabsim.Member{{Username: "lotse-bot", Role: 40}, {Username: "ci", Role: 40},
 			{Username: "alice", Role: 30}, {Username: "bob", Role: 30}, {Username: "dev1", Role: 30}},
-		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: 40, MergeAccessLevel: 40}}}); err != nil {
+		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: 40, MergeAccessLevel: 40},
+			{Name: "lotse/*", PushAccessLevel: 40, MergeAccessLevel: 40}}}); err != nil {
 		return nil, err
 	}
 	// main is protected (releases come from protected refs only); its

@@ -5,11 +5,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -122,7 +124,7 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 		return err
 	}
 	defer gl.close()
-	step(out, "gitlab", "simulator at %s: %s (protected main) and %s, users alice, bob, dev1, lotse-bot", gl.url, gitopsProject, appProject)
+	step(out, "gitlab", "simulator at %s: %s (protected main and lotse/*) and %s, users alice, bob, dev1, lotse-bot", gl.url, gitopsProject, appProject)
 
 	// 4. lotsed with embedded SQLite, registered as the GitOps project's webhook.
 	lotsedURL, stopLotsed, err := startLotsed(ctx, lotsed, dir, gl)
@@ -131,6 +133,12 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 	}
 	defer stopLotsed()
 	step(out, "lotsed", "%s (SQLite in %s), webhook registered", lotsedURL, filepath.Join(dir, "lotsed.db"))
+
+	// 4b. lotse doctor checks the set-up as lotse's user sees it; lotsed
+	// serves the same report.
+	if err := checkSetup(ctx, lotse, dir, gl, lotsedURL, out); err != nil {
+		return err
+	}
 
 	// 5. CI of team/shop: the merged change is built and pushed.
 	img, err := fixture.GoImage(ctx, mkdir(dir, "build"))
@@ -251,6 +259,45 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 		fmt.Fprintf(out, "\nEverything keeps running; Ctrl-C to stop.\n")
 		<-ctx.Done()
 	}
+	return nil
+}
+
+// checkSetup runs lotse doctor with lotse's user's token and asks lotsed's
+// GET /api/v1/doctor. Findings do not stop the demo: they are shown.
+func checkSetup(ctx context.Context, lotse, dir string, gl *simGitLab, lotsedURL string, out io.Writer) error {
+	d := &demo{ctx: ctx, lotse: lotse, dir: dir, out: out, env: append(os.Environ(), "HOME="+dir,
+		"LOTSE_GITLAB_URL="+gl.url, "LOTSE_GITLAB_TOKEN="+gl.users["lotse-bot"].Token, "LOTSE_GITOPS_PROJECT="+gitopsProject)}
+	fmt.Fprintf(out, "\n$ LOTSE_GITLAB_TOKEN=<lotse-bot's token> lotse doctor --lotsed-url %s\n", lotsedURL)
+	code, err := d.lotseRun("doctor", "--lotsed-url", lotsedURL)
+	if err != nil {
+		return err
+	}
+	if code > 1 {
+		return fmt.Errorf("lotse doctor: exit code %d", code)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, lotsedURL+"/api/v1/doctor", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+demoReadToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		OK       bool `json:"ok"`
+		Errors   int  `json:"errors"`
+		Warnings int  `json:"warnings"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("lotsed GET /api/v1/doctor: %s: %v", resp.Status, err)
+	}
+	verdict := "set up as lotse needs it"
+	if code != 0 || !r.OK {
+		verdict = "see the findings above"
+	}
+	step(out, "doctor", "lotse doctor exit code %d; lotsed's GET /api/v1/doctor: ok=%v, %d error(s), %d warning(s): %s", code, r.OK, r.Errors, r.Warnings, verdict)
 	return nil
 }
 
