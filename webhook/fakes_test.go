@@ -109,13 +109,13 @@ type fakeGitLab struct {
 	// pipelines of a commit; a commit without an entry had one green push
 	// pipeline
 	pipelines map[string][]gitlab.Pipeline
-	emails   map[string]gitlab.User
-	approved map[int64][]gitlab.User
-	notes    map[string][]gitlab.Note // project!iid
-	statuses map[string]gitlab.Status // project@sha/name
-	calls    map[string]int
-	fail     map[string]int // operation → failures left
-	nextID   int64
+	emails    map[string]gitlab.User
+	approved  map[int64][]gitlab.User
+	notes     map[string][]gitlab.Note // project!iid
+	statuses  map[string]gitlab.Status // project@sha/name
+	calls     map[string]int
+	fail      map[string]int // operation → failures left
+	nextID    int64
 }
 
 func newFakeGitLab() *fakeGitLab {
