@@ -30,7 +30,20 @@ func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Opt
 	if err != nil {
 		return nil, fmt.Errorf("prepare image analysis: %w", err)
 	}
-	return s.run(ctx, art, c, opts)
+	res, err := s.run(ctx, art, c, opts)
+	if err != nil {
+		return nil, err
+	}
+	if s.noJavaDB {
+		n, some, err := javaArchives(img)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			res.Warnings = append(res.Warnings, s.noJavaDBWarning(n, some))
+		}
+	}
+	return res, nil
 }
 
 // vulnOnlyDisabledAnalyzers mirrors what `trivy image --scanners vuln`

@@ -1,0 +1,156 @@
+package scan
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/lotse/lotse/test/fixture"
+)
+
+// vulnDBOnly is a cache directory with the fixture vulnerability DB and no
+// Java DB.
+func vulnDBOnly(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := fixture.WriteVulnDB(dir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Offline without a Java DB, trivy fails every image that holds a jar.
+// lotse scans the jars their pom.properties names, skips the one only the
+// Java DB knows, and says so once.
+func TestOfflineWithoutJavaDB(t *testing.T) {
+	dir := vulnDBOnly(t)
+	img, err := fixture.JavaImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), DB{CacheDir: dir, Offline: true}, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	res, err := s.Image(context.Background(), img, "fixture.invalid/java:1", Options{})
+	if err != nil {
+		t.Fatalf("Image offline without a Java DB: %v", err)
+	}
+	want := expectedFindings(t, "java", true)
+	if got := keys(res.Report.Findings); !slices.Equal(got, want) {
+		t.Errorf("findings:\n got %q\nwant %q", got, want)
+	}
+	if len(res.Warnings) != 1 {
+		t.Fatalf("warnings = %q, want one", res.Warnings)
+	}
+	w := res.Warnings[0]
+	for _, part := range []string{"no Java DB in " + filepath.Join(dir, "java-db"), "--offline", "4 Java archive(s)", "/" + fixture.Log4jJarPath, "--java-db-repository", "trivy-java.db"} {
+		if !strings.Contains(w, part) {
+			t.Errorf("warning lacks %q: %s", part, w)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "java-db")); err == nil {
+		t.Error("an offline scan wrote a Java DB into the cache")
+	}
+
+	// An image without Java archives gets no warning.
+	deb, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = s.Image(context.Background(), deb, "fixture.invalid/debian:12", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings for an image without jars: %q", res.Warnings)
+	}
+	tmp := s.emptyJavaDB
+	s.Close()
+	if _, err := os.Stat(tmp); err == nil {
+		t.Errorf("Close left the empty Java DB %s behind", tmp)
+	}
+}
+
+// Online, the Java DB comes from --java-db-repository into CACHE/java-db,
+// and only when an image holds a Java archive.
+func TestJavaDBDownload(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	javaImg, err := fixture.JavaDBImage(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror := host + "/mirror/trivy-java-db:1"
+	ref, err := name.NewTag(mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, javaImg); err != nil {
+		t.Fatal(err)
+	}
+	java, err := fixture.JavaImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deb, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := vulnDBOnly(t)
+
+	// A broken Java DB repository does not matter without jars.
+	s, err := Open(context.Background(), DB{CacheDir: dir, JavaRepositories: []string{host + "/mirror/nope:1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Image(context.Background(), deb, "x", Options{}); err != nil {
+		t.Errorf("image without jars needed the Java DB: %v", err)
+	}
+	if _, err := s.Image(context.Background(), java, "x", Options{}); err == nil || !strings.Contains(err.Error(), "Java DB") {
+		t.Errorf("a Java DB that cannot be downloaded: err = %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(dir, "java-db", "trivy-java.db")); err == nil {
+		t.Fatal("a Java DB appeared from a repository that does not exist")
+	}
+
+	s, err = Open(context.Background(), DB{CacheDir: dir, JavaRepositories: []string{mirror}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Image(context.Background(), java, "x", Options{})
+	if err != nil {
+		t.Fatalf("Image: %v", err)
+	}
+	if got, want := keys(res.Report.Findings), expected(t, "java"); !slices.Equal(got, want) {
+		t.Errorf("findings with the downloaded Java DB:\n got %q\nwant %q", got, want)
+	}
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings: %q", res.Warnings)
+	}
+	for _, f := range []string{"trivy-java.db", "metadata.json"} {
+		if _, err := os.Stat(filepath.Join(dir, "java-db", f)); err != nil {
+			t.Errorf("downloaded Java DB: %v", err)
+		}
+	}
+	s.Close()
+
+	if _, err := Open(context.Background(), DB{CacheDir: dir, JavaRepositories: []string{"UPPER/case:1"}}, nil); err == nil || !strings.Contains(err.Error(), "--java-db-repository") {
+		t.Errorf("bad Java DB repository: err = %v", err)
+	}
+}
