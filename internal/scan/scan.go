@@ -196,7 +196,7 @@ type Result struct {
 	// Warnings say what the scan could not look at, for the user to read
 	// (lotse prints them on stderr); the findings are still valid.
 	Warnings []string
-	trivy  types.Report
+	trivy    types.Report
 }
 
 func (s *Scanner) run(ctx context.Context, art artifact.Artifact, c *cache.MemoryCache, opts Options) (*Result, error) {
