@@ -57,15 +57,22 @@ func (s *Scanner) prepareJavaDB() error {
 			return fmt.Errorf("empty Java DB: %w", err)
 		}
 		s.noJavaDB, s.emptyJavaDB = true, tmp
-		javadb.Init(tmp, nil, true, true, s.registryOptions())
+		javadb.Init(tmp, nil, true, true, registryOptions(s.cfg.Insecure, "", ""))
 		return nil
 	}
 	repos, err := parseRepositories(s.cfg.JavaRepositories, DefaultJavaDBRepositories, "--java-db-repository", s.cfg.Insecure)
 	if err != nil {
 		return err
 	}
-	javadb.Init(s.cfg.CacheDir, repos, s.cfg.Offline, true, s.registryOptions())
+	javadb.Init(s.cfg.CacheDir, repos, s.cfg.Offline, true, registryOptions(s.cfg.Insecure, s.cfg.JavaUsername, s.cfg.JavaPassword))
 	return nil
+}
+
+func (s *Scanner) javaRepositoryNames() []string {
+	if len(s.cfg.JavaRepositories) == 0 {
+		return DefaultJavaDBRepositories
+	}
+	return s.cfg.JavaRepositories
 }
 
 func (s *Scanner) removeEmptyJavaDB() {

@@ -121,7 +121,7 @@ func TestJavaDBDownload(t *testing.T) {
 	if _, err := s.Image(context.Background(), deb, "x", Options{}); err != nil {
 		t.Errorf("image without jars needed the Java DB: %v", err)
 	}
-	if _, err := s.Image(context.Background(), java, "x", Options{}); err == nil || !strings.Contains(err.Error(), "Java DB") {
+	if _, err := s.Image(context.Background(), java, "x", Options{}); err == nil || !strings.Contains(err.Error(), "need the Java DB (from ["+host+"/mirror/nope:1], kept in "+filepath.Join(dir, "java-db")) {
 		t.Errorf("a Java DB that cannot be downloaded: err = %v", err)
 	}
 	s.Close()

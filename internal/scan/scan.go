@@ -66,8 +66,12 @@ type DB struct {
 	Offline bool
 	// Insecure allows plain HTTP and unverified TLS for the repositories.
 	Insecure bool
-	// Username and Password authenticate to the repositories' registry.
+	// Username and Password authenticate to the Repositories' registry.
 	Username, Password string
+	// JavaUsername and JavaPassword authenticate to the JavaRepositories'
+	// registry. The two pairs are kept apart so that a mirror's password
+	// is never sent to trivy's public Java DB repositories.
+	JavaUsername, JavaPassword string
 }
 
 // DiscardLibraryLogs stops trivy's logging. trivy logs through the
@@ -164,9 +168,13 @@ func parseRepositories(names, defaults []string, flag string, insecure bool) ([]
 }
 
 func (s *Scanner) registryOptions() ftypes.RegistryOptions {
-	o := ftypes.RegistryOptions{Insecure: s.cfg.Insecure}
-	if s.cfg.Username != "" {
-		o.Credentials = []ftypes.Credential{{Username: s.cfg.Username, Password: s.cfg.Password}}
+	return registryOptions(s.cfg.Insecure, s.cfg.Username, s.cfg.Password)
+}
+
+func registryOptions(insecure bool, user, password string) ftypes.RegistryOptions {
+	o := ftypes.RegistryOptions{Insecure: insecure}
+	if user != "" {
+		o.Credentials = []ftypes.Credential{{Username: user, Password: password}}
 	}
 	return o
 }
