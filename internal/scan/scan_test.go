@@ -76,7 +76,11 @@ func fixtureImages(t *testing.T) []fixtureImage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []fixtureImage{{"debian", deb}, {"alpine", alp}, {"go", gob}, {"java", java}}
+	lang, err := fixture.LangImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []fixtureImage{{"debian", deb}, {"alpine", alp}, {"go", gob}, {"java", java}, {"lang", lang}}
 }
 
 // keys renders findings as "ID package@version SEVERITY", sorted.
