@@ -8,8 +8,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	javadbfile "github.com/aquasecurity/trivy-java-db/pkg/db"
 	"github.com/aquasecurity/trivy/pkg/javadb"
@@ -133,10 +135,20 @@ func javaArchives(img v1.Image) (int, []string, error) {
 		case ".jar", ".war", ".ear", ".par":
 			n++
 			if len(some) < 3 {
-				some = append(some, "/"+strings.TrimPrefix(h.Name, "/"))
+				some = append(some, printable("/"+strings.TrimPrefix(h.Name, "/")))
 			}
 		}
 	}
+}
+
+// printable quotes a path from an image when it holds a character that is
+// not printable: the image must not write lines of its own into lotse's
+// output (a fake "gate passed", terminal escapes).
+func printable(p string) string {
+	if strings.ContainsFunc(p, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(p)
+	}
+	return p
 }
 
 // noJavaDBWarning is the warning of a scan that found Java archives

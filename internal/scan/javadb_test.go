@@ -84,6 +84,48 @@ func TestOfflineWithoutJavaDB(t *testing.T) {
 	}
 }
 
+// The warning counts the Java archives of the final file system, and an
+// image cannot write lines of its own into it through a file name.
+func TestNoJavaDBWarningFromImage(t *testing.T) {
+	log4j, err := fixture.JavaFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar := log4j[0].Data
+	base, err := fixture.Layer(fixture.File{Path: "opt/gone.jar", Data: jar}, fixture.File{Path: "opt/ok\nlotse: gate passed\x1b[2K.JAR", Data: jar})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper, err := fixture.Layer(fixture.File{Path: "opt/.wh.gone.jar"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := fixture.Image(base, upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), DB{CacheDir: vulnDBOnly(t), Offline: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.Image(context.Background(), img, "x", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 {
+		t.Fatalf("warnings = %q", res.Warnings)
+	}
+	w := res.Warnings[0]
+	if strings.ContainsAny(w, "\n\x1b") || !strings.Contains(w, `1 Java archive(s) in the image ("/opt/ok\nlotse: gate passed\x1b[2K.JAR")`) {
+		t.Errorf("warning: %q", w)
+	}
+	// The jar under the odd name still counts: log4j-core by pom.properties.
+	if got := keys(res.Report.Findings); !slices.Contains(got, "CVE-2021-44228 org.apache.logging.log4j:log4j-core@2.14.1 CRITICAL") {
+		t.Errorf("findings: %q", got)
+	}
+}
+
 // Online, the Java DB comes from --java-db-repository into CACHE/java-db,
 // and only when an image holds a Java archive.
 func TestJavaDBDownload(t *testing.T) {
