@@ -38,7 +38,7 @@ func (a *app) addDBFlags(fs *pflag.FlagSet, df *dbFlags) {
 		javaRepos = strings.Split(r, ",")
 	}
 	fs.StringSliceVar(&df.javaRepos, "java-db-repository", javaRepos, "OCI repository of trivy's Java DB, which names jars by SHA-1; downloaded only for images with jars (env LOTSE_JAVA_DB_REPOSITORY; default trivy's)")
-	fs.BoolVar(&df.offline, "offline", false, "never download the DB (fail when there is none); with release, also no transparency log")
+	fs.BoolVar(&df.offline, "offline", false, "never download the DB (fail when there is none; without a Java DB, jars are named by pom.properties only); with release, also no transparency log")
 }
 
 // defaultCacheDir is LOTSE_CACHE_DIR, else .cache/lotse in the project
