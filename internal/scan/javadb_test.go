@@ -4,14 +4,17 @@ import (
 	"context"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -194,5 +197,78 @@ func TestJavaDBDownload(t *testing.T) {
 
 	if _, err := Open(context.Background(), DB{CacheDir: dir, JavaRepositories: []string{"UPPER/case:1"}}, nil); err == nil || !strings.Contains(err.Error(), "--java-db-repository") {
 		t.Errorf("bad Java DB repository: err = %v", err)
+	}
+}
+
+// The vulnerability DB mirror's password is not sent to the Java DB's
+// registry; the Java DB's own credentials are.
+func TestJavaDBCredentials(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		mu.Lock()
+		if ok {
+			seen = append(seen, user+":"+pass)
+		}
+		mu.Unlock()
+		if !ok || user != "java" || pass != "java-secret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="fixture"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	mirror := strings.TrimPrefix(srv.URL, "http://") + "/mirror/trivy-java-db:1"
+	javaImg, err := fixture.JavaDBImage(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewTag(mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, javaImg, remote.WithAuth(&authn.Basic{Username: "java", Password: "java-secret"})); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	seen = nil
+	mu.Unlock()
+	java, err := fixture.JavaImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := vulnDBOnly(t)
+	s, err := Open(context.Background(), DB{CacheDir: dir, Username: "vuln", Password: "vuln-secret", JavaRepositories: []string{mirror}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Image(context.Background(), java, "x", Options{})
+	s.Close()
+	if err == nil {
+		t.Error("the Java DB was downloaded without its credentials")
+	}
+	mu.Lock()
+	for _, c := range seen {
+		if strings.Contains(c, "vuln") {
+			t.Errorf("the Java DB registry was sent the vulnerability DB's credentials %q", c)
+		}
+	}
+	mu.Unlock()
+
+	s, err = Open(context.Background(), DB{CacheDir: dir, Username: "vuln", Password: "vuln-secret", JavaRepositories: []string{mirror}, JavaUsername: "java", JavaPassword: "java-secret"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.Image(context.Background(), java, "x", Options{})
+	if err != nil {
+		t.Fatalf("with the Java DB's credentials: %v", err)
+	}
+	if got, want := keys(res.Report.Findings), expected(t, "java"); !slices.Equal(got, want) {
+		t.Errorf("findings:\n got %q\nwant %q", got, want)
 	}
 }
