@@ -218,6 +218,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	go removeCopies()
 	printf(a.stdout, "sbom     %d packages -> %s\n", doc.Len(), lf.sbomFile)
 	printf(a.stdout, "scan     %s -> %s\n", vuln.Summary(res.Report.Findings), lf.gitlabReport)
+	a.printWarnings(res)
 	if err := a.printGate(res.Report, gf); err != nil {
 		printf(a.stdout, "gate     failed: nothing was published\n")
 		return err

@@ -20,9 +20,10 @@ import (
 
 // dbFlags say where the vulnerability DB is and may come from.
 type dbFlags struct {
-	cacheDir string
-	repos    []string
-	offline  bool
+	cacheDir  string
+	repos     []string
+	javaRepos []string
+	offline   bool
 }
 
 func (a *app) addDBFlags(fs *pflag.FlagSet, df *dbFlags) {
@@ -32,7 +33,12 @@ func (a *app) addDBFlags(fs *pflag.FlagSet, df *dbFlags) {
 		repos = strings.Split(r, ",")
 	}
 	fs.StringSliceVar(&df.repos, "db-repository", repos, "OCI repository of the trivy DB, e.g. a Harbor mirror (env LOTSE_DB_REPOSITORY; default trivy's)")
-	fs.BoolVar(&df.offline, "offline", false, "never download the DB (fail when there is none); with release, also no transparency log")
+	var javaRepos []string
+	if r := a.env.get("LOTSE_JAVA_DB_REPOSITORY"); r != "" {
+		javaRepos = strings.Split(r, ",")
+	}
+	fs.StringSliceVar(&df.javaRepos, "java-db-repository", javaRepos, "OCI repository of trivy's Java DB, which names jars by SHA-1; downloaded only for images with jars (env LOTSE_JAVA_DB_REPOSITORY; default trivy's)")
+	fs.BoolVar(&df.offline, "offline", false, "never download the DB (fail when there is none; without a Java DB, jars are named by pom.properties only); with release, also no transparency log")
 }
 
 // defaultCacheDir is LOTSE_CACHE_DIR, else .cache/lotse in the project
@@ -54,11 +60,21 @@ func (a *app) defaultCacheDir() string {
 }
 
 func (a *app) openScanner(ctx context.Context, df *dbFlags, rf *registryFlags) (*scan.Scanner, error) {
-	cfg := scan.DB{CacheDir: df.cacheDir, Repositories: df.repos, Offline: df.offline, Insecure: rf.insecure}
+	cfg := scan.DB{CacheDir: df.cacheDir, Repositories: df.repos, JavaRepositories: df.javaRepos, Offline: df.offline, Insecure: rf.insecure}
 	if len(df.repos) > 0 {
 		cfg.Username, cfg.Password = a.credentialsFor(rf, df.repos[0])
 	}
+	if len(df.javaRepos) > 0 {
+		cfg.JavaUsername, cfg.JavaPassword = a.credentialsFor(rf, df.javaRepos[0])
+	}
 	return scan.Open(ctx, cfg, a.log)
+}
+
+// printWarnings tells on stderr what a scan could not look at.
+func (a *app) printWarnings(res *scan.Result) {
+	for _, w := range res.Warnings {
+		printf(a.stderr, "lotse: warning: %s\n", w)
+	}
 }
 
 // gateFlags decide when findings fail the job.
@@ -218,6 +234,7 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 			}); err != nil {
 				return err
 			}
+			a.printWarnings(res)
 			var out bytes.Buffer
 			if err := res.Write(ctx, &out, f); err != nil {
 				return err

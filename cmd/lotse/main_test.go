@@ -51,7 +51,7 @@ type shared struct {
 	cacheDir string
 	keysDir  string
 	files    string            // OCI layout and docker archive of the Debian image
-	digests  map[string]string // DEBIAN_DIGEST, ALPINE_DIGEST
+	digests  map[string]string // DEBIAN_DIGEST, ALPINE_DIGEST, CLEAN_DIGEST, JAVA_DIGEST
 	sim      *gitlabsim.Sim    // the GitLab simulator; each script makes its own GitOps project
 	simURL   string
 	botToken string // token of the user lotse writes as
@@ -68,6 +68,9 @@ func setupShared(t *testing.T) *shared {
 	if err := fixture.WriteVulnDB(s.cacheDir, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	if err := fixture.WriteJavaDB(s.cacheDir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	deb, err := fixture.DebianImage()
 	if err != nil {
 		t.Fatal(err)
@@ -80,8 +83,12 @@ func setupShared(t *testing.T) *shared {
 	if err != nil {
 		t.Fatal(err)
 	}
+	java, err := fixture.JavaImage()
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.digests = map[string]string{}
-	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean} {
+	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java} {
 		d, err := img.Digest()
 		if err != nil {
 			t.Fatal(err)
@@ -102,6 +109,14 @@ func setupShared(t *testing.T) *shared {
 	}
 	dbRef, _ := name.NewTag(s.registry + "/mirror/trivy-db:2")
 	if err := remote.Write(dbRef, dbImg); err != nil {
+		t.Fatal(err)
+	}
+	javaDBImg, err := fixture.JavaDBImage(s.cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	javaDBRef, _ := name.NewTag(s.registry + "/mirror/trivy-java-db:1")
+	if err := remote.Write(javaDBRef, javaDBImg); err != nil {
 		t.Fatal(err)
 	}
 	p, err := layout.Write(filepath.Join(s.files, "layout"), empty.Index)

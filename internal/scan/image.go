@@ -3,6 +3,7 @@ package scan
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aquasecurity/trivy/pkg/cache"
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
@@ -30,7 +31,25 @@ func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Opt
 	if err != nil {
 		return nil, fmt.Errorf("prepare image analysis: %w", err)
 	}
-	return s.run(ctx, art, c, opts)
+	res, err := s.run(ctx, art, c, opts)
+	if err != nil {
+		if strings.Contains(err.Error(), "Unable to initialize the Java DB") {
+			// trivy's message names neither the repositories nor the way out.
+			return nil, fmt.Errorf("the image's Java archives need the Java DB (from %v, kept in %s; --java-db-repository names a mirror of trivy's): %w",
+				s.javaRepositoryNames(), JavaDBDir(s.cfg.CacheDir), err)
+		}
+		return nil, err
+	}
+	if s.noJavaDB {
+		n, some, err := javaArchives(img)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			res.Warnings = append(res.Warnings, s.noJavaDBWarning(n, some))
+		}
+	}
+	return res, nil
 }
 
 // vulnOnlyDisabledAnalyzers mirrors what `trivy image --scanners vuln`

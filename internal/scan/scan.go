@@ -44,6 +44,10 @@ import (
 // DefaultDBRepositories are where trivy itself downloads its DB from.
 var DefaultDBRepositories = []string{db.DefaultGCRRepository, db.DefaultGHCRRepository}
 
+// DefaultJavaDBRepositories are where trivy itself downloads its Java DB
+// from (mirror.gcr.io/aquasec/trivy-java-db:1, ghcr.io/aquasecurity/trivy-java-db:1).
+var DefaultJavaDBRepositories = []string{javadb.DefaultGCRRepository, javadb.DefaultGHCRRepository}
+
 // DB says where the vulnerability DB lives and where it may come from.
 type DB struct {
 	// CacheDir holds the DB in CacheDir/db, as trivy's --cache-dir does.
@@ -51,12 +55,23 @@ type DB struct {
 	// Repositories are OCI references of the DB, tried in order
 	// (default DefaultDBRepositories).
 	Repositories []string
+	// JavaRepositories are OCI references of trivy's Java DB, which names
+	// the Maven artifact of a jar by its SHA-1 (default
+	// DefaultJavaDBRepositories). It is kept in CacheDir/java-db and
+	// downloaded only when an image holds a Java archive.
+	JavaRepositories []string
 	// Offline never touches the network: the DB must already be there.
+	// Without a Java DB, jars are identified by their pom.properties only
+	// (see Result.Warnings).
 	Offline bool
 	// Insecure allows plain HTTP and unverified TLS for the repositories.
 	Insecure bool
-	// Username and Password authenticate to the repositories' registry.
+	// Username and Password authenticate to the Repositories' registry.
 	Username, Password string
+	// JavaUsername and JavaPassword authenticate to the JavaRepositories'
+	// registry. The two pairs are kept apart so that a mirror's password
+	// is never sent to trivy's public Java DB repositories.
+	JavaUsername, JavaPassword string
 }
 
 // DiscardLibraryLogs stops trivy's logging. trivy logs through the
@@ -77,6 +92,10 @@ type Scanner struct {
 	cfg    DB
 	log    *slog.Logger
 	closed bool
+	// noJavaDB is set offline when CacheDir has no Java DB: trivy then
+	// reads an empty one in the temporary directory emptyJavaDB.
+	noJavaDB    bool
+	emptyJavaDB string
 }
 
 // Open makes sure the DB is present and fresh (downloading it unless
@@ -103,7 +122,7 @@ func (s *Scanner) prepare(ctx context.Context) error {
 	if s.cfg.Offline && errors.Is(statErr, fs.ErrNotExist) {
 		return fmt.Errorf("%w in %s and --offline forbids downloading one: run once online, or copy a trivy DB (trivy.db and metadata.json) there", ErrNoDB, dir)
 	}
-	repos, err := s.repositories()
+	repos, err := parseRepositories(s.cfg.Repositories, DefaultDBRepositories, "--db-repository", s.cfg.Insecure)
 	if err != nil {
 		return err
 	}
@@ -119,28 +138,29 @@ func (s *Scanner) prepare(ctx context.Context) error {
 		}
 		s.log.InfoContext(ctx, "downloaded vulnerability DB", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
 	}
+	if err := s.prepareJavaDB(); err != nil {
+		return err
+	}
 	if err := trivydb.Init(dir); err != nil {
+		s.removeEmptyJavaDB()
 		return fmt.Errorf("open vulnerability DB: %w", err)
 	}
-	// The Java DB is only needed for jar files; it follows the same rules.
-	javadb.Init(s.cfg.CacheDir, nil, s.cfg.Offline, true, s.registryOptions())
 	return nil
 }
 
-func (s *Scanner) repositories() ([]name.Reference, error) {
-	names := s.cfg.Repositories
+func parseRepositories(names, defaults []string, flag string, insecure bool) ([]name.Reference, error) {
 	if len(names) == 0 {
-		names = DefaultDBRepositories
+		names = defaults
 	}
 	var opts []name.Option
-	if s.cfg.Insecure {
+	if insecure {
 		opts = append(opts, name.Insecure)
 	}
 	refs := make([]name.Reference, 0, len(names))
 	for _, n := range names {
 		r, err := name.ParseReference(n, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("bad --db-repository %q: %w", n, err)
+			return nil, fmt.Errorf("bad %s %q: %w", flag, n, err)
 		}
 		refs = append(refs, r)
 	}
@@ -148,9 +168,13 @@ func (s *Scanner) repositories() ([]name.Reference, error) {
 }
 
 func (s *Scanner) registryOptions() ftypes.RegistryOptions {
-	o := ftypes.RegistryOptions{Insecure: s.cfg.Insecure}
-	if s.cfg.Username != "" {
-		o.Credentials = []ftypes.Credential{{Username: s.cfg.Username, Password: s.cfg.Password}}
+	return registryOptions(s.cfg.Insecure, s.cfg.Username, s.cfg.Password)
+}
+
+func registryOptions(insecure bool, user, password string) ftypes.RegistryOptions {
+	o := ftypes.RegistryOptions{Insecure: insecure}
+	if user != "" {
+		o.Credentials = []ftypes.Credential{{Username: user, Password: password}}
 	}
 	return o
 }
@@ -162,6 +186,7 @@ func (s *Scanner) Close() error {
 	}
 	s.closed = true
 	defer dbInUse.Unlock()
+	s.removeEmptyJavaDB()
 	return trivydb.Close()
 }
 
@@ -176,7 +201,10 @@ type Options struct {
 type Result struct {
 	// Report is the scanner-independent view that gates and GitLab read.
 	Report vuln.Report
-	trivy  types.Report
+	// Warnings say what the scan could not look at, for the user to read
+	// (lotse prints them on stderr); the findings are still valid.
+	Warnings []string
+	trivy    types.Report
 }
 
 func (s *Scanner) run(ctx context.Context, art artifact.Artifact, c *cache.MemoryCache, opts Options) (*Result, error) {
