@@ -552,8 +552,8 @@ func (en *engine) start(ti int, d Deployment, from string, trigger User, rollbac
 			if old.MR != nil {
 				// Approvals belong to one version: the new one gets a
 				// fresh merge request.
-				en.emit(CloseMR{Stage: target.Name, IID: old.MR.IID, Comment: fmt.Sprintf(
-					"Superseded by `%s`: lotse opens a new merge request for it. Approvals given here do not carry over.", d.Image)})
+				en.emit(CloseMR{Stage: target.Name, IID: old.MR.IID, Comment: "Superseded by " + code(d.Image) +
+					": lotse opens a new merge request for it. Approvals given here do not carry over."})
 			}
 		}
 	}
@@ -791,7 +791,7 @@ func (en *engine) tamper(stage string, pr *Promotion, reason string, who User) {
 	pr.RetryMerge = false
 	en.setPhase(stage, pr, PhaseTampered)
 	if pr.MR != nil {
-		en.emit(CloseMR{Stage: stage, IID: pr.MR.IID, Comment: "**lotse closed this merge request unmerged:** " + reason +
+		en.emit(CloseMR{Stage: stage, IID: pr.MR.IID, Comment: "**lotse closed this merge request unmerged:** " + cell(reason) +
 			".\n\nlotse merges only its own commit, as it wrote it. An operator can open a clean merge request with `/lotse retry`. " +
 			"Protect the `lotse/*` branches (*Allowed to push and merge: Maintainers*) so that only lotse's user can push to them."})
 	}
