@@ -1,9 +1,11 @@
 package webhook
 
 import (
+	"encoding/json"
 	"html/template"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -133,4 +135,29 @@ func (s *Server) board(c echo.Context) error {
 	c.Response().Header().Set("Content-Type", "text/html; charset=utf-8")
 	c.Response().WriteHeader(http.StatusOK)
 	return boardTemplate.Execute(c.Response(), map[string]any{"Now": s.now().UTC().Format(time.RFC3339), "Body": body})
+}
+
+// freeze is POST /api/v1/freeze {"stage", "reason"} (a stop-the-line: no
+// promotion into the stage, or every stage without one, is merged until it
+// is lifted) and DELETE /api/v1/freeze?stage= (lift it). Admin token.
+func (s *Server) freeze(c echo.Context) error {
+	if s.freezer == nil {
+		return echo.NewHTTPError(http.StatusNotFound, "freezes are not available")
+	}
+	var req struct {
+		Stage  string `json:"stage"`
+		Reason string `json:"reason"`
+	}
+	lift := c.Request().Method == http.MethodDelete
+	if lift {
+		req.Stage = c.QueryParam("stage")
+	} else if err := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10)).Decode(&req); err != nil {
+		return &badRequest{reason: "want a JSON body {\"stage\", \"reason\"}: " + err.Error()}
+	} else if strings.TrimSpace(req.Reason) == "" {
+		return &badRequest{reason: "a freeze needs a reason"}
+	}
+	if err := s.freezer.freeze(c.Request().Context(), req.Stage, req.Reason, lift); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"stage": req.Stage, "frozen": !lift, "reason": req.Reason})
 }

@@ -79,7 +79,7 @@ func (p *dispatcher) process(ctx context.Context, d store.Delivery, hook *gitlab
 		return err
 	}
 	for _, o := range byStage(snap, occ) {
-		pol, ok := snap.policy(o.App)
+		pol, ok := snap.policyAt(o.App, p.now())
 		if !ok {
 			p.log.InfoContext(ctx, "delivery for an app lotse.yaml does not define", "app", o.App, "id", d.ID)
 			continue
@@ -109,7 +109,7 @@ func (p *dispatcher) tick(ctx context.Context) {
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, tickParallel)
 	for _, app := range snap.apps() {
-		pol, _ := snap.policy(app)
+		pol, _ := snap.policyAt(app, p.now())
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
@@ -119,6 +119,28 @@ func (p *dispatcher) tick(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// freeze sets or lifts a stop-the-line freeze of stage ("" for every
+// stage) in every app (POST/DELETE /api/v1/freeze).
+func (p *dispatcher) freeze(ctx context.Context, stage, reason string, lift bool) error {
+	snap, err := p.config.current(ctx)
+	if err != nil {
+		return fmt.Errorf("read lotse.yaml: %w", err)
+	}
+	if stage != "" {
+		if _, err := snap.config.Stage(stage); err != nil {
+			return &badRequest{reason: err.Error()}
+		}
+	}
+	for _, app := range snap.apps() {
+		pol, _ := snap.policyAt(app, p.now())
+		ev := promotion.Freeze{Stage: stage, Reason: reason, By: promotion.User{Username: "lotsed API (admin token)"}, Lift: lift}
+		if err := p.runner.apply(ctx, snap, pol, []promotion.Event{ev}); err != nil {
+			return fmt.Errorf("app %s: %w", app, err)
+		}
+	}
+	return nil
 }
 
 // touchesConfig reports whether a push changed lotse.yaml.

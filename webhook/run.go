@@ -231,6 +231,7 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		return nil, err
 	}
 	l.server.doctor = newDoctorCheck(cfg, gl, now)
+	l.server.freezer = disp
 	if _, err := config.current(ctx); err != nil {
 		// lotsed still starts: the config is read again on the next delivery.
 		log.Warn("lotse.yaml not readable yet", "project", cfg.GitOpsProject, "err", err)

@@ -578,3 +578,41 @@ func TestPipelineGate(t *testing.T) {
 		})
 	}
 }
+
+// POST /api/v1/freeze (admin) stops the line in every app; DELETE lifts it.
+func TestFreezeAPI(t *testing.T) {
+	w := newTestWorld(t)
+	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
+	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, files: w.gl, authors: &authorsReader{gl: w.gl}, landings: nil,
+		gitopsProject: "platform/gitops", bot: testBot, now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
+	s, _, h := testServer(t, nil)
+	s.freezer = disp
+	call := func(method, path, token, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := call(http.MethodPost, "/api/v1/freeze", readToken, `{"stage":"production","reason":"incident"}`); rec.Code != http.StatusForbidden {
+		t.Fatalf("read token: %d", rec.Code)
+	}
+	if rec := call(http.MethodPost, "/api/v1/freeze", adminToken, `{"stage":"production"}`); rec.Code != http.StatusBadRequest {
+		t.Fatalf("no reason: %d", rec.Code)
+	}
+	if rec := call(http.MethodPost, "/api/v1/freeze", adminToken, `{"stage":"prod","reason":"x"}`); rec.Code != http.StatusBadRequest {
+		t.Fatalf("unknown stage: %d %s", rec.Code, rec.Body)
+	}
+	if rec := call(http.MethodPost, "/api/v1/freeze", adminToken, `{"stage":"production","reason":"incident 42"}`); rec.Code != http.StatusOK {
+		t.Fatalf("freeze: %d %s", rec.Code, rec.Body)
+	}
+	if f := w.record().State.Frozen["production"]; f == nil || f.Reason != "incident 42" {
+		t.Fatalf("frozen = %+v", w.record().State.Frozen)
+	}
+	if rec := call(http.MethodDelete, "/api/v1/freeze?stage=production", adminToken, ""); rec.Code != http.StatusOK {
+		t.Fatalf("lift: %d %s", rec.Code, rec.Body)
+	}
+	if f := w.record().State.Frozen; len(f) != 0 {
+		t.Fatalf("still frozen: %+v", f)
+	}
+}

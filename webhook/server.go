@@ -44,6 +44,13 @@ type Server struct {
 	releases *releases // nil: POST /api/v1/releases is off
 
 	doctor doctorReporter // nil: GET /api/v1/doctor answers 404
+
+	freezer freezer // nil: /api/v1/freeze answers 404
+}
+
+// freezer sets and lifts stop-the-line freezes.
+type freezer interface {
+	freeze(ctx context.Context, stage, reason string, lift bool) error
 }
 
 // serverParts are what a Server is built from; serve wires them.
@@ -117,6 +124,8 @@ func (s *Server) Handler() http.Handler {
 	api.GET("/dora", s.dora, read)
 	api.GET("/doctor", s.doctorReport, read)
 	api.POST("/releases", s.release) // authenticated by the pipeline's ID token
+	api.POST("/freeze", s.freeze, admin)
+	api.DELETE("/freeze", s.freeze, admin)
 	return e
 }
 

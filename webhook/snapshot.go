@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lotse/lotse/internal/atomicfile"
 	"github.com/lotse/lotse/internal/gitlab"
@@ -71,6 +72,25 @@ func (k gateKeys) describe() string {
 func (s *snapshot) policy(app string) (promotion.Policy, bool) {
 	p, ok := s.policies[app]
 	return p, ok
+}
+
+// policyAt is policy with lotse.yaml's freeze windows in force at now.
+func (s *snapshot) policyAt(app string, now time.Time) (promotion.Policy, bool) {
+	p, ok := s.policy(app)
+	if !ok {
+		return p, false
+	}
+	p.Freezes = nil
+	for _, f := range s.config.Freezes {
+		if on, until := f.ActiveAt(now); on {
+			from := f.From
+			if f.Cron != "" {
+				from = until.Add(-f.Duration)
+			}
+			p.Freezes = append(p.Freezes, promotion.FreezeWindow{Stages: f.Stages, Reason: f.Reason, From: from, Until: until})
+		}
+	}
+	return p, true
 }
 
 // apps are the apps of lotse.yaml, in its order.

@@ -67,6 +67,9 @@ type Config struct {
 	Stages  []Stage // in promotion order
 	// Guardrails is the policy of lotse guardrails check.
 	Guardrails Guardrails
+	// Freezes are windows in which no promotion into their stages is
+	// merged.
+	Freezes []Freeze
 }
 
 // GitLab says where the GitOps repository lives.

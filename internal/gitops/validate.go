@@ -282,7 +282,7 @@ func (v *validator) require(n *yaml.Node, fs map[string]field, where, key, hint 
 // config validates the whole file.
 func (v *validator) config(root *yaml.Node) *Config {
 	cfg := &Config{GitLab: GitLab{DefaultBranch: "main"}}
-	fs := v.fields(root, "lotse.yaml", "version", "gitlab", "signing", "apps", "stages", "guardrails")
+	fs := v.fields(root, "lotse.yaml", "version", "gitlab", "signing", "apps", "stages", "guardrails", "freezes")
 
 	if f, ok := v.require(root, fs, "lotse.yaml", "version", "; set version: 1"); ok {
 		if n, ok := v.integer(f.val, "version"); ok {
@@ -328,8 +328,92 @@ func (v *validator) config(root *yaml.Node) *Config {
 	if f, ok := fs["guardrails"]; ok {
 		v.guardrails(f.val, cfg)
 	}
+	if f, ok := fs["freezes"]; ok {
+		for i, n := range v.list(f.val, "freezes") {
+			if fr, ok := v.freeze(n, fmt.Sprintf("freezes[%d]", i), cfg); ok {
+				cfg.Freezes = append(cfg.Freezes, fr)
+			}
+		}
+	}
 	v.conflicts(cfg)
 	return cfg
+}
+
+// freeze reads one freeze window: a reason, the stages (all when none), and
+// either from and until (RFC 3339) or cron and duration.
+func (v *validator) freeze(n *yaml.Node, where string, cfg *Config) (Freeze, bool) {
+	var fr Freeze
+	if !v.mapping(n, where) {
+		return fr, false
+	}
+	fs := v.fields(n, where, "reason", "stages", "from", "until", "cron", "duration")
+	ok := true
+	if f, has := v.require(n, fs, where, "reason", " (said in the merge request and the commit status)"); has {
+		fr.Reason, _ = v.str(f.val, where+".reason")
+	} else {
+		ok = false
+	}
+	if f, has := fs["stages"]; has {
+		for _, sn := range v.list(f.val, where+".stages") {
+			if st, good := v.str(sn, where+".stages"); good {
+				if _, err := cfg.Stage(st); err != nil {
+					v.addf(sn, "%s.stages: stage %q is not defined", where, st)
+					ok = false
+				}
+				fr.Stages = append(fr.Stages, st)
+			}
+		}
+	}
+	when := func(key string) (time.Time, bool) {
+		f, has := fs[key]
+		if !has {
+			return time.Time{}, false
+		}
+		s, _ := v.str(f.val, where+"."+key)
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			v.addf(f.val, "%s.%s: %q is not a time like 2026-12-24T00:00:00Z", where, key, s)
+			ok = false
+		}
+		return t.UTC(), true
+	}
+	from, hasFrom := when("from")
+	until, hasUntil := when("until")
+	_, hasCron := fs["cron"]
+	switch {
+	case hasCron && (hasFrom || hasUntil):
+		v.addf(n, "%s: give from and until, or cron and duration, not both", where)
+		return fr, false
+	case hasCron:
+		s, _ := v.str(fs["cron"].val, where+".cron")
+		c, err := parseCron(s)
+		if err != nil {
+			v.addf(fs["cron"].val, "%s.%v", where, err)
+			return fr, false
+		}
+		fr.Cron, fr.cron = s, c
+		f, has := v.require(n, fs, where, "duration", " (how long each window lasts, like 64h)")
+		if !has {
+			return fr, false
+		}
+		ds, _ := v.str(f.val, where+".duration")
+		d, err := time.ParseDuration(ds)
+		if err != nil || d <= 0 || d > 31*24*time.Hour {
+			v.addf(f.val, "%s.duration: %q is not a duration like 64h (at most 31 days)", where, ds)
+			return fr, false
+		}
+		fr.Duration = d
+	case hasFrom && hasUntil:
+		if !until.After(from) {
+			v.addf(n, "%s: until must be after from", where)
+			return fr, false
+		}
+		fr.From, fr.Until = from, until
+	default:
+		v.addf(n, "%s: give from and until (a dated window) or cron and duration (a recurring one)", where)
+		return fr, false
+	}
+	return fr, ok
 }
 
 func (v *validator) gitlab(n *yaml.Node, g *GitLab) {

@@ -12,6 +12,8 @@ const (
 	VerbRollback = "rollback"
 	VerbRetry    = "retry"
 	VerbAccept   = "accept"
+	VerbFreeze   = "freeze"
+	VerbUnfreeze = "unfreeze"
 )
 
 // ParsedCommand is a ChatOps command read from an MR note.
@@ -19,11 +21,16 @@ type ParsedCommand struct {
 	Verb   string // VerbPromote, VerbRollback, VerbRetry; empty when the command is not understood
 	Stage  string
 	Digest string // rollback only: the image digest to put back; empty: the previous image
-	Line   string // the command line as written
-	Err    string // why the command is not understood
+	// Reason: freeze's reason; promote --break-glass's reason to merge
+	// despite a freeze.
+	Reason     string
+	BreakGlass bool
+	Line       string // the command line as written
+	Err        string // why the command is not understood
 }
 
-const usage = "usage: `/lotse promote <stage>`, `/lotse rollback <stage> [<digest>]`, `/lotse retry [<stage>]`, `/lotse accept <stage>`"
+const usage = "usage: `/lotse promote <stage> [--break-glass <reason>]`, `/lotse rollback <stage> [<digest>]`, `/lotse retry [<stage>]`, " +
+	"`/lotse accept <stage>`, `/lotse freeze <stage|all> <reason>`, `/lotse unfreeze <stage|all>`"
 
 // ParseCommand finds the first line of a note that starts with "/lotse" and
 // reads it. ok is false when the note has no such line: the note is not for
@@ -42,11 +49,26 @@ func ParseCommand(text string) (c ParsedCommand, ok bool) {
 		}
 		c.Verb, args = args[0], args[1:]
 		switch c.Verb {
-		case VerbPromote, VerbAccept:
+		case VerbPromote:
+			switch {
+			case len(args) == 1:
+				c.Stage = args[0]
+			case len(args) >= 3 && args[1] == "--break-glass":
+				c.Stage, c.BreakGlass, c.Reason = args[0], true, strings.Join(args[2:], " ")
+			default:
+				c.Err = "promote takes a stage, and --break-glass with a reason to merge despite a freeze"
+			}
+		case VerbAccept, VerbUnfreeze:
 			if len(args) != 1 {
 				c.Err = c.Verb + " takes one stage"
 			} else {
 				c.Stage = args[0]
+			}
+		case VerbFreeze:
+			if len(args) < 2 {
+				c.Err = "freeze takes a stage (or all) and a reason"
+			} else {
+				c.Stage, c.Reason = args[0], strings.Join(args[1:], " ")
 			}
 		case VerbRollback:
 			if len(args) < 1 || len(args) > 2 {
@@ -67,7 +89,7 @@ func ParseCommand(text string) (c ParsedCommand, ok bool) {
 			c.Err = fmt.Sprintf("unknown command %q", c.Verb)
 		}
 		if c.Err != "" {
-			c.Verb, c.Stage, c.Digest = "", "", ""
+			c.Verb, c.Stage, c.Digest, c.Reason, c.BreakGlass = "", "", "", "", false
 		}
 		return c, true
 	}
@@ -108,6 +130,12 @@ func (en *engine) command(e Command) {
 	if stage == "" {
 		stage = e.Stage
 	}
+	if (c.Verb == VerbFreeze || c.Verb == VerbUnfreeze) && stage == "all" {
+		en.audit(AuditCommand, "", "", e.User, oneLine(c.Line, 200))
+		en.freeze(Freeze{Reason: c.Reason, By: e.User, Lift: c.Verb == VerbUnfreeze})
+		reply("%s every stage of %s.", map[bool]string{true: "unfroze", false: "froze"}[c.Verb == VerbUnfreeze], en.p.App)
+		return
+	}
 	ti := en.p.stageIndex(stage)
 	if ti < 0 {
 		if stage == "" {
@@ -120,7 +148,14 @@ func (en *engine) command(e Command) {
 	en.audit(AuditCommand, stage, "", e.User, oneLine(c.Line, 200))
 	switch c.Verb {
 	case VerbPromote:
+		if c.BreakGlass {
+			en.cmdBreakGlass(ti, c.Reason, e.User, reply)
+			return
+		}
 		en.cmdPromote(ti, e.User, reply)
+	case VerbFreeze, VerbUnfreeze:
+		en.freeze(Freeze{Stage: stage, Reason: c.Reason, By: e.User, Lift: c.Verb == VerbUnfreeze})
+		reply("%s %s.", map[bool]string{true: "unfroze", false: "froze"}[c.Verb == VerbUnfreeze], stage)
 	case VerbRollback:
 		en.cmdRollback(ti, c.Digest, e.User, reply)
 	case VerbRetry:
@@ -296,4 +331,23 @@ func (en *engine) cmdAccept(ti int, user User, reply func(string, ...any)) {
 		LandedAt: en.now, AuthorsErr: "not read yet (an accepted out-of-band change)"},
 		"out-of-band commit "+short(o.Commit)+" accepted by "+user.String(), user)
 	reply("accepted the out-of-band change of %s: %s runs there now and is promoted onward.", target.Name, o.Image)
+}
+
+// cmdBreakGlass lets the promotion into the stage merge despite a freeze,
+// for an operator's reason, recorded in the audit log. Approvals and gates
+// still apply.
+func (en *engine) cmdBreakGlass(ti int, reason string, user User, reply func(string, ...any)) {
+	target := en.p.Stages[ti]
+	pr := en.promotion(target.Name)
+	if pr == nil || pr.Phase.IsTerminal() || pr.Phase == PhaseMerged {
+		reply("no promotion into %s is under way; start one with /lotse promote %s.", target.Name, target.Name)
+		return
+	}
+	pr.BreakGlass = reason
+	en.touch(target.Name)
+	en.audit(AuditBreakGlass, target.Name, pr.Image, user, "merge despite the freeze: "+reason)
+	if pr.Phase == PhaseMerging && pr.RetryMerge {
+		en.merge(ti, pr)
+	}
+	reply("break-glass for %s into %s: it merges despite the freeze once approvals and gates allow.", pr.Image, target.Name)
 }

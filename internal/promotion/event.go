@@ -207,6 +207,15 @@ type AuthorsRead struct {
 	Err     string // why they still could not be read
 }
 
+// Freeze sets (or with Lift, lifts) a stop-the-line freeze of Stage (""
+// for every stage), from lotsed's API.
+type Freeze struct {
+	Stage  string
+	Reason string
+	By     User
+	Lift   bool
+}
+
 // Tick says time passed: soak timers and merge retries are due.
 type Tick struct{}
 
@@ -214,6 +223,7 @@ func (Landed) event()          {}
 func (OutOfBandChange) event() {}
 func (AuthorsRead) event()     {}
 func (Approvals) event()       {}
+func (Freeze) event()          {}
 func (MROpened) event()        {}
 func (MRUpdated) event()       {}
 func (MRApproved) event()      {}

@@ -112,7 +112,7 @@ func (d *decoder) next(p Policy, s State, now *time.Time) Event {
 	case 7:
 		texts := []string{
 			"/lotse promote " + stage, "/lotse rollback " + stage, "/lotse retry", "/lotse retry " + stage,
-			"/lotse rollback " + stage + " " + image[strings.LastIndex(image, "@")+1:], "LGTM", "/lotse bogus", "/lotse accept " + stage,
+			"/lotse rollback " + stage + " " + image[strings.LastIndex(image, "@")+1:], "LGTM", "/lotse bogus", "/lotse accept " + stage, "/lotse freeze " + stage + " incident", "/lotse unfreeze all", "/lotse promote " + stage + " --break-glass hotfix",
 		}
 		d.note++
 		note := d.note

@@ -55,6 +55,8 @@ func Next(p Policy, s State, e Event, now time.Time) (State, []Action, error) {
 		en.mrApproved(e)
 	case MRUnapproved:
 		en.mrUnapproved(e)
+	case Freeze:
+		en.freeze(e)
 	case Approvals:
 		if pr := en.mrPromotion(e.Stage, e.IID); pr != nil {
 			for _, a := range slices.Clone(pr.MR.Approvers) {
@@ -134,6 +136,10 @@ func checkEvent(p Policy, e Event) error {
 		return mr(e.Stage, e.IID)
 	case Approvals:
 		return mr(e.Stage, e.IID)
+	case Freeze:
+		if e.Stage != "" {
+			return stage(e.Stage)
+		}
 	case Command:
 		if e.Stage != "" {
 			return stage(e.Stage)
@@ -847,6 +853,24 @@ func (en *engine) merge(ti int, pr *Promotion) {
 		}
 		detail += "; approved by " + userList(counted)
 	}
+	if why := en.frozen(target.Name); why != "" && pr.BreakGlass == "" {
+		// Approved and gated, but the stage is frozen: the next tick after
+		// the freeze merges it, or an operator breaks glass.
+		en.setPhase(target.Name, pr, PhaseMerging)
+		if !pr.RetryMerge {
+			pr.RetryMerge = true
+			en.changed = true
+		}
+		if pr.Reason != why {
+			pr.Reason = why
+			en.touch(target.Name)
+			en.audit(AuditFrozen, target.Name, pr.Image, User{}, "merge held: "+why)
+		}
+		return
+	}
+	if pr.Phase == PhaseMerging && strings.HasPrefix(pr.Reason, "frozen") {
+		pr.Reason = ""
+	}
 	en.setPhase(target.Name, pr, PhaseMerging)
 	pr.RetryMerge = false
 	pr.MergeAttempts++
@@ -1110,6 +1134,48 @@ func (en *engine) tick() {
 		}
 		if pr.MR != nil && (pr.Phase == PhaseAwaitingApproval || pr.Phase == PhaseMerging || pr.Phase == PhaseMerged) {
 			en.emit(Reconcile{Stage: target.Name, IID: pr.MR.IID})
+		}
+	}
+}
+
+// frozen says why the stage is frozen now: a stop-the-line freeze an
+// operator set, or a freeze window of lotse.yaml; empty when it is not.
+func (en *engine) frozen(stage string) string {
+	for _, k := range []string{stage, ""} {
+		if f := en.s.Frozen[k]; f != nil {
+			return fmt.Sprintf("frozen by %s since %s: %s (an operator lifts it with /lotse unfreeze %s)", f.By, f.At.Format("2006-01-02 15:04 UTC"), f.Reason, orDefault(k, "all"))
+		}
+	}
+	for _, w := range en.p.Freezes {
+		if (len(w.Stages) == 0 || slices.Contains(w.Stages, stage)) && !en.now.Before(w.From) && en.now.Before(w.Until) {
+			return fmt.Sprintf("frozen until %s: %s", w.Until.UTC().Format("2006-01-02 15:04 UTC"), w.Reason)
+		}
+	}
+	return ""
+}
+
+// freeze sets or lifts a stop-the-line freeze; promotions held by it merge
+// on the next tick.
+func (en *engine) freeze(e Freeze) {
+	cur := en.s.Frozen[e.Stage]
+	where := orDefault(e.Stage, "every stage")
+	switch {
+	case e.Lift && cur != nil:
+		delete(en.s.Frozen, e.Stage)
+		en.audit(AuditUnfrozen, e.Stage, "", e.By, "lifted the freeze of "+where+": "+cur.Reason)
+	case !e.Lift && (cur == nil || cur.Reason != e.Reason):
+		if en.s.Frozen == nil {
+			en.s.Frozen = map[string]*StopTheLine{}
+		}
+		en.s.Frozen[e.Stage] = &StopTheLine{Reason: e.Reason, By: e.By, At: en.now}
+		en.audit(AuditFrozen, e.Stage, "", e.By, "froze "+where+": "+e.Reason)
+	default:
+		return
+	}
+	en.changed = true
+	for _, st := range en.p.Stages {
+		if e.Stage == "" || st.Name == e.Stage {
+			en.touch(st.Name)
 		}
 	}
 }

@@ -731,7 +731,7 @@ func TestParseCommand(t *testing.T) {
 		{text: "hi\n/lotse promote production\n/lotse retry", ok: true, want: ParsedCommand{Verb: VerbPromote, Stage: "production", Line: "/lotse promote production"}},
 		{text: "/lotse rollback production sha256:abc", ok: true, want: ParsedCommand{Verb: VerbRollback, Stage: "production", Digest: "sha256:abc", Line: "/lotse rollback production sha256:abc"}},
 		{text: "/lotse", ok: true, want: ParsedCommand{Line: "/lotse", Err: "no command given"}},
-		{text: "/lotse promote", ok: true, want: ParsedCommand{Line: "/lotse promote", Err: "promote takes one stage"}},
+		{text: "/lotse promote", ok: true, want: ParsedCommand{Line: "/lotse promote", Err: "promote takes a stage, and --break-glass with a reason to merge despite a freeze"}},
 		{text: "/lotse rollback a b c", ok: true, want: ParsedCommand{Line: "/lotse rollback a b c", Err: "rollback takes a stage and an optional digest"}},
 		{text: "/lotse retry a b", ok: true, want: ParsedCommand{Line: "/lotse retry a b", Err: "retry takes at most a stage"}},
 	} {
@@ -852,4 +852,53 @@ func TestManualSyncStage(t *testing.T) {
 	if d := r.s.Stage("production").Current; d.Sync != SyncDegraded {
 		t.Fatalf("sync = %q", d.Sync)
 	}
+}
+
+// A freeze holds the merge of an approved, gated promotion: a lotse.yaml
+// window until it ends, an operator's stop-the-line until it is lifted;
+// an operator's break-glass merges despite it, recorded in the audit log.
+func TestFreezes(t *testing.T) {
+	toApproved := func(r *run) {
+		r.do(landed("dev", img1, "c1"))
+		r.do(MROpened{Author: bot, Stage: "staging", IID: 11, Image: img1})
+		r.do(MergeResult{Stage: "staging", IID: 11, Attempt: 1, Outcome: MergeDone})
+		r.do(landed("staging", img1, "c2"))
+		r.do(MROpened{Stage: "production", IID: 12, Author: bot, Image: img1, SHA: "s"})
+		r.do(MRApproved{Stage: "production", IID: 12, User: usr("carol"), SHA: "s"})
+		r.do(MRApproved{Stage: "production", IID: 12, User: usr("erin"), SHA: "s"})
+	}
+	t.Run("window", func(t *testing.T) {
+		p := plainPolicy()
+		p.Freezes = []FreezeWindow{{Stages: []string{"production"}, Reason: "year-end", From: t0, Until: t0.Add(2 * time.Hour)}}
+		r := newRun(t, p)
+		toApproved(r)
+		if m := only[MergeMR](r.acts); len(m) != 0 {
+			t.Fatal("merged in a freeze window")
+		}
+		if pr := r.s.Stage("production").Promotion; !strings.Contains(pr.Reason, "frozen until 2026-05-04 12:00 UTC: year-end") {
+			t.Fatalf("reason = %q", pr.Reason)
+		}
+		r.at(time.Hour).do(Tick{})
+		r.wantCore()
+		r.at(2 * time.Hour).do(Tick{})
+		r.wantCore(MergeMR{Stage: "production", IID: 12, SHA: "s", Attempt: 1})
+	})
+	t.Run("stop the line and break glass", func(t *testing.T) {
+		r := newRun(t, plainPolicy())
+		r.do(Command{Stage: "production", IID: 1, NoteID: 1, User: usr("olga"), Text: "/lotse freeze production incident 42"})
+		toApproved(r)
+		if m := only[MergeMR](r.acts); len(m) != 0 {
+			t.Fatal("merged while frozen")
+		}
+		r.do(Command{Stage: "production", IID: 12, NoteID: 2, User: usr("mallory"), Text: "/lotse promote production --break-glass hotfix"})
+		if m := only[MergeMR](r.acts); len(m) != 0 {
+			t.Fatal("a non-operator broke the glass")
+		}
+		r.do(Command{Stage: "production", IID: 12, NoteID: 3, User: usr("olga"), Text: "/lotse promote production --break-glass hotfix for incident 42"})
+		r.wantCore(MergeMR{Stage: "production", IID: 12, SHA: "s", Attempt: 1},
+			Reply{IID: 12, Body: "@olga break-glass for " + img1 + " into production: it merges despite the freeze once approvals and gates allow."})
+		if a := only[Audit](r.acts); len(a) == 0 || a[len(a)-2].Kind != AuditBreakGlass && a[len(a)-1].Kind != AuditBreakGlass {
+			t.Fatalf("audit = %+v", a)
+		}
+	})
 }

@@ -45,6 +45,9 @@ type Policy struct {
 	// Notice is shown in every sticky comment: what the service found wrong
 	// in GitLab's settings (e.g. unprotected lotse/* branches).
 	Notice string
+	// Freezes are lotse.yaml's freeze windows in force around now: no
+	// promotion into their stages is merged while one is active.
+	Freezes []FreezeWindow
 	// MergeAttempts bounds the MergeMR calls while GitLab still computes
 	// mergeability; 0 means DefaultMergeAttempts.
 	MergeAttempts int
@@ -65,6 +68,14 @@ type StagePolicy struct {
 	// ManualSync: ArgoCD syncs the stage by hand; a version that lands there
 	// runs only once ArgoCD reports it Synced and Healthy.
 	ManualSync bool
+}
+
+// FreezeWindow is a time in which no promotion into Stages (all stages
+// when empty) is merged.
+type FreezeWindow struct {
+	Stages      []string
+	Reason      string
+	From, Until time.Time
 }
 
 // ErrInvalidPolicy is wrapped by the errors of Policy.Validate.

@@ -60,6 +60,16 @@ type State struct {
 	// Notes are the ids of the last ChatOps notes handled, oldest first, so a
 	// re-delivered note is not answered twice.
 	Notes []int64 `json:"notes,omitempty"`
+	// Frozen are the stop-the-line freezes operators set (ChatOps or the
+	// API), by stage ("" for every stage).
+	Frozen map[string]*StopTheLine `json:"frozen,omitempty"`
+}
+
+// StopTheLine is a freeze an operator set until an operator lifts it.
+type StopTheLine struct {
+	Reason string    `json:"reason"`
+	By     User      `json:"by"`
+	At     time.Time `json:"at,omitzero"`
 }
 
 // StageState is what runs in one stage and what is on its way there.
@@ -182,7 +192,9 @@ type Promotion struct {
 	// approval counts until they are read.
 	AuthorsErr string `json:"authorsErr,omitempty"`
 	Rollback   bool   `json:"rollback,omitempty"` // puts an earlier image back; gates are skipped
-	Trigger    User   `json:"trigger,omitzero"`   // the operator who asked for it; zero: automatic
+	// BreakGlass is an operator's reason to merge despite a freeze.
+	BreakGlass string `json:"breakGlass,omitempty"`
+	Trigger    User   `json:"trigger,omitzero"` // the operator who asked for it; zero: automatic
 	Phase      Phase  `json:"phase"`
 	// BlockedIn is the phase the promotion was in when it was blocked; retry
 	// resumes from there.
@@ -260,6 +272,13 @@ func (s State) Stage(name string) *StageState {
 func (s State) clone() State {
 	c := s
 	c.Notes = slices.Clone(s.Notes)
+	if s.Frozen != nil {
+		c.Frozen = make(map[string]*StopTheLine, len(s.Frozen))
+		for k, v := range s.Frozen {
+			f := *v
+			c.Frozen[k] = &f
+		}
+	}
 	if s.Stages != nil {
 		c.Stages = make(map[string]*StageState, len(s.Stages))
 		for k, v := range s.Stages {
