@@ -62,9 +62,9 @@ func (k gateKeys) describe() string {
 		if id == "" {
 			id = kl.AnchoredIdentityRegexp()
 		}
-		return "keyless, " + id + " from " + kl.Issuer
+		return "keyless, as " + id + " from " + kl.Issuer
 	}
-	return "the configured key"
+	return "with the configured key"
 }
 
 // policy returns the promotion policy of app; false when lotse.yaml does not

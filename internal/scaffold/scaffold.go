@@ -277,6 +277,7 @@ func Generate(o Options) (map[string][]byte, error) {
 	}
 	static := map[string]string{
 		ConfigFile:               "lotse.yaml",
+		".gitlab-ci.yml":         "gitlab-ci.yml",
 		"README.md":              "README.md",
 		"argocd/appproject.yaml": "appproject.yaml",
 		"argocd/applicationset-preproduction.yaml": "applicationset-preproduction.yaml",

@@ -455,3 +455,35 @@ func strictDecode(b []byte, v any) error {
 	dec.KnownFields(true)
 	return dec.Decode(v)
 }
+
+// The GitOps project's pipeline renders every app in every stage and runs
+// the guardrails component once per stage on what that stage renders: the
+// pipeline lotsed requires on approval stages.
+func TestGitOpsPipeline(t *testing.T) {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := c.opts.WithDefaults()
+			files := generate(t, c.opts)
+			var ci struct {
+				Stages  []string `yaml:"stages"`
+				Render  struct{ Script []string } `yaml:"render"`
+				Include []struct {
+					Component string
+					Inputs    map[string]string
+				} `yaml:"include"`
+			}
+			if err := yaml.Unmarshal(files[".gitlab-ci.yml"], &ci); err != nil {
+				t.Fatalf(".gitlab-ci.yml: %v", err)
+			}
+			if len(ci.Include) != len(o.Stages) || len(ci.Render.Script) != 1+len(o.Apps)*len(o.Stages) {
+				t.Fatalf(".gitlab-ci.yml = %+v", ci)
+			}
+			for i, s := range o.Stages {
+				inc := ci.Include[i]
+				if !strings.Contains(inc.Component, "/guardrails@") || inc.Inputs["gitops-stage"] != s || inc.Inputs["paths"] != "manifests/*-"+s+".yaml" {
+					t.Errorf("include %d = %+v", i, inc)
+				}
+			}
+		})
+	}
+}
