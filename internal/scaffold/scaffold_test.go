@@ -465,7 +465,7 @@ func TestGitOpsPipeline(t *testing.T) {
 			o := c.opts.WithDefaults()
 			files := generate(t, c.opts)
 			var ci struct {
-				Stages  []string `yaml:"stages"`
+				Stages  []string                  `yaml:"stages"`
 				Render  struct{ Script []string } `yaml:"render"`
 				Include []struct {
 					Component string
