@@ -302,3 +302,40 @@ func TestForgedTrailersAreOutOfBand(t *testing.T) {
 		return len(a) == 2 && strings.Contains(a[1].Detail, "trailers do not match"), fmt.Sprint(a)
 	})
 }
+
+// GitLab is down for longer than lotsed retries deliveries (max-attempts
+// 1: the approvals' deliveries die) while two reviewers approve; once GitLab
+// answers again, lotsed's ticks read the MR back and merge it, with no
+// delivery re-sent.
+func TestOutageLongerThanRetries(t *testing.T) {
+	w := newWorld(t)
+	w.extraEnv = map[string]string{"LOTSE_MAX_ATTEMPTS": "1"}
+	base := w.startLotsed(filepath.Join(t.TempDir(), "lotsed.db"))
+	img := w.images["v1"]
+	iid := toProduction(t, w, img)
+	w.sim.Faults(gitlabsim.Fault{Status: 503})
+	approve(t, w, iid, "alice", "bob")
+	eventually(t, "the approvals' deliveries to die", 20*time.Second, func() (bool, string) {
+		var dead []struct{ Event string }
+		apiGet(t, base, "/api/v1/events?state=dead", &dead)
+		n := 0
+		for _, d := range dead {
+			if d.Event == "Merge Request Hook" {
+				n++
+			}
+		}
+		return n >= 2, fmt.Sprint(dead)
+	})
+	if mr, _ := w.sim.MergeRequest(gitopsProject, int(iid)); mr.State != "opened" {
+		t.Fatalf("the MR is %s while GitLab was down", mr.State)
+	}
+	w.sim.Faults() // GitLab is back
+	eventually(t, "the merge after the outage", 30*time.Second, func() (bool, string) {
+		return w.valuesDigest("production") == digestOf(img), w.describeStatuses()
+	})
+	for _, e := range w.sim.Events() {
+		if e.Resend {
+			t.Fatal("a delivery was re-sent")
+		}
+	}
+}

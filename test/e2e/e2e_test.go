@@ -107,6 +107,7 @@ type world struct {
 	keys     string            // directory with cosign.key and cosign.pub
 	images   map[string]string // name -> repo@digest
 	source   string            // the source commit of the change
+	extraEnv map[string]string // lotsed settings of one test
 }
 
 func newWorld(t *testing.T) *world {
@@ -248,6 +249,9 @@ func (w *world) startLotsed(dbURL string) string {
 	t := w.t
 	addr := freeAddr(t)
 	env := w.env(addr, dbURL)
+	for k, v := range w.extraEnv {
+		env[k] = v
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	logs := &logBuffer{}
