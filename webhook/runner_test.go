@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lotse/lotse/internal/gitlab"
+	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 	"github.com/lotse/lotse/internal/trust"
@@ -614,5 +615,32 @@ func TestFreezeAPI(t *testing.T) {
 	}
 	if f := w.record().State.Frozen; len(f) != 0 {
 		t.Fatalf("still frozen: %+v", f)
+	}
+}
+
+// noLandings drops landing records (DORA is not under test here).
+type noLandings struct{}
+
+func (noLandings) RecordLanding(context.Context, store.Landing) (bool, error) { return true, nil }
+
+// A landing's time is when lotsed received the push, not the timestamp
+// the committer wrote into the commit: soak counts from the landing.
+func TestLandingTimeIsTheReceipt(t *testing.T) {
+	w := newTestWorld(t)
+	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
+	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, files: w.gl, authors: &authorsReader{gl: w.gl}, landings: noLandings{},
+		gitopsProject: "platform/gitops", bot: testBot, now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
+	path := "apps/shop/envs/dev/values.yaml"
+	w.gl.files[path+"@c1"] = "image: " + img1 + "\n"
+	msg := gitops.CommitMessage("Bump", "", gitops.Trailers{App: "shop", Stage: "dev", Image: img1, SourceProject: "team/shop", SourceCommit: "s1"})
+	body := `{"object_kind":"push","ref":"refs/heads/main","user_id":1,"user_username":"lotse-bot","after":"c1","project":{"path_with_namespace":"platform/gitops"},` +
+		`"commits":[{"id":"c1","message":` + jsonString(msg) + `,"timestamp":"2020-01-01T00:00:00Z","modified":["` + path + `"]}]}`
+	received := time.Date(2026, 12, 4, 9, 30, 0, 0, time.UTC)
+	if err := disp.process(context.Background(), store.Delivery{Source: "gitlab", Event: "Push Hook", Body: []byte(body), ReceivedAt: received}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cur := w.record().State.Stage("dev").Current
+	if cur == nil || !cur.LandedAt.Equal(received) || cur.Head != "c1" {
+		t.Fatalf("dev = %+v, want landed at %s", cur, received)
 	}
 }
