@@ -118,7 +118,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.4rem .7rem;t
 th{background:#f4f4f4}.muted{color:#777;font-size:.85em}code{font-size:.85em}
 </style></head><body>
 <h1>lotse board</h1>
-<p class="muted">Where every app's release is. Refreshes every 30 seconds. {{.Now}}</p>
+<p class="muted">Where every app's release is, from lotsed's own records (its webhooks and its reconciliation with GitLab every tick; no GitLab call per page). Refreshes every 30 seconds. Now {{.Now}}.</p>
 {{.Body}}
 </body></html>`))
 

@@ -644,3 +644,47 @@ func TestLandingTimeIsTheReceipt(t *testing.T) {
 		t.Fatalf("dev = %+v, want landed at %s", cur, received)
 	}
 }
+
+// The status API and the board are served from lotsed's records: no GitLab
+// call per request.
+func TestStatusWithoutGitLab(t *testing.T) {
+	w := newTestWorld(t)
+	w.verifier.signed[img1] = true
+	w.verifier.vulns[img1] = nil
+	if err := w.apply(landedIn("dev", img1, "c1")); err != nil {
+		t.Fatal(err)
+	}
+	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "lotsed.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	data, _, _ := w.states.LoadState(context.Background(), "shop")
+	if err := db.SaveState(context.Background(), "shop", data, 0); err != nil {
+		t.Fatal(err)
+	}
+	v := &views{config: src, store: db, now: func() time.Time { return w.now }}
+	total := func() (n int) {
+		for _, c := range w.gl.calls {
+			n += c
+		}
+		return n
+	}
+	calls := total()
+	got, err := v.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps := got.([]AppView)
+	if n := total() - calls; n != 0 {
+		t.Fatalf("status made %d GitLab calls", n)
+	}
+	if len(apps) != 1 || apps[0].Stages[0].Image != img1 || !strings.HasPrefix(apps[0].Stages[1].Promotion, "merged") || apps[0].UpdatedAt.IsZero() {
+		t.Fatalf("status = %+v", apps)
+	}
+	html, err := renderBoard(got)
+	if err != nil || !strings.Contains(string(html), "as of") {
+		t.Fatalf("board: %v\n%s", err, html)
+	}
+}

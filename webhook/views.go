@@ -37,6 +37,9 @@ type StageView struct {
 type AppView struct {
 	App    string      `json:"app"`
 	Stages []StageView `json:"stages"`
+	// UpdatedAt is the time of the latest change lotsed recorded for the
+	// app: how fresh the row is.
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
 // viewStore is what the read models read of the store.
@@ -53,53 +56,60 @@ type views struct {
 	now    func() time.Time
 }
 
-// Status is GET /api/v1/status: apps × stages.
+// Status is GET /api/v1/status: apps × stages, from lotsed's own records
+// (kept current by the webhooks and each tick's reconciliation): no GitLab
+// call per request. A stage shows what lotsed saw land there.
 func (s *views) Status(ctx context.Context) (any, error) {
 	snap, err := s.config.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sts, err := snap.writer.Status(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	byApp := map[string]*AppView{}
-	var order []string
-	for _, st := range sts {
-		av := byApp[st.App]
-		if av == nil {
-			av = &AppView{App: st.App}
-			byApp[st.App] = av
-			order = append(order, st.App)
-		}
-		v := StageView{Stage: st.Stage, SourceProject: st.SourceProject, SourceCommit: st.SourceCommit, Since: st.Since}
-		if st.Deployed {
-			v.Image = st.Image.String()
-		}
-		av.Stages = append(av.Stages, v)
-	}
-	out := make([]AppView, 0, len(order))
-	for _, app := range order {
-		av := byApp[app]
-		if data, _, err := s.store.LoadState(ctx, app); err == nil && len(data) > 0 {
+	out := make([]AppView, 0, len(snap.config.Apps))
+	for _, app := range snap.apps() {
+		pol, _ := snap.policy(app)
+		var state promotion.State
+		if data, _, err := s.store.LoadState(ctx, app); err != nil {
+			return nil, err
+		} else if len(data) > 0 {
 			var r record
-			if json.Unmarshal(data, &r) == nil {
-				for i := range av.Stages {
-					st := r.State.Stage(av.Stages[i].Stage)
-					av.Stages[i].Promotion = describe(st)
-					if st != nil && st.Current != nil {
-						av.Stages[i].Sync = st.Current.Sync
-					}
-					if st != nil && st.OutOfBand != nil {
-						o := st.OutOfBand
-						av.Stages[i].OutOfBand = fmt.Sprintf("commit %.8s by %s: %s", o.Commit, o.Pusher, o.Reason)
-					}
+			if err := json.Unmarshal(data, &r); err != nil {
+				return nil, fmt.Errorf("stored state of %s: %w", app, err)
+			}
+			state = r.State
+		}
+		av := AppView{App: app, Stages: []StageView{}}
+		for _, sp := range pol.Stages {
+			v := StageView{Stage: sp.Name}
+			st := state.Stage(sp.Name)
+			if st != nil && st.Current != nil {
+				d := st.Current
+				v.Image, v.Since, v.SourceProject, v.SourceCommit, v.Sync = d.Image, d.LandedAt, d.SourceProject, d.SourceCommit, d.Sync
+				av.UpdatedAt = later(av.UpdatedAt, d.LandedAt)
+				if d.Health != nil {
+					av.UpdatedAt = later(av.UpdatedAt, d.Health.At)
 				}
 			}
+			v.Promotion = describe(st)
+			if st != nil && st.Promotion != nil {
+				av.UpdatedAt = later(av.UpdatedAt, st.Promotion.UpdatedAt)
+			}
+			if st != nil && st.OutOfBand != nil {
+				o := st.OutOfBand
+				v.OutOfBand = fmt.Sprintf("commit %.8s by %s: %s", o.Commit, o.Pusher, o.Reason)
+				av.UpdatedAt = later(av.UpdatedAt, o.At)
+			}
+			av.Stages = append(av.Stages, v)
 		}
-		out = append(out, *av)
+		out = append(out, av)
 	}
 	return out, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // describe summarises the promotion under way into a stage.
@@ -218,7 +228,7 @@ var boardTable = template.Must(template.New("t").Funcs(template.FuncMap{"short":
 		return t.UTC().Format("2006-01-02 15:04")
 	}}).Parse(`{{if not .}}<p>No apps in lotse.yaml yet.</p>{{else}}
 <table><tr><th>app</th>{{range (index . 0).Stages}}<th>{{.Stage}}</th>{{end}}</tr>
-{{range .}}<tr><th>{{.App}}</th>{{range .Stages}}<td>{{if .Image}}<code>{{short .Image}}</code><br><span class="muted">since {{since .Since}}{{if .SourceCommit}}, {{.SourceProject}}@{{printf "%.8s" .SourceCommit}}{{end}}</span>{{else}}<span class="muted">nothing yet</span>{{end}}{{if .Promotion}}<br>&rarr; {{.Promotion}}{{end}}{{if .Sync}}<br>{{.Sync}}{{end}}{{if .OutOfBand}}<br><strong>out-of-band:</strong> {{.OutOfBand}}{{end}}</td>{{end}}</tr>
+{{range .}}<tr><th>{{.App}}{{if not .UpdatedAt.IsZero}}<br><span class="muted">as of {{since .UpdatedAt}}</span>{{end}}</th>{{range .Stages}}<td>{{if .Image}}<code>{{short .Image}}</code><br><span class="muted">since {{since .Since}}{{if .SourceCommit}}, {{.SourceProject}}@{{printf "%.8s" .SourceCommit}}{{end}}</span>{{else}}<span class="muted">nothing yet</span>{{end}}{{if .Promotion}}<br>&rarr; {{.Promotion}}{{end}}{{if .Sync}}<br>{{.Sync}}{{end}}{{if .OutOfBand}}<br><strong>out-of-band:</strong> {{.OutOfBand}}{{end}}</td>{{end}}</tr>
 {{end}}</table>{{end}}`))
 
 func renderBoard(v any) (template.HTML, error) {
