@@ -1,10 +1,14 @@
 package ci
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +39,7 @@ func (a *app) statusCmd() *cobra.Command {
 		gf      gitopsFlags
 		appName string
 		format  string
+		lotsed  string
 	)
 	cmd := &cobra.Command{
 		Use:   "status [--app APP] [--format table|json]",
@@ -42,15 +47,23 @@ func (a *app) statusCmd() *cobra.Command {
 		Long: `Read the GitOps repository's default branch and show, for each app (or APP)
 and each of its stages, the image in the values file, since when (the commit
 that brought it in) and the source commit it was built from (from lotse's
-commit trailers).`,
+commit trailers).
+
+With --url (or LOTSE_URL), lotse asks lotsed instead (its read token from
+LOTSE_API_TOKEN): what lotsed saw land in each stage, from its own records,
+with the promotion under way; no GitLab token needed.`,
 		Example: `  lotse status --gitops-project platform/gitops
-  lotse status --app shop --format json`,
+  lotse status --app shop --format json
+  LOTSE_API_TOKEN=... lotse status --url https://lotsed.example.com`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "table" && format != "json" {
 				return usagef("--format: unknown format %q (want table or json)", format)
 			}
 			ctx := cmd.Context()
+			if lotsed != "" {
+				return a.lotsedStatus(ctx, lotsed, appName, format)
+			}
 			w, err := a.writer(ctx, &gf)
 			if err != nil {
 				return err
@@ -100,7 +113,103 @@ commit trailers).`,
 	a.addGitOpsFlags(cmd.Flags(), &gf)
 	cmd.Flags().StringVar(&appName, "app", "", "only this app")
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")
+	cmd.Flags().StringVar(&lotsed, "url", a.env.get("LOTSE_URL"), "read the status from lotsed at this URL (env LOTSE_URL; token from LOTSE_API_TOKEN)")
 	return cmd
+}
+
+// lotsedStatus prints GET /api/v1/status of lotsed.
+func (a *app) lotsedStatus(ctx context.Context, base, appName, format string) error {
+	token := a.env.get("LOTSE_API_TOKEN")
+	if token == "" {
+		return usagef("no API token: set LOTSE_API_TOKEN to lotsed's read token")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/v1/status", nil)
+	if err != nil {
+		return usagef("--url: %v", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("lotsed status: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("lotsed status: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("lotsed status: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var apps []struct {
+		App    string `json:"app"`
+		Stages []struct {
+			Stage         string    `json:"stage"`
+			Image         string    `json:"image"`
+			Since         time.Time `json:"since"`
+			SourceProject string    `json:"source_project"`
+			SourceCommit  string    `json:"source_commit"`
+			Promotion     string    `json:"promotion"`
+			Sync          string    `json:"sync"`
+			OutOfBand     string    `json:"out_of_band"`
+		} `json:"stages"`
+	}
+	if err := json.Unmarshal(body, &apps); err != nil {
+		return fmt.Errorf("lotsed status: %w", err)
+	}
+	found := appName == ""
+	if format == "json" {
+		var out []any
+		for _, ap := range apps {
+			if appName == "" || ap.App == appName {
+				found = true
+				out = append(out, ap)
+			}
+		}
+		if !found {
+			return usagef("lotsed knows no app %q", appName)
+		}
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return err
+		}
+		printf(a.stdout, "%s\n", b)
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tSTAGE\tIMAGE\tSINCE\tSOURCE\tPROMOTION")
+	for _, ap := range apps {
+		if appName != "" && ap.App != appName {
+			continue
+		}
+		found = true
+		for _, st := range ap.Stages {
+			img, since, src, pr := orDash(st.Image), "-", "-", orDash(st.Promotion)
+			if !st.Since.IsZero() {
+				since = st.Since.UTC().Format(time.RFC3339)
+			}
+			if st.SourceCommit != "" {
+				src = st.SourceProject + "@" + shortSHA(st.SourceCommit)
+			}
+			if st.Sync != "" {
+				pr += " (" + st.Sync + ")"
+			}
+			if st.OutOfBand != "" {
+				pr += "; out-of-band: " + st.OutOfBand
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ap.App, st.Stage, img, since, src, pr)
+		}
+	}
+	if !found {
+		return usagef("lotsed knows no app %q", appName)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func shortSHA(s string) string {

@@ -207,6 +207,7 @@ func TestScripts(t *testing.T) {
 			"keylessattest": cmdKeylessAttest,
 			"auditserver":   cmdAuditServer,
 			"releaseserver": cmdReleaseServer,
+			"statusserver":  cmdStatusServer,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "cosign" {
@@ -525,6 +526,28 @@ func cmdReleaseServer(ts *testscript.TestScript, neg bool, args []string) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		w.Write(answer)
+	}))
+	ts.Defer(srv.Close)
+	ts.Setenv("LOTSE_URL", srv.URL)
+}
+
+// statusserver FILE stands in for lotsed's GET /api/v1/status: it answers
+// FILE to the bearer token "read-token" and sets LOTSE_URL.
+func cmdStatusServer(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: statusserver FILE")
+	}
+	answer := []byte(ts.ReadFile(args[0]))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method != http.MethodGet || r.URL.Path != "/api/v1/status":
+			http.Error(w, `{"message":"not found"}`, http.StatusNotFound)
+		case r.Header.Get("Authorization") != "Bearer read-token":
+			http.Error(w, `{"message":"401 Unauthorized"}`, http.StatusUnauthorized)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(answer)
+		}
 	}))
 	ts.Defer(srv.Close)
 	ts.Setenv("LOTSE_URL", srv.URL)
