@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"encoding/json"
-	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
@@ -107,34 +106,6 @@ func intParam(c echo.Context, name string, def int) (int, error) {
 		return 0, &badRequest{reason: name + " must be a number from 1 to 10000"}
 	}
 	return n, nil
-}
-
-var boardTemplate = template.Must(template.New("board").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lotse board</title>
-<meta http-equiv="refresh" content="30">
-<style>
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.4rem .7rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4}.muted{color:#777;font-size:.85em}code{font-size:.85em}
-</style></head><body>
-<h1>lotse board</h1>
-<p class="muted">Where every app's release is, from lotsed's own records (its webhooks and its reconciliation with GitLab every tick; no GitLab call per page). Refreshes every 30 seconds. Now {{.Now}}.</p>
-{{.Body}}
-</body></html>`))
-
-// board is GET /board: the status as an HTML page.
-func (s *Server) board(c echo.Context) error {
-	v, err := s.views.Status(c.Request().Context())
-	if err != nil {
-		return err
-	}
-	body, err := renderBoard(v)
-	if err != nil {
-		return err
-	}
-	c.Response().Header().Set("Content-Type", "text/html; charset=utf-8")
-	c.Response().WriteHeader(http.StatusOK)
-	return boardTemplate.Execute(c.Response(), map[string]any{"Now": s.now().UTC().Format(time.RFC3339), "Body": body})
 }
 
 // freeze is POST /api/v1/freeze {"stage", "reason"} (a stop-the-line: no

@@ -224,7 +224,8 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		l.close()
 		return nil, err
 	}
-	l.server, err = newServer(cfg, serverParts{queue: db, handoff: h, watch: config, views: &views{config: config, store: db, now: now},
+	l.server, err = newServer(cfg, serverParts{queue: db, handoff: h, watch: config, views: &views{config: config, store: db, now: now,
+		gitlabURL: cfg.GitLabURL, project: cfg.GitOpsProject},
 		metrics: m, log: log, now: now, releases: rel})
 	if err != nil {
 		l.close()

@@ -26,6 +26,7 @@ type Views interface {
 	Status(ctx context.Context) (any, error)
 	Audit(ctx context.Context, f audit.Filter) (any, error)
 	DORA(ctx context.Context, since time.Time) (any, error)
+	App(ctx context.Context, app string) (any, error)
 }
 
 // Server is lotsed's HTTP side: the intake's routes, the API, the board and
@@ -116,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	admin := s.requireToken(true, false)
 	e.GET("/metrics", s.metricsHandler, read)
 	e.GET("/board", s.board, s.requireToken(false, true))
+	e.GET("/board/:app", s.appBoard, s.requireToken(false, true))
 	api := e.Group("/api/v1")
 	api.GET("/events", s.listEvents, read)
 	api.POST("/events/:id/requeue", s.requeueEvent, admin)

@@ -34,6 +34,7 @@ type noViews struct{}
 func (noViews) Status(context.Context) (any, error)              { return []AppView{}, nil }
 func (noViews) Audit(context.Context, audit.Filter) (any, error) { return []store.AuditRecord{}, nil }
 func (noViews) DORA(context.Context, time.Time) (any, error)     { return map[string]DORAFigures{}, nil }
+func (noViews) App(context.Context, string) (any, error)         { return AppPage{}, nil }
 
 func testServer(t testing.TB, mod func(*Config)) (*Server, *store.DB, http.Handler) {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +23,13 @@ type StageView struct {
 	SourceProject string    `json:"source_project,omitempty"`
 	SourceCommit  string    `json:"source_commit,omitempty"`
 	Promotion     string    `json:"promotion,omitempty"` // e.g. "awaiting-approval: sha256:ab12… (!7)"
+	// Phase, Reason, Gates, Approvals and MRURL detail the promotion under
+	// way for the board.
+	Phase     promotion.Phase `json:"phase,omitempty"`
+	Reason    string          `json:"reason,omitempty"`
+	Gates     []GateBadge     `json:"gates,omitempty"`
+	Approvals string          `json:"approvals,omitempty"` // "1 of 2"
+	MRURL     string          `json:"mr_url,omitempty"`
 	// OutOfBand is a change of the stage not made by lotse or its writers,
 	// e.g. "commit 1a2b3c4d by @mallory: pushed by @mallory, who is neither
 	// lotse nor one of its writers".
@@ -51,9 +57,20 @@ type viewStore interface {
 
 // views are the read models of the API and the board.
 type views struct {
-	config *configSource
-	store  viewStore
-	now    func() time.Time
+	config    *configSource
+	store     viewStore
+	now       func() time.Time
+	gitlabURL string // GitLab's web URL, for links to MRs
+	project   string // the GitOps project
+}
+
+// mrURL links a merge request of the GitOps project; empty without a
+// GitLab URL.
+func (s *views) mrURL(iid int) string {
+	if s.gitlabURL == "" || s.project == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%s/-/merge_requests/%d", strings.TrimRight(strings.TrimSuffix(strings.TrimRight(s.gitlabURL, "/"), "/api/v4"), "/"), s.project, iid)
 }
 
 // Status is GET /api/v1/status: apps × stages, from lotsed's own records
@@ -91,7 +108,15 @@ func (s *views) Status(ctx context.Context) (any, error) {
 			}
 			v.Promotion = describe(st)
 			if st != nil && st.Promotion != nil {
-				av.UpdatedAt = later(av.UpdatedAt, st.Promotion.UpdatedAt)
+				pr := st.Promotion
+				av.UpdatedAt = later(av.UpdatedAt, pr.UpdatedAt)
+				v.Phase, v.Reason, v.Gates = pr.Phase, pr.Reason, badges(pr.Gates)
+				if pr.MR != nil {
+					v.MRURL = s.mrURL(pr.MR.IID)
+				}
+				if sp.Mode == promotion.ModeApproval && !pr.Phase.IsTerminal() && pr.Phase != promotion.PhaseMerged {
+					v.Approvals = fmt.Sprintf("%d of %d", len(promotion.ValidApprovers(pol, state, sp.Name)), sp.Approvals)
+				}
 			}
 			if st != nil && st.OutOfBand != nil {
 				o := st.OutOfBand
@@ -218,24 +243,4 @@ func median(v []float64) float64 {
 	s := slices.Clone(v)
 	sort.Float64s(s)
 	return s[len(s)/2]
-}
-
-var boardTable = template.Must(template.New("t").Funcs(template.FuncMap{"short": shortImage,
-	"since": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format("2006-01-02 15:04")
-	}}).Parse(`{{if not .}}<p>No apps in lotse.yaml yet.</p>{{else}}
-<table><tr><th>app</th>{{range (index . 0).Stages}}<th>{{.Stage}}</th>{{end}}</tr>
-{{range .}}<tr><th>{{.App}}{{if not .UpdatedAt.IsZero}}<br><span class="muted">as of {{since .UpdatedAt}}</span>{{end}}</th>{{range .Stages}}<td>{{if .Image}}<code>{{short .Image}}</code><br><span class="muted">since {{since .Since}}{{if .SourceCommit}}, {{.SourceProject}}@{{printf "%.8s" .SourceCommit}}{{end}}</span>{{else}}<span class="muted">nothing yet</span>{{end}}{{if .Promotion}}<br>&rarr; {{.Promotion}}{{end}}{{if .Sync}}<br>{{.Sync}}{{end}}{{if .OutOfBand}}<br><strong>out-of-band:</strong> {{.OutOfBand}}{{end}}</td>{{end}}</tr>
-{{end}}</table>{{end}}`))
-
-func renderBoard(v any) (template.HTML, error) {
-	apps, _ := v.([]AppView)
-	var b strings.Builder
-	if err := boardTable.Execute(&b, apps); err != nil {
-		return "", err
-	}
-	return template.HTML(b.String()), nil //nolint:gosec // produced by html/template
 }
