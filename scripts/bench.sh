@@ -33,3 +33,8 @@ fi
 cd "$root"
 eval "$(scripts/postgres.sh)"
 go run ./test/bench -lotse "$lotse" -lotsed "$lotsed" -tools "$tools" "${@:3}"
+
+# The board's read model: GET /api/v1/status for 1,000 apps × 4 stages with
+# a landing in every stage, from lotsed's SQLite records (no GitLab calls by
+# construction: the read model has no GitLab client). Target: under 100 ms.
+go test -pgo=off -run '^$' -bench 'BenchmarkStatus1000Apps' -benchtime 20x ./webhook | grep -E '^Benchmark'
