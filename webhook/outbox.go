@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/lotse/lotse/internal/promotion"
 )
@@ -33,57 +34,40 @@ type envelope struct {
 // actionVersion is the payload version lotsed writes.
 const actionVersion = 1
 
-// actionName is the stored name of an action's type.
-func actionName(a promotion.Action) (string, error) {
-	switch a.(type) {
-	case promotion.OpenMR:
-		return "open-mr", nil
-	case promotion.Rollback:
-		return "rollback", nil
-	case promotion.MergeMR:
-		return "merge-mr", nil
-	case promotion.CheckGates:
-		return "check-gates", nil
-	case promotion.SetStatus:
-		return "set-status", nil
-	case promotion.UpsertComment:
-		return "upsert-comment", nil
-	case promotion.Reply:
-		return "reply", nil
-	case promotion.Audit:
-		return "audit", nil
-	case promotion.CloseMR:
-		return "close-mr", nil
-	case promotion.ReadAuthors:
-		return "read-authors", nil
-	case promotion.Reconcile:
-		return "reconcile", nil
-	}
-	return "", fmt.Errorf("action %T has no outbox name", a)
+// actionKind is an action type the outbox stores: its stable name, and a
+// zero value (whose Go type name older lotsed wrote as the name, version
+// 0, and which decoding fills in).
+type actionKind struct {
+	name string
+	zero promotion.Action
 }
 
-// legacyNames are the names lotsed wrote before the names were stable (the
-// Go type, version 0): outboxes stored by an older lotsed still decode.
-func legacyName(t string) (string, bool) {
-	switch t {
-	case "promotion.OpenMR":
-		return "open-mr", true
-	case "promotion.Rollback":
-		return "rollback", true
-	case "promotion.MergeMR":
-		return "merge-mr", true
-	case "promotion.CheckGates":
-		return "check-gates", true
-	case "promotion.SetStatus":
-		return "set-status", true
-	case "promotion.UpsertComment":
-		return "upsert-comment", true
-	case "promotion.Reply":
-		return "reply", true
-	case "promotion.Audit":
-		return "audit", true
+// actionKinds are every action the engine emits. A new action needs a line
+// here; renaming one needs a new name and this line kept for the old.
+func actionKinds() []actionKind {
+	return []actionKind{
+		{"open-mr", promotion.OpenMR{}},
+		{"rollback", promotion.Rollback{}},
+		{"merge-mr", promotion.MergeMR{}},
+		{"check-gates", promotion.CheckGates{}},
+		{"set-status", promotion.SetStatus{}},
+		{"upsert-comment", promotion.UpsertComment{}},
+		{"reply", promotion.Reply{}},
+		{"audit", promotion.Audit{}},
+		{"close-mr", promotion.CloseMR{}},
+		{"read-authors", promotion.ReadAuthors{}},
+		{"reconcile", promotion.Reconcile{}},
 	}
-	return "", false
+}
+
+// actionName is the stored name of an action's type.
+func actionName(a promotion.Action) (string, error) {
+	for _, k := range actionKinds() {
+		if reflect.TypeOf(k.zero) == reflect.TypeOf(a) {
+			return k.name, nil
+		}
+	}
+	return "", fmt.Errorf("action %T has no outbox name", a)
 }
 
 // encodeAction wraps an action for the outbox.
@@ -106,55 +90,34 @@ var errUndecodable = errors.New("undecodable outbox action")
 
 // decodeAction unwraps an outbox entry.
 func decodeAction(e envelope) (promotion.Action, error) {
-	name, strict := e.Type, true
-	switch {
-	case e.V == 0:
-		n, ok := legacyName(e.Type)
-		if !ok {
-			return nil, fmt.Errorf("%w: unknown action %q of version 0", errUndecodable, e.Type)
-		}
-		name, strict = n, false // older payloads may carry fields since dropped
-	case e.V != actionVersion:
+	if e.V != 0 && e.V != actionVersion {
 		return nil, fmt.Errorf("%w: action %q has payload version %d, this lotsed reads version %d (a newer lotsed wrote it)",
 			errUndecodable, e.Type, e.V, actionVersion)
 	}
-	switch name {
-	case "open-mr":
-		return decodeAs[promotion.OpenMR](name, e.Data, strict)
-	case "rollback":
-		return decodeAs[promotion.Rollback](name, e.Data, strict)
-	case "merge-mr":
-		return decodeAs[promotion.MergeMR](name, e.Data, strict)
-	case "check-gates":
-		return decodeAs[promotion.CheckGates](name, e.Data, strict)
-	case "set-status":
-		return decodeAs[promotion.SetStatus](name, e.Data, strict)
-	case "upsert-comment":
-		return decodeAs[promotion.UpsertComment](name, e.Data, strict)
-	case "reply":
-		return decodeAs[promotion.Reply](name, e.Data, strict)
-	case "audit":
-		return decodeAs[promotion.Audit](name, e.Data, strict)
-	case "close-mr":
-		return decodeAs[promotion.CloseMR](name, e.Data, strict)
-	case "read-authors":
-		return decodeAs[promotion.ReadAuthors](name, e.Data, strict)
-	case "reconcile":
-		return decodeAs[promotion.Reconcile](name, e.Data, strict)
+	for _, k := range actionKinds() {
+		legacy := fmt.Sprintf("%T", k.zero)
+		if (e.V == actionVersion && e.Type == k.name) || (e.V == 0 && e.Type == legacy) {
+			// Older payloads may carry fields since dropped: only the
+			// current version is decoded strictly.
+			return decodeAs(k, e.Data, e.V == actionVersion)
+		}
+	}
+	if e.V == 0 {
+		return nil, fmt.Errorf("%w: unknown action %q of version 0", errUndecodable, e.Type)
 	}
 	return nil, fmt.Errorf("%w: unknown action %q", errUndecodable, e.Type)
 }
 
-func decodeAs[T promotion.Action](name string, data []byte, strict bool) (promotion.Action, error) {
-	var v T
+func decodeAs(k actionKind, data []byte, strict bool) (promotion.Action, error) {
+	v := reflect.New(reflect.TypeOf(k.zero))
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {
 		dec.DisallowUnknownFields()
 	}
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: %s action: %w", errUndecodable, name, err)
+	if err := dec.Decode(v.Interface()); err != nil {
+		return nil, fmt.Errorf("%w: %s action: %w", errUndecodable, k.name, err)
 	}
-	return v, nil
+	return v.Elem().Interface().(promotion.Action), nil
 }
 
 // key identifies an outbox entry, to pop exactly the entry carried out.

@@ -262,6 +262,9 @@ func TestEveryActionRoundTrips(t *testing.T) {
 		promotion.UpsertComment{Target: promotion.CommentTarget{Stage: "s", IID: 3}, Body: "b"},
 		promotion.Reply{Project: "p", IID: 3, Body: "b"},
 		promotion.Audit{App: "a", Kind: "k", Stage: "s", At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		promotion.CloseMR{Stage: "s", IID: 3, Comment: "c"},
+		promotion.ReadAuthors{Stage: "s", Image: img1, SourceProject: "p", SourceCommit: "c"},
+		promotion.Reconcile{Stage: "s", IID: 3},
 	} {
 		e, err := encodeAction(a)
 		if err != nil {
