@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/lotse/lotse/internal/sign"
@@ -109,6 +110,9 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 	if err := fixture.WriteVulnDB(cache, time.Now()); err != nil {
 		return err
 	}
+	if err := fixture.WriteJavaDB(cache, time.Now()); err != nil {
+		return err
+	}
 	priv, pub, err := sign.GenerateKeyPair([]byte("demo"))
 	if err != nil {
 		return err
@@ -140,9 +144,21 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 		return err
 	}
 
-	// 5. CI of team/shop: the merged change is built and pushed.
+	// 5. CI of team/shop: the merged change is built and pushed: a Go
+	// service with a Java library jar beside it (scanned as trivy does).
 	img, err := fixture.GoImage(ctx, mkdir(dir, "build"))
 	if err != nil {
+		return err
+	}
+	jar, err := fixture.LibraryJar(fixture.SnakeYAML)
+	if err != nil {
+		return err
+	}
+	jars, err := fixture.Layer(fixture.File{Path: "opt/shop/lib/snakeyaml.jar", Mode: 0o644, Data: jar})
+	if err != nil {
+		return err
+	}
+	if img, err = mutate.AppendLayers(img, jars); err != nil {
 		return err
 	}
 	built, _ := name.NewTag(reg + "/team/shop:build-42")
@@ -247,7 +263,7 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 		return err
 	}
 	fmt.Fprintf(out, "\nWhat happened, in %s:\n", time.Since(start).Round(100*time.Millisecond))
-	fmt.Fprintf(out, "  - lotse release read the image once: SBOM (syft) and scan (trivy) side by side; the gate stopped a CRITICAL\n")
+	fmt.Fprintf(out, "  - lotse release read the image once: SBOM (syft) and scan (trivy, its Java jar too) side by side; the gate stopped a CRITICAL\n")
 	fmt.Fprintf(out, "    finding, accepted with a reason it went through: published by digest, signed, SBOM and scan attested\n")
 	fmt.Fprintf(out, "  - lotse bump handed the digest to lotsed with the job's ID token (no GitOps token in the app's pipeline);\n")
 	fmt.Fprintf(out, "    lotsed checked it is team/shop on a protected branch and committed dev; it saw the push, checked signature and scan for staging,\n")
