@@ -44,8 +44,9 @@ type metrics struct {
 	auditHead                     atomic.Int64 // the sequence number of the audit chain's head
 	build                         *prometheus.GaugeVec
 
-	bound bounded
-	state stateCollector
+	bound   bounded
+	state   stateCollector
+	handler http.Handler // serves reg in Prometheus' text format
 }
 
 func newMetrics() *metrics {
@@ -88,6 +89,7 @@ func newMetrics() *metrics {
 	m.state.bound = &m.bound
 	m.reg.MustRegister(m.tampered, m.outOfBand, ack, m.processing, m.gitlabLatency, m.build, head, &m.state,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return m
 }
 
@@ -408,6 +410,6 @@ func contains(ss []string, s string) bool {
 }
 
 func (s *Server) metricsHandler(c echo.Context) error {
-	promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP(c.Response(), c.Request())
+	s.metrics.handler.ServeHTTP(c.Response(), c.Request())
 	return nil
 }
