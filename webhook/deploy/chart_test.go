@@ -210,6 +210,15 @@ func TestChartPostgres(t *testing.T) {
 	if _, ok := e["LOTSE_DATABASE_URL"]; ok {
 		t.Error("postgres mode sets the SQLite path")
 	}
+	// One replica: no PDB, which would block every node drain.
+	one, err := render(t, map[string]any{"database": map[string]any{"mode": "postgres"}, "replicas": 1,
+		"secrets": map[string]any{"existingSecret": "lotsed", "keys": map[string]any{"databaseUrl": "database-url"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if objs := objects(t, one); objs["PodDisruptionBudget/lotsed"] != nil || get(objs["Deployment/lotsed"], "spec", "replicas") != 1 {
+		t.Errorf("postgres with one replica: %v", keys(objs))
+	}
 	sm := objs["ServiceMonitor/lotsed"]
 	if get(sm, "spec", "endpoints", 0, "authorization", "credentials", "key") != "api-read-token" || get(sm, "spec", "endpoints", 0, "path") != "/metrics" {
 		t.Errorf("ServiceMonitor %v", sm)
@@ -231,6 +240,16 @@ func TestChartRefuses(t *testing.T) {
 		"unknown database":          func(v map[string]any) { v["database"] = map[string]any{"mode": "mysql"} },
 		"no digest":                 func(v map[string]any) { v["image"] = map[string]any{"digest": ""} },
 		"a tag instead of a digest": func(v map[string]any) { v["image"] = map[string]any{"digest": "latest"} },
+		"a digest that is not one":  func(v map[string]any) { v["image"] = map[string]any{"digest": "sha256:latest"} },
+		"a tag in the repository": func(v map[string]any) {
+			v["image"] = map[string]any{"repository": "registry.example.com/lotse/lotsed:latest"}
+		},
+		"replicas as text": func(v map[string]any) { v["replicas"] = "three" },
+		"no replicas":      func(v map[string]any) { v["replicas"] = 0 },
+		"a misspelt Secret key": func(v map[string]any) {
+			v["secrets"] = map[string]any{"existingSecret": "lotsed", "keys": map[string]any{"gitlabTokn": "x"}}
+		},
+		"no resources": func(v map[string]any) { v["resources"] = map[string]any{"limits": map[string]any{"memory": nil}} },
 		"metrics without the token": func(v map[string]any) {
 			v["serviceMonitor"] = map[string]any{"enabled": true}
 			v["secrets"] = map[string]any{"existingSecret": "lotsed", "keys": map[string]any{"apiReadToken": ""}}
@@ -238,9 +257,12 @@ func TestChartRefuses(t *testing.T) {
 	} {
 		v := base()
 		mod(v)
-		if out, err := render(t, v); err == nil {
+		out, err := render(t, v)
+		if err == nil {
 			t.Errorf("%s: rendered\n%s", name, out)
+			continue
 		}
+		t.Logf("%s: %v", name, err)
 	}
 }
 
