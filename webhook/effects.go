@@ -100,7 +100,7 @@ func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a pro
 		authors, why := s.authors.read(ctx, a.SourceProject, a.SourceCommit)
 		return []promotion.Event{promotion.AuthorsRead{Stage: a.Stage, Image: a.Image, Authors: authors, Err: why}}, nil
 	case promotion.CheckGates:
-		return s.checkGates(ctx, snap, a), nil
+		return s.checkGates(ctx, snap, app, a), nil
 	case promotion.SetStatus:
 		return nil, s.setStatus(ctx, a)
 	case promotion.UpsertComment:
@@ -113,7 +113,7 @@ func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a pro
 	return nil, &permanentError{fmt.Errorf("%w: no effect for action %T", errUndecodable, a)}
 }
 
-func (s *effects) checkGates(ctx context.Context, snap *snapshot, a promotion.CheckGates) []promotion.Event {
+func (s *effects) checkGates(ctx context.Context, snap *snapshot, app string, a promotion.CheckGates) []promotion.Event {
 	ev := promotion.GatesChecked{Stage: a.Stage, Image: a.Image}
 	if a.Signature {
 		ev.Signature = s.gates.signature(ctx, snap.keys, a.Image)
@@ -121,6 +121,7 @@ func (s *effects) checkGates(ctx context.Context, snap *snapshot, a promotion.Ch
 	if a.Scan {
 		ev.Scan = s.gates.scan(ctx, snap.keys, a.Image)
 	}
+	s.metrics.gatesChecked(snap, app, a, ev)
 	return []promotion.Event{ev}
 }
 

@@ -107,7 +107,7 @@ func (in *intake) gitlabHook(c echo.Context) error {
 	r := c.Request()
 	signed, err := in.auth.admit(r.Header, in.now())
 	if err != nil {
-		in.metrics.rejected.Add(1)
+		in.metrics.reject("gitlab")
 		return err
 	}
 	var body []byte
@@ -127,7 +127,7 @@ func (in *intake) gitlabHook(c echo.Context) error {
 		}
 		release()
 		if err != nil {
-			in.metrics.rejected.Add(1)
+			in.metrics.reject("gitlab")
 			return err
 		}
 	} else if body, err = readBody(c, in.cfg.MaxBody); err != nil {
@@ -135,7 +135,7 @@ func (in *intake) gitlabHook(c echo.Context) error {
 	}
 	event := r.Header.Get("X-Gitlab-Event")
 	if !handledEvents[event] {
-		in.metrics.ignored.Add(1)
+		in.metrics.delivery("ignored", event)
 		return c.NoContent(http.StatusOK)
 	}
 	// Decoded once: a worker of this process gets the result with the
@@ -148,7 +148,7 @@ func (in *intake) gitlabHook(c echo.Context) error {
 		return &badRequest{reason: "not a GitLab event: no object_kind"}
 	}
 	if hook.Project.PathWithNamespace != "" && !in.watch.watches(hook.Project.PathWithNamespace) {
-		in.metrics.ignored.Add(1)
+		in.metrics.delivery("ignored", event)
 		return c.NoContent(http.StatusOK)
 	}
 	d := store.Delivery{
@@ -169,7 +169,7 @@ func (in *intake) argocdHook(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusNotFound, "ArgoCD notifications are not configured")
 	}
 	if t := bearer(c.Request()); t == "" || !equal(t, in.cfg.ArgoCDToken) {
-		in.metrics.rejected.Add(1)
+		in.metrics.reject("argocd")
 		return refuse("bad ArgoCD token")
 	}
 	body, err := readBody(c, in.cfg.MaxBody)
@@ -183,7 +183,7 @@ func (in *intake) argocdHook(c echo.Context) error {
 	if n.App == "" || n.Stage == "" {
 		return &badRequest{reason: `ArgoCD notification without "app" and "stage" (see the README's notification template)`}
 	}
-	d := store.Delivery{Source: "argocd", Event: "ArgoCD Notification", Key: randomKey(), Body: body, ReceivedAt: in.now(),
+	d := store.Delivery{Source: "argocd", Event: argoCDEvent, Key: randomKey(), Body: body, ReceivedAt: in.now(),
 		Headers: map[string]string{"User-Agent": c.Request().UserAgent()}}
 	return in.enqueue(c, d, nil)
 }
@@ -205,13 +205,13 @@ func (in *intake) enqueue(c echo.Context, d store.Delivery, hook *gitlabHook) er
 	in.metrics.ackLatency.observe(in.now().Sub(start))
 	switch {
 	case dup:
-		in.metrics.duplicates.Add(1)
+		in.metrics.delivery("duplicate", d.Event)
 	case mine:
-		in.metrics.accepted.Add(1)
+		in.metrics.delivery("accepted", d.Event)
 		d.ID, d.State, d.Attempts = id, store.Leased, 1
 		in.handoff.give(handed{d: d, hook: hook})
 	default:
-		in.metrics.accepted.Add(1)
+		in.metrics.delivery("accepted", d.Event)
 		in.handoff.wake()
 	}
 	return c.NoContent(http.StatusOK)

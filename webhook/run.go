@@ -172,7 +172,10 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	l := &lotsed{db: db, log: log}
-	gl, err := gitlab.New(cfg.GitLabURL, cfg.GitLabToken, gitlab.WithUserAgent("lotsed/"+version))
+	m := newMetrics()
+	m.setBuild(version)
+	verifier = countingVerifier{next: verifier, m: m}
+	gl, err := gitlab.New(cfg.GitLabURL, cfg.GitLabToken, gitlab.WithUserAgent("lotsed/"+version), gitlab.WithObserver(m.gitlabRequest))
 	if err != nil {
 		l.close()
 		return nil, err
@@ -207,7 +210,6 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 	reader := &snapshotReader{gl: gl, users: gl, gitopsProject: cfg.GitOpsProject, bot: bot, operators: cfg.Operators, writers: cfg.Writers,
 		publicKey: cfg.PublicKey, keyDir: l.keyDir}
 	config := &configSource{gitopsProject: cfg.GitOpsProject, read: reader.read}
-	m := newMetrics()
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s-%d-%d", host, os.Getpid(), rand.Int64())
 	h := newHandoff(owner+"/intake", leaseTTL, cfg.Workers*leaseBatch)
@@ -231,6 +233,7 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		l.close()
 		return nil, err
 	}
+	m.watchPromotions(config, db, now)
 	l.server.doctor = newDoctorCheck(cfg, gl, now)
 	l.server.freezer = disp
 	if _, err := config.current(ctx); err != nil {

@@ -79,6 +79,9 @@ func newServer(cfg *Config, p serverParts) (*Server, error) {
 	if p.handoff == nil {
 		p.handoff = newHandoff("", 0, 0)
 	}
+	if p.queue != nil {
+		p.metrics.watchQueue(p.queue)
+	}
 	in := &intake{cfg: cfg, log: p.log, queue: p.queue, auth: ga, reads: newUnverifiedReads(max(cfg.UnverifiedBudget, cfg.MaxBody)),
 		handoff: p.handoff, watch: p.watch, metrics: p.metrics, now: p.now}
 	return &Server{cfg: cfg, log: p.log, queue: p.queue, intake: in, views: p.views, metrics: p.metrics, handoff: p.handoff, now: p.now,

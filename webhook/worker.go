@@ -216,12 +216,14 @@ func (w *workers) batch(ctx context.Context, owner string, hs []handed) {
 // it), false that the failure was recorded for a retry or parked as dead.
 func (w *workers) handle(ctx context.Context, owner string, h handed) bool {
 	d := h.d
+	start := w.now()
 	err := w.proc.process(ctx, d, h.hook)
+	w.metrics.processedIn(d.Event, w.now().Sub(start))
 	if ctx.Err() != nil {
 		return false // shutting down: the lease expires and another worker retries
 	}
 	if err == nil {
-		w.metrics.processed.Add(1)
+		w.metrics.delivery("processed", d.Event)
 		return true
 	}
 	max := w.maxAttempts
@@ -235,11 +237,11 @@ func (w *workers) handle(ctx context.Context, owner string, h handed) bool {
 		w.log.WarnContext(ctx, "record failure", "id", d.ID, "err", ferr)
 	}
 	if dead {
-		w.metrics.dead.Add(1)
+		w.metrics.delivery("dead", d.Event)
 		w.log.ErrorContext(ctx, "delivery parked as dead", "id", d.ID, "event", d.Event, "attempts", d.Attempts, "err", err)
 		return false
 	}
-	w.metrics.failed.Add(1)
+	w.metrics.delivery("failed", d.Event)
 	w.log.WarnContext(ctx, "delivery failed, will retry", "id", d.ID, "event", d.Event, "attempt", d.Attempts, "err", err)
 	return false
 }

@@ -45,6 +45,7 @@ type config struct {
 	httpClient *http.Client
 	userAgent  string
 	retry      retryPolicy
+	observer   Observer // nil: requests are not reported
 }
 
 // Option configures a Client.
@@ -109,6 +110,9 @@ func newClient(baseURL string, mk func(...gl.ClientOptionFunc) (*gl.Client, erro
 		next = http.DefaultTransport
 	}
 	hc.Transport = hideRateLimit{next: next}
+	if cfg.observer != nil {
+		hc.Transport = observed{next: hc.Transport, observe: cfg.observer}
+	}
 	gopts := []gl.ClientOptionFunc{
 		gl.WithBaseURL(strings.TrimRight(baseURL, "/")),
 		gl.WithoutRetries(), // our own loop decides what may be re-sent
