@@ -390,6 +390,7 @@ func (en *engine) land(stage string, d Deployment, detail string, actor User) {
 		pr.Reason = ""
 		en.setPhase(stage, pr, PhaseLanded)
 		en.status(stage, pr, state, desc)
+		en.attestPromotion(stage)
 	} else {
 		en.setStatus(d.SourceProject, d.SourceCommit, stage, state, desc)
 	}
@@ -819,8 +820,11 @@ func (en *engine) mrOpened(e MROpened) {
 	if !e.Author.Is(en.p.Bot) {
 		return // only merge requests lotse opened itself are lotse's
 	}
-	pr.MR = &MergeRequest{IID: e.IID, Author: e.Author, SHA: e.SHA}
+	pr.MR = &MergeRequest{IID: e.IID, Author: e.Author, SHA: e.SHA, OpenedAt: en.now}
 	for _, a := range e.Approvals {
+		if a.At.IsZero() {
+			a.At = en.now
+		}
 		pr.MR.Approvers = withApproval(pr.MR.Approvers, a)
 	}
 	en.touch(e.Stage)
@@ -984,8 +988,8 @@ func (en *engine) mrUpdated(e MRUpdated) {
 func (en *engine) mrApproved(e MRApproved) {
 	ti := en.p.stageIndex(e.Stage)
 	pr := en.mrPromotion(e.Stage, e.IID)
-	a := Approval{User: e.User, SHA: e.SHA}
-	if pr == nil || slices.Contains(pr.MR.Approvers, a) {
+	a := Approval{User: e.User, SHA: e.SHA, At: en.now}
+	if pr == nil || slices.ContainsFunc(pr.MR.Approvers, func(b Approval) bool { return sameApproval(a, b) }) {
 		return
 	}
 	pr.MR.Approvers = withApproval(pr.MR.Approvers, a)
@@ -1033,6 +1037,10 @@ func (en *engine) mergeResult(e MergeResult) {
 		}
 		pr.RetryMerge = false
 		pr.Reason = ""
+		pr.MR.MergedAt, pr.MR.MergedBy = en.now, User{}
+		if e.Outcome == MergeDone {
+			pr.MR.MergedBy = en.p.Bot
+		}
 		en.setPhase(e.Stage, pr, PhaseMerged)
 		en.audit(AuditMerged, e.Stage, pr.Image, en.p.Bot, fmt.Sprintf("merge request !%d %s", e.IID, mergedWord(e.Outcome)))
 	case MergeNotYet:
@@ -1088,6 +1096,7 @@ func (en *engine) mrMerged(e MRMerged) {
 	}
 	pr.RetryMerge = false
 	pr.Reason = ""
+	pr.MR.MergedAt, pr.MR.MergedBy = en.now, e.By
 	en.setPhase(e.Stage, pr, PhaseMerged)
 	detail := fmt.Sprintf("merge request !%d merged", e.IID)
 	target := en.p.Stages[ti]

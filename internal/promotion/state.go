@@ -218,13 +218,23 @@ type MergeRequest struct {
 	// SHA is lotse's own commit on the MR: the only head it merges.
 	SHA       string     `json:"sha,omitempty"`
 	Approvers []Approval `json:"approvers,omitempty"` // who approved and did not revoke, by user ID
+	OpenedAt  time.Time  `json:"openedAt,omitzero"`   // when lotse learned the MR exists
+	MergedAt  time.Time  `json:"mergedAt,omitzero"`   // when lotse learned it was merged
+	MergedBy  User       `json:"mergedBy,omitzero"`   // who merged it; zero: lotse, or unknown
 }
 
 // Approval is one approval of an MR and the commit it was given on.
 type Approval struct {
 	User User   `json:"user"`
 	SHA  string `json:"sha,omitempty"` // the MR's head when it was given; empty: unknown
+	// At is when lotse learned of it; zero: unknown. Not part of an
+	// approval's identity (see sameApproval).
+	At time.Time `json:"at,omitzero"`
 }
+
+// sameApproval reports whether a and b are the same user's approval of the
+// same head.
+func sameApproval(a, b Approval) bool { return a.User.Is(b.User) && a.SHA == b.SHA }
 
 // GateStatus is the outcome of one gate.
 type GateStatus string
