@@ -40,6 +40,7 @@ import (
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/gcp"
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/hashivault"
 
+	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/trust"
 )
 
@@ -69,6 +70,9 @@ const (
 	SPDX           AttestationType = "spdxjson"
 	Vuln           AttestationType = "vuln"
 	SLSAProvenance AttestationType = "slsaprovenance"
+	// Promotion is lotsed's promotion record (see internal/promotion.Record),
+	// a custom predicate type cosign takes by its URL.
+	Promotion AttestationType = promotion.RecordPredicateType
 )
 
 // ParseAttestationType checks a --type value.
@@ -78,8 +82,10 @@ func ParseAttestationType(s string) (AttestationType, error) {
 		return t, nil
 	case "spdx":
 		return SPDX, nil
+	case "promotion":
+		return Promotion, nil
 	}
-	return "", fmt.Errorf("unknown attestation type %q (want cyclonedx, spdxjson, vuln or slsaprovenance)", s)
+	return "", fmt.Errorf("unknown attestation type %q (want cyclonedx, spdxjson, vuln, slsaprovenance or promotion)", s)
 }
 
 // cosignMu serialises cosign commands: the cosign CLI keeps its root options
