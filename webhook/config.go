@@ -54,6 +54,10 @@ type Config struct {
 	SignOffline        bool // signatures carry no transparency-log entry
 	RegistryUser       string
 	RegistryPassword   string
+	// SigningKey is lotsed's own private key for promotion records (file,
+	// env://VAR or KMS URI); empty: records go to the audit log only.
+	SigningKey         string
+	SigningKeyPassword string // decrypts a file or env:// SigningKey; default COSIGN_PASSWORD
 }
 
 // option is one configuration setting: its flag and file key, variable,
@@ -163,6 +167,10 @@ func options() []option {
 		{key: "registry-user", help: "user for the registry holding the released images (signature and scan gates; default: anonymous)",
 			set: str(func(c *Config) *string { return &c.RegistryUser })},
 		{key: "registry-password", secret: true, help: "its password or token", set: str(func(c *Config) *string { return &c.RegistryPassword })},
+		{key: "signing-key", help: "lotsed's own cosign private key (file, env://VAR or KMS URI) that signs the promotion record attached to every image promoted into an approval stage; without it the record is only written to the audit log",
+			set: str(func(c *Config) *string { return &c.SigningKey })},
+		{key: "signing-key-password", secret: true, help: "the password of the signing key (default: COSIGN_PASSWORD)",
+			set: str(func(c *Config) *string { return &c.SigningKeyPassword })},
 		{key: "insecure", def: "false", help: "allow plain-HTTP registries when verifying signatures",
 			set: func(c *Config, v string) error {
 				b, err := strconv.ParseBool(v)
@@ -336,5 +344,5 @@ func (c *Config) Redacted() []any {
 	}
 	return []any{"listen", c.Listen, "database", db, "gitlab", c.GitLabURL, "gitops_project", c.GitOpsProject,
 		"workers", c.Workers, "signed_webhooks", c.SigningSecret != "", "argocd", c.ArgoCDToken != "",
-		"releases", c.ReleaseAudience != "" || c.PublicURL != ""}
+		"releases", c.ReleaseAudience != "" || c.PublicURL != "", "signed_promotion_records", c.SigningKey != ""}
 }

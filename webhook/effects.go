@@ -81,6 +81,7 @@ type effects struct {
 	gates     *gates
 	metrics   *metrics
 	log       *slog.Logger
+	records   *records // promotion records (record.go)
 }
 
 // perform carries out one action and returns what it learned as events.
@@ -109,6 +110,8 @@ func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a pro
 		return nil, s.reply(ctx, a)
 	case promotion.Audit:
 		return nil, s.record(ctx, app, a)
+	case promotion.AttestPromotion:
+		return nil, s.attestPromotion(ctx, snap, app, a)
 	}
 	return nil, &permanentError{fmt.Errorf("%w: no effect for action %T", errUndecodable, a)}
 }

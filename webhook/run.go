@@ -23,8 +23,10 @@ import (
 // Run is lotsed's main: it parses the command line, starts the HTTP server
 // and the workers, and stops them gracefully when ctx is done. It returns
 // the exit code. newVerifier makes what checks signatures and attestations
-// for the gates (cmd/lotsed gives cosign's).
-func Run(ctx context.Context, version string, args []string, getenv func(string) string, stdout, stderr io.Writer, newVerifier NewVerifier) int {
+// for the gates (cmd/lotsed gives cosign's); newAttester what signs
+// promotion records with --signing-key (cmd/lotsed gives cosign's; nil:
+// none can be signed).
+func Run(ctx context.Context, version string, args []string, getenv func(string) string, stdout, stderr io.Writer, newVerifier NewVerifier, newAttester NewAttester) int {
 	file, flags, help, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "lotsed: %v\nRun 'lotsed --help' for the options.\n", err)
@@ -56,8 +58,17 @@ func Run(ctx context.Context, version string, args []string, getenv func(string)
 		debug.SetGCPercent(200)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	verifier := newVerifier(Registry{Insecure: cfg.Insecure, Offline: cfg.SignOffline, Username: cfg.RegistryUser, Password: cfg.RegistryPassword})
-	if err := serve(ctx, cfg, version, verifier, log); err != nil {
+	reg := Registry{Insecure: cfg.Insecure, Offline: cfg.SignOffline, Username: cfg.RegistryUser, Password: cfg.RegistryPassword}
+	verifier := newVerifier(reg)
+	attester, err := recordAttester(cfg, reg, getenv, newAttester, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "lotsed: signing-key: %v\n", err)
+		return 2
+	}
+	if attester != nil {
+		defer attester.Close()
+	}
+	if err := serve(ctx, cfg, version, verifier, attester, log); err != nil {
 		log.Error("lotsed stopped", "err", err)
 		return 1
 	}
@@ -106,8 +117,8 @@ func parseArgs(args []string) (file string, flags map[string]string, help bool, 
 }
 
 // serve runs the service until ctx is done.
-func serve(ctx context.Context, cfg *Config, version string, verifier Verifier, log *slog.Logger) error {
-	l, err := assemble(ctx, cfg, version, verifier, log)
+func serve(ctx context.Context, cfg *Config, version string, verifier Verifier, attester Attester, log *slog.Logger) error {
+	l, err := assemble(ctx, cfg, version, verifier, attester, log)
 	if err != nil {
 		return err
 	}
@@ -166,7 +177,7 @@ type lotsed struct {
 }
 
 // assemble opens the store and GitLab and wires the parts.
-func assemble(ctx context.Context, cfg *Config, version string, verifier Verifier, log *slog.Logger) (*lotsed, error) {
+func assemble(ctx context.Context, cfg *Config, version string, verifier Verifier, attester Attester, log *slog.Logger) (*lotsed, error) {
 	db, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -215,7 +226,8 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 	h := newHandoff(owner+"/intake", leaseTTL, cfg.Workers*leaseBatch)
 	authors := &authorsReader{gl: gl}
 	eff := &effects{project: cfg.GitOpsProject, bot: bot, publicURL: cfg.PublicURL, mrs: gl, contents: gl, authors: authors, notes: gl,
-		statuses: gl, sources: gl, claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log}
+		statuses: gl, sources: gl, claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log,
+		records: &records{attester: attester, signedWith: cfg.SigningKey, now: now}}
 	run := &runner{states: db, effects: eff, now: now, log: log}
 	disp := &dispatcher{config: config, runner: run, commits: gl, files: gl, authors: authors, landings: db, gitopsProject: cfg.GitOpsProject,
 		bot: bot, now: now, log: log}

@@ -265,6 +265,8 @@ func TestEveryActionRoundTrips(t *testing.T) {
 		promotion.CloseMR{Stage: "s", IID: 3, Comment: "c"},
 		promotion.ReadAuthors{Stage: "s", Image: img1, SourceProject: "p", SourceCommit: "c"},
 		promotion.Reconcile{Stage: "s", IID: 3},
+		promotion.AttestPromotion{Stage: "s", Image: img1, Record: promotion.Record{App: "a", Stage: "s", PromotionID: 3, Image: img1,
+			Approvals: promotion.RecordApprovals{Required: 2, Counted: []promotion.RecordApproval{{User: promotion.RecordUser{ID: 4, Username: "carol"}}}}}},
 	} {
 		e, err := encodeAction(a)
 		if err != nil {

@@ -32,11 +32,22 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return webhook.Run(ctx, version, args[1:], getenv, stdout, stderr, gateVerifier)
+	return webhook.Run(ctx, version, args[1:], getenv, stdout, stderr, gateVerifier, recordAttester)
 }
 
 // gateVerifier gives lotsed's gates cosign's verification (internal/sign);
 // the webhook package itself does not link cosign.
 func gateVerifier(r webhook.Registry) webhook.Verifier {
 	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
+}
+
+// recordAttester gives lotsed cosign's signing for its promotion records,
+// with its own key (--signing-key).
+func recordAttester(k webhook.SigningKey, r webhook.Registry, getenv func(string) string) (webhook.Attester, error) {
+	a, err := sign.NewAttester(sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password},
+		sign.AttesterKey{Ref: k.Ref, Password: k.Password}, getenv, os.ReadFile)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }

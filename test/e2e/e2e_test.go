@@ -38,6 +38,16 @@ func gateVerifier(r webhook.Registry) webhook.Verifier {
 	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
 }
 
+// recordAttester is cmd/lotsed's: cosign's signing of promotion records.
+func recordAttester(k webhook.SigningKey, r webhook.Registry, getenv func(string) string) (webhook.Attester, error) {
+	a, err := sign.NewAttester(sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password},
+		sign.AttesterKey{Ref: k.Ref, Password: k.Password}, getenv, os.ReadFile)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // A child process of the test binary runs lotsed (see startChild).
 func TestMain(m *testing.M) {
 	// As cmd/lotsed does: cosign's progress messages go to os.Stderr; the
@@ -47,7 +57,7 @@ func TestMain(m *testing.M) {
 	}
 	if os.Getenv("LOTSED_E2E_CHILD") == "1" {
 		ctx, stop := signalContext()
-		code := webhook.Run(ctx, "e2e", os.Args[1:], os.Getenv, os.Stdout, os.Stderr, gateVerifier)
+		code := webhook.Run(ctx, "e2e", os.Args[1:], os.Getenv, os.Stdout, os.Stderr, gateVerifier, recordAttester)
 		stop()
 		os.Exit(code)
 	}
@@ -256,7 +266,7 @@ func (w *world) startLotsed(dbURL string) string {
 	done := make(chan int)
 	logs := &logBuffer{}
 	go func() {
-		done <- webhook.Run(ctx, "e2e", nil, func(k string) string { return env[k] }, io.Discard, logs, gateVerifier)
+		done <- webhook.Run(ctx, "e2e", nil, func(k string) string { return env[k] }, io.Discard, logs, gateVerifier, recordAttester)
 	}()
 	t.Cleanup(func() {
 		cancel()
