@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/lotse/lotse/internal/oci"
+	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/scan"
 	"github.com/lotse/lotse/internal/sign"
 )
@@ -194,9 +196,10 @@ func (vf *verifyFlags) verifyOptions(fs *pflag.FlagSet) (sign.VerifyOptions, err
 
 func (a *app) verifyCmd() *cobra.Command {
 	var (
-		rf    registryFlags
-		vf    verifyFlags
-		types []string
+		rf           registryFlags
+		vf           verifyFlags
+		types        []string
+		promotionKey string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify IMAGE",
@@ -221,6 +224,8 @@ https://GITLAB/GROUP/PROJECT//.gitlab-ci.yml@refs/heads/BRANCH (or
 accepts any project's main branch.`,
 		Example: `  lotse verify --key cosign.pub harbor.example.com/team/app@sha256:...
   lotse verify --key cosign.pub --type cyclonedx --type vuln harbor.example.com/team/app:1.2.3
+  lotse verify --key cosign.pub --promotion-key lotsed.pub --type promotion harbor.example.com/team/app@sha256:...
+  lotse verify --promotion-key lotsed.pub harbor.example.com/team/app@sha256:...
   lotse verify --certificate-identity 'https://gitlab.com/team/app//.gitlab-ci.yml@refs/heads/main' \
       --certificate-oidc-issuer https://gitlab.com harbor.example.com/team/app@sha256:...
   lotse verify --certificate-identity-regexp 'https://gitlab\.example\.com/team/app//\.gitlab-ci\.yml@refs/tags/v.*' \
@@ -236,9 +241,21 @@ accepts any project's main branch.`,
 				}
 				ts = append(ts, at)
 			}
-			vo, err := vf.verifyOptions(cmd.Flags())
-			if err != nil {
-				return err
+			// Promotion records are signed by lotsed's key (--promotion-key);
+			// given alone, only the records are verified: they say what
+			// verified the image's signature.
+			recordsOnly := promotionKey != "" && vf.key == "" && vf.identity == "" && vf.identityRegexp == "" && vf.issuer == ""
+			if promotionKey != "" && !slices.Contains(ts, sign.Promotion) {
+				ts = append(ts, sign.Promotion)
+			}
+			var vo sign.VerifyOptions
+			if recordsOnly {
+				vo.Offline = vf.offline
+			} else {
+				var err error
+				if vo, err = vf.verifyOptions(cmd.Flags()); err != nil {
+					return err
+				}
 			}
 			src, err := oci.ParseSource(args[0], rf.insecure)
 			if err != nil {
@@ -252,22 +269,44 @@ accepts any project's main branch.`,
 			}
 			u, p := a.credentialsFor(&rf, src.Ref.Context().RegistryStr())
 			vo.Options = sign.Options{Offline: vo.Offline, Insecure: rf.insecure, Username: u, Password: p}
-			if _, err := sign.Verify(cmd.Context(), args[0], vo); err != nil {
-				return err
+			if recordsOnly {
+				printf(a.stdout, "signature of %s not checked (no --key): verifying lotsed's promotion records only\n", args[0])
+			} else {
+				if _, err := sign.Verify(cmd.Context(), args[0], vo); err != nil {
+					return err
+				}
+				printf(a.stdout, "verified signature of %s\n", args[0])
 			}
-			printf(a.stdout, "verified signature of %s\n", args[0])
 			for _, t := range ts {
-				if _, err := sign.VerifyAttestation(cmd.Context(), args[0], t, vo); err != nil {
+				to := vo
+				if t == sign.Promotion && promotionKey != "" {
+					to.Key, to.Keyless = promotionKey, nil
+				}
+				out, err := sign.VerifyAttestation(cmd.Context(), args[0], t, to)
+				if err != nil {
 					return fmt.Errorf("%s attestation: %w", t, err)
 				}
+				if t != sign.Promotion {
+					printf(a.stdout, "verified %s attestation of %s\n", t, args[0])
+					continue
+				}
+				recs, err := promotion.ReadRecords(out)
+				if err != nil {
+					return fmt.Errorf("promotion attestation: %w", err)
+				}
 				printf(a.stdout, "verified %s attestation of %s\n", t, args[0])
+				for _, r := range recs {
+					printf(a.stdout, "%s", r.Summary())
+				}
 			}
 			return nil
 		},
 	}
 	a.addRegistryFlags(cmd.Flags(), &rf)
 	a.addVerifyFlags(cmd.Flags(), &vf)
-	cmd.Flags().StringSliceVar(&types, "type", nil, "also verify attestations of these types (repeatable)")
+	cmd.Flags().StringVar(&promotionKey, "promotion-key", a.env.get("LOTSE_PROMOTION_KEY"),
+		"lotsed's public key (file, env://VAR or KMS URI; env LOTSE_PROMOTION_KEY): verify its promotion records (--type promotion) with it; alone, without --key, only the records are verified")
+	cmd.Flags().StringSliceVar(&types, "type", nil, "also verify attestations of these types (repeatable): cyclonedx, spdxjson, vuln, slsaprovenance, or promotion (lotsed's promotion record, https://lotse.dev/promotion/v1: printed)")
 	return cmd
 }
 

@@ -195,6 +195,7 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode":      cmdExitCode,
+			"expand":        cmdExpand,
 			"cpuprofile":    cmdCPUProfile,
 			"manifest":      cmdManifest,
 			"simproject":    cmdSimProject,
@@ -235,6 +236,18 @@ func cmdCPUProfile(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("%s: no cpu/nanoseconds samples, only %v", args[0], p.SampleType)
+}
+
+// expand FILE replaces $VAR and ${VAR} in FILE with the script's
+// environment.
+func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: expand FILE")
+	}
+	p := ts.MkAbs(args[0])
+	b, err := os.ReadFile(p)
+	ts.Check(err)
+	ts.Check(os.WriteFile(p, []byte(os.Expand(string(b), ts.Getenv)), 0o644))
 }
 
 // exitcode N PROG ARGS... runs PROG and checks that it exits with N; its

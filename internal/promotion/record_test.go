@@ -2,6 +2,7 @@ package promotion
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -260,5 +261,43 @@ func TestRecordSchemaRefuses(t *testing.T) {
 		m := good()
 		mutate(m)
 		check(name, m, false)
+	}
+}
+
+func TestReadRecords(t *testing.T) {
+	subject := `[{"name":"harbor.example.com/team/shop","digest":{"sha256":"` + strings.Repeat("1", 64) + `"}}]`
+	env := func(predicateType, predicate string) string {
+		st := `{"_type":"https://in-toto.io/Statement/v1","subject":` + subject + `,"predicateType":"` + predicateType + `","predicate":` + predicate + `}`
+		return `{"payloadType":"application/vnd.in-toto+json","payload":"` + base64.StdEncoding.EncodeToString([]byte(st)) + `","signatures":[]}`
+	}
+	rec := `{"app":"shop","stage":"production","promotionID":3,"image":"` + img1 + `","digest":"sha256:` + strings.Repeat("1", 64) + `"}`
+	otherImage := `{"app":"shop","stage":"production","promotionID":3,"image":"` + img2 + `","digest":"sha256:` + strings.Repeat("2", 64) + `"}`
+	for _, tc := range []struct {
+		name, in string
+		want     int
+		err      string
+	}{
+		{"one", env(RecordPredicateType, rec) + "\n", 1, ""},
+		{"among others", env("https://cosign.sigstore.dev/attestation/vuln/v1", `{}`) + "\n\n" + env(RecordPredicateType, rec) + "\n" + env(RecordPredicateType, rec), 2, ""},
+		{"none", env("https://cyclonedx.org/bom", `{}`), 0, "no promotion record"},
+		{"not JSON", "garbage", 0, "attestation 1"},
+		{"bad payload", `{"payload":"!!"}`, 0, "payload"},
+		{"bad record", env(RecordPredicateType, `{"promotionID":"three"}`), 0, "promotion record"},
+		{"empty", "", 0, "no promotion record"},
+		{"record of another image", env(RecordPredicateType, otherImage), 0, "not about the image it is attached to"},
+		{"record without digest", env(RecordPredicateType, `{"stage":"production"}`), 0, "about no digest"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ReadRecords([]byte(tc.in))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || len(got) != tc.want || got[0].Stage != "production" || got[0].Image != img1 {
+				t.Fatalf("ReadRecords = %+v, %v", got, err)
+			}
+		})
 	}
 }
