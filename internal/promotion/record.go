@@ -173,6 +173,11 @@ func BuildRecord(p Policy, s State, stage string) (Record, error) {
 		return Record{}, fmt.Errorf("%w: nothing landed in %s through lotse's merge request", ErrNoRecord, stage)
 	}
 	pr, d := st.Promotion, st.Current
+	if pr.MR.SHA == "" || d.Commit != pr.MR.SHA {
+		// The same image, committed by a writer while lotse's MR waited:
+		// not what the MR's approvals were given on.
+		return Record{}, fmt.Errorf("%w: %s landed by commit %s, not by lotse's commit %s of !%d", ErrNoRecord, stage, short(d.Commit), short(pr.MR.SHA), pr.MR.IID)
+	}
 	r := Record{
 		App:         p.App,
 		Stage:       stage,

@@ -207,6 +207,15 @@ func TestNoRecordWithoutLotsesApprovedMR(t *testing.T) {
 			t.Fatal("BuildRecord wrote a record for a stage without approvals")
 		}
 	})
+	t.Run("the same image committed by a writer", func(t *testing.T) {
+		r := newRun(t, p)
+		toProduction(r)
+		r.do(Landed{Pusher: usr("trent"), Stage: "production", Image: img1, SourceProject: "team/shop", SourceCommit: "src-1111", Commit: "d1rect"})
+		r.wantPhase("production", PhaseLanded)
+		if n := len(only[AttestPromotion](r.acts)); n != 0 {
+			t.Fatalf("a writer's commit of the MR's image got %d records", n)
+		}
+	})
 	t.Run("another image landed", func(t *testing.T) {
 		r := newRun(t, p)
 		toProduction(r)
