@@ -32,6 +32,13 @@ type Attester interface {
 	Close()
 }
 
+// attestedReader is an Attester that reads back what it attached: the
+// attestations of a type on an image that verify with its own key, one
+// DSSE envelope per line (cmd/lotsed's does).
+type attestedReader interface {
+	Attested(ctx context.Context, image, predicateType string) ([]byte, error)
+}
+
 // SigningKey is lotsed's signing key as configured: a file, env://VAR or a
 // KMS URI, and the password of a file or env:// key.
 type SigningKey struct {
@@ -101,7 +108,9 @@ func (s *effects) attestPromotion(ctx context.Context, snap *snapshot, app strin
 		if err != nil {
 			return err
 		}
-		if first {
+		if first && r.attachedBefore(ctx, a.Image, rec) {
+			s.log.InfoContext(ctx, "promotion record already attached", "app", rec.App, "stage", a.Stage, "image", a.Image)
+		} else if first {
 			if err := r.attester.AttestPredicate(ctx, a.Image, promotion.RecordPredicateType, body); err != nil {
 				_ = s.claims.Forget(ctx, claim) // the retry attests
 				if now.Sub(at) < recordRetryFor {
@@ -143,6 +152,31 @@ func (s *effects) auditRecord(ctx context.Context, key string, a promotion.Attes
 		return err
 	}
 	return nil
+}
+
+// attachedBefore reports whether the image already carries this record,
+// signed with lotsed's key: an attestation whose answer was lost (a timeout
+// after the registry took it) is not attached a second time.
+func (r *records) attachedBefore(ctx context.Context, image string, rec promotion.Record) bool {
+	rd, ok := r.attester.(attestedReader)
+	if !ok {
+		return false
+	}
+	out, err := rd.Attested(ctx, image, promotion.RecordPredicateType)
+	if err != nil {
+		return false // none, or unreadable: attach it
+	}
+	have, err := promotion.ReadRecords(out)
+	if err != nil {
+		return false
+	}
+	for _, h := range have {
+		if h.App == rec.App && h.Stage == rec.Stage && h.PromotionID == rec.PromotionID &&
+			h.MergeRequest.Commit == rec.MergeRequest.Commit && h.MergeRequest.MergeCommit == rec.MergeRequest.MergeCommit {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *records) clock() time.Time {

@@ -22,6 +22,7 @@ import (
 type recordingAttester struct {
 	mu    sync.Mutex
 	fail  int
+	lost  int // attach, then fail as when the answer is lost
 	calls []attestCall
 }
 
@@ -38,7 +39,31 @@ func (a *recordingAttester) AttestPredicate(_ context.Context, image, predicateT
 		return errors.New("registry down")
 	}
 	a.calls = append(a.calls, attestCall{image, predicateType, bytes.Clone(predicate)})
+	if a.lost > 0 {
+		a.lost--
+		return errors.New("context deadline exceeded")
+	}
 	return nil
+}
+
+// Attested returns what was attached to image, as cosign's
+// verify-attestation prints it.
+func (a *recordingAttester) Attested(_ context.Context, image, predicateType string) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []byte
+	_, digest, _ := strings.Cut(image, "@sha256:")
+	for _, c := range a.calls {
+		if c.image == image && c.predicateType == predicateType {
+			st := `{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"x","digest":{"sha256":"` + digest + `"}}],"predicateType":"` +
+				predicateType + `","predicate":` + string(c.predicate) + `}`
+			out = append(out, `{"payload":"`+b64(st)+`"}`+"\n"...)
+		}
+	}
+	if out == nil {
+		return nil, errors.New("no matching attestations")
+	}
+	return out, nil
 }
 
 func (a *recordingAttester) Close() {}
@@ -158,6 +183,24 @@ func TestPromotionRecordRetried(t *testing.T) {
 	promoteToProduction(t, w)
 	if out := w.outboxTypes(); len(out) == 0 || out[0] != "attest-promotion" {
 		t.Fatalf("outbox after a failed attestation = %v, want the attest-promotion action kept", out)
+	}
+	if err := w.apply(promotion.Tick{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(att.calls) != 1 || len(recordAudits(w)) != 1 {
+		t.Fatalf("attestations = %d, audit records = %d, want 1 and 1", len(att.calls), len(recordAudits(w)))
+	}
+}
+
+// An attestation whose answer was lost is not attached again: lotsed reads
+// back what it attached with its own key.
+func TestPromotionRecordAnswerLost(t *testing.T) {
+	w := newTestWorld(t)
+	att := &recordingAttester{lost: 1}
+	w.runner.effects.(*effects).records = &records{attester: att, signedWith: "cosign.key", now: func() time.Time { return w.now }}
+	promoteToProduction(t, w)
+	if out := w.outboxTypes(); len(out) == 0 || out[0] != "attest-promotion" {
+		t.Fatalf("outbox = %v", out)
 	}
 	if err := w.apply(promotion.Tick{}); err != nil {
 		t.Fatal(err)

@@ -94,3 +94,18 @@ func (a *Attester) AttestPredicate(ctx context.Context, image, predicateType str
 	}
 	return Attest(ctx, image, t, f, a.Options)
 }
+
+// Attested returns the attestations of predicateType (a name or a URL) on
+// image that verify with the attester's own key, one DSSE envelope per
+// line: what lotsed attached earlier. An image without any is an error, as
+// from VerifyAttestation.
+func (a *Attester) Attested(ctx context.Context, image, predicateType string) ([]byte, error) {
+	t := AttestationType(predicateType)
+	if !strings.Contains(predicateType, "://") {
+		var err error
+		if t, err = ParseAttestationType(predicateType); err != nil {
+			return nil, err
+		}
+	}
+	return VerifyAttestation(ctx, image, t, VerifyOptions{Options: a.Options, Key: a.Options.Key})
+}

@@ -83,6 +83,13 @@ func TestAttesterPromotionRecord(t *testing.T) {
 	if _, err := VerifyAttestation(ctx, other, Promotion, vo); err == nil {
 		t.Error("an image without a record verified")
 	}
+	// lotsed reads back what it attached with its own (loaded) key.
+	if got, err := a.Attested(ctx, img, promotion.RecordPredicateType); err != nil || !strings.Contains(string(got), "payload") {
+		t.Errorf("Attested = %s, %v", got, err)
+	}
+	if _, err := a.Attested(ctx, other, promotion.RecordPredicateType); err == nil {
+		t.Error("Attested found a record on an image without one")
+	}
 	if err := a.AttestPredicate(ctx, img, "nonsense", rec); err == nil {
 		t.Error("an unknown predicate type name was accepted")
 	}
