@@ -19,7 +19,10 @@
 // `lotse bump` in CI; a merge-request stage gets an MR that lotsed merges; an
 // approval stage gets an MR that lotsed merges only once enough approvers
 // who are neither the MR author, nor an author of the change, nor lotse's
-// own user approved it (four-eyes on GitLab Free).
+// own user approved it (four-eyes on GitLab Free). When a promotion lands in
+// an approval stage through lotse's MR, the engine builds its [Record] (the
+// evidence: gates, approvals counted and not, the change, the MR, the
+// times) and asks the service to sign and attach it ([AttestPromotion]).
 //
 // Every event is idempotent: GitLab sends two MR webhooks per push and
 // re-delivers, so an event that changes nothing returns the state unchanged
