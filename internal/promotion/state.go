@@ -220,7 +220,7 @@ type MergeRequest struct {
 	Approvers []Approval `json:"approvers,omitempty"` // who approved and did not revoke, by user ID
 	OpenedAt  time.Time  `json:"openedAt,omitzero"`   // when lotse learned the MR exists
 	MergedAt  time.Time  `json:"mergedAt,omitzero"`   // when lotse learned it was merged
-	MergedBy  User       `json:"mergedBy,omitzero"`   // who merged it; zero: lotse, or unknown
+	MergedBy  User       `json:"mergedBy,omitzero"`   // who merged it; zero: unknown
 }
 
 // Approval is one approval of an MR and the commit it was given on.
@@ -234,7 +234,7 @@ type Approval struct {
 
 // sameApproval reports whether a and b are the same user's approval of the
 // same head.
-func sameApproval(a, b Approval) bool { return a.User.Is(b.User) && a.SHA == b.SHA }
+func sameApproval(a, b Approval) bool { return a.User == b.User && a.SHA == b.SHA }
 
 // GateStatus is the outcome of one gate.
 type GateStatus string
