@@ -244,6 +244,11 @@ accepts any project's main branch.`,
 			// Promotion records are signed by lotsed's key (--promotion-key);
 			// given alone, only the records are verified: they say what
 			// verified the image's signature.
+			if slices.Contains(ts, sign.Promotion) && promotionKey == "" {
+				// Whoever holds the release key could attach a record of
+				// their own: only lotsed's key makes one evidence.
+				return usagef("--type promotion needs --promotion-key (lotsed's public key, or LOTSE_PROMOTION_KEY): promotion records are lotsed's, not the release signer's")
+			}
 			recordsOnly := promotionKey != "" && vf.key == "" && vf.identity == "" && vf.identityRegexp == "" && vf.issuer == ""
 			if promotionKey != "" && !slices.Contains(ts, sign.Promotion) {
 				ts = append(ts, sign.Promotion)
@@ -279,7 +284,7 @@ accepts any project's main branch.`,
 			}
 			for _, t := range ts {
 				to := vo
-				if t == sign.Promotion && promotionKey != "" {
+				if t == sign.Promotion {
 					to.Key, to.Keyless = promotionKey, nil
 				}
 				out, err := sign.VerifyAttestation(cmd.Context(), args[0], t, to)
