@@ -78,18 +78,6 @@ type CheckGates struct {
 	Scan      bool
 }
 
-// AttestPromotion asks the service to write the record of a promotion that
-// landed in an approval stage: complete it with what the service verifies
-// (Record.WithFacts), sign it as an in-toto attestation of Image with
-// predicate type RecordPredicateType, and log it in the audit log. It is
-// done once per promotion: a second AttestPromotion for the same record
-// attaches nothing.
-type AttestPromotion struct {
-	Stage  string
-	Image  string
-	Record Record
-}
-
 // Commit status states, as GitLab names them.
 const (
 	StatusPending  = "pending"
@@ -179,15 +167,14 @@ type Audit struct {
 	At     time.Time
 }
 
-func (OpenMR) action()          {}
-func (Rollback) action()        {}
-func (MergeMR) action()         {}
-func (CheckGates) action()      {}
-func (SetStatus) action()       {}
-func (UpsertComment) action()   {}
-func (Reply) action()           {}
-func (Audit) action()           {}
-func (CloseMR) action()         {}
-func (Reconcile) action()       {}
-func (ReadAuthors) action()     {}
-func (AttestPromotion) action() {}
+func (OpenMR) action()        {}
+func (Rollback) action()      {}
+func (MergeMR) action()       {}
+func (CheckGates) action()    {}
+func (SetStatus) action()     {}
+func (UpsertComment) action() {}
+func (Reply) action()         {}
+func (Audit) action()         {}
+func (CloseMR) action()       {}
+func (Reconcile) action()     {}
+func (ReadAuthors) action()   {}

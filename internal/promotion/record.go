@@ -366,6 +366,20 @@ func imageDigest(ref string) string {
 	return d
 }
 
+// AttestPromotion asks the service to write the record of a promotion that
+// landed in an approval stage: complete it with what the service verifies
+// (Record.WithFacts), sign it as an in-toto attestation of Image with
+// predicate type RecordPredicateType, and log it in the audit log. It is
+// done once per promotion: a second AttestPromotion for the same record
+// attaches nothing.
+type AttestPromotion struct {
+	Stage  string
+	Image  string
+	Record Record
+}
+
+func (AttestPromotion) action() {}
+
 // attestPromotion asks for the record of the promotion that just landed in
 // stage, when it is an approval stage.
 func (en *engine) attestPromotion(stage string) {
