@@ -1,14 +1,13 @@
 package vuln
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lotse/lotse/internal/intoto"
 )
 
 // Attested is one scan as a vuln attestation records it: cosign's vuln
@@ -32,53 +31,38 @@ var ErrNoVulnAttestation = errors.New("no vuln predicate in the attestations")
 // predicate types are skipped; a line that is not an envelope, or a vuln
 // statement that does not parse, is an error.
 func ParseAttested(out []byte) ([]Attested, error) {
+	sts, err := intoto.Read(out)
+	if err != nil {
+		return nil, err
+	}
 	var scans []Attested
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var env struct {
-			Payload string `json:"payload"`
-		}
-		if err := json.Unmarshal(line, &env); err != nil {
-			return nil, fmt.Errorf("attestation %d: %w", n, err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(env.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("attestation %d: payload: %w", n, err)
-		}
-		var st struct {
-			PredicateType string `json:"predicateType"`
-			Predicate     struct {
-				Scanner struct {
-					Result struct {
-						Results []struct {
-							Vulnerabilities []struct {
-								Severity string `json:"Severity"`
-							} `json:"Vulnerabilities"`
-						} `json:"Results"`
-					} `json:"result"`
-				} `json:"scanner"`
-				Metadata struct {
-					ScanStartedOn  string `json:"scanStartedOn"`
-					ScanFinishedOn string `json:"scanFinishedOn"`
-				} `json:"metadata"`
-			} `json:"predicate"`
-		}
-		if err := json.Unmarshal(raw, &st); err != nil {
-			return nil, fmt.Errorf("attestation %d: statement: %w", n, err)
-		}
+	for i, st := range sts {
 		if !strings.Contains(st.PredicateType, "vuln") {
 			continue
 		}
-		var a Attested
-		if a.ScannedAt, err = scanTime(st.Predicate.Metadata.ScanFinishedOn, st.Predicate.Metadata.ScanStartedOn); err != nil {
-			return nil, fmt.Errorf("attestation %d: %w", n, err)
+		var pred struct {
+			Scanner struct {
+				Result struct {
+					Results []struct {
+						Vulnerabilities []struct {
+							Severity string `json:"Severity"`
+						} `json:"Vulnerabilities"`
+					} `json:"Results"`
+				} `json:"result"`
+			} `json:"scanner"`
+			Metadata struct {
+				ScanStartedOn  string `json:"scanStartedOn"`
+				ScanFinishedOn string `json:"scanFinishedOn"`
+			} `json:"metadata"`
 		}
-		for _, r := range st.Predicate.Scanner.Result.Results {
+		if err := json.Unmarshal(st.Predicate, &pred); err != nil {
+			return nil, fmt.Errorf("attestation %d: vuln predicate: %w", i+1, err)
+		}
+		var a Attested
+		if a.ScannedAt, err = scanTime(pred.Metadata.ScanFinishedOn, pred.Metadata.ScanStartedOn); err != nil {
+			return nil, fmt.Errorf("attestation %d: %w", i+1, err)
+		}
+		for _, r := range pred.Scanner.Result.Results {
 			for _, v := range r.Vulnerabilities {
 				a.Findings++
 				// An unknown severity word counts as UNKNOWN, the lowest.
@@ -88,9 +72,6 @@ func ParseAttested(out []byte) ([]Attested, error) {
 			}
 		}
 		scans = append(scans, a)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("attestations: %w", err)
 	}
 	return scans, nil
 }

@@ -91,7 +91,9 @@ func TestNewestAttested(t *testing.T) {
 		{name: "bad time", lines: []string{envelope(cosignVuln, "yesterday", "", "LOW")}, err: `attestation 1: metadata.scanFinishedOn "yesterday" is not an RFC 3339 time`},
 		{name: "not JSON", lines: []string{envelope(cosignVuln, jan, ""), "nope"}, err: "attestation 2: "},
 		{name: "bad base64", lines: []string{`{"payload":"%%%"}`}, err: "attestation 1: payload: "},
-		{name: "bad statement", lines: []string{`{"payload":"` + base64.StdEncoding.EncodeToString([]byte(`{"predicate":[]}`)) + `"}`}, err: "attestation 1: statement: "},
+		{name: "bad statement", lines: []string{`{"payload":"` + base64.StdEncoding.EncodeToString([]byte(`{"predicate":`)) + `"}`}, err: "attestation 1: statement: "},
+		{name: "bad predicate", lines: []string{envelope(cosignVuln, "", ""), `{"payload":"` + base64.StdEncoding.EncodeToString([]byte(`{"predicateType":"`+cosignVuln+`","predicate":[]}`)) + `"}`},
+			err: "attestation 2: vuln predicate: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, n, err := NewestAttested([]byte(strings.Join(tc.lines, "\n")))
