@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/trust"
 	"github.com/lotse/lotse/internal/vuln"
+	"github.com/lotse/lotse/test/gitlabsim"
 )
 
 // envelopeVerifier returns the DSSE envelopes it holds, one a line, as
@@ -129,5 +131,36 @@ stages:
 	}
 	if r := promotion.JudgeScan(facts, *st.MaxSeverity, st.MaxScanAge, time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)); !r.OK {
 		t.Fatalf("a 2h old scan: %+v", r)
+	}
+}
+
+// POST /api/v1/releases judges the first stage's maxScanAge as the engine
+// does: an old scan attestation is refused with its age, a rescan passes.
+func TestReleaseFirstStageScanAge(t *testing.T) {
+	w := newReleaseWorld(t, nil)
+	yaml := strings.Replace(relLotseYAML, "gates: {signature: true, maxSeverity: high}", "gates: {signature: true, maxSeverity: high, maxScanAge: 24h}", 1)
+	if _, err := w.sim.Commit("platform/gitops", "lotse-bot", gitlabsim.CommitSpec{Branch: "main", Message: "dev: fresh scans only",
+		Files: map[string]string{"lotse.yaml": yaml}}); err != nil {
+		t.Fatal(err)
+	}
+	before := w.head()
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	w.rel.now = func() time.Time { return now }
+	v := &envelopeVerifier{lines: []string{vulnEnvelope("2026-11-20T12:00:00Z", "LOW")}}
+	w.rel.gates = &gates{verifier: v}
+
+	code, _, e := w.post(w.token(gitlabsim.IDTokenSpec{}), shop(relGood))
+	want := "scan: scan attestation is 14d 0h old, older than the stage's maxScanAge 24h; re-scan with lotse rescan"
+	if code != http.StatusUnprocessableEntity || len(e.Reasons) != 1 || e.Reasons[0] != want {
+		t.Fatalf("stale scan: %d %q %q", code, e.Message, e.Reasons)
+	}
+	if w.head() != before {
+		t.Fatal("a release with a stale scan was committed")
+	}
+	// lotse rescan added a newer attestation: the release goes through.
+	v.lines = append(v.lines, vulnEnvelope("2026-12-04T06:00:00Z", "LOW"))
+	code, res, e := w.post(w.token(gitlabsim.IDTokenSpec{}), shop(relGood))
+	if code != http.StatusCreated || len(res.Gates) != 2 || !res.Gates[1].OK || !strings.Contains(res.Gates[1].Reason, "scanned 6h 0m ago, within the stage's maxScanAge 24h") {
+		t.Fatalf("after the rescan: %d %+v %q", code, res.Gates, e.Message)
 	}
 }
