@@ -40,7 +40,7 @@ import (
 //	  - name: production
 //	    promotion: approval
 //	    approvals: 2
-//	    gates: {signature: true, maxSeverity: medium, soak: 1h, health: true}
+//	    gates: {signature: true, maxSeverity: medium, maxScanAge: 24h, soak: 1h, health: true}
 //	    labels: [promotion, production]
 //	guardrails:                     # optional: lotse guardrails check, see Guardrails
 //	  allowedRegistries: [harbor.example.com]
