@@ -46,7 +46,8 @@ is met again, and the gate judges today's findings.
 
 IMAGE may be a tag: it is resolved to its digest once, and the SBOM is read
 from and the result attested to that digest. Writes the same reports as
-'lotse scan'.
+'lotse scan'. --offline, as with release: no DB download, no transparency-log
+entry for the attestation, and a key-signed SBOM is verified without one.
 
 With --fail-on, findings at or above it exit 3 after the result is attested:
 the attestation records what is known now, whether it passes or not. Not
