@@ -147,15 +147,29 @@ type verifyFlags struct {
 	issuer         string
 	trustedRoot    string
 	offline        bool
+	// keyFlag is the name of the public key's flag: key, or verify-key
+	// where --key is the signing key (rescan).
+	keyFlag string
+	// ownOffline: --offline is verify's own flag. Where it is not
+	// (rescan: the DB's and signing's), it never conflicts with keyless.
+	ownOffline bool
 }
 
 func (a *app) addVerifyFlags(fs *pflag.FlagSet, vf *verifyFlags) {
-	fs.StringVar(&vf.key, "key", a.env.get("LOTSE_VERIFY_KEY"), "public key: a file, env://VAR or a KMS URI (env LOTSE_VERIFY_KEY)")
+	a.addVerifyFlagsAs(fs, vf, "key")
+	vf.ownOffline = true
+	fs.BoolVar(&vf.offline, "offline", a.env.get("LOTSE_SIGN_OFFLINE") == "true", "key signatures: do not check the transparency log")
+}
+
+// addVerifyFlagsAs adds the public key's flag under keyFlag and the keyless
+// flags, but no --offline.
+func (a *app) addVerifyFlagsAs(fs *pflag.FlagSet, vf *verifyFlags, keyFlag string) {
+	vf.keyFlag = keyFlag
+	fs.StringVar(&vf.key, keyFlag, a.env.get("LOTSE_VERIFY_KEY"), "public key: a file, env://VAR or a KMS URI (env LOTSE_VERIFY_KEY)")
 	fs.StringVar(&vf.identity, "certificate-identity", "", "keyless: the signer's identity, compared exactly, e.g. https://gitlab.com/team/app//.gitlab-ci.yml@refs/heads/main")
 	fs.StringVar(&vf.identityRegexp, "certificate-identity-regexp", "", "keyless: a regular expression the whole identity must match (lotse anchors it with ^...$)")
 	fs.StringVar(&vf.issuer, "certificate-oidc-issuer", "", "keyless: the OIDC issuer, compared exactly, e.g. https://gitlab.com")
 	fs.StringVar(&vf.trustedRoot, "trusted-root", "", "keyless: a Sigstore trusted_root.json (private Sigstore, air-gapped sites); default: Sigstore's public-good instance")
-	fs.BoolVar(&vf.offline, "offline", a.env.get("LOTSE_SIGN_OFFLINE") == "true", "key signatures: do not check the transparency log")
 }
 
 // verifyOptions checks the flag combination (usage errors) and returns
@@ -164,14 +178,15 @@ func (a *app) addVerifyFlags(fs *pflag.FlagSet, vf *verifyFlags) {
 // --key or --offline with keyless flags is an error.
 func (vf *verifyFlags) verifyOptions(fs *pflag.FlagSet) (sign.VerifyOptions, error) {
 	keyless := vf.identity != "" || vf.identityRegexp != "" || vf.issuer != "" || vf.trustedRoot != ""
+	keyFlag := "--" + vf.keyFlag
 	var o sign.VerifyOptions
 	switch {
-	case keyless && fs.Changed("key") && vf.key != "":
-		return o, usagef("--key and --certificate-identity/--certificate-oidc-issuer/--trusted-root are exclusive: verify with a public key or a keyless identity")
-	case keyless && fs.Changed("offline") && vf.offline:
+	case keyless && fs.Changed(vf.keyFlag) && vf.key != "":
+		return o, usagef("%s and --certificate-identity/--certificate-oidc-issuer/--trusted-root are exclusive: verify with a public key or a keyless identity", keyFlag)
+	case keyless && vf.ownOffline && fs.Changed("offline") && vf.offline:
 		return o, usagef("--offline is for key signatures: keyless signatures are verified with their transparency-log entry (give --trusted-root for a private or air-gapped Sigstore)")
 	case !keyless && vf.key == "":
-		return o, usagef("nothing to verify against: give --key, or --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer for keyless signatures")
+		return o, usagef("nothing to verify against: give %s, or --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer for keyless signatures", keyFlag)
 	case !keyless:
 		o.Key, o.Offline = vf.key, vf.offline
 		return o, nil
@@ -292,7 +307,7 @@ accepts any project's main branch.`,
 					return fmt.Errorf("%s attestation: %w", t, err)
 				}
 				if t != sign.Promotion {
-					printf(a.stdout, "verified %s attestation of %s\n", t, args[0])
+					printf(a.stdout, "verified %s attestation of %s%s\n", t, args[0], attestedScan(t, out))
 					continue
 				}
 				recs, err := promotion.ReadRecords(out)

@@ -185,7 +185,7 @@ func (m *metrics) audited(a promotion.Audit) {
 
 // gatesChecked counts the gates a CheckGates action checked for app's stage,
 // judged as the engine judges them (the scan against the stage's
-// maxSeverity).
+// maxSeverity and maxScanAge).
 func (m *metrics) gatesChecked(snap *snapshot, app string, a promotion.CheckGates, ev promotion.GatesChecked) {
 	stage := m.bound.value("stage", a.Stage)
 	if a.Signature {
@@ -196,7 +196,7 @@ func (m *metrics) gatesChecked(snap *snapshot, app string, a promotion.CheckGate
 		if p, ok := snap.policy(app); ok {
 			for _, sp := range p.Stages {
 				if sp.Name == a.Stage && sp.MaxSeverity != nil {
-					r = promotion.JudgeScan(ev.Scan, *sp.MaxSeverity)
+					r = promotion.JudgeScan(ev.Scan, *sp.MaxSeverity, sp.MaxScanAge, time.Now())
 				}
 			}
 		}

@@ -368,7 +368,7 @@ func (h *releases) checkGates(ctx context.Context, keys gateKeys, st *gitops.Sta
 		add("signature", h.gates.signature(ctx, keys, image), "signature does not verify")
 	}
 	if st.Gates.MaxSeverity != nil {
-		add("scan", promotion.JudgeScan(h.gates.scan(ctx, keys, image), *st.Gates.MaxSeverity), "scan gate failed")
+		add("scan", promotion.JudgeScan(h.gates.scan(ctx, keys, image), *st.Gates.MaxSeverity, st.Gates.MaxScanAge, h.now()), "scan gate failed")
 	}
 	if out == nil {
 		out = []releaseapi.Gate{}

@@ -130,7 +130,7 @@ func newSnapshot(cfg *gitops.Config, w releaseWriter, gitopsProject string, who 
 		p := promotion.Policy{App: a.Name, Bot: who.bot, Operators: who.operators, Writers: who.writers, Notice: who.notice}
 		for _, st := range stages {
 			p.Stages = append(p.Stages, promotion.StagePolicy{Name: st.Name, Mode: promotion.Mode(st.Promotion), Approvals: st.Approvals,
-				RequireSignature: st.Gates.Signature, MaxSeverity: st.Gates.MaxSeverity, Soak: st.Gates.Soak, RequireHealthy: st.Gates.Health,
+				RequireSignature: st.Gates.Signature, MaxSeverity: st.Gates.MaxSeverity, MaxScanAge: st.Gates.MaxScanAge, Soak: st.Gates.Soak, RequireHealthy: st.Gates.Health,
 				ManualSync: st.Sync == gitops.SyncManual, RequirePipeline: st.Pipeline})
 		}
 		s.policies[a.Name] = p

@@ -134,11 +134,11 @@ func setupShared(t *testing.T) *shared {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, other, err := sign.GenerateKeyPair([]byte("other"))
+	otherPriv, other, err := sign.GenerateKeyPair([]byte("other"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for f, b := range map[string][]byte{"cosign.key": priv, "cosign.pub": pub, "other.pub": other} {
+	for f, b := range map[string][]byte{"cosign.key": priv, "cosign.pub": pub, "other.key": otherPriv, "other.pub": other} {
 		if err := os.WriteFile(filepath.Join(s.keysDir, f), b, 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -40,7 +40,7 @@ import (
 //	  - name: production
 //	    promotion: approval
 //	    approvals: 2
-//	    gates: {signature: true, maxSeverity: medium, soak: 1h, health: true}
+//	    gates: {signature: true, maxSeverity: medium, maxScanAge: 24h, soak: 1h, health: true}
 //	    labels: [promotion, production]
 //	guardrails:                     # optional: lotse guardrails check, see Guardrails
 //	  allowedRegistries: [harbor.example.com]
@@ -52,6 +52,8 @@ import (
 //   - approvals is required (and at least 1) for approval stages and refused
 //     elsewhere, so a count never sits where it has no effect.
 //   - a stage with gates.signature needs signing.publicKey.
+//   - gates.maxScanAge needs gates.maxSeverity: the age is that of the scan
+//     the scan gate reads, and a stage without one reads none.
 //   - two apps may not set the same path in the same values file for the same
 //     stage, since each promotion would undo the other's.
 //   - {app} in a set path is replaced by the app's name ([App.SetPath]), so
@@ -165,6 +167,9 @@ type Gates struct {
 	MaxSeverity *vuln.Severity // the scan attestation must have no finding at or above it; nil: no gate
 	Soak        time.Duration  // time the image must have run in the previous stage
 	Health      bool           // the previous stage must be healthy in ArgoCD
+	// MaxScanAge is how old the newest scan attestation may be (its
+	// metadata.scanFinishedOn); 0: any age. It needs MaxSeverity.
+	MaxScanAge time.Duration
 }
 
 // BranchName is the branch lotse uses to promote app to stage.

@@ -106,7 +106,7 @@ func TestFullExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := prod.Gates
-	gatesOK := g.Signature && g.MaxSeverity != nil && *g.MaxSeverity == vuln.Medium && g.Soak == 90*time.Minute && g.Health
+	gatesOK := g.Signature && g.MaxSeverity != nil && *g.MaxSeverity == vuln.Medium && g.MaxScanAge == 24*time.Hour && g.Soak == 90*time.Minute && g.Health
 	if prod.Promotion != PromotionApproval || prod.Approvals != 2 || !gatesOK || !slices.Equal(prod.Labels, []string{"promotion", "production"}) {
 		t.Errorf("production: %+v", prod)
 	}
@@ -297,6 +297,31 @@ func TestConfigProblems(t *testing.T) {
 				`lotse.yaml:18:43: stage "staging": gates.maxSeverity: unknown severity "severe" (want one of unknown, low, medium, high, critical)`,
 				`lotse.yaml:18:57: stage "staging": gates.soak: "30 minutes" is not a duration like 30m or 1h30m`,
 			},
+		},
+		{
+			name: "maxScanAge not a duration",
+			old:  "maxSeverity: high, soak: 30m", new: "maxSeverity: high, maxScanAge: 7d, soak: 30m",
+			want: []string{`lotse.yaml:18:61: stage "staging": gates.maxScanAge: "7d" is not a duration like 24h or 168h`},
+		},
+		{
+			name: "maxScanAge zero",
+			old:  "maxSeverity: high, soak: 30m", new: "maxSeverity: high, maxScanAge: 0s, soak: 30m",
+			want: []string{`lotse.yaml:18:61: stage "staging": gates.maxScanAge must be positive (leave it out for no limit)`},
+		},
+		{
+			name: "maxScanAge negative",
+			old:  "maxSeverity: high, soak: 30m", new: "maxSeverity: high, maxScanAge: -24h, soak: 30m",
+			want: []string{`lotse.yaml:18:61: stage "staging": gates.maxScanAge must be positive (leave it out for no limit)`},
+		},
+		{
+			name: "maxScanAge without maxSeverity",
+			old:  "maxSeverity: high, soak: 30m", new: "maxScanAge: 24h, soak: 30m",
+			want: []string{`lotse.yaml:18:42: stage "staging": gates.maxScanAge needs maxSeverity: it limits the age of the scan the scan gate reads`},
+		},
+		{
+			name: "maxScanAge not a string",
+			old:  "maxSeverity: high, soak: 30m", new: "maxSeverity: high, maxScanAge: [24h], soak: 30m",
+			want: []string{`lotse.yaml:18:61: stage "staging": gates.maxScanAge must be a non-empty string, not a list`},
 		},
 		{
 			name: "signature gate without key",

@@ -607,7 +607,7 @@ func (v *validator) gates(n *yaml.Node, where string) Gates {
 		return g
 	}
 	where += ": gates"
-	fs := v.fields(n, where, "signature", "maxSeverity", "soak", "health")
+	fs := v.fields(n, where, "signature", "maxSeverity", "maxScanAge", "soak", "health")
 	if f, ok := fs["signature"]; ok {
 		g.Signature = v.boolean(f.val, where+".signature")
 	}
@@ -634,6 +634,9 @@ func (v *validator) gates(n *yaml.Node, where string) Gates {
 			}
 			g.Soak = d
 		}
+	}
+	if f, ok := fs["maxScanAge"]; ok {
+		g.MaxScanAge = v.maxScanAge(f.val, where, g.MaxSeverity != nil)
 	}
 	return g
 }

@@ -139,6 +139,9 @@ type ScanFacts struct {
 	Findings int           // findings in the attested report
 	Highest  vuln.Severity // the highest severity among them; meaningless when Findings is 0
 	Reason   string        // why it could not be checked
+	// ScannedAt is when that scan was made (metadata.scanFinishedOn, else
+	// scanStartedOn); zero when the attestation does not say.
+	ScannedAt time.Time
 }
 
 // GatesChecked is what the service found after a CheckGates action.

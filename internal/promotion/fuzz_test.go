@@ -17,6 +17,7 @@ func fuzzPolicy() Policy {
 	p := testPolicy()
 	p.Stages[1].Soak = 10 * time.Minute
 	p.Stages[2].Soak = 20 * time.Minute
+	p.Stages[2].MaxScanAge = 24 * time.Hour
 	p.MergeAttempts = 3
 	return p
 }
@@ -128,6 +129,9 @@ func (d *decoder) next(p Policy, s State, now *time.Time) Event {
 		res := func(b byte) Result { return Result{Checked: b%8 != 0, OK: b%4 != 1, Reason: fmt.Sprintf("r%d", b%4)} }
 		b := d.byte()
 		scan := ScanFacts{Checked: b&0x30 != 0, Findings: int(b>>6) * 3, Highest: vuln.Severity(d.pick(5)), Reason: fmt.Sprintf("s%d", b%3)}
+		if age := d.pick(4); age > 0 { // 0: no scan time; else 0h, 20h, 40h old
+			scan.ScannedAt = now.Add(-time.Duration(age-1) * 20 * time.Hour)
+		}
 		return GatesChecked{Stage: stage, Image: image, Signature: res(b), Scan: scan}
 	case 9:
 		return Health{Stage: stage, Healthy: d.byte()&1 == 0, Reason: fmt.Sprintf("h%d", d.pick(2)), At: *now}

@@ -670,7 +670,7 @@ func (en *engine) gatesChecked(e GatesChecked) {
 	}
 	judge(&pr.Gates.Signature, target.RequireSignature, e.Signature, "signature", "signature verified", "signature does not verify")
 	if target.MaxSeverity != nil {
-		judge(&pr.Gates.Scan, true, judgeScan(e.Scan, *target.MaxSeverity), "scan", "", "")
+		judge(&pr.Gates.Scan, true, judgeScan(e.Scan, *target.MaxSeverity, target.MaxScanAge, en.now), "scan", "", "")
 	}
 	en.touch(e.Stage)
 	if len(failed) > 0 {
@@ -682,15 +682,19 @@ func (en *engine) gatesChecked(e GatesChecked) {
 	en.wait(ti, pr)
 }
 
-// judgeScan compares the attested findings with the stage's maximum.
-func judgeScan(f ScanFacts, max vuln.Severity) Result {
+// judgeScan compares the attested findings with the stage's maximum, and
+// the scan's age with the stage's maxAge (see scanage.go).
+func judgeScan(f ScanFacts, max vuln.Severity, maxAge time.Duration, now time.Time) Result {
+	age, stale := scanAge(f.ScannedAt, maxAge, now)
 	switch {
 	case !f.Checked:
 		return Result{Reason: f.Reason}
 	case f.Findings > 0 && f.Highest >= max:
-		return Result{Checked: true, Reason: fmt.Sprintf("scan attestation: %d finding(s), highest %s, at or above the stage's maximum %s", f.Findings, f.Highest, max)}
+		return Result{Checked: true, Reason: fmt.Sprintf("scan attestation: %d finding(s), highest %s, at or above the stage's maximum %s", f.Findings, f.Highest, max) + ageSuffix(age)}
+	case stale:
+		return Result{Checked: true, Reason: age}
 	}
-	return Result{Checked: true, OK: true, Reason: fmt.Sprintf("scan attestation: %d finding(s), none at or above %s", f.Findings, max)}
+	return Result{Checked: true, OK: true, Reason: fmt.Sprintf("scan attestation: %d finding(s), none at or above %s", f.Findings, max) + ageSuffix(age)}
 }
 
 func orDefault(s, def string) string {

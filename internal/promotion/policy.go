@@ -60,6 +60,7 @@ type StagePolicy struct {
 	Approvals        int            // distinct valid approvers required; ModeApproval only
 	RequireSignature bool           // the image must carry a valid signature
 	MaxSeverity      *vuln.Severity // the scan attestation must have no finding at or above it; nil: no scan gate
+	MaxScanAge       time.Duration  // with MaxSeverity: how old the scan may be; 0: any age
 	Soak             time.Duration  // time the version must have been in the previous stage
 	RequireHealthy   bool           // ArgoCD must report the previous stage healthy for the version
 	// RequirePipeline: the latest pipeline for the commit lotse merges

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	dbtypes "github.com/aquasecurity/trivy-db/pkg/types"
+	"github.com/aquasecurity/trivy/pkg/clock"
 	"github.com/aquasecurity/trivy/pkg/report"
 	"github.com/aquasecurity/trivy/pkg/report/predicate"
 	"github.com/aquasecurity/trivy/pkg/report/table"
@@ -65,7 +66,18 @@ func (r *Result) Write(ctx context.Context, w io.Writer, f Format) error {
 // {"invocation", "scanner": {"uri", "version", "db", "result"}, "metadata"}.
 // cosign attest --type vuln expects exactly this shape; a bare trivy report
 // would be attested as an empty predicate.
+//
+// Its metadata.scanStartedOn and scanFinishedOn, which lotsed's maxScanAge
+// gate reads, are when the scan finished (trivy's writer would say when the
+// predicate was written); for a report read back from trivy's JSON, when
+// trivy made it (its CreatedAt), and Go's zero time when it does not say,
+// never the time it was wrapped.
 func (r *Result) WriteVulnPredicate(ctx context.Context, w io.Writer) error {
+	scanned := r.Report.FinishedAt
+	if scanned.IsZero() {
+		scanned = r.trivy.CreatedAt
+	}
+	ctx = clock.With(ctx, scanned.UTC())
 	if err := predicate.NewVulnWriter(w, app.Version()).Write(ctx, r.trivy); err != nil {
 		return fmt.Errorf("write vuln predicate: %w", err)
 	}

@@ -348,6 +348,29 @@ func TestVulnPredicate(t *testing.T) {
 			t.Errorf("%s predicate: uri %q, %d findings, want %d", name, p.Scanner.URI, n, len(expected(t, "debian")))
 		}
 	}
+	// The scan's time, not the time it was wrapped: the attested report of
+	// last month is last month's scan.
+	var meta struct {
+		Metadata struct{ ScanStartedOn, ScanFinishedOn time.Time }
+	}
+	if err := json.Unmarshal(pred.Bytes(), &meta); err != nil || !meta.Metadata.ScanFinishedOn.Equal(res.Report.FinishedAt) ||
+		!meta.Metadata.ScanStartedOn.Equal(res.Report.FinishedAt) {
+		t.Errorf("written predicate: metadata %+v, want the scan's end %v (%v)", meta.Metadata, res.Report.FinishedAt, err)
+	}
+	var rep struct{ CreatedAt time.Time }
+	if err := json.Unmarshal(report.Bytes(), &rep); err != nil || rep.CreatedAt.IsZero() {
+		t.Fatalf("trivy's report has no CreatedAt: %v", err)
+	}
+	if err := json.Unmarshal(wrapped, &meta); err != nil || !meta.Metadata.ScanFinishedOn.Equal(rep.CreatedAt) {
+		t.Errorf("wrapped predicate: metadata %+v, want the report's CreatedAt %v (%v)", meta.Metadata, rep.CreatedAt, err)
+	}
+	undated, err := VulnPredicate(context.Background(), bytes.Replace(report.Bytes(), []byte(`"CreatedAt"`), []byte(`"CreatedAtX"`), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(undated, &meta); err != nil || !meta.Metadata.ScanFinishedOn.IsZero() {
+		t.Errorf("a report without CreatedAt: metadata %+v, want the zero time (%v)", meta.Metadata, err)
+	}
 	same, err := VulnPredicate(context.Background(), pred.Bytes())
 	if err != nil || !bytes.Equal(same, pred.Bytes()) {
 		t.Errorf("a predicate was not kept as it is: %v", err)

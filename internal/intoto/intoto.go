@@ -1,0 +1,58 @@
+// Package intoto reads the in-toto statements out of the DSSE envelopes
+// that cosign verify-attestation prints, one envelope a line. It reads what
+// cosign verified; it verifies nothing itself.
+package intoto
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+)
+
+// Statement is one attestation's in-toto statement.
+type Statement struct {
+	PredicateType string          `json:"predicateType"`
+	Predicate     json.RawMessage `json:"predicate"`
+}
+
+// maxLine bounds one envelope: an SBOM of a large image is a few MB, its
+// envelope a third more.
+const maxLine = 64 << 20
+
+// Read returns the statements of cosign's verify-attestation output, in
+// its order. Empty lines are skipped; a line that is not a DSSE envelope
+// with a base64 payload holding a JSON statement is an error naming the
+// line's position among the envelopes (1-based).
+func Read(out []byte) ([]Statement, error) {
+	var sts []Statement
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), maxLine)
+	for n := 1; sc.Scan(); {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var env struct {
+			Payload string `json:"payload"`
+		}
+		if err := json.Unmarshal(line, &env); err != nil {
+			return nil, fmt.Errorf("attestation %d: %w", n, err)
+		}
+		raw, err := base64.StdEncoding.DecodeString(env.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("attestation %d: payload: %w", n, err)
+		}
+		var st Statement
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return nil, fmt.Errorf("attestation %d: statement: %w", n, err)
+		}
+		sts = append(sts, st)
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("attestations: %w", err)
+	}
+	return sts, nil
+}
