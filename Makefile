@@ -17,7 +17,7 @@ all: build
 build: $(BIN)/lotse $(BIN)/lotsed
 
 # The binaries are rebuilt when any Go file or go.sum changes.
-GOFILES := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum
+GOFILES := $(shell find . -name '*.go' -not -path './bin/*' -not -path './.cache/*' 2>/dev/null) go.mod go.sum
 
 # go build applies cmd/lotse/default.pgo (profile-guided optimisation) to
 # lotse and everything it links; make pgo writes it.

@@ -335,14 +335,6 @@ func testPipeline(t *testing.T, lotse string) {
 		t.Fatal(err)
 	}
 
-	// lotse's own image, released by lotse into the loopback registry
-	// where the components' default image points.
-	pubFile := filepath.Join(tmp, "cosign.pub")
-	if err := os.WriteFile(pubFile, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	releaseSelf(t, lotse, regHost, keyFile, pubFile, cacheDir)
-
 	// The GitOps project, as lotse init gitops writes it.
 	sim := gitlabsim.New(gitlabsim.Options{Dir: filepath.Join(tmp, "sim")})
 	simSrv := httptest.NewServer(sim)
@@ -407,6 +399,22 @@ func testPipeline(t *testing.T, lotse string) {
 	for _, u := range []string{"https://gitlab.example.com:443/lotse/gitlab-templates.git", "https://gitlab.example.com/lotse/gitlab-templates.git"} {
 		git(t, tmp, gitEnv, "config", "--global", "--add", "url."+bare+".insteadOf", u)
 	}
+
+	// lotse's own image, released by the project's own pipeline
+	// (.gitlab-ci.yml, its release-lotse job) into the loopback registry,
+	// where the components' default image points.
+	pubFile := filepath.Join(tmp, "cosign.pub")
+	if err := os.WriteFile(pubFile, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ciEnv := map[string]string{}
+	for _, kv := range gitEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		ciEnv[k] = v
+	}
+	ciEnv["PATH"] = filepath.Dir(lotse) + string(os.PathListSeparator) + os.Getenv("PATH")
+	releaseSelf(t, selfRelease{lotse: lotse, gcl: gcl, env: ciEnv, gitEnv: gitEnv, dir: filepath.Join(tmp, "lotse"),
+		regHost: regHost, keyFile: keyFile, pubFile: pubFile, cacheDir: cacheDir})
 
 	// The app: the example pipeline, the image as the build job leaves it,
 	// the public key verify checks with, and the accepted finding.

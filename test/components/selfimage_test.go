@@ -22,20 +22,34 @@ import (
 // project's own pipeline (.gitlab-ci.yml) publishes.
 const componentVersion = "1.0.0"
 
-// releaseSelf releases lotse's own image with lotse, as the project's
-// pipeline does: the image make image writes (LOTSE_IMAGE_LAYOUT, e.g.
-// bin/image/lotse) or, without it, the same image built here from the lotse
-// under test; SBOM, scan with the fixture DB, signature and attestations, to
-// REGISTRY/lotse/lotse:<component version> on the loopback registry. Then
-// lotse verify passes on it, its reports validate, and every component's
-// default image resolves to it.
-func releaseSelf(t *testing.T, lotse, regHost, keyFile, pubFile, cacheDir string) {
+// selfRelease is what releaseSelf needs of the pipeline test.
+type selfRelease struct {
+	lotse, gcl string
+	env        map[string]string // the jobs' environment: git config, PATH with lotse
+	gitEnv     []string
+	dir        string // the lotse project's checkout, created here
+	regHost    string
+	keyFile    string
+	pubFile    string
+	cacheDir   string // the fixture vulnerability DB
+}
+
+// releaseSelf runs the release-lotse job of the project's own pipeline
+// (.gitlab-ci.yml at the repository root) with gitlab-ci-local on a tag
+// pipeline for componentVersion: lotse releases lotse's image, the one make
+// image writes (LOTSE_IMAGE_LAYOUT, e.g. bin/image/lotse) or else the same
+// image built here from the lotse under test, with the project's release
+// component (SBOM, scan with the fixture DB, signature, attestations) to
+// REGISTRY/lotse/lotse:<component version>. Then lotse verify passes on
+// it, its reports validate, and every component's default image resolves
+// to it.
+func releaseSelf(t *testing.T, r selfRelease) {
 	t.Helper()
-	dir := t.TempDir()
-	src := os.Getenv("LOTSE_IMAGE_LAYOUT")
-	if src == "" {
-		src = filepath.Join(dir, "image", "lotse")
-		buildSelfImage(t, lotse, src)
+	src := filepath.Join(r.dir, "bin", "image", "lotse")
+	if l := os.Getenv("LOTSE_IMAGE_LAYOUT"); l != "" {
+		copyTree(t, l, src)
+	} else {
+		buildSelfImage(t, r.lotse, src)
 	}
 	p, err := layout.FromPath(src)
 	if err != nil {
@@ -51,25 +65,44 @@ func releaseSelf(t *testing.T, lotse, regHost, keyFile, pubFile, cacheDir string
 	}
 	want := im.Manifests[0].Digest.String()
 
-	env := map[string]string{"HOME": dir, "PATH": os.Getenv("PATH"), "COSIGN_PASSWORD": "s3cret", "LOTSE_CACHE_DIR": cacheDir}
-	repo := regHost + "/lotse/lotse"
-	code, out := run(t, dir, env, lotse, "release", "oci:"+src, "--to", repo, "--tag", componentVersion,
-		"--offline", "--key", keyFile, "--fail-on", "critical", "--dotenv", "release.env")
-	if code != 0 {
-		t.Fatalf("lotse release of lotse's own image: exit %d\n%s", code, out)
+	ci, err := os.ReadFile(filepath.Join(repoRoot, ".gitlab-ci.yml"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("lotse release of lotse's own image:\n%s", out)
-	dotenv := parseDotenv(t, findFile(t, dir, "release.env"))
+	writeFile(t, filepath.Join(r.dir, ".gitlab-ci.yml"), ci)
+	writeFile(t, filepath.Join(r.dir, ".gitignore"), []byte("/.gitlab-ci-local/\n"))
+	git(t, r.dir, r.gitEnv, "init", "-q")
+	git(t, r.dir, r.gitEnv, "remote", "add", "origin", "https://gitlab.example.com/lotse/lotse.git")
+	git(t, r.dir, r.gitEnv, "add", ".gitlab-ci.yml", ".gitignore")
+	git(t, r.dir, r.gitEnv, "commit", "-qm", "lotse")
+	// One component fetch first (see testPipeline); ~latest is 1.0.0.
+	writeFile(t, filepath.Join(r.dir, ".fetch.yml"), []byte("stages: [release]\ninclude:\n  - component: $CI_SERVER_FQDN/lotse/gitlab-templates/release@"+componentVersion+"\n"))
+	run(t, r.dir, r.env, r.gcl, "--file", ".fetch.yml", "--list")
+
+	repo := r.regHost + "/lotse/lotse"
+	code, out := run(t, r.dir, r.env, r.gcl, "--force-shell-executor", "--no-color",
+		"--ignore-predefined-vars", "CI_REGISTRY_IMAGE", "--variable", "CI_REGISTRY_IMAGE="+repo,
+		"--variable", "CI_COMMIT_TAG="+componentVersion,
+		"--variable", "LOTSE_CACHE_DIR="+r.cacheDir,
+		"--variable", "COSIGN_PASSWORD=s3cret",
+		"--input", "release:signing-key="+r.keyFile,
+		"--input", "release:offline=true",
+		"release-lotse")
+	t.Logf("gitlab-ci-local release-lotse (lotse's own pipeline):\n%s", out)
+	if code != 0 {
+		t.Fatalf("gitlab-ci-local release-lotse: exit %d", code)
+	}
+	dotenv := parseDotenv(t, findFile(t, r.dir, "lotse.env"))
 	if dotenv["LOTSE_DIGEST"] != want || dotenv["LOTSE_IMAGE"] != repo+"@"+want {
 		t.Fatalf("released %v, want %s@%s (the layout's image, unchanged)", dotenv, repo, want)
 	}
-	if code, out := run(t, dir, env, lotse, "verify", "--offline", "--key", pubFile, "--type", "cyclonedx,vuln", repo+":"+componentVersion); code != 0 {
+	if code, out := run(t, r.dir, r.env, r.lotse, "verify", "--offline", "--key", r.pubFile, "--type", "cyclonedx,vuln", repo+":"+componentVersion); code != 0 {
 		t.Fatalf("lotse verify of lotse's own image: exit %d\n%s", code, out)
 	}
-	if err := reportschema.Validate(reportschema.ContainerScanning, findFile(t, dir, "gl-container-scanning-report.json")); err != nil {
+	if err := reportschema.Validate(reportschema.ContainerScanning, findFile(t, r.dir, "gl-container-scanning-report.json")); err != nil {
 		t.Error(err)
 	}
-	bom := findFile(t, dir, "gl-sbom-image.cdx.json")
+	bom := findFile(t, r.dir, "gl-sbom-image.cdx.json")
 	if err := reportschema.Validate(reportschema.CycloneDX, bom); err != nil {
 		t.Error(err)
 	}
@@ -77,6 +110,7 @@ func releaseSelf(t *testing.T, lotse, regHost, keyFile, pubFile, cacheDir string
 	if !strings.Contains(string(bom), "pkg:golang/github.com/google/go-containerregistry@") {
 		t.Errorf("the SBOM of lotse's image does not list go-containerregistry")
 	}
+	regHost := r.regHost
 
 	// Every component's default image is that image.
 	tag, err := name.NewTag(repo + ":" + componentVersion)
