@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"gopkg.in/yaml.v3"
 
@@ -64,6 +66,11 @@ func releaseSelf(t *testing.T, r selfRelease) {
 		t.Fatalf("%s: want one image, got %v (%v)", src, im, err)
 	}
 	want := im.Manifests[0].Digest.String()
+	img, err := p.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runInImage(t, img, r.lotse)
 
 	ci, err := os.ReadFile(filepath.Join(repoRoot, ".gitlab-ci.yml"))
 	if err != nil {
@@ -143,6 +150,59 @@ func releaseSelf(t *testing.T, r selfRelease) {
 				t.Errorf("%s: %s is %v (%v), want %s", c.name, ref, desc, err, want)
 			}
 		}
+	}
+}
+
+// runInImage runs a job script the way GitLab's docker executor would, as
+// far as this machine allows without a container engine: in the image's
+// flattened file system (chroot, as the image's user 65532), with the
+// image's shell, PATH and CA bundle. It needs root (chroot); otherwise it
+// only checks the config.
+func runInImage(t *testing.T, img v1.Image, lotse string) {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Config.User != "65532:65532" || strings.Join(cf.Config.Entrypoint, " ") != "/usr/local/bin/lotse" {
+		t.Errorf("image config: user %q, entrypoint %q", cf.Config.User, cf.Config.Entrypoint)
+	}
+	for _, k := range []string{"org.opencontainers.image.version", "org.opencontainers.image.revision", "org.opencontainers.image.source"} {
+		if cf.Config.Labels[k] == "" && (k != "org.opencontainers.image.revision" || os.Getenv("LOTSE_IMAGE_LAYOUT") != "") {
+			t.Errorf("image label %s is missing: %v", k, cf.Config.Labels)
+		}
+	}
+	chroot, err := exec.LookPath("chroot")
+	if os.Geteuid() != 0 || err != nil {
+		t.Logf("not root or no chroot: the image's shell is not run")
+		return
+	}
+	root := t.TempDir()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tar := exec.Command("tar", "-x", "-C", root)
+	tar.Stdin = rc
+	if out, err := tar.CombinedOutput(); err != nil {
+		t.Fatalf("unpack the image: %v\n%s", err, out)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "busybox", "sh")); err != nil && os.Getenv("LOTSE_IMAGE_LAYOUT") == "" {
+		t.Logf("no busybox on this machine, so the image built here has no shell: not run")
+		return
+	}
+	// What the components' job scripts do, with the image's environment:
+	// a shell, lotse on PATH, the user's name, a writable /tmp.
+	cmd := exec.Command(chroot, "--userspec=65532:65532", root, "/busybox/sh", "-c",
+		`cd /tmp && id -un && lotse --version && echo ok > /tmp/job && cat /tmp/job && test -s "$SSL_CERT_FILE"`)
+	cmd.Env = cf.Config.Env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "/busybox/sh") {
+			t.Fatalf("the image has no shell GitLab can run job scripts with: %v\n%s", err, out)
+		}
+		t.Fatalf("a job script in the image: %v\n%s", err, out)
+	}
+	if lines := strings.Fields(string(out)); len(lines) < 4 || lines[0] != "nonroot" || lines[1] != "lotse" || lines[len(lines)-1] != "ok" {
+		t.Errorf("a job script in the image printed:\n%s", out)
 	}
 }
 
