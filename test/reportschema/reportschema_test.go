@@ -2,6 +2,7 @@ package reportschema
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -72,5 +73,36 @@ func TestCodeQualityPositions(t *testing.T) {
 	cq := `[{"description":"d","check_name":"c","fingerprint":"f","severity":"info","location":{"path":"a.yaml","positions":{"begin":{"line":3}}}}]`
 	if err := Validate(CodeQuality, []byte(cq)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The validator is for tests only: no package of the commands lotse ships
+// imports it or this package (trivy links jsonschema itself; that is not
+// lotse's use).
+func TestNotInBinaries(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "../../cmd/...")
+	cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2", "CGO_ENABLED=0")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	own := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "github.com/lotse/lotse/") {
+			continue
+		}
+		own++
+		if f[0] == "github.com/lotse/lotse/test/reportschema" {
+			t.Errorf("a command links %s", f[0])
+		}
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, "github.com/santhosh-tekuri/jsonschema") {
+				t.Errorf("%s imports %s", f[0], imp)
+			}
+		}
+	}
+	if own < 10 {
+		t.Errorf("go list -deps listed %d of lotse's packages:\n%.500s", own, out)
 	}
 }
