@@ -32,12 +32,14 @@ import (
 // NonRoot is the user and group the images run as (distroless' nonroot).
 const NonRoot = 65532
 
-// ShellApplets are the busybox applets linked under /busybox when the image
+// shellApplets are the busybox applets linked under /busybox when the image
 // carries a shell: what GitLab Runner's job scripts and the components'
 // scripts call.
-var ShellApplets = []string{"sh", "ash", "cat", "chmod", "cp", "date", "echo", "env", "false", "find", "grep",
-	"gzip", "head", "id", "ls", "mkdir", "mktemp", "mv", "printf", "pwd", "rm", "rmdir", "sed", "sleep", "sort",
-	"tail", "tar", "tee", "test", "touch", "tr", "true", "uname", "wc", "which", "xargs", "[", "[["}
+func shellApplets() []string {
+	return []string{"sh", "ash", "cat", "chmod", "cp", "date", "echo", "env", "false", "find", "grep",
+		"gzip", "head", "id", "ls", "mkdir", "mktemp", "mv", "printf", "pwd", "rm", "rmdir", "sed", "sleep", "sort",
+		"tail", "tar", "tee", "test", "touch", "tr", "true", "uname", "wc", "which", "xargs", "[", "[["}
+}
 
 // namePattern is what a program name may be.
 var namePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
@@ -53,7 +55,8 @@ type Spec struct {
 	// /etc/ssl/certs/ca-certificates.crt (the first place Go looks).
 	CACerts []byte
 	// Busybox, when set, is a static busybox installed as /busybox/busybox
-	// with ShellApplets linked next to it and /busybox on PATH.
+	// with the usual applets (sh, cat, mkdir, ...) linked next to it and
+	// /busybox on PATH.
 	Busybox []byte
 	// Version, Revision and Source become the OCI labels
 	// org.opencontainers.image.version, .revision and .source.
@@ -62,7 +65,8 @@ type Spec struct {
 	Created time.Time
 	// Arch is the binaries' GOARCH; the OS is linux.
 	Arch string
-	// Env is added to PATH (and SSL_CERT_FILE) in the config.
+	// Env is more of the config's environment, after PATH and
+	// SSL_CERT_FILE.
 	Env []string
 	// StateDirs are directories owned by NonRoot (mode 0700), e.g. a
 	// database directory; they are also declared volumes.
@@ -220,7 +224,7 @@ func baseEntries(s Spec) []entry {
 
 func shellEntries(busybox []byte) []entry {
 	es := []entry{{name: "busybox", dir: true, mode: 0o755}, {name: "busybox/busybox", mode: 0o755, data: busybox}}
-	for _, a := range ShellApplets {
+	for _, a := range shellApplets() {
 		es = append(es, entry{name: "busybox/" + a, link: "busybox"})
 	}
 	return es
