@@ -7,10 +7,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/lotse/lotse/test/reportschema"
 )
 
 // FuzzCheck checks that Check never panics, that it is deterministic, that
-// findings point into the input and that every report renders.
+// findings point into the input and that every report renders (the code
+// quality report valid against GitLab's format).
 func FuzzCheck(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*/*.yaml")
 	for _, name := range files {
@@ -49,8 +52,13 @@ func FuzzCheck(f *testing.F) {
 				t.Fatalf("unknown rule %q", f.Rule)
 			}
 		}
-		if _, err := rep.CodeQuality(); err != nil {
+		cq, err := rep.CodeQuality()
+		if err != nil {
 			t.Fatal(err)
+		}
+		// Whatever the manifests, GitLab can read the report.
+		if err := reportschema.Validate(reportschema.CodeQuality, cq); err != nil {
+			t.Fatalf("%v\n%s", err, cq)
 		}
 		if _, err := rep.JSON(); err != nil {
 			t.Fatal(err)

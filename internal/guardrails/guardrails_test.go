@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lotse/lotse/test/reportschema"
 )
 
 // testPolicy is the policy of the golden tests: every rule at its default,
@@ -91,6 +93,54 @@ func TestCodeQualityGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareGolden(t, "testdata/codequality.golden.json", out)
+}
+
+// TestCodeQualitySchema checks the code quality report of every testdata
+// manifest, good and bad, against GitLab's documented report format: GitLab
+// drops an entry it cannot read without a word.
+func TestCodeQualitySchema(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*/*.yaml")
+	if len(files) < 10 {
+		t.Fatalf("testdata manifests: %v", files)
+	}
+	c := newChecker(t, testPolicy())
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			out, err := checkFile(t, c, f).CodeQuality()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := reportschema.Validate(reportschema.CodeQuality, out); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// Findings with odd file names and lines still make a valid report: the
+// path is repository-relative, the line at least 1.
+func TestCodeQualityOddFindings(t *testing.T) {
+	for file, want := range map[string]string{
+		"":                   "-",
+		".":                  "-",
+		"./k8s/app.yaml":     "k8s/app.yaml",
+		".//k8s//app.yaml":   "k8s/app.yaml",
+		"/builds/g/p/a.yaml": "builds/g/p/a.yaml",
+		"../other/a.yaml":    "../other/a.yaml",
+		"/":                  "-",
+	} {
+		rep := Report{Findings: []Finding{{File: file, Line: -3, Kind: "Pod", Name: "p", Rule: "probes", Severity: SeverityMajor, Message: "m"}}}
+		out, err := rep.CodeQuality()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := reportschema.Validate(reportschema.CodeQuality, out); err != nil {
+			t.Errorf("file %q: %v\n%s", file, err, out)
+		}
+		if !bytes.Contains(out, []byte(`"path": "`+want+`"`)) {
+			t.Errorf("file %q: path is not %q:\n%s", file, want, out)
+		}
+	}
 }
 
 func compareGolden(t *testing.T, golden string, got []byte) {

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	slashpath "path"
+	"path/filepath"
 	"strings"
 )
 
@@ -127,7 +129,7 @@ func (r Report) CodeQuality() ([]byte, error) {
 			CheckName:   "lotse-guardrails/" + f.Rule,
 			Fingerprint: fp,
 			Severity:    f.Severity,
-			Location:    codeQualityLocation{Path: strings.TrimPrefix(f.File, "./"), Lines: codeQualityLines{Begin: line}},
+			Location:    codeQualityLocation{Path: codeQualityPath(f.File), Lines: codeQualityLines{Begin: line}},
 		})
 	}
 	out, err := json.MarshalIndent(issues, "", "  ")
@@ -135,6 +137,17 @@ func (r Report) CodeQuality() ([]byte, error) {
 		return nil, fmt.Errorf("code quality report: %w", err)
 	}
 	return append(out, '\n'), nil
+}
+
+// codeQualityPath makes file the repository-relative path GitLab's report
+// wants: slashes, no "./" prefix, not absolute (GitLab resolves the path in
+// the repository, so a leading "/" would name nothing), never empty.
+func codeQualityPath(file string) string {
+	p := strings.TrimLeft(slashpath.Clean(filepath.ToSlash(file)), "/")
+	if p == "" || p == "." {
+		return "-"
+	}
+	return p
 }
 
 // Fingerprint identifies the finding across runs: a hash of its file,

@@ -41,6 +41,12 @@ const (
 	SyftJSON      Format = "syft-json"
 )
 
+// CycloneDXSpecVersion is the CycloneDX spec version lotse writes. syft's
+// default (1.7) is newer than what GitLab's artifacts:reports:cyclonedx
+// reads (1.4 to 1.6), so lotse pins the newest version GitLab takes; the
+// tests validate the output against that version's published schema.
+const CycloneDXSpecVersion = "1.6"
+
 // Formats lists the formats in the order help texts show them.
 var Formats = []Format{CycloneDXJSON, SPDXJSON, SyftJSON}
 
@@ -180,7 +186,9 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 	)
 	switch f {
 	case CycloneDXJSON:
-		enc, err = cyclonedxjson.NewFormatEncoderWithConfig(cyclonedxjson.DefaultEncoderConfig())
+		cfg := cyclonedxjson.DefaultEncoderConfig()
+		cfg.Version = CycloneDXSpecVersion
+		enc, err = cyclonedxjson.NewFormatEncoderWithConfig(cfg)
 	case SPDXJSON:
 		enc, err = spdxjson.NewFormatEncoderWithConfig(spdxjson.DefaultEncoderConfig())
 	case SyftJSON:

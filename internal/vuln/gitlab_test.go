@@ -9,26 +9,15 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/lotse/lotse/test/reportschema"
 )
 
-// The schema is a hand-copied subset of GitLab's 15.0.7
-// container-scanning-report-format.json (see testdata).
+// compileSchema compiles GitLab's full container-scanning report schema at
+// the version the report declares (test/reportschema/testdata/gitlab).
 func compileSchema(t testing.TB) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open("testdata/cs-15.0.7-required-subset.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	doc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("cs.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("cs.json")
+	s, err := reportschema.Compile(reportschema.ContainerScanning, GitLabSchemaVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
