@@ -81,6 +81,10 @@ type effects struct {
 	gates     *gates
 	metrics   *metrics
 	log       *slog.Logger
+	// deploys and deployLog mirror deployments in GitLab and record them
+	// (deploy.go); nil: Deploy actions are only dropped.
+	deploys   deploymentsAPI
+	deployLog deploymentLog
 }
 
 // perform carries out one action and returns what it learned as events.
@@ -109,6 +113,8 @@ func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a pro
 		return nil, s.reply(ctx, a)
 	case promotion.Audit:
 		return nil, s.record(ctx, app, a)
+	case promotion.Deploy:
+		return nil, s.deploy(ctx, app, a)
 	}
 	return nil, &permanentError{fmt.Errorf("%w: no effect for action %T", errUndecodable, a)}
 }

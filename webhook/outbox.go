@@ -57,6 +57,7 @@ func actionKinds() []actionKind {
 		{"close-mr", promotion.CloseMR{}},
 		{"read-authors", promotion.ReadAuthors{}},
 		{"reconcile", promotion.Reconcile{}},
+		{"deploy", promotion.Deploy{}},
 	}
 }
 

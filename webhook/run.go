@@ -227,7 +227,7 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		return nil, err
 	}
 	l.server, err = newServer(cfg, serverParts{queue: db, handoff: h, watch: config, views: &views{config: config, store: db, now: now,
-		gitlabURL: cfg.GitLabURL, project: cfg.GitOpsProject},
+		gitlabURL: cfg.GitLabURL, project: cfg.GitOpsProject, fixWindow: cfg.DORAFixWindow},
 		metrics: m, log: log, now: now, releases: rel})
 	if err != nil {
 		l.close()

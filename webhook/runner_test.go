@@ -265,6 +265,9 @@ func TestEveryActionRoundTrips(t *testing.T) {
 		promotion.CloseMR{Stage: "s", IID: 3, Comment: "c"},
 		promotion.ReadAuthors{Stage: "s", Image: img1, SourceProject: "p", SourceCommit: "c"},
 		promotion.Reconcile{Stage: "s", IID: 3},
+		promotion.Deploy{Stage: "s", Tier: "production", URL: "https://x", Image: img1, SourceProject: "p", SourceCommit: "c", Commit: "g",
+			LandedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Rollback: true, Status: "failed", Cause: promotion.CauseRolledBack, Detail: "d",
+			At: time.Date(2026, 1, 2, 4, 4, 5, 0, time.UTC)},
 	} {
 		e, err := encodeAction(a)
 		if err != nil {
