@@ -2,6 +2,7 @@ package dora
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -130,5 +131,22 @@ func TestSamples(t *testing.T) {
 	}
 	if i.LeadFromMergeHours != nil || i.RestoreHours != nil || !i.RestoredAt.IsZero() || !i.FailedAt.Equal(at(9, 20*time.Hour)) {
 		t.Errorf("I (rollback, degraded, open) = %+v", i)
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	f := Compute(history(), Options{Since: t0, Until: at(10, 0), FixWindow: 24 * time.Hour})
+	f.App, f.Stage = "shop", "production"
+	empty := Figures{App: "shop", Stage: "dev"}
+	var b strings.Builder
+	if err := WriteTable(&b, []Figures{f, empty}); err != nil {
+		t.Fatal(err)
+	}
+	want := `APP   STAGE       DEPLOYMENTS  PER DAY  LEAD TIME FROM MERGE  FROM FIRST COMMIT  CHANGE FAILURE RATE  TIME TO RESTORE
+shop  production  8            0.80     1.5h (5)              24.2h (4)          50% (4/8)            6.0h (3)
+shop  dev         0            0.00     -                     -                  -                    -
+`
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
