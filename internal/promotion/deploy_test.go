@@ -117,3 +117,27 @@ func TestDeploymentsLeaveOlderVersionsAlone(t *testing.T) {
 	r.at(time.Minute).do(landed("dev", img2, "c2"))
 	r.wantDeploys(Deploy{Stage: "dev", Tier: "development", Image: img2, Commit: "c2", Status: StatusSuccess, At: t0.Add(time.Minute)})
 }
+
+// What an attacker would try: a commit with lotse trailers pushed by
+// someone who is neither lotse nor a writer, or whose change is not what
+// its trailers say, is out of band: no deployment, so it neither shows in
+// GitLab's environments nor counts in the DORA figures.
+func TestNoDeploymentForOutOfBandChanges(t *testing.T) {
+	r := newRun(t, plainPolicy())
+	r.do(landed("dev", img1, "c1"))
+	forged := landed("dev", img2, "c2")
+	forged.Pusher = usr("mallory")
+	r.at(time.Minute).do(forged)
+	r.wantDeploys()
+	mismatch := landed("dev", img3, "c3")
+	mismatch.Mismatch = "apps/shop/envs/dev/values.yaml holds another image"
+	r.at(2 * time.Minute).do(mismatch)
+	r.wantDeploys()
+	if cur := r.s.Stage("dev").Current; cur.Image != img1 || cur.Deploy != StatusSuccess {
+		t.Fatalf("dev runs %+v", cur)
+	}
+	// ArgoCD reporting the forged version degraded does not fail the
+	// version lotse deployed.
+	r.at(3 * time.Minute).do(Health{Stage: "dev", Degraded: true, Images: []string{img2}})
+	r.wantDeploys()
+}
