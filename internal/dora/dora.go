@@ -2,7 +2,8 @@
 // the deployments lotsed recorded (the promotion engine's Deploy actions),
 // and carries them over HTTP (GET /api/v1/dora, Client).
 //
-// Definitions, over the deployments that landed in [Since, Until):
+// Definitions, over the deployments that landed from Since to Until (both
+// included):
 //
 //   - deployment frequency: the deployments (every landing in the stage,
 //     rollbacks included) and their number per day;
@@ -106,7 +107,7 @@ func Compute(ds []Deployment, o Options) Figures {
 	f := Figures{Since: o.Since.UTC(), Until: o.Until.UTC(), FixWindowHours: o.FixWindow.Hours(), Samples: []Sample{}}
 	var merge, first, restore []float64
 	for i, d := range ds {
-		if d.LandedAt.Before(o.Since) || !d.LandedAt.Before(o.Until) {
+		if d.LandedAt.Before(o.Since) || d.LandedAt.After(o.Until) {
 			continue
 		}
 		f.Deployments++

@@ -12,7 +12,7 @@ var t0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 func at(days int, d time.Duration) time.Time { return t0.AddDate(0, 0, days).Add(d) }
 
 // history is a scripted production history around the period
-// [t0, t0+10d) (see the comments for what each contributes).
+// [t0, t0+10d] (see the comments for what each contributes).
 func history() []Deployment {
 	h := time.Hour
 	return []Deployment{
@@ -35,8 +35,8 @@ func history() []Deployment {
 		{Image: "H", LandedAt: at(7, h), RunningAt: at(7, 2*h), MergedAt: at(7, 0), FirstCommitAt: at(6, 2*h)},
 		// I: the rollback to F; degraded, not restored yet.
 		{Image: "F", Rollback: true, LandedAt: at(9, 12*h), RunningAt: at(9, 13*h), FailedAt: at(9, 20*h), Failure: FailDegraded},
-		// J: lands at the end of the period (not in it) and has not run.
-		{Image: "J", LandedAt: at(10, 0)},
+		// J: lands after the period and has not run.
+		{Image: "J", LandedAt: at(10, time.Hour)},
 	}
 }
 
