@@ -43,8 +43,8 @@ func deployKey(a promotion.Deploy) string {
 // retry looks in the environment's deployment list for the one an earlier
 // attempt may have created), then only moved.
 func (s *effects) deploy(ctx context.Context, app string, a promotion.Deploy) error {
-	if s.deployLog == nil {
-		return nil
+	if s.deployLog == nil || s.deploys == nil {
+		return &permanentError{errors.New("lotsed is wired without its deployment log or GitLab deployments API")}
 	}
 	key := deployKey(a)
 	rec, found, err := s.deployLog.FindDeployment(ctx, app, a.Stage, key)
@@ -72,8 +72,8 @@ func (s *effects) deploy(ctx context.Context, app string, a promotion.Deploy) er
 	if err := s.deployLog.RecordDeployment(ctx, rec); err != nil {
 		return err
 	}
-	if s.deploys == nil || a.SourceProject == "" || a.SourceCommit == "" {
-		return nil
+	if a.SourceProject == "" || a.SourceCommit == "" {
+		return nil // nothing to deploy in GitLab
 	}
 	err = s.mirror(ctx, app, a, rec)
 	switch {

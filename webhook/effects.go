@@ -82,7 +82,7 @@ type effects struct {
 	metrics   *metrics
 	log       *slog.Logger
 	// deploys and deployLog mirror deployments in GitLab and record them
-	// (deploy.go); nil: Deploy actions are only dropped.
+	// (deploy.go); both are required.
 	deploys   deploymentsAPI
 	deployLog deploymentLog
 }

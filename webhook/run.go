@@ -215,7 +215,8 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 	h := newHandoff(owner+"/intake", leaseTTL, cfg.Workers*leaseBatch)
 	authors := &authorsReader{gl: gl}
 	eff := &effects{project: cfg.GitOpsProject, bot: bot, publicURL: cfg.PublicURL, mrs: gl, contents: gl, authors: authors, notes: gl,
-		statuses: gl, sources: gl, claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log}
+		statuses: gl, sources: gl, claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log,
+		deploys: gl, deployLog: db}
 	run := &runner{states: db, effects: eff, now: now, log: log}
 	disp := &dispatcher{config: config, runner: run, commits: gl, files: gl, authors: authors, landings: db, gitopsProject: cfg.GitOpsProject,
 		bot: bot, now: now, log: log}
