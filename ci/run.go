@@ -152,6 +152,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 gate failed.`,
 		a.initCmd(),
 		a.guardrailsCmd(),
 		a.auditCmd(),
+		a.doraCmd(),
 		a.doctorCmd(),
 	)
 	// Unknown subcommands and bad positional arguments are usage errors.

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lotse/lotse/internal/auditapi"
+	"github.com/lotse/lotse/internal/dora"
 	"github.com/lotse/lotse/internal/store"
 )
 
@@ -84,12 +85,14 @@ func (s *Server) audit(c echo.Context) error {
 	return c.JSON(http.StatusOK, v)
 }
 
+// dora is GET /api/v1/dora?days=&since=&app=: the DORA figures per app
+// and stage with their samples (internal/dora).
 func (s *Server) dora(c echo.Context) error {
-	days, err := intParam(c, "days", 30)
+	app, since, err := dora.ParseQuery(c.QueryParams(), s.now())
 	if err != nil {
-		return err
+		return &badRequest{reason: err.Error()}
 	}
-	v, err := s.views.DORA(c.Request().Context(), s.now().AddDate(0, 0, -days))
+	v, err := s.views.DORA(c.Request().Context(), app, since)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lotse/lotse/internal/audit"
+	"github.com/lotse/lotse/internal/dora"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 )
@@ -93,12 +94,31 @@ func (s *views) App(ctx context.Context, app string) (any, error) {
 	if page.Audit, err = s.store.AuditLog(ctx, audit.Filter{App: app, Limit: 30}); err != nil {
 		return nil, err
 	}
-	if d, err := s.DORA(ctx, s.now().AddDate(0, 0, -30)); err == nil {
-		if m, ok := d.(map[string]DORAFigures); ok {
-			page.DORA = map[string]any{"last 30 days": m[app]}
+	if d, err := s.DORA(ctx, app, s.now().AddDate(0, 0, -30)); err == nil {
+		if fs, ok := d.([]dora.Figures); ok {
+			page.DORA = map[string]any{}
+			for _, f := range fs {
+				page.DORA[f.Stage+", last 30 days"] = doraSummary(f)
+			}
 		}
 	}
 	return page, nil
+}
+
+// doraSummary is a stage's DORA figures in one line.
+func doraSummary(f dora.Figures) string {
+	stat := func(s dora.Stat) string {
+		if s.Samples == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fh (%d)", s.MedianHours, s.Samples)
+	}
+	rate := "-"
+	if f.Deployments > 0 {
+		rate = fmt.Sprintf("%.0f%% (%d/%d)", 100*f.ChangeFailureRate, f.Failures, f.Deployments)
+	}
+	return fmt.Sprintf("%d deployments (%.2f a day); lead time from merge %s, from first commit %s; change failure rate %s; time to restore %s",
+		f.Deployments, f.PerDay, stat(f.LeadTimeFromMerge), stat(f.LeadTimeFromFirstCommit), rate, stat(f.TimeToRestore))
 }
 
 // state is a stage cell's state word and CSS class.

@@ -49,6 +49,7 @@ type Config struct {
 	IdleTimeout        time.Duration
 	Tick               time.Duration
 	Retention          time.Duration // processed deliveries are kept this long; 0: forever
+	DORAFixWindow      time.Duration // a deployment followed by the next within this time failed (DORA); 0: off
 	LogLevel           string
 	Insecure           bool // registries over plain HTTP (signature gate)
 	SignOffline        bool // signatures carry no transparency-log entry
@@ -156,6 +157,14 @@ func options() []option {
 					return fmt.Errorf("want 0 or a duration of at least 48h (GitLab re-sends for 2 days), got %q", v)
 				}
 				return nil
+			}},
+		{key: "dora-fix-window", def: "24h", help: "DORA change failure rate: a deployment that ran and was followed by the next deployment of its stage within this time counts as failed (fixed forward); 0 turns it off",
+			set: func(c *Config, v string) error {
+				if v == "0" {
+					c.DORAFixWindow = 0
+					return nil
+				}
+				return parseDuration(&c.DORAFixWindow, v)
 			}},
 		{key: "log-level", def: "info", help: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 		{key: "sign-offline", def: "false", help: "releases are signed without a transparency log (lotse --offline): do not look for log entries when verifying",

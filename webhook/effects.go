@@ -82,6 +82,10 @@ type effects struct {
 	metrics   *metrics
 	log       *slog.Logger
 	records   *records // promotion records (record.go)
+	// deploys and deployLog mirror deployments in GitLab and record them
+	// (deploy.go); both are required.
+	deploys   deploymentsAPI
+	deployLog deploymentLog
 }
 
 // perform carries out one action and returns what it learned as events.
@@ -112,6 +116,8 @@ func (s *effects) perform(ctx context.Context, snap *snapshot, app string, a pro
 		return nil, s.record(ctx, app, a)
 	case promotion.AttestPromotion:
 		return nil, s.attestPromotion(ctx, snap, app, a)
+	case promotion.Deploy:
+		return nil, s.deploy(ctx, app, a)
 	}
 	return nil, &permanentError{fmt.Errorf("%w: no effect for action %T", errUndecodable, a)}
 }

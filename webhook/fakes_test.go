@@ -54,6 +54,7 @@ type memRecords struct {
 	mu     sync.Mutex
 	claims map[string]bool
 	audit  []store.AuditRecord
+	deps   []store.Deployment
 }
 
 func newMemRecords() *memRecords { return &memRecords{claims: map[string]bool{}} }
@@ -116,12 +117,19 @@ type fakeGitLab struct {
 	calls     map[string]int
 	fail      map[string]int // operation → failures left
 	nextID    int64
+	// deployments (deployfakes_test.go)
+	deployments map[string][]gitlab.Deployment // project → deployments, oldest first
+	envs        map[string]gitlab.Environment  // project/name
+	branches    []string                       // branches of the source projects besides main
+	gone        map[string]bool                // projects that do not exist
+	lost        map[string]int                 // operation → calls that happen but whose answer is lost
 }
 
 func newFakeGitLab() *fakeGitLab {
 	return &fakeGitLab{bot: gitlab.User{ID: 1, Username: "lotse-bot"}, mrs: map[int64]*gitlab.MR{}, approved: map[int64][]gitlab.User{},
 		commits: map[int64][]gitlab.Commit{}, diffs: map[int64][]gitlab.Diff{}, files: map[string]string{}, emails: map[string]gitlab.User{}, messages: map[string]string{}, pipelines: map[string][]gitlab.Pipeline{},
-		notes: map[string][]gitlab.Note{}, statuses: map[string]gitlab.Status{}, calls: map[string]int{}, fail: map[string]int{}}
+		notes: map[string][]gitlab.Note{}, statuses: map[string]gitlab.Status{}, calls: map[string]int{}, fail: map[string]int{},
+		gone: map[string]bool{}, lost: map[string]int{}}
 }
 
 // call counts op and fails it when told to.
@@ -341,8 +349,12 @@ func (f *fakeGitLab) MRsForCommit(_ context.Context, project, sha string) ([]git
 	if err := f.call("commit-mrs"); err != nil {
 		return nil, err
 	}
-	return []gitlab.MR{{IID: 7, Author: gitlab.User{ID: 30, Username: "dev-dora"}}}, nil
+	return []gitlab.MR{{IID: 7, Author: gitlab.User{ID: 30, Username: "dev-dora"}, State: "merged", SourceBranch: "feature-shop",
+		MergedAt: sourceMergedAt, SourceProjectID: 5, TargetProjectID: 5}}, nil
 }
+
+// sourceMergedAt is when the fake's source MR !7 was merged.
+var sourceMergedAt = time.Date(2026, 12, 3, 16, 0, 0, 0, time.UTC)
 
 func (f *fakeGitLab) GetCommit(_ context.Context, project, sha string) (gitlab.Commit, error) {
 	f.mu.Lock()
@@ -532,7 +544,7 @@ func newTestWorld(t *testing.T) *testWorld {
 	w.snap = snapshotOf(cfg, w.writer, gateKeys{signer: trust.Signer{Key: "/keys/k1.pub"}})
 	eff := &effects{project: "platform/gitops", bot: testBot, mrs: w.gl, contents: w.gl, authors: &authorsReader{gl: w.gl}, notes: w.gl,
 		statuses: w.gl, sources: w.gl, claims: w.records, audit: w.records, gates: &gates{verifier: w.verifier}, metrics: newMetrics(),
-		log: slog.New(slog.DiscardHandler)}
+		log: slog.New(slog.DiscardHandler), deploys: w.gl, deployLog: w.records}
 	w.runner = &runner{states: w.states, effects: eff, now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
 	return w
 }

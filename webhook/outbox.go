@@ -58,6 +58,7 @@ func actionKinds() []actionKind {
 		{"read-authors", promotion.ReadAuthors{}},
 		{"reconcile", promotion.Reconcile{}},
 		{"attest-promotion", promotion.AttestPromotion{}},
+		{"deploy", promotion.Deploy{}},
 	}
 }
 

@@ -227,7 +227,8 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 	authors := &authorsReader{gl: gl}
 	eff := &effects{project: cfg.GitOpsProject, bot: bot, publicURL: cfg.PublicURL, mrs: gl, contents: gl, authors: authors, notes: gl,
 		statuses: gl, sources: gl, claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log,
-		records: &records{attester: attester, signedWith: cfg.SigningKey, now: now}}
+		records: &records{attester: attester, signedWith: cfg.SigningKey, now: now},
+		deploys: gl, deployLog: db}
 	run := &runner{states: db, effects: eff, now: now, log: log}
 	disp := &dispatcher{config: config, runner: run, commits: gl, files: gl, authors: authors, landings: db, gitopsProject: cfg.GitOpsProject,
 		bot: bot, now: now, log: log}
@@ -239,7 +240,7 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		return nil, err
 	}
 	l.server, err = newServer(cfg, serverParts{queue: db, handoff: h, watch: config, views: &views{config: config, store: db, now: now,
-		gitlabURL: cfg.GitLabURL, project: cfg.GitOpsProject},
+		gitlabURL: cfg.GitLabURL, project: cfg.GitOpsProject, fixWindow: cfg.DORAFixWindow},
 		metrics: m, log: log, now: now, releases: rel})
 	if err != nil {
 		l.close()

@@ -267,6 +267,9 @@ func TestEveryActionRoundTrips(t *testing.T) {
 		promotion.Reconcile{Stage: "s", IID: 3},
 		promotion.AttestPromotion{Stage: "s", Image: img1, Record: promotion.Record{App: "a", Stage: "s", PromotionID: 3, Image: img1,
 			Approvals: promotion.RecordApprovals{Required: 2, Counted: []promotion.RecordApproval{{User: promotion.RecordUser{ID: 4, Username: "carol"}}}}}},
+		promotion.Deploy{Stage: "s", Tier: "production", URL: "https://x", Image: img1, SourceProject: "p", SourceCommit: "c", Commit: "g",
+			LandedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Rollback: true, Status: "failed", Cause: promotion.CauseRolledBack, Detail: "d",
+			At: time.Date(2026, 1, 2, 4, 4, 5, 0, time.UTC)},
 	} {
 		e, err := encodeAction(a)
 		if err != nil {

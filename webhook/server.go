@@ -25,7 +25,7 @@ type Queue interface {
 type Views interface {
 	Status(ctx context.Context) (any, error)
 	Audit(ctx context.Context, f audit.Filter) (any, error)
-	DORA(ctx context.Context, since time.Time) (any, error)
+	DORA(ctx context.Context, app string, since time.Time) (any, error)
 	App(ctx context.Context, app string) (any, error)
 }
 

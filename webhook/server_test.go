@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lotse/lotse/internal/audit"
+	"github.com/lotse/lotse/internal/dora"
 	"github.com/lotse/lotse/internal/store"
 )
 
@@ -31,10 +32,10 @@ var testSigning = "whsec_" + base64.StdEncoding.EncodeToString([]byte("012345678
 
 type noViews struct{}
 
-func (noViews) Status(context.Context) (any, error)              { return []AppView{}, nil }
-func (noViews) Audit(context.Context, audit.Filter) (any, error) { return []store.AuditRecord{}, nil }
-func (noViews) DORA(context.Context, time.Time) (any, error)     { return map[string]DORAFigures{}, nil }
-func (noViews) App(context.Context, string) (any, error)         { return AppPage{}, nil }
+func (noViews) Status(context.Context) (any, error)                  { return []AppView{}, nil }
+func (noViews) Audit(context.Context, audit.Filter) (any, error)     { return []store.AuditRecord{}, nil }
+func (noViews) DORA(context.Context, string, time.Time) (any, error) { return []dora.Figures{}, nil }
+func (noViews) App(context.Context, string) (any, error)             { return AppPage{}, nil }
 
 func testServer(t testing.TB, mod func(*Config)) (*Server, *store.DB, http.Handler) {
 	t.Helper()

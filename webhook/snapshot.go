@@ -131,7 +131,7 @@ func newSnapshot(cfg *gitops.Config, w releaseWriter, gitopsProject string, who 
 		for _, st := range stages {
 			p.Stages = append(p.Stages, promotion.StagePolicy{Name: st.Name, Mode: promotion.Mode(st.Promotion), Approvals: st.Approvals,
 				RequireSignature: st.Gates.Signature, MaxSeverity: st.Gates.MaxSeverity, MaxScanAge: st.Gates.MaxScanAge, Soak: st.Gates.Soak, RequireHealthy: st.Gates.Health,
-				ManualSync: st.Sync == gitops.SyncManual, RequirePipeline: st.Pipeline})
+				ManualSync: st.Sync == gitops.SyncManual, RequirePipeline: st.Pipeline, Tier: st.Tier, URL: st.URLFor(a.Name)})
 		}
 		s.policies[a.Name] = p
 	}

@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/lotse/lotse/internal/audit"
+	"github.com/lotse/lotse/internal/dora"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 )
@@ -52,7 +51,7 @@ type AppView struct {
 type viewStore interface {
 	LoadState(ctx context.Context, app string) (data []byte, version int64, err error)
 	AuditLog(ctx context.Context, f store.AuditFilter) ([]store.AuditRecord, error)
-	Landings(ctx context.Context, f store.LandingFilter) ([]store.Landing, error)
+	Deployments(ctx context.Context, f store.DeploymentFilter) ([]store.Deployment, error)
 }
 
 // views are the read models of the API and the board.
@@ -60,8 +59,9 @@ type views struct {
 	config    *configSource
 	store     viewStore
 	now       func() time.Time
-	gitlabURL string // GitLab's web URL, for links to MRs
-	project   string // the GitOps project
+	gitlabURL string        // GitLab's web URL, for links to MRs
+	project   string        // the GitOps project
+	fixWindow time.Duration // DORA: a deployment followed by the next within it failed
 }
 
 // mrURL links a merge request of the GitOps project; empty without a
@@ -169,78 +169,43 @@ func (s *views) Audit(ctx context.Context, f audit.Filter) (any, error) {
 	return recs, err
 }
 
-// DORAFigures are the four DORA metrics of the last stage (production).
-type DORAFigures struct {
-	Stage           string  `json:"stage"`
-	Since           string  `json:"since"`
-	Deployments     int     `json:"deployments"`
-	PerDay          float64 `json:"deployments_per_day"`
-	LeadTimeHours   float64 `json:"lead_time_median_hours"`
-	ChangeFailure   float64 `json:"change_failure_rate"`
-	RestoreHours    float64 `json:"time_to_restore_median_hours"`
-	LeadTimeSamples int     `json:"lead_time_samples"`
-}
-
-// DORA is GET /api/v1/dora: figures per app for the last stage, from the
-// recorded landings.
-func (s *views) DORA(ctx context.Context, since time.Time) (any, error) {
+// DORA is GET /api/v1/dora: the figures of every app (or just app) and
+// stage, in lotse.yaml's order, over the deployments since since
+// (internal/dora has the definitions).
+func (s *views) DORA(ctx context.Context, app string, since time.Time) (any, error) {
 	snap, err := s.config.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]DORAFigures{}
 	now := s.now()
+	out := []dora.Figures{}
+	found := false
 	for _, a := range snap.config.Apps {
-		stages, err := snap.config.StagesFor(a.Name)
-		if err != nil || len(stages) == 0 {
+		if app != "" && a.Name != app {
 			continue
 		}
-		last := stages[len(stages)-1].Name
-		ls, err := s.store.Landings(ctx, store.LandingFilter{App: a.Name, Stage: last})
+		found = true
+		stages, err := snap.config.StagesFor(a.Name)
 		if err != nil {
-			return nil, err
+			continue
 		}
-		out[a.Name] = dora(ls, last, since, now)
+		for _, st := range stages {
+			recs, err := s.store.Deployments(ctx, store.DeploymentFilter{App: a.Name, Stage: st.Name})
+			if err != nil {
+				return nil, err
+			}
+			ds := make([]dora.Deployment, len(recs))
+			for i, r := range recs {
+				ds[i] = dora.Deployment{Image: r.Image, SourceCommit: r.SourceCommit, Rollback: r.Rollback, LandedAt: r.LandedAt,
+					RunningAt: r.RunningAt, FailedAt: r.FailedAt, Failure: r.Failure, MergedAt: r.MergedAt, FirstCommitAt: r.FirstCommitAt}
+			}
+			f := dora.Compute(ds, dora.Options{Since: since, Until: now, FixWindow: s.fixWindow})
+			f.App, f.Stage = a.Name, st.Name
+			out = append(out, f)
+		}
+	}
+	if app != "" && !found {
+		return nil, &badRequest{reason: "app " + app + " is not in lotse.yaml"}
 	}
 	return out, nil
-}
-
-// dora computes the figures from a stage's landings, oldest first.
-func dora(ls []store.Landing, stage string, since, now time.Time) DORAFigures {
-	f := DORAFigures{Stage: stage, Since: since.UTC().Format(time.RFC3339)}
-	var lead, restore []float64
-	failures := 0
-	for i, l := range ls {
-		if l.LandedAt.Before(since) {
-			continue
-		}
-		f.Deployments++
-		if !l.CommittedAt.IsZero() && !l.Rollback {
-			lead = append(lead, l.LandedAt.Sub(l.CommittedAt).Hours())
-		}
-		if l.Rollback {
-			failures++
-			if i > 0 {
-				restore = append(restore, l.LandedAt.Sub(ls[i-1].LandedAt).Hours())
-			}
-		}
-	}
-	if days := now.Sub(since).Hours() / 24; days > 0 {
-		f.PerDay = float64(f.Deployments) / days
-	}
-	if n := f.Deployments - failures; n > 0 {
-		f.ChangeFailure = float64(failures) / float64(n)
-	}
-	f.LeadTimeHours, f.LeadTimeSamples = median(lead), len(lead)
-	f.RestoreHours = median(restore)
-	return f
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }

@@ -209,6 +209,7 @@ func TestScripts(t *testing.T) {
 			"auditserver":   cmdAuditServer,
 			"releaseserver": cmdReleaseServer,
 			"statusserver":  cmdStatusServer,
+			"doraserver":    cmdDoraServer,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "cosign" {
@@ -564,4 +565,32 @@ func cmdStatusServer(ts *testscript.TestScript, neg bool, args []string) {
 	}))
 	ts.Defer(srv.Close)
 	ts.Setenv("LOTSE_URL", srv.URL)
+}
+
+// doraserver FILE stands in for lotsed's GET /api/v1/dora behind a bearer
+// token: it answers FILE's content, writes the request's query (and a
+// newline) to dora.query, and sets LOTSE_URL and LOTSE_API_TOKEN.
+func cmdDoraServer(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: doraserver FILE")
+	}
+	const token = "dora-read-token"
+	answer := []byte(ts.ReadFile(args[0]))
+	queryFile := ts.MkAbs("dora.query")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, `{"error":"no or wrong bearer token"}`, http.StatusUnauthorized)
+			return
+		}
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v1/dora" {
+			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+			return
+		}
+		_ = os.WriteFile(queryFile, []byte(r.URL.RawQuery+"\n"), 0o644)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(answer)
+	}))
+	ts.Defer(srv.Close)
+	ts.Setenv("LOTSE_URL", srv.URL)
+	ts.Setenv("LOTSE_API_TOKEN", token)
 }

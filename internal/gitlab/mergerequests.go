@@ -39,6 +39,8 @@ type MR struct {
 	HeadPipelineStatus string
 	// DiffRefs are the commits the MR's diff is computed between (single-MR reads only).
 	DiffRefs DiffRefs
+	// MergedAt is when the MR was merged; zero when it is not.
+	MergedAt time.Time
 }
 
 // FromFork reports whether the MR's source branch lives in another project.
@@ -65,7 +67,14 @@ func fromBasicMR(m *gl.BasicMergeRequest) MR {
 	return MR{ID: m.ID, IID: m.IID, ProjectID: m.ProjectID, SourceProjectID: m.SourceProjectID, TargetProjectID: m.TargetProjectID, Title: m.Title, Description: m.Description, State: m.State,
 		SourceBranch: m.SourceBranch, TargetBranch: m.TargetBranch, Labels: []string(m.Labels), Author: basicUser(m.Author),
 		SHA: m.SHA, MergeCommitSHA: m.MergeCommitSHA, DetailedMergeStatus: m.DetailedMergeStatus,
-		AutoMerge: m.MergeWhenPipelineSucceeds, HasConflicts: m.HasConflicts, Draft: m.Draft, WebURL: m.WebURL}
+		AutoMerge: m.MergeWhenPipelineSucceeds, HasConflicts: m.HasConflicts, Draft: m.Draft, WebURL: m.WebURL, MergedAt: timeOf(m.MergedAt)}
+}
+
+func timeOf(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // CreateMRRequest describes a new merge request.

@@ -135,6 +135,33 @@ type Stage struct {
 	// by default on approval stages; "pipeline: optional" turns it off,
 	// "pipeline: required" on for other stages.
 	Pipeline bool
+	// Tier is the GitLab environment tier of the stage's deployments:
+	// production, staging, testing, development or other. Empty: from the
+	// stage's position (see TierAt).
+	Tier string
+	// URL is the external URL of the stage's GitLab environment, with
+	// {app} standing for the app's name; empty: none.
+	URL string
+}
+
+// The GitLab environment tiers.
+var Tiers = []string{"production", "staging", "testing", "development", "other"}
+
+// TierAt is the tier of stage i of n when lotse.yaml names none: the last
+// stage is production, the first development, any other staging.
+func TierAt(i, n int) string {
+	switch {
+	case i == n-1:
+		return "production"
+	case i == 0:
+		return "development"
+	}
+	return "staging"
+}
+
+// URLFor is the stage's environment URL for app; empty when it has none.
+func (s Stage) URLFor(app string) string {
+	return strings.ReplaceAll(s.URL, "{app}", app)
 }
 
 // Sync is how ArgoCD syncs a stage.

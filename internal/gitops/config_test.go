@@ -110,6 +110,9 @@ func TestFullExample(t *testing.T) {
 	if prod.Promotion != PromotionApproval || prod.Approvals != 2 || !gatesOK || !slices.Equal(prod.Labels, []string{"promotion", "production"}) {
 		t.Errorf("production: %+v", prod)
 	}
+	if prod.Tier != "production" || prod.URLFor("shop") != "https://shop.example.com" {
+		t.Errorf("production environment: tier %q, url %q", prod.Tier, prod.URLFor("shop"))
+	}
 	shop, err := c.App("shop")
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +192,7 @@ func TestConfigProblems(t *testing.T) {
 		{
 			name: "unknown key without suggestion",
 			old:  "version: 1\n", new: "version: 1\nfrobnicate: yes\n",
-			want: []string{`lotse.yaml:2:1: lotse.yaml: unknown key "frobnicate" (known keys: version, gitlab, signing, apps, stages, guardrails)`},
+			want: []string{`lotse.yaml:2:1: lotse.yaml: unknown key "frobnicate" (known keys: version, gitlab, signing, apps, stages, guardrails, freezes)`},
 		},
 		{
 			name: "duplicate app",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -527,7 +528,7 @@ func (v *validator) stage(n *yaml.Node, seen map[string]*yaml.Node) (Stage, bool
 		return s, false
 	}
 	where := "stage"
-	fs := v.fields(n, where, "name", "promotion", "approvals", "gates", "labels", "sync", "pipeline")
+	fs := v.fields(n, where, "name", "promotion", "approvals", "gates", "labels", "sync", "pipeline", "tier", "url")
 	name, read, valid := v.uniqueName(n, fs, "stage", seen)
 	if read {
 		s.Name, where = name, fmt.Sprintf("stage %q", name)
@@ -596,6 +597,23 @@ func (v *validator) stage(n *yaml.Node, seen map[string]*yaml.Node) (Stage, bool
 			default:
 				v.addf(f.val, "%s: sync %q: want auto or manual (as the stage's ArgoCD Application syncs)", where, text)
 			}
+		}
+	}
+	if f, ok := fs["tier"]; ok {
+		if text, ok := v.str(f.val, where+": tier"); ok {
+			if !slices.Contains(Tiers, text) {
+				v.addf(f.val, "%s: tier %q: want one of %s (GitLab's environment tiers)", where, text, strings.Join(Tiers, ", "))
+			}
+			s.Tier = text
+		}
+	}
+	if f, ok := fs["url"]; ok {
+		if text, ok := v.str(f.val, where+": url"); ok {
+			u, err := url.Parse(strings.ReplaceAll(text, "{app}", "app"))
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+				v.addf(f.val, "%s: url %q: want an http(s) URL without credentials, {app} standing for the app's name", where, text)
+			}
+			s.URL = text
 		}
 	}
 	return s, valid

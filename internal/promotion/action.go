@@ -167,6 +167,7 @@ type Audit struct {
 	At     time.Time
 }
 
+func (Deploy) action()        {}
 func (OpenMR) action()        {}
 func (Rollback) action()      {}
 func (MergeMR) action()       {}

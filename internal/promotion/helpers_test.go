@@ -155,7 +155,7 @@ func core(acts []Action) []Action {
 	var out []Action
 	for _, a := range acts {
 		switch a.(type) {
-		case UpsertComment, Audit, Reconcile, AttestPromotion: // records: see record_test.go
+		case UpsertComment, Audit, Reconcile, AttestPromotion, Deploy: // records: record_test.go; Deploy: deploy_test.go
 		default:
 			out = append(out, a)
 		}

@@ -374,6 +374,7 @@ func (en *engine) land(stage string, d Deployment, detail string, actor User) {
 		if n := len(st.History); n > MaxHistory {
 			st.History = slices.Clone(st.History[n-MaxHistory:])
 		}
+		en.replaced(stage, &st.History[len(st.History)-1], d, mine && pr.Rollback)
 	}
 	state, desc := StatusSuccess, "running in "+stage
 	if en.p.Stages[ti].ManualSync {
@@ -382,6 +383,7 @@ func (en *engine) land(stage string, d Deployment, detail string, actor User) {
 		detail += "; waiting for ArgoCD to sync it"
 	}
 	st.Current = &d
+	en.deployed(stage, st.Current, mine && pr.Rollback)
 	st.OutOfBand = nil
 	en.touch(stage)
 	en.touchSource(d.SourceProject, d.SourceCommit)
@@ -469,6 +471,7 @@ func (en *engine) health(e Health) {
 	en.touch(e.Stage)
 	en.audit(AuditHealth, e.Stage, cur.Image, User{}, healthWord(e.Healthy)+reasonSuffix(e.Reason))
 	en.synced(e, cur)
+	en.deployHealth(e, cur, at)
 	ti := en.p.stageIndex(e.Stage)
 	if ti+1 < len(en.p.Stages) {
 		next := en.p.Stages[ti+1].Name

@@ -69,6 +69,13 @@ type StagePolicy struct {
 	// ManualSync: ArgoCD syncs the stage by hand; a version that lands there
 	// runs only once ArgoCD reports it Synced and Healthy.
 	ManualSync bool
+	// Tier is the GitLab environment tier of the stage's deployments;
+	// empty: production for the last stage, development for the first,
+	// staging otherwise.
+	Tier string
+	// URL is the external URL of the stage's GitLab environment; empty:
+	// none.
+	URL string
 }
 
 // FreezeWindow is a time in which no promotion into Stages (all stages

@@ -116,6 +116,13 @@ type Deployment struct {
 	// SyncWaiting (merged, waiting for ArgoCD's sync), SyncRunning or
 	// SyncDegraded. Empty in other stages: there it runs once it landed.
 	Sync string `json:"sync,omitempty"`
+	// Deploy is the status of the version's GitLab deployment the engine
+	// last asked for (Deploy action): running, success, failed or
+	// canceled. Empty for versions that landed before lotse recorded
+	// deployments: they are left alone.
+	Deploy string `json:"deploy,omitempty"`
+	// Rollback: the version was put back by a rollback.
+	Rollback bool `json:"rollback,omitempty"`
 }
 
 // The states of a version in a manual-sync stage.

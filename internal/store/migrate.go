@@ -115,6 +115,35 @@ CREATE TABLE audit_head (
 	hash TEXT NOT NULL
 );
 `, run: chainAudit},
+		// 5: deployments as the promotion engine saw them (Deploy
+		// actions): the facts of the DORA figures and the id of the
+		// GitLab deployment that mirrors each.
+		{sql: `
+CREATE TABLE deployments (
+	id              {{id}},
+	app             TEXT NOT NULL,
+	stage           TEXT NOT NULL,
+	deploy_key      TEXT NOT NULL,
+	image           TEXT NOT NULL,
+	source_project  TEXT NOT NULL DEFAULT '',
+	source_commit   TEXT NOT NULL DEFAULT '',
+	is_rollback     INTEGER NOT NULL DEFAULT 0,
+	status          TEXT NOT NULL DEFAULT '',
+	landed_at       BIGINT NOT NULL,
+	running_at      BIGINT NOT NULL DEFAULT 0,
+	failed_at       BIGINT NOT NULL DEFAULT 0,
+	failure         TEXT NOT NULL DEFAULT '',
+	canceled_at     BIGINT NOT NULL DEFAULT 0,
+	ref             TEXT NOT NULL DEFAULT '',
+	source_mr       BIGINT NOT NULL DEFAULT 0,
+	committed_at    BIGINT NOT NULL DEFAULT 0,
+	merged_at       BIGINT NOT NULL DEFAULT 0,
+	first_commit_at BIGINT NOT NULL DEFAULT 0,
+	gitlab_id       BIGINT NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX deployments_once ON deployments (app, stage, deploy_key);
+CREATE INDEX deployments_landed ON deployments (app, stage, landed_at);
+`},
 	}
 }
 

@@ -232,12 +232,10 @@ func (db *DB) AuditHead(ctx context.Context) (audit.Head, error) {
 	return h, nil
 }
 
-// Landing is a version arriving in a stage: the input of the DORA figures.
-// Deployment frequency counts landings per stage; lead time for changes is
-// LandedAt - CommittedAt in production; change failure rate is the share
-// of production landings followed by a Rollback one; time to restore is a
-// Rollback landing's LandedAt minus the LandedAt of the landing it undid
-// (the one before it in the same app and stage).
+// Landing is a commit with lotse trailers arriving in a stage, as the
+// service saw it before the engine judged it (an out-of-band change is one
+// too). The DORA figures no longer read landings: they are computed from
+// the engine's deployments (Deployment, package dora).
 type Landing struct {
 	ID           int64
 	App, Stage   string

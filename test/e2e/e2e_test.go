@@ -70,6 +70,7 @@ const (
 	hookSecret    = "hook-secret"
 	readToken     = "read-token"
 	adminToken    = "admin-token"
+	argocdToken   = "argocd-token"
 	keyPassword   = "e2e"
 )
 
@@ -239,6 +240,7 @@ func (w *world) env(listen, dbURL string) map[string]string {
 		"LOTSE_WEBHOOK_SECRET":  hookSecret,
 		"LOTSE_API_READ_TOKEN":  readToken,
 		"LOTSE_API_ADMIN_TOKEN": adminToken,
+		"LOTSE_ARGOCD_TOKEN":    argocdToken,
 		"LOTSE_GITLAB_URL":      w.simURL,
 		"LOTSE_GITLAB_TOKEN":    w.users["lotse-bot"].Token,
 		"LOTSE_GITOPS_PROJECT":  gitopsProject,

@@ -3,11 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lotse/lotse/internal/dora"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/test/gitlabsim"
 )
@@ -99,10 +101,85 @@ func TestPromotionFlow(t *testing.T) {
 	if len(status) != 1 || len(status[0].Stages) != 3 || status[0].Stages[2].Image != img {
 		t.Errorf("status = %+v", status)
 	}
-	var dora map[string]struct{ Deployments int }
-	apiGet(t, base, "/api/v1/dora", &dora)
-	if dora["shop"].Deployments != 1 {
-		t.Errorf("dora = %+v", dora)
+	checkDeployments(t, w, base, img)
+}
+
+// checkDeployments: each landing is a GitLab deployment in the app's
+// project (environment = stage, tier by position, sha = the source
+// commit, ref = the source MR's branch); ArgoCD reporting production
+// Degraded fails its deployment; the DORA figures count it.
+func checkDeployments(t *testing.T, w *world, base, img string) {
+	t.Helper()
+	want := map[string]string{"dev": "success", "staging": "success", "production": "success"}
+	describe := func() (map[string][]gitlabsim.Deployment, string) {
+		ds, err := w.sim.Deployments(appProject)
+		must(t, err)
+		by := map[string][]gitlabsim.Deployment{}
+		for _, d := range ds {
+			by[d.Environment] = append(by[d.Environment], d)
+		}
+		return by, fmt.Sprintf("%+v", ds)
+	}
+	eventually(t, "one successful deployment per stage in "+appProject, 15*time.Second, func() (bool, string) {
+		by, desc := describe()
+		for env, st := range want {
+			if len(by[env]) != 1 || by[env][0].Status != st {
+				return false, desc
+			}
+		}
+		return true, desc
+	})
+	by, _ := describe()
+	for env := range want {
+		d := by[env][0]
+		if d.SHA != w.source || d.Ref != "feature" || d.Username != "lotse-bot" {
+			t.Errorf("deployment in %s = %+v, want sha %s, ref feature, by lotse-bot", env, d, w.source)
+		}
+	}
+	envs, err := w.client("alice").Environments(context.Background(), appProject)
+	must(t, err)
+	tiers := map[string]string{}
+	for _, e := range envs {
+		tiers[e.Name] = e.Tier
+	}
+	if tiers["dev"] != "development" || tiers["staging"] != "staging" || tiers["production"] != "production" {
+		t.Errorf("environment tiers = %v", tiers)
+	}
+
+	// ArgoCD: production is Degraded.
+	body := fmt.Sprintf(`{"app":"shop","stage":"production","health":"Degraded","sync":"Synced","images":[%q],"message":"CrashLoopBackOff"}`, img)
+	req, _ := http.NewRequest(http.MethodPost, base+"/webhooks/argocd", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+argocdToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("ArgoCD notification: %s", resp.Status)
+	}
+	want["production"] = "failed"
+	eventually(t, "the production deployment to fail", 15*time.Second, func() (bool, string) {
+		by, desc := describe()
+		return len(by["production"]) == 1 && by["production"][0].Status == "failed", desc
+	})
+
+	var figures []dora.Figures
+	apiGet(t, base, "/api/v1/dora?app=shop&days=7", &figures)
+	if len(figures) != 3 {
+		t.Fatalf("dora = %+v", figures)
+	}
+	for i, stage := range []string{"dev", "staging", "production"} {
+		f := figures[i]
+		if f.App != "shop" || f.Stage != stage || f.Deployments != 1 || len(f.Samples) != 1 || f.Samples[0].Image != img ||
+			f.LeadTimeFromMerge.Samples != 1 || f.LeadTimeFromFirstCommit.Samples != 1 {
+			t.Errorf("dora %s = %+v", stage, f)
+		}
+	}
+	if p := figures[2]; p.Failures != 1 || p.ChangeFailureRate != 1 || p.Samples[0].Failure != dora.FailDegraded || p.TimeToRestore.Samples != 0 {
+		t.Errorf("dora production = %+v", p)
+	}
+	if d := figures[0]; d.Failures != 0 || d.ChangeFailureRate != 0 {
+		t.Errorf("dora dev = %+v", d)
 	}
 }
 
