@@ -19,6 +19,7 @@ import (
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 	"github.com/lotse/lotse/internal/trust"
+	"github.com/lotse/lotse/internal/vuln"
 )
 
 // Attester attaches lotsed's own attestations to released images, signed
@@ -312,50 +313,23 @@ func attestationDigests(typ string, out []byte) ([]promotion.RecordAttestation, 
 	return atts, nil
 }
 
-// scanOf reads the findings and the scan time of verified vuln attestations.
+// scanOf reads the findings and the scan time of the newest verified vuln
+// attestation (the one the scan gate judged).
 func scanOf(out []byte, notes *[]string) *promotion.RecordScan {
-	sev, n, err := maxSeverity(out)
+	a, _, err := vuln.NewestAttested(out)
 	if err != nil {
 		*notes = append(*notes, "vuln attestation: "+err.Error())
 		return nil
 	}
-	sc := &promotion.RecordScan{Findings: n, MaxSeverity: "NONE"}
-	if n > 0 {
-		sc.MaxSeverity = sev.String()
+	sc := &promotion.RecordScan{Findings: a.Findings, MaxSeverity: "NONE"}
+	if a.Findings > 0 {
+		sc.MaxSeverity = a.Highest.String()
 	}
-	if t, ok := scanFinished(out); ok {
+	if !a.ScannedAt.IsZero() {
+		t := a.ScannedAt
 		sc.ScannedAt = &t
 	} else {
 		*notes = append(*notes, "the vuln attestation does not say when the scan finished")
 	}
 	return sc
-}
-
-// scanFinished returns the latest metadata.scanFinishedOn of the vuln
-// predicates in out.
-func scanFinished(out []byte) (time.Time, bool) {
-	var latest time.Time
-	for _, line := range bytes.Split(out, []byte("\n")) {
-		var env struct {
-			Payload string `json:"payload"`
-		}
-		if json.Unmarshal(bytes.TrimSpace(line), &env) != nil {
-			continue
-		}
-		raw, err := base64.StdEncoding.DecodeString(env.Payload)
-		if err != nil {
-			continue
-		}
-		var st struct {
-			Predicate struct {
-				Metadata struct {
-					ScanFinishedOn time.Time `json:"scanFinishedOn"`
-				} `json:"metadata"`
-			} `json:"predicate"`
-		}
-		if json.Unmarshal(raw, &st) == nil && st.Predicate.Metadata.ScanFinishedOn.After(latest) {
-			latest = st.Predicate.Metadata.ScanFinishedOn.UTC()
-		}
-	}
-	return latest, !latest.IsZero()
 }
