@@ -71,6 +71,7 @@ $(TESTBIN)/lotse: $(GOFILES)
 test: tools $(TESTBIN)/lotse
 	scripts/check-format.sh
 	scripts/cc.sh
+	scripts/busybox.sh
 	eval "$$(scripts/postgres.sh)" && \
 	  GITLAB_CI_LOCAL="$$(scripts/gitlab-ci-local.sh)" LOTSE_CHROMIUM="$$(scripts/chromium.sh)" LOTSE_BIN=$(TESTBIN)/lotse \
 	  PATH="$(TESTBIN):$(BIN):$$PATH" $(GO) test -pgo=off -p 2 -count=1 ./... && \
