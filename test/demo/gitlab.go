@@ -117,7 +117,8 @@ func startLotsed(ctx context.Context, lotsed, dir string, g *simGitLab) (string,
 	cmd.Env = append(os.Environ(), "LOTSE_LISTEN="+addr, "LOTSE_DATABASE_URL="+filepath.Join(dir, "lotsed.db"),
 		"LOTSE_WEBHOOK_SECRET="+demoHook, "LOTSE_API_READ_TOKEN="+demoReadToken, "LOTSE_GITLAB_URL="+g.url,
 		"LOTSE_GITLAB_TOKEN="+g.users["lotse-bot"].Token, "LOTSE_GITOPS_PROJECT="+gitopsProject, "LOTSE_OPERATORS=alice", "LOTSE_WRITERS=ci",
-		"LOTSE_SIGN_OFFLINE=true", "LOTSE_INSECURE=true", "LOTSE_TICK=1s", "LOTSE_PUBLIC_URL=http://"+addr)
+		"LOTSE_SIGN_OFFLINE=true", "LOTSE_INSECURE=true", "LOTSE_TICK=1s", "LOTSE_PUBLIC_URL=http://"+addr,
+		"LOTSE_SIGNING_KEY="+filepath.Join(dir, "lotsed.key"), "LOTSE_SIGNING_KEY_PASSWORD=lotsed")
 	logf, err := os.Create(filepath.Join(dir, "lotsed.log"))
 	if err != nil {
 		return "", nil, err
