@@ -105,6 +105,8 @@ type enqueueReq struct {
 	// gone is the caller's ctx.Done(): a request whose caller left before
 	// its batch started is not stored.
 	gone <-chan struct{}
+	// why is the caller's ctx.Err(): why it left.
+	why func() error
 	done chan enqueueRes
 
 	id  int64
@@ -201,7 +203,7 @@ func (db *DB) Enqueue(ctx context.Context, d Delivery) (id int64, duplicate bool
 
 // hand gives r to the writers and waits for its batch to commit.
 func (db *DB) hand(ctx context.Context, r *enqueueReq) (enqueueRes, error) {
-	r.gone, r.done = ctx.Done(), make(chan enqueueRes, 1)
+	r.gone, r.why, r.done = ctx.Done(), ctx.Err, make(chan enqueueRes, 1)
 	db.closeMu.Lock()
 	if db.closed {
 		db.closeMu.Unlock()
@@ -298,7 +300,7 @@ func (db *DB) commitBatch(ctx context.Context, batch []*enqueueReq) {
 	for _, r := range batch {
 		select {
 		case <-r.gone:
-			r.done <- enqueueRes{err: errors.New("caller gone before commit")}
+			r.done <- enqueueRes{err: fmt.Errorf("caller gone before commit: %w", r.why())}
 		default:
 			live = append(live, r)
 		}
