@@ -106,7 +106,7 @@ type enqueueReq struct {
 	// its batch started is not stored.
 	gone <-chan struct{}
 	// why is the caller's ctx.Err(): why it left.
-	why func() error
+	why  func() error
 	done chan enqueueRes
 
 	id  int64
