@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lotse/lotse/internal/apiread"
 	"github.com/lotse/lotse/internal/gitops"
 	"github.com/lotse/lotse/internal/writeback"
 )
@@ -123,23 +123,6 @@ func (a *app) lotsedStatus(ctx context.Context, base, appName, format string) er
 	if token == "" {
 		return usagef("no API token: set LOTSE_API_TOKEN to lotsed's read token")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/v1/status", nil)
-	if err != nil {
-		return usagef("--url: %v", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("lotsed status: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("lotsed status: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("lotsed status: %s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
 	var apps []struct {
 		App    string `json:"app"`
 		Stages []struct {
@@ -153,8 +136,9 @@ func (a *app) lotsedStatus(ctx context.Context, base, appName, format string) er
 			OutOfBand     string    `json:"out_of_band"`
 		} `json:"stages"`
 	}
-	if err := json.Unmarshal(body, &apps); err != nil {
-		return fmt.Errorf("lotsed status: %w", err)
+	if err := apiread.Get(ctx, &http.Client{Timeout: 30 * time.Second}, strings.TrimRight(base, "/")+"/api/v1/status", token,
+		"lotsed status", 64<<20, false, &apps); err != nil {
+		return err
 	}
 	found := appName == ""
 	if format == "json" {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lotse/lotse/internal/apiread"
 	"github.com/lotse/lotse/internal/audit"
 )
 
@@ -91,48 +92,14 @@ func (c *Client) Each(ctx context.Context, f audit.Filter, fn func(audit.Record)
 }
 
 func (c *Client) page(ctx context.Context, hc *http.Client, u string) ([]audit.Record, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("read audit log: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		// url.Error names the URL, which holds no token.
-		return nil, fmt.Errorf("read audit log: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		msg := strings.Join(strings.Fields(string(b)), " ")
-		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if c.Token != "" {
-			msg = strings.ReplaceAll(msg, c.Token, "***")
-		}
-		return nil, fmt.Errorf("read audit log: %s answered %s: %.200s", redact(u), resp.Status, msg)
-	}
 	var page []audit.Record
-	dec := json.NewDecoder(io.LimitReader(resp.Body, maxPage))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&page); err != nil {
-		return nil, fmt.Errorf("read audit log: %s: %w", redact(u), err)
+	if err := apiread.Get(ctx, hc, u, c.Token, "read audit log", maxPage, true, &page); err != nil {
+		return nil, err
 	}
 	return page, nil
 }
 
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
-}
+func redact(raw string) string { return apiread.Redact(raw) }
 
 // Write writes r as one line of an export: its JSON, then a newline.
 func Write(w io.Writer, r audit.Record) error {

@@ -2,14 +2,14 @@ package dora
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lotse/lotse/internal/apiread"
 )
 
 // Path is where lotsed serves the figures: GET /api/v1/dora takes
@@ -80,7 +80,7 @@ const maxAnswer = 64 << 20
 func (c *Client) Figures(ctx context.Context, q Query) ([]Figures, error) {
 	base, err := url.Parse(strings.TrimRight(strings.TrimSuffix(strings.TrimRight(c.URL, "/"), Path), "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("lotsed URL %q: want http(s)://host[/prefix]", redact(c.URL))
+		return nil, fmt.Errorf("lotsed URL %q: want http(s)://host[/prefix]", apiread.Redact(c.URL))
 	}
 	base.Path += Path
 	v := url.Values{}
@@ -97,42 +97,9 @@ func (c *Client) Figures(ctx context.Context, q Query) ([]Figures, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: time.Minute}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.String(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("read DORA figures: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("read DORA figures: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
-		msg := strings.Join(strings.Fields(string(b)), " ")
-		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if c.Token != "" {
-			msg = strings.ReplaceAll(msg, c.Token, "***")
-		}
-		return nil, fmt.Errorf("read DORA figures: %s answered %s: %.200s", base.Redacted(), resp.Status, msg)
-	}
 	var out []Figures
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(&out); err != nil {
-		return nil, fmt.Errorf("read DORA figures: %s: %w", base.Redacted(), err)
+	if err := apiread.Get(ctx, hc, base.String(), c.Token, "read DORA figures", maxAnswer, false, &out); err != nil {
+		return nil, err
 	}
 	return out, nil
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }
