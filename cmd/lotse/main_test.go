@@ -87,8 +87,12 @@ func setupShared(t *testing.T) *shared {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lang, err := fixture.LangImage()
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.digests = map[string]string{}
-	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java} {
+	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang} {
 		d, err := img.Digest()
 		if err != nil {
 			t.Fatal(err)
