@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/lotse/lotse/test/gitlabsim"
 )
 
 // abuse measures what unauthenticated callers cost lotsed: the growth of its
@@ -29,17 +27,11 @@ func abuse(ctx context.Context, lotsed string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	sim, simURL, bot, stopSim, err := startSim(filepath.Join(dir, "sim"))
+	simURL, bot, stopSim, err := startShopGitOps(filepath.Join(dir, "sim"))
 	if err != nil {
 		return err
 	}
 	defer stopSim()
-	cfg := "version: 1\ngitlab: {project: platform/gitops}\nstages: [{name: dev, promotion: commit}]\napps:\n" +
-		"  - name: shop\n    sourceProject: team/shop\n    image: registry.example.com/team/shop\n    values: envs/{stage}/values.yaml\n    set: {image.digest: digest}\n"
-	if _, err := sim.CreateProject(gitlabsim.ProjectSpec{Path: "platform/gitops", Files: map[string]string{"lotse.yaml": cfg},
-		Members: []gitlabsim.Member{{Username: "lotse-bot", Role: 40}}}); err != nil {
-		return err
-	}
 	const clients, size = 40, 25 << 20
 	fmt.Printf("\nlotsed under abuse, loopback: %d clients at once, each sending a %d MiB body that fails authentication:\n", clients, size>>20)
 	fmt.Printf("%-24s %10s %10s %12s %10s   answers\n", "authentication", "RSS MiB", "peak MiB", "growth MiB", "after MiB")

@@ -139,3 +139,21 @@ func startSim(dir string) (sim *gitlabsim.Sim, url string, bot gitlabsim.User, s
 	}
 	return sim, srv.URL, bot, stop, nil
 }
+
+// startShopGitOps starts a simulator with platform/gitops, whose lotse.yaml
+// promotes one app, shop, to a single dev stage, lotse-bot its Maintainer:
+// the world the intake and abuse benchmarks send webhooks to.
+func startShopGitOps(dir string) (url string, bot gitlabsim.User, stop func(), err error) {
+	sim, url, bot, stop, err := startSim(dir)
+	if err != nil {
+		return "", bot, nil, err
+	}
+	cfg := "version: 1\ngitlab: {project: platform/gitops}\nstages: [{name: dev, promotion: commit}]\napps:\n" +
+		"  - name: shop\n    sourceProject: team/shop\n    image: registry.example.com/team/shop\n    values: envs/{stage}/values.yaml\n    set: {image.digest: digest}\n"
+	if _, err := sim.CreateProject(gitlabsim.ProjectSpec{Path: "platform/gitops", Files: map[string]string{"lotse.yaml": cfg},
+		Members: []gitlabsim.Member{{Username: "lotse-bot", Role: 40}}}); err != nil {
+		stop()
+		return "", bot, nil, err
+	}
+	return url, bot, stop, nil
+}

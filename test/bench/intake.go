@@ -21,8 +21,6 @@ import (
 	"time"
 
 	_ "github.com/lib/pq" // PostgreSQL driver, for a fresh schema per run
-
-	"github.com/lotse/lotse/test/gitlabsim"
 )
 
 // mrHook is GitLab's documented Merge Request Hook example (about 6 KB),
@@ -42,17 +40,11 @@ func intake(ctx context.Context, lotsed, pgURL string, seconds int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	sim, simURL, bot, stopSim, err := startSim(filepath.Join(dir, "sim"))
+	simURL, bot, stopSim, err := startShopGitOps(filepath.Join(dir, "sim"))
 	if err != nil {
 		return err
 	}
 	defer stopSim()
-	cfg := "version: 1\ngitlab: {project: platform/gitops}\nstages: [{name: dev, promotion: commit}]\napps:\n" +
-		"  - name: shop\n    sourceProject: team/shop\n    image: registry.example.com/team/shop\n    values: envs/{stage}/values.yaml\n    set: {image.digest: digest}\n"
-	if _, err := sim.CreateProject(gitlabsim.ProjectSpec{Path: "platform/gitops", Files: map[string]string{"lotse.yaml": cfg},
-		Members: []gitlabsim.Member{{Username: "lotse-bot", Role: 40}}}); err != nil {
-		return err
-	}
 	body := bytes.ReplaceAll(mrHook, []byte(`"path_with_namespace":"gitlabhq/gitlab-test"`), []byte(`"path_with_namespace":"platform/gitops"`))
 
 	fmt.Printf("\nlotsed webhook intake, loopback, %d KB Merge Request Hook bodies, fsync on, %d concurrent senders for acked/s:\n", len(body)/1024, senders)
