@@ -311,6 +311,17 @@ func cmdSimProject(ts *testscript.TestScript, neg bool, args []string) {
 		path = args[1]
 	}
 	root := ts.MkAbs(args[0])
+	files, err := projectFiles(root, path)
+	ts.Check(err)
+	_, err = sim(ts).CreateProject(gitlabsim.ProjectSpec{Path: path, Files: files,
+		Members:   []gitlabsim.Member{{Username: "lotse-bot", Role: gitlabsim.RoleDeveloper}, {Username: "approver", Role: gitlabsim.RoleMaintainer}},
+		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: gitlabsim.AccessDevelopers, MergeAccessLevel: gitlabsim.AccessDevelopers}}})
+	ts.Check(err)
+}
+
+// projectFiles reads the files under root for a simulated project, with
+// ${PROJECT} in them replaced by the project's path.
+func projectFiles(root, path string) (map[string]string, error) {
 	files := map[string]string{}
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -321,11 +332,7 @@ func cmdSimProject(ts *testscript.TestScript, neg bool, args []string) {
 		files[filepath.ToSlash(rel)] = strings.ReplaceAll(string(b), "${PROJECT}", path)
 		return err
 	})
-	ts.Check(err)
-	_, err = sim(ts).CreateProject(gitlabsim.ProjectSpec{Path: path, Files: files,
-		Members:   []gitlabsim.Member{{Username: "lotse-bot", Role: gitlabsim.RoleDeveloper}, {Username: "approver", Role: gitlabsim.RoleMaintainer}},
-		Protected: []gitlabsim.ProtectedBranch{{Name: "main", PushAccessLevel: gitlabsim.AccessDevelopers, MergeAccessLevel: gitlabsim.AccessDevelopers}}})
-	ts.Check(err)
+	return files, err
 }
 
 // simlotse DIR LOTSED_URL creates the GitOps project ($LOTSE_GITOPS_PROJECT)
@@ -339,16 +346,7 @@ func cmdSimLotse(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	path := ts.Getenv("LOTSE_GITOPS_PROJECT")
 	root := ts.MkAbs(args[0])
-	files := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		rel, _ := filepath.Rel(root, p)
-		files[filepath.ToSlash(rel)] = strings.ReplaceAll(string(b), "${PROJECT}", path)
-		return err
-	})
+	files, err := projectFiles(root, path)
 	ts.Check(err)
 	maintainers := gitlabsim.ProtectedBranch{PushAccessLevel: gitlabsim.AccessMaintainers, MergeAccessLevel: gitlabsim.AccessMaintainers}
 	mainRule, lotseRule := maintainers, maintainers
