@@ -15,6 +15,18 @@ import (
 type Statement struct {
 	PredicateType string          `json:"predicateType"`
 	Predicate     json.RawMessage `json:"predicate"`
+	Subject       []Subject       `json:"subject"`
+}
+
+// Subject is what a statement is about: an artifact by its digests.
+type Subject struct {
+	Digest map[string]string `json:"digest"`
+}
+
+// Is reports whether the subject has the digest (sha256:...).
+func (s Subject) Is(digest string) bool {
+	d := s.Digest["sha256"]
+	return d != "" && "sha256:"+d == digest
 }
 
 // maxLine bounds one envelope: an SBOM of a large image is a few MB, its
