@@ -9,8 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/lotse/lotse/internal/sign"
 	"github.com/lotse/lotse/webhook"
+	"github.com/lotse/lotse/webhook/signing"
 )
 
 // version is set at link time: -ldflags "-X main.version=v1.2.3".
@@ -32,22 +32,5 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	return webhook.Run(ctx, version, args[1:], getenv, stdout, stderr, gateVerifier, recordAttester)
-}
-
-// gateVerifier gives lotsed's gates cosign's verification (internal/sign);
-// the webhook package itself does not link cosign.
-func gateVerifier(r webhook.Registry) webhook.Verifier {
-	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
-}
-
-// recordAttester gives lotsed cosign's signing for its promotion records,
-// with its own key (--signing-key).
-func recordAttester(k webhook.SigningKey, r webhook.Registry, getenv func(string) string) (webhook.Attester, error) {
-	a, err := sign.NewAttester(sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password},
-		sign.AttesterKey{Ref: k.Ref, Password: k.Password}, getenv, os.ReadFile)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
+	return webhook.Run(ctx, version, args[1:], getenv, stdout, stderr, signing.Verifier, signing.Attester)
 }

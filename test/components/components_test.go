@@ -34,6 +34,7 @@ import (
 	"github.com/lotse/lotse/test/gitlabsim"
 	"github.com/lotse/lotse/test/reportschema"
 	"github.com/lotse/lotse/webhook"
+	"github.com/lotse/lotse/webhook/signing"
 )
 
 // repoRoot is the module root, two levels above this package.
@@ -634,21 +635,6 @@ func copyTree(t *testing.T, src, dst string) {
 	}
 }
 
-// gateVerifier is cmd/lotsed's: cosign's verification for the gates.
-func gateVerifier(r webhook.Registry) webhook.Verifier {
-	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
-}
-
-// recordAttester is cmd/lotsed's: cosign's signing of promotion records.
-func recordAttester(k webhook.SigningKey, r webhook.Registry, getenv func(string) string) (webhook.Attester, error) {
-	a, err := sign.NewAttester(sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password},
-		sign.AttesterKey{Ref: k.Ref, Password: k.Password}, getenv, os.ReadFile)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
 // startLotsed runs lotsed in this process with env (and its own address as
 // LOTSE_PUBLIC_URL, the audience of the ID tokens it takes) until the test
 // ends, and returns its URL.
@@ -667,7 +653,7 @@ func startLotsed(t *testing.T, env map[string]string) string {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	go func() {
-		done <- webhook.Run(ctx, "components", nil, func(k string) string { return env[k] }, io.Discard, lockedWriter{&mu, &logs}, gateVerifier, recordAttester)
+		done <- webhook.Run(ctx, "components", nil, func(k string) string { return env[k] }, io.Discard, lockedWriter{&mu, &logs}, signing.Verifier, signing.Attester)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -31,22 +31,8 @@ import (
 	"github.com/lotse/lotse/test/fixture"
 	"github.com/lotse/lotse/test/gitlabsim"
 	"github.com/lotse/lotse/webhook"
+	"github.com/lotse/lotse/webhook/signing"
 )
-
-// gateVerifier is cmd/lotsed's: cosign's verification for the gates.
-func gateVerifier(r webhook.Registry) webhook.Verifier {
-	return sign.GateVerifier{Options: sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password}}
-}
-
-// recordAttester is cmd/lotsed's: cosign's signing of promotion records.
-func recordAttester(k webhook.SigningKey, r webhook.Registry, getenv func(string) string) (webhook.Attester, error) {
-	a, err := sign.NewAttester(sign.Options{Insecure: r.Insecure, Offline: r.Offline, Username: r.Username, Password: r.Password},
-		sign.AttesterKey{Ref: k.Ref, Password: k.Password}, getenv, os.ReadFile)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
-}
 
 // A child process of the test binary runs lotsed (see startChild).
 func TestMain(m *testing.M) {
@@ -57,7 +43,7 @@ func TestMain(m *testing.M) {
 	}
 	if os.Getenv("LOTSED_E2E_CHILD") == "1" {
 		ctx, stop := signalContext()
-		code := webhook.Run(ctx, "e2e", os.Args[1:], os.Getenv, os.Stdout, os.Stderr, gateVerifier, recordAttester)
+		code := webhook.Run(ctx, "e2e", os.Args[1:], os.Getenv, os.Stdout, os.Stderr, signing.Verifier, signing.Attester)
 		stop()
 		os.Exit(code)
 	}
@@ -268,7 +254,7 @@ func (w *world) startLotsed(dbURL string) string {
 	done := make(chan int)
 	logs := &logBuffer{}
 	go func() {
-		done <- webhook.Run(ctx, "e2e", nil, func(k string) string { return env[k] }, io.Discard, logs, gateVerifier, recordAttester)
+		done <- webhook.Run(ctx, "e2e", nil, func(k string) string { return env[k] }, io.Discard, logs, signing.Verifier, signing.Attester)
 	}()
 	t.Cleanup(func() {
 		cancel()
