@@ -62,18 +62,21 @@ TESTBIN := $(BIN)/test
 $(TESTBIN)/lotse: $(GOFILES)
 	$(GO) build -pgo=off -ldflags '$(LDFLAGS)' -o $@ ./cmd/lotse
 
+$(TESTBIN)/lotsed: $(GOFILES)
+	$(GO) build -pgo=off -ldflags '$(LDFLAGS)' -o $@ ./cmd/lotsed
+
 # Every test, offline. -p 2: the test binaries that link trivy/syft/cosign
 # need about 3.5 GB each to link. PostgreSQL (Debian's, installed when
 # missing) runs on loopback for the store and lotsed tests; Chromium
 # (Debian's, installed when missing) renders the board; gitlab-ci-local
 # (npm, installed outside the repository when missing) runs the CI/CD
 # components for real.
-test: tools $(TESTBIN)/lotse
+test: tools $(TESTBIN)/lotse $(TESTBIN)/lotsed
 	scripts/check-format.sh
 	scripts/cc.sh
 	scripts/busybox.sh
 	eval "$$(scripts/postgres.sh)" && \
-	  GITLAB_CI_LOCAL="$$(scripts/gitlab-ci-local.sh)" LOTSE_CHROMIUM="$$(scripts/chromium.sh)" LOTSE_BIN=$(TESTBIN)/lotse \
+	  GITLAB_CI_LOCAL="$$(scripts/gitlab-ci-local.sh)" LOTSE_CHROMIUM="$$(scripts/chromium.sh)" LOTSE_BIN=$(TESTBIN)/lotse LOTSED_BIN=$(TESTBIN)/lotsed \
 	  PATH="$(TESTBIN):$(BIN):$$PATH" $(GO) test -pgo=off -p 2 -count=1 ./... && \
 	  $(MAKE) --no-print-directory race
 	$(GO) vet -pgo=off ./...

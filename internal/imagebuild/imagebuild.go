@@ -308,3 +308,20 @@ func StaticLinuxArch(bin []byte) (string, error) {
 	}
 	return arch, nil
 }
+
+// Program is the Spec of one of lotse's two images ("lotse" or "lotsed")
+// as make image builds it, without the binary, CA bundle, shell, arch and
+// version the caller adds: lotse's job scripts need a shell (the caller sets
+// Busybox); lotsed keeps its SQLite database in a volume.
+func Program(name string) (Spec, error) {
+	switch name {
+	case "lotse":
+		return Spec{Name: name, Description: "lotse: releases, scans, signs and promotes container images from GitLab CI"}, nil
+	case "lotsed":
+		return Spec{Name: name, Description: "lotsed: lotse's webhook service",
+			Env:       []string{"LOTSE_DATABASE_URL=/var/lib/lotsed/lotsed.db"},
+			StateDirs: []string{"/var/lib/lotsed"},
+			Ports:     []string{"8080/tcp"}}, nil
+	}
+	return Spec{}, fmt.Errorf("imagebuild: no program %q (lotse or lotsed)", name)
+}

@@ -75,18 +75,14 @@ func run(args []string, stdout io.Writer) error {
 	for _, img := range []struct {
 		name, bin string
 		shell     []byte
-		spec      imagebuild.Spec
 	}{
-		{name: "lotse", bin: *lotse, shell: shell, spec: imagebuild.Spec{
-			Description: "lotse: releases, scans, signs and promotes container images from GitLab CI",
-		}},
-		{name: "lotsed", bin: *lotsed, spec: imagebuild.Spec{
-			Description: "lotsed: lotse's webhook service",
-			Env:         []string{"LOTSE_DATABASE_URL=/var/lib/lotsed/lotsed.db"},
-			StateDirs:   []string{"/var/lib/lotsed"},
-			Ports:       []string{"8080/tcp"},
-		}},
+		{name: "lotse", bin: *lotse, shell: shell},
+		{name: "lotsed", bin: *lotsed},
 	} {
+		s, err := imagebuild.Program(img.name)
+		if err != nil {
+			return err
+		}
 		bin, err := os.ReadFile(img.bin)
 		if err != nil {
 			return fmt.Errorf("-%s: %w", img.name, err)
@@ -95,8 +91,7 @@ func run(args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("-%s %s: %w", img.name, img.bin, err)
 		}
-		s := img.spec
-		s.Name, s.Binary, s.CACerts, s.Busybox, s.Arch = img.name, bin, caPEM, img.shell, arch
+		s.Binary, s.CACerts, s.Busybox, s.Arch = bin, caPEM, img.shell, arch
 		s.Version, s.Revision, s.Source, s.Created = *version, *revision, *source, time.Unix(secs, 0)
 		image, err := imagebuild.Image(s)
 		if err != nil {

@@ -42,29 +42,29 @@ const repoRoot = "../.."
 
 // TestComponents builds lotse once (or takes LOTSE_BIN) for both subtests.
 func TestComponents(t *testing.T) {
-	lotse := lotseBinary(t)
+	lotse := programBinary(t, "lotse", "LOTSE_BIN")
 	t.Run("command-lines", func(t *testing.T) { testCommandLines(t, lotse) })
 	t.Run("pipeline", func(t *testing.T) { testPipeline(t, lotse) })
 }
 
-// lotseBinary returns $LOTSE_BIN, or builds cmd/lotse into a temporary
+// programBinary returns $env, or builds cmd/prog into a temporary
 // directory with the flag set the Makefile uses.
-func lotseBinary(t *testing.T) string {
+func programBinary(t *testing.T, prog, env string) string {
 	t.Helper()
-	if b := os.Getenv("LOTSE_BIN"); b != "" {
+	if b := os.Getenv(env); b != "" {
 		abs, err := filepath.Abs(b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return abs
 	}
-	out := filepath.Join(t.TempDir(), "lotse")
+	out := filepath.Join(t.TempDir(), prog)
 	// -pgo=off: the packages are then the ones the test binaries use.
-	cmd := exec.Command("go", "build", "-pgo=off", "-o", out, "./cmd/lotse")
+	cmd := exec.Command("go", "build", "-pgo=off", "-o", out, "./cmd/"+prog)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "GOEXPERIMENT=jsonv2", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build lotse: %v\n%s", err, b)
+		t.Fatalf("build %s: %v\n%s", prog, err, b)
 	}
 	return out
 }
@@ -414,7 +414,8 @@ func testPipeline(t *testing.T, lotse string) {
 		ciEnv[k] = v
 	}
 	ciEnv["PATH"] = filepath.Dir(lotse) + string(os.PathListSeparator) + os.Getenv("PATH")
-	releaseSelf(t, selfRelease{lotse: lotse, gcl: gcl, env: ciEnv, gitEnv: gitEnv, dir: filepath.Join(tmp, "lotse"),
+	bins := map[string]string{"lotse": lotse, "lotsed": programBinary(t, "lotsed", "LOTSED_BIN")}
+	releaseSelf(t, selfRelease{lotse: lotse, bins: bins, gcl: gcl, env: ciEnv, gitEnv: gitEnv, dir: filepath.Join(tmp, "lotse"),
 		regHost: regHost, keyFile: keyFile, pubFile: pubFile, cacheDir: cacheDir})
 
 	// The app: the example pipeline, the image as the build job leaves it,
@@ -572,15 +573,23 @@ func testPipeline(t *testing.T, lotse string) {
 // keeps the job's files in its state directory), failing when there is none.
 func findFile(t *testing.T, dir, base string) []byte {
 	t.Helper()
+	return findJobFile(t, dir, "", base)
+}
+
+// findJobFile is findFile among the files under a directory named job (the
+// one gitlab-ci-local gives a job), or anywhere when job is "".
+func findJobFile(t *testing.T, dir, job, base string) []byte {
+	t.Helper()
 	var found []string
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && d.Name() == base {
+		inJob := job == "" || strings.Contains(p, string(filepath.Separator)+job+string(filepath.Separator))
+		if err == nil && !d.IsDir() && d.Name() == base && inJob {
 			found = append(found, p)
 		}
 		return nil
 	})
 	if len(found) == 0 {
-		t.Fatalf("no %s under %s", base, dir)
+		t.Fatalf("no %s under %s (job %q)", base, dir, job)
 	}
 	b, err := os.ReadFile(found[0])
 	if err != nil {

@@ -27,6 +27,7 @@ const componentVersion = "1.0.0"
 // selfRelease is what releaseSelf needs of the pipeline test.
 type selfRelease struct {
 	lotse, gcl string
+	bins       map[string]string // program (lotse, lotsed) → its binary, for the images
 	env        map[string]string // the jobs' environment: git config, PATH with lotse
 	gitEnv     []string
 	dir        string // the lotse project's checkout, created here
@@ -47,30 +48,21 @@ type selfRelease struct {
 // to it.
 func releaseSelf(t *testing.T, r selfRelease) {
 	t.Helper()
-	src := filepath.Join(r.dir, "bin", "image", "lotse")
-	if l := os.Getenv("LOTSE_IMAGE_LAYOUT"); l != "" {
-		copyTree(t, l, src)
-	} else {
-		buildSelfImage(t, r.lotse, src)
+	want := map[string]string{} // program → digest of its image in the layout
+	for _, prog := range []string{"lotse", "lotsed"} {
+		src := filepath.Join(r.dir, "bin", "image", prog)
+		if l := os.Getenv("LOTSE_IMAGE_LAYOUT"); l != "" {
+			// make image writes both layouts side by side.
+			copyTree(t, filepath.Join(filepath.Dir(l), prog), src)
+		} else {
+			buildSelfImage(t, prog, r.bins[prog], src)
+		}
+		img, digest := layoutImage(t, src)
+		want[prog] = digest
+		if prog == "lotse" {
+			runInImage(t, img, r.lotse)
+		}
 	}
-	p, err := layout.FromPath(src)
-	if err != nil {
-		t.Fatalf("LOTSE_IMAGE_LAYOUT: %v", err)
-	}
-	idx, err := p.ImageIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil || len(im.Manifests) != 1 {
-		t.Fatalf("%s: want one image, got %v (%v)", src, im, err)
-	}
-	want := im.Manifests[0].Digest.String()
-	img, err := p.Image(im.Manifests[0].Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runInImage(t, img, r.lotse)
 
 	ci, err := os.ReadFile(filepath.Join(repoRoot, ".gitlab-ci.yml"))
 	if err != nil {
@@ -94,28 +86,31 @@ func releaseSelf(t *testing.T, r selfRelease) {
 		"--variable", "COSIGN_PASSWORD=s3cret",
 		"--input", "release:signing-key="+r.keyFile,
 		"--input", "release:offline=true",
-		"release-lotse")
-	t.Logf("gitlab-ci-local release-lotse (lotse's own pipeline):\n%s", out)
+		"release-lotse", "release-lotsed")
+	t.Logf("gitlab-ci-local release-lotse release-lotsed (lotse's own pipeline):\n%s", out)
 	if code != 0 {
-		t.Fatalf("gitlab-ci-local release-lotse: exit %d", code)
+		t.Fatalf("gitlab-ci-local release-lotse release-lotsed: exit %d", code)
 	}
-	dotenv := parseDotenv(t, findFile(t, r.dir, "lotse.env"))
-	if dotenv["LOTSE_DIGEST"] != want || dotenv["LOTSE_IMAGE"] != repo+"@"+want {
-		t.Fatalf("released %v, want %s@%s (the layout's image, unchanged)", dotenv, repo, want)
-	}
-	if code, out := run(t, r.dir, r.env, r.lotse, "verify", "--offline", "--key", r.pubFile, "--type", "cyclonedx,vuln", repo+":"+componentVersion); code != 0 {
-		t.Fatalf("lotse verify of lotse's own image: exit %d\n%s", code, out)
-	}
-	if err := reportschema.Validate(reportschema.ContainerScanning, findFile(t, r.dir, "gl-container-scanning-report.json")); err != nil {
-		t.Error(err)
-	}
-	bom := findFile(t, r.dir, "gl-sbom-image.cdx.json")
-	if err := reportschema.Validate(reportschema.CycloneDX, bom); err != nil {
-		t.Error(err)
-	}
-	// syft reads lotse's build info: the SBOM names the modules it links.
-	if !strings.Contains(string(bom), "pkg:golang/github.com/google/go-containerregistry@") {
-		t.Errorf("the SBOM of lotse's image does not list go-containerregistry")
+	for _, p := range []struct{ prog, repo string }{{"lotse", repo}, {"lotsed", repo + "/lotsed"}} {
+		job := "release-" + p.prog
+		dotenv := parseDotenv(t, findJobFile(t, r.dir, job, p.prog+".env"))
+		if dotenv["LOTSE_DIGEST"] != want[p.prog] || dotenv["LOTSE_IMAGE"] != p.repo+"@"+want[p.prog] {
+			t.Fatalf("%s released %v, want %s@%s (the layout's image, unchanged)", job, dotenv, p.repo, want[p.prog])
+		}
+		if code, out := run(t, r.dir, r.env, r.lotse, "verify", "--offline", "--key", r.pubFile, "--type", "cyclonedx,vuln", p.repo+":"+componentVersion); code != 0 {
+			t.Fatalf("lotse verify of %s's own image: exit %d\n%s", p.prog, code, out)
+		}
+		if err := reportschema.Validate(reportschema.ContainerScanning, findJobFile(t, r.dir, job, "gl-container-scanning-report.json")); err != nil {
+			t.Errorf("%s: %v", job, err)
+		}
+		bom := findJobFile(t, r.dir, job, "gl-sbom-image.cdx.json")
+		if err := reportschema.Validate(reportschema.CycloneDX, bom); err != nil {
+			t.Errorf("%s: %v", job, err)
+		}
+		// syft reads the binary's build info: the SBOM names the modules it links.
+		if !strings.Contains(string(bom), "pkg:golang/github.com/google/go-containerregistry@") {
+			t.Errorf("the SBOM of %s's image does not list go-containerregistry", p.prog)
+		}
 	}
 	regHost := r.regHost
 
@@ -146,8 +141,8 @@ func releaseSelf(t *testing.T, r selfRelease) {
 				continue
 			}
 			desc, err := remote.Head(tag)
-			if err != nil || desc.Digest.String() != want {
-				t.Errorf("%s: %s is %v (%v), want %s", c.name, ref, desc, err, want)
+			if err != nil || desc.Digest.String() != want["lotse"] {
+				t.Errorf("%s: %s is %v (%v), want %s", c.name, ref, desc, err, want["lotse"])
 			}
 		}
 	}
@@ -206,26 +201,48 @@ func runInImage(t *testing.T, img v1.Image, lotse string) {
 	}
 }
 
-// buildSelfImage writes lotse's image as make image does: the lotse binary
-// on the empty base, with the system's CA bundle and busybox as the shell
-// when there is one.
-func buildSelfImage(t *testing.T, lotse, dir string) {
+// layoutImage is the one image of the OCI layout at dir and its digest.
+func layoutImage(t *testing.T, dir string) (v1.Image, string) {
 	t.Helper()
-	bin, err := os.ReadFile(lotse)
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		t.Fatalf("LOTSE_IMAGE_LAYOUT: %v", err)
+	}
+	idx, err := p.ImageIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
-	arch, err := imagebuild.StaticLinuxArch(bin)
-	if err != nil {
-		t.Fatalf("%s: %v", lotse, err)
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) != 1 {
+		t.Fatalf("%s: want one image, got %v (%v)", dir, im, err)
 	}
-	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	img, err := p.Image(im.Manifests[0].Digest)
 	if err != nil {
-		t.Skipf("no CA bundle to build lotse's image with: %v", err)
+		t.Fatal(err)
 	}
-	s := imagebuild.Spec{Name: "lotse", Binary: bin, CACerts: ca, Arch: arch, Version: componentVersion,
-		Source: "https://github.com/lotse/lotse", Created: time.Unix(0, 0)}
-	if bb, err := exec.LookPath("busybox"); err == nil {
+	return img, im.Manifests[0].Digest.String()
+}
+
+// buildSelfImage writes the image of prog (lotse or lotsed) as make image
+// does: the binary on the empty base, with the system's CA bundle, and for
+// lotse busybox as the shell when there is one.
+func buildSelfImage(t *testing.T, prog, bin, dir string) {
+	t.Helper()
+	s, err := imagebuild.Program(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Binary, err = os.ReadFile(bin); err != nil {
+		t.Fatal(err)
+	}
+	if s.Arch, err = imagebuild.StaticLinuxArch(s.Binary); err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	if s.CACerts, err = os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err != nil {
+		t.Skipf("no CA bundle to build lotse's images with: %v", err)
+	}
+	s.Version, s.Source, s.Created = componentVersion, "https://github.com/lotse/lotse", time.Unix(0, 0)
+	if bb, err := exec.LookPath("busybox"); err == nil && prog == "lotse" {
 		if s.Busybox, err = os.ReadFile(bb); err != nil {
 			t.Fatal(err)
 		}
