@@ -64,6 +64,7 @@ gate leaves at most an untagged manifest in DST, never a tag.`,
 	}
 	a.addRegistryFlags(cmd.Flags(), &rf)
 	a.addDBFlags(cmd.Flags(), &df)
+	addLayerCacheFlag(cmd.Flags(), &df)
 	a.addGateFlags(cmd.Flags(), &gf)
 	a.addSignFlags(cmd.Flags(), &sf, false)
 	cmd.Flags().StringVar(&lf.to, "to", "", "destination repository in Harbor or any OCI registry")
@@ -144,6 +145,12 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	if err != nil {
 		return err
 	}
+	layers, err := a.openLayerCache(df)
+	if err != nil {
+		return err
+	}
+	defer a.closeLayerCache(ctx, layers)
+	scanOpts.Layers = layers
 	sc, err := a.openScanner(ctx, df, rf)
 	if err != nil {
 		return err
@@ -163,7 +170,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		g.Go(func() error {
 			t := a.now()
 			var err error
-			if doc, err = cat.Generate(gctx, img.art.Image, srcArg, filepath.Join(img.dir, "sbom")); err != nil {
+			if doc, err = cat.Generate(gctx, img.art.Image, srcArg, filepath.Join(img.dir, "sbom"), layers); err != nil {
 				return err
 			}
 			a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))
@@ -218,6 +225,11 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	go removeCopies()
 	printf(a.stdout, "sbom     %d packages -> %s\n", doc.Len(), lf.sbomFile)
 	printf(a.stdout, "scan     %s -> %s\n", vuln.Summary(res.Report.Findings), lf.gitlabReport)
+	if layers != nil {
+		sl := doc.Layers()
+		printf(a.stdout, "layers   %d cached, %d analysed (sbom); %d cached, %d analysed (scan); cache %s\n",
+			sl.Cached, sl.Cataloged, res.Layers.Cached, res.Layers.Analysed, layers.Dir())
+	}
 	a.printWarnings(res)
 	if err := a.printGate(res.Report, gf); err != nil {
 		printf(a.stdout, "gate     failed: nothing was published\n")

@@ -47,7 +47,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 			defer cat.Close() // first: it removes the layers it unpacked into img.dir
 			var doc *sbom.SBOM
 			err = a.section("sbom", "SBOM of "+args[0], func() error {
-				doc, err = cat.Generate(ctx, img.art.Image, args[0], filepath.Join(img.dir, "sbom"))
+				doc, err = cat.Generate(ctx, img.art.Image, args[0], filepath.Join(img.dir, "sbom"), nil)
 				return err
 			})
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/lotse/lotse/internal/atomicfile"
+	"github.com/lotse/lotse/internal/layercache"
 	"github.com/lotse/lotse/internal/scan"
 	"github.com/lotse/lotse/internal/vuln"
 )
@@ -24,6 +25,8 @@ type dbFlags struct {
 	repos     []string
 	javaRepos []string
 	offline   bool
+	// layersMiB bounds the layer cache (CACHE-DIR/layers); 0 turns it off.
+	layersMiB int
 }
 
 func (a *app) addDBFlags(fs *pflag.FlagSet, df *dbFlags) {
@@ -57,6 +60,31 @@ func (a *app) defaultCacheDir() string {
 		return filepath.Join(h, ".cache", "lotse")
 	}
 	return filepath.Join(os.TempDir(), "lotse-cache")
+}
+
+// addLayerCacheFlag adds --layer-cache-size to the commands that analyse
+// image layers (scan, release).
+func addLayerCacheFlag(fs *pflag.FlagSet, df *dbFlags) {
+	fs.IntVar(&df.layersMiB, "layer-cache-size", 512, "MiB of per-layer analysis results kept in CACHE-DIR/layers, so that layers seen before are not analysed again (least recently used dropped first; 0 turns it off)")
+}
+
+// openLayerCache opens CACHE-DIR/layers, or nothing with
+// --layer-cache-size 0. Close it with closeLayerCache.
+func (a *app) openLayerCache(df *dbFlags) (*layercache.Cache, error) {
+	if df.layersMiB < 0 {
+		return nil, usagef("--layer-cache-size %d: want MiB, or 0 for no layer cache", df.layersMiB)
+	}
+	return layercache.Open(filepath.Join(df.cacheDir, "layers"), int64(df.layersMiB)<<20)
+}
+
+// closeLayerCache bounds the layer cache to its size; a failure costs only
+// the next job's time, so it is logged, not returned.
+func (a *app) closeLayerCache(ctx context.Context, lc *layercache.Cache) {
+	if n, err := lc.Trim(); err != nil {
+		a.log.WarnContext(ctx, "layer cache not trimmed", "dir", lc.Dir(), "err", err)
+	} else if lc != nil {
+		a.log.DebugContext(ctx, "layer cache", "dir", lc.Dir(), "bytes", n)
+	}
 }
 
 func (a *app) openScanner(ctx context.Context, df *dbFlags, rf *registryFlags) (*scan.Scanner, error) {
@@ -218,6 +246,12 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 				}
 				defer img.close()
 			}
+			if img != nil {
+				if opts.Layers, err = a.openLayerCache(&df); err != nil {
+					return err
+				}
+				defer a.closeLayerCache(ctx, opts.Layers)
+			}
 			sc, err := a.openScanner(ctx, &df, &rf)
 			if err != nil {
 				return err
@@ -257,6 +291,7 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 	}
 	a.addRegistryFlags(cmd.Flags(), &rf)
 	a.addDBFlags(cmd.Flags(), &df)
+	addLayerCacheFlag(cmd.Flags(), &df)
 	a.addGateFlags(cmd.Flags(), &gf)
 	cmd.Flags().StringVar(&sbomFile, "sbom", "", "scan the packages of this SBOM (CycloneDX or SPDX JSON) instead of an image")
 	cmd.Flags().StringVar(&format, "format", "table", "table, json or sarif")

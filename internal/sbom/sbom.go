@@ -26,6 +26,8 @@ import (
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/lotse/lotse/internal/layercache"
+
 	// syft's RPM cataloger reads newer rpmdb files through database/sql and
 	// needs a driver registered; modernc's is pure Go.
 	_ "modernc.org/sqlite"
@@ -78,8 +80,13 @@ func (f Format) PredicateType() string {
 
 // SBOM is the bill of materials of one image.
 type SBOM struct {
-	s *syftsbom.SBOM
+	s      *syftsbom.SBOM
+	layers LayerStats
 }
+
+// Layers says how many of the image's layers were cataloged and how many
+// were read from the layer cache.
+func (s *SBOM) Layers() LayerStats { return s.layers }
 
 // Tool names the program that writes the SBOM (lotse and its version).
 type Tool struct{ Name, Version string }
@@ -115,13 +122,15 @@ func (c *Cataloger) Ready() <-chan struct{} { return c.ready }
 func Generate(ctx context.Context, img v1.Image, ref string, tool Tool, tmpDir string) (*SBOM, error) {
 	c := NewCataloger(tool)
 	defer c.Close()
-	return c.Generate(ctx, img, ref, tmpDir)
+	return c.Generate(ctx, img, ref, tmpDir, nil)
 }
 
-// Generate catalogs the packages of img; see the function Generate. The
+// Generate catalogs the packages of img; see the function Generate. With a
+// layer cache, the image is cataloged one layer at a time and the layers
+// found in the cache are not cataloged again (see catalogLayers). The
 // unpacked layers are removed in the background once it returns; Close
 // waits for that.
-func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpDir string) (*SBOM, error) {
+func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpDir string, layers *layercache.Cache) (*SBOM, error) {
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return nil, fmt.Errorf("layer directory: %w", err)
 	}
@@ -150,11 +159,18 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	if c.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", c.err)
 	}
+	if layers != nil {
+		s, stats, err := c.catalogLayers(ctx, si, ref, cfg, layers)
+		if err != nil {
+			return nil, err
+		}
+		return &SBOM{s: s, layers: stats}, nil
+	}
 	s, err := syft.CreateSBOM(withValues(ctx, c.lic), src, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("catalog packages: %w", err)
 	}
-	return &SBOM{s: s}, nil
+	return &SBOM{s: s, layers: LayerStats{Cataloged: len(si.Layers), Whole: true}}, nil
 }
 
 // Close waits until the unpacked layers of every SBOM generated are removed.

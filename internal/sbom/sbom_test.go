@@ -75,7 +75,7 @@ func TestCatalogerRemovesLayers(t *testing.T) {
 	var dirs []string
 	for i, img := range []v1.Image{deb, apk} {
 		dir := filepath.Join(t.TempDir(), fmt.Sprint("layers", i))
-		s, err := c.Generate(context.Background(), img, "registry.example.com/team/app:1.0", dir)
+		s, err := c.Generate(context.Background(), img, "registry.example.com/team/app:1.0", dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

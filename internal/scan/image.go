@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/aquasecurity/trivy/pkg/cache"
 	"github.com/aquasecurity/trivy/pkg/fanal/analyzer"
 	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
 	artimage "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
@@ -21,7 +20,7 @@ import (
 // Image scans img, which lotse has already opened (and, for registry
 // sources, copied to disk once). name is the reference reports show.
 func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Options) (*Result, error) {
-	c := cache.NewMemoryCache()
+	c := newLayerCache(opts.Layers, JavaDBDir(s.cfg.CacheDir), s.noJavaDB)
 	art, err := artimage.NewArtifact(namedImage{Image: img, name: name}, c, artifact.Option{
 		DisabledAnalyzers: vulnOnlyDisabledAnalyzers(),
 		Offline:           s.cfg.Offline,
@@ -39,6 +38,10 @@ func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Opt
 				s.javaRepositoryNames(), JavaDBDir(s.cfg.CacheDir), err)
 		}
 		return nil, err
+	}
+	res.Layers = LayerStats{Cached: c.hits, Analysed: c.analysed}
+	if c.putErr != nil {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the layer cache in %s was not updated: %v", opts.Layers.Dir(), c.putErr))
 	}
 	if s.noJavaDB {
 		n, some, err := javaArchives(img)

@@ -38,6 +38,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/lotse/lotse/internal/layercache"
 	"github.com/lotse/lotse/internal/vuln"
 )
 
@@ -195,7 +196,14 @@ type Options struct {
 	// IgnoreFile is a .trivyignore (or .trivyignore.yaml) file; findings it
 	// lists are dropped. A missing default file is not an error.
 	IgnoreFile string
+	// Layers, when set, keeps each layer's analysis between scans (Image
+	// only): a layer analysed before is read from it, not analysed again.
+	Layers *layercache.Cache
 }
+
+// LayerStats says how many of an image's layers were analysed and how many
+// were read from the layer cache.
+type LayerStats struct{ Cached, Analysed int }
 
 // Result is the outcome of one scan.
 type Result struct {
@@ -204,10 +212,12 @@ type Result struct {
 	// Warnings say what the scan could not look at, for the user to read
 	// (lotse prints them on stderr); the findings are still valid.
 	Warnings []string
-	trivy    types.Report
+	// Layers counts the image's layers analysed and read from the cache.
+	Layers LayerStats
+	trivy  types.Report
 }
 
-func (s *Scanner) run(ctx context.Context, art artifact.Artifact, c *cache.MemoryCache, opts Options) (*Result, error) {
+func (s *Scanner) run(ctx context.Context, art artifact.Artifact, c cache.LocalArtifactCache, opts Options) (*Result, error) {
 	if s.closed {
 		return nil, fmt.Errorf("scanner is closed")
 	}

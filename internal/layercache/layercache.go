@@ -1,0 +1,222 @@
+// Package layercache keeps analysis results per image layer in a directory
+// that CI jobs keep between runs (GitLab's cache:), so that a release whose
+// base layers were analysed before analyses only its new layers.
+//
+// Entries are named by a key the caller derives from the layer (its diff or
+// chain ID) and from the analyser and its version, so a new analyser never
+// reads an old one's results. The directory is shared by concurrent jobs:
+// an entry is written to a temporary file and renamed into place, so a
+// reader sees a whole entry or none. Every entry carries its key and the
+// SHA-256 of its content; an entry that does not match is removed and
+// reported as missing, never returned. Trim bounds the directory's size,
+// removing the entries used least recently first.
+package layercache
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// magic starts every entry; a format change bumps it.
+const magic = "lotse-layercache 1"
+
+// staleTemp is how old an unfinished temporary file must be before Trim
+// removes it: a job that crashed while writing left it.
+const staleTemp = time.Hour
+
+// Cache is a directory of entries. A nil *Cache caches nothing.
+type Cache struct {
+	dir string
+	max int64
+}
+
+// Open uses dir, created if missing, holding at most maxBytes of entries
+// after Trim. maxBytes <= 0 returns a nil Cache: caching is off.
+func Open(dir string, maxBytes int64) (*Cache, error) {
+	if maxBytes <= 0 {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("layer cache: %w", err)
+	}
+	return &Cache{dir: dir, max: maxBytes}, nil
+}
+
+// Dir is the cache's directory.
+func (c *Cache) Dir() string {
+	if c == nil {
+		return ""
+	}
+	return c.dir
+}
+
+func (c *Cache) path(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	h := hex.EncodeToString(sum[:])
+	return filepath.Join(c.dir, h[:2], h)
+}
+
+// Get returns the entry of key. A missing, unreadable or corrupted entry is
+// a miss; a corrupted one is removed so that it is computed again.
+func (c *Cache) Get(key string) ([]byte, bool) {
+	if c == nil {
+		return nil, false
+	}
+	p := c.path(key)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, false
+	}
+	v, err := decode(b, key)
+	if err != nil {
+		os.Remove(p) //nolint:errcheck // recomputed and written again
+		return nil, false
+	}
+	now := time.Now()
+	os.Chtimes(p, now, now) //nolint:errcheck // only Trim's order depends on it
+	return v, true
+}
+
+// Put stores value as the entry of key, replacing any entry of key.
+func (c *Cache) Put(key string, value []byte) error {
+	if c == nil {
+		return nil
+	}
+	if strings.ContainsRune(key, '\n') {
+		return fmt.Errorf("layer cache: key %q has a newline", key)
+	}
+	p := c.path(key)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("layer cache: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("layer cache: %w", err)
+	}
+	err = encode(f, key, value)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name()) //nolint:errcheck // best effort
+		return fmt.Errorf("layer cache: write %s: %w", key, err)
+	}
+	return nil
+}
+
+func encode(w io.Writer, key string, value []byte) error {
+	sum := sha256.Sum256(value)
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "%s\n%s\n%x\n", magic, key, sum)
+	zw, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	if _, err := zw.Write(value); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+var errCorrupt = errors.New("corrupted entry")
+
+func decode(b []byte, key string) ([]byte, error) {
+	var head [3]string
+	for i := range head {
+		line, rest, ok := bytes.Cut(b, []byte{'\n'})
+		if !ok {
+			return nil, errCorrupt
+		}
+		head[i], b = string(line), rest
+	}
+	if head[0] != magic || head[1] != key {
+		return nil, errCorrupt
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, errCorrupt
+	}
+	v, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, errCorrupt
+	}
+	sum := sha256.Sum256(v)
+	if hex.EncodeToString(sum[:]) != head[2] {
+		return nil, errCorrupt
+	}
+	return v, nil
+}
+
+// Trim removes the entries used least recently until the cache holds at
+// most its maximum, and temporary files that crashed jobs left behind. It
+// returns the bytes the cache holds afterwards.
+func (c *Cache) Trim() (int64, error) {
+	if c == nil {
+		return 0, nil
+	}
+	type entry struct {
+		path string
+		size int64
+		used time.Time
+	}
+	var (
+		entries []entry
+		total   int64
+	)
+	now := time.Now()
+	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed by a concurrent Trim
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil //nolint:nilerr // removed meanwhile
+		}
+		if strings.HasPrefix(d.Name(), ".tmp-") {
+			if now.Sub(info.ModTime()) > staleTemp {
+				os.Remove(p) //nolint:errcheck // best effort
+			}
+			return nil
+		}
+		entries = append(entries, entry{p, info.Size(), info.ModTime()})
+		total += info.Size()
+		return nil
+	})
+	if err != nil {
+		return total, fmt.Errorf("layer cache: %w", err)
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return a.used.Compare(b.used) })
+	for _, e := range entries {
+		if total <= c.max {
+			break
+		}
+		if err := os.Remove(e.path); err == nil || errors.Is(err, fs.ErrNotExist) {
+			total -= e.size
+		}
+	}
+	return total, nil
+}

@@ -1,0 +1,218 @@
+package layercache
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func open(t *testing.T, max int64) *Cache {
+	t.Helper()
+	c, err := Open(t.TempDir(), max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRoundTrip(t *testing.T) {
+	c := open(t, 1<<20)
+	if _, ok := c.Get("trivy/sha256:a"); ok {
+		t.Fatal("hit in an empty cache")
+	}
+	v := bytes.Repeat([]byte(`{"packages":[]}`), 100)
+	if err := c.Put("trivy/sha256:a", v); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := c.Get("trivy/sha256:a")
+	if !ok || !bytes.Equal(got, v) {
+		t.Fatalf("Get = %q, %v", got, ok)
+	}
+	if _, ok := c.Get("syft/sha256:a"); ok {
+		t.Fatal("another key hit")
+	}
+	// Replacing an entry.
+	if err := c.Put("trivy/sha256:a", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Get("trivy/sha256:a"); string(got) != "new" {
+		t.Fatalf("after replace: %q", got)
+	}
+	if err := c.Put("a\nb", nil); err == nil {
+		t.Fatal("a key with a newline was accepted")
+	}
+}
+
+func TestCorruptedEntriesAreRecomputed(t *testing.T) {
+	for name, damage := range map[string]func([]byte) []byte{
+		"flipped byte": func(b []byte) []byte { b[len(b)-5] ^= 0xff; return b },
+		"truncated":    func(b []byte) []byte { return b[:len(b)/2] },
+		"empty":        func([]byte) []byte { return nil },
+		"other key":    func(b []byte) []byte { return bytes.Replace(b, []byte("k1"), []byte("k2"), 1) },
+		"other magic":  func(b []byte) []byte { return bytes.Replace(b, []byte(magic), []byte("lotse-layercache 0"), 1) },
+		"wrong sum": func(b []byte) []byte {
+			lines := bytes.SplitN(b, []byte("\n"), 4)
+			lines[2] = bytes.Repeat([]byte("0"), 64)
+			return bytes.Join(lines, []byte("\n"))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := open(t, 1<<20)
+			if err := c.Put("k1", []byte("the layer's packages")); err != nil {
+				t.Fatal(err)
+			}
+			p := c.path("k1")
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, damage(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := c.Get("k1"); ok {
+				t.Fatalf("a damaged entry was returned: %q", v)
+			}
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Fatalf("the damaged entry is still there: %v", err)
+			}
+			if err := c.Put("k1", []byte("again")); err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := c.Get("k1"); !ok || string(v) != "again" {
+				t.Fatalf("recomputed entry: %q %v", v, ok)
+			}
+		})
+	}
+}
+
+func TestTrimRemovesLeastRecentlyUsed(t *testing.T) {
+	c := open(t, 1)
+	val := bytes.Repeat([]byte{'x'}, 1000) // gzip makes each entry ~100 bytes
+	old := time.Now().Add(-time.Hour)
+	for i := range 5 {
+		k := fmt.Sprint("k", i)
+		if err := c.Put(k, val); err != nil {
+			t.Fatal(err)
+		}
+		at := old.Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(c.path(k), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := c.Get("k0"); !ok { // k0 is now the most recently used
+		t.Fatal("k0 missing")
+	}
+	info, err := os.Stat(c.path("k0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.max = 2 * info.Size()
+	// A temporary file a crashed job left an hour ago, and one being written.
+	stale := filepath.Join(c.dir, "00", ".tmp-1")
+	fresh := filepath.Join(c.dir, "00", ".tmp-2")
+	os.MkdirAll(filepath.Dir(stale), 0o700)
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chtimes(stale, old.Add(-time.Hour), old.Add(-time.Hour))
+	total, err := c.Trim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total > c.max {
+		t.Fatalf("Trim left %d bytes, max %d", total, c.max)
+	}
+	for k, want := range map[string]bool{"k0": true, "k4": true, "k1": false, "k2": false, "k3": false} {
+		if _, ok := c.Get(k); ok != want {
+			t.Errorf("after Trim: %s present %v, want %v", k, ok, want)
+		}
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temporary file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a temporary file being written was removed: %v", err)
+	}
+}
+
+// Jobs sharing the cache: readers see a whole entry or none while writers
+// replace it and Trim runs.
+func TestConcurrentJobs(t *testing.T) {
+	dir := t.TempDir()
+	vals := [][]byte{bytes.Repeat([]byte("a"), 5000), bytes.Repeat([]byte("b"), 7000)}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for j := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := Open(dir, 1<<20) // each job opens the directory itself
+			if err != nil {
+				errs <- err
+				return
+			}
+			for i := range 50 {
+				if err := c.Put("shared", vals[(i+j)%2]); err != nil {
+					errs <- err
+				}
+				if v, ok := c.Get("shared"); ok && !bytes.Equal(v, vals[0]) && !bytes.Equal(v, vals[1]) {
+					errs <- fmt.Errorf("read a mixed entry of %d bytes", len(v))
+				}
+				if i%10 == 0 {
+					if _, err := c.Trim(); err != nil {
+						errs <- err
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestNilCacheCachesNothing(t *testing.T) {
+	c, err := Open(t.TempDir(), 0)
+	if err != nil || c != nil {
+		t.Fatalf("Open with no size = %v, %v", c, err)
+	}
+	if err := c.Put("k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("nil cache hit")
+	}
+	if n, err := c.Trim(); n != 0 || err != nil {
+		t.Fatal(n, err)
+	}
+}
+
+// FuzzDecode: whatever is on disk, Get returns only what was put under
+// that key.
+func FuzzDecode(f *testing.F) {
+	var b bytes.Buffer
+	encode(&b, "k", []byte("value"))
+	f.Add(b.Bytes())
+	f.Add([]byte(magic + "\nk\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := decode(data, "k")
+		if err != nil {
+			return
+		}
+		var again bytes.Buffer
+		if err := encode(&again, "k", v); err != nil {
+			t.Fatal(err)
+		}
+		if v2, err := decode(again.Bytes(), "k"); err != nil || !bytes.Equal(v, v2) {
+			t.Fatalf("decoded %q does not round-trip", v)
+		}
+	})
+}

@@ -1,0 +1,326 @@
+package sbom
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/anchore/stereoscope/pkg/image"
+	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/artifact"
+	"github.com/anchore/syft/syft/file"
+	"github.com/anchore/syft/syft/format/syftjson"
+	"github.com/anchore/syft/syft/linux"
+	"github.com/anchore/syft/syft/pkg"
+	syftsbom "github.com/anchore/syft/syft/sbom"
+	"github.com/anchore/syft/syft/source"
+	"github.com/anchore/syft/syft/source/stereoscopesource"
+
+	"github.com/lotse/lotse/internal/layercache"
+)
+
+// LayerStats says how many of an image's layers were cataloged and how
+// many were read from the layer cache, and whether the image was cataloged
+// whole (in one pass, not layer by layer).
+type LayerStats struct {
+	Cached, Cataloged int
+	Whole             bool
+}
+
+// layerSchema is bumped when what a cached layer catalog holds changes.
+const layerSchema = "1"
+
+// catalogLayers catalogs si one layer at a time, each layer through the
+// layer cache, and merges the layers into the image's SBOM.
+//
+// A layer's catalog holds the packages whose evidence (dpkg's status file,
+// a jar, a Go binary, a METADATA file...) the layer adds or changes, read in
+// the file system of the image up to and including that layer; so it
+// depends on the layer and those under it, and its cache key is the layer's
+// chain ID (with syft's version). Merging keeps a package only from the
+// layer whose file is the one the whole image shows at its evidence path:
+// dpkg's packages come from the last layer that rewrote the status file,
+// and a file a later layer deletes or replaces no longer counts. That is
+// the package set syft finds in the squashed image.
+//
+// When a kept layer saw a different Linux distribution than the image (a
+// later layer changed /etc/os-release), its packages' identifiers would
+// differ from syft's: the image is then cataloged as a whole.
+func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc *layercache.Cache) (*syftsbom.SBOM, LayerStats, error) {
+	var stats LayerStats
+	full := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
+	whole, err := full.FileResolver(source.SquashedScope)
+	if err != nil {
+		return nil, stats, fmt.Errorf("catalog packages: %w", err)
+	}
+	layers := make([]*syftsbom.SBOM, len(si.Layers))
+	chain := ""
+	for i, l := range si.Layers {
+		chain = chainID(chain, l.Metadata.Digest)
+		key := "syft/" + syftVersion() + "/" + layerSchema + "/" + chain
+		if b, ok := lc.Get(key); ok {
+			if s, _, _, err := syftjson.NewFormatDecoder().Decode(bytes.NewReader(b)); err == nil && s != nil {
+				layers[i] = s
+				stats.Cached++
+				continue
+			}
+		}
+		view := *si
+		view.Layers = si.Layers[:i+1]
+		view.SquashedSearchContext = l.SquashedSearchContext
+		src := layerSource{Source: stereoscopesource.New(&view, stereoscopesource.ImageConfig{Reference: ref}), layer: l.Metadata.Digest}
+		s, err := syft.CreateSBOM(withValues(ctx, c.lic), src, cfg)
+		if err != nil {
+			return nil, stats, fmt.Errorf("catalog layer %d (%s): %w", i+1, l.Metadata.Digest, err)
+		}
+		layers[i] = s
+		stats.Cataloged++
+		var b bytes.Buffer
+		if err := syftjson.NewFormatEncoder().Encode(&b, *s); err == nil {
+			lc.Put(key, b.Bytes()) //nolint:errcheck // a cache that cannot be written only costs the next release time
+		}
+	}
+	out, ok := merge(layers, si, whole)
+	if !ok {
+		s, err := syft.CreateSBOM(withValues(ctx, c.lic), full, cfg)
+		return s, LayerStats{Cataloged: len(si.Layers), Whole: true}, err
+	}
+	out.Source = full.Describe()
+	out.Descriptor = syftsbom.Descriptor{Name: cfg.ToolName, Version: cfg.ToolVersion, Configuration: cfg.ToolConfiguration}
+	return out, stats, nil
+}
+
+// merge combines the layers' catalogs (bottom first) into the image's; see
+// catalogLayers. whole resolves paths in the image's file system. It is
+// false when a layer saw another Linux distribution than the image.
+func merge(layers []*syftsbom.SBOM, si *image.Image, whole file.Resolver) (*syftsbom.SBOM, bool) {
+	top := layers[len(layers)-1]
+	out := &syftsbom.SBOM{Artifacts: syftsbom.Artifacts{
+		Packages:          pkg.NewCollection(),
+		FileMetadata:      map[file.Coordinates]file.Metadata{},
+		FileDigests:       map[file.Coordinates][]file.Digest{},
+		FileContents:      map[file.Coordinates]string{},
+		FileLicenses:      map[file.Coordinates][]file.License{},
+		Executables:       map[file.Coordinates]file.Executable{},
+		Unknowns:          map[file.Coordinates][]string{},
+		LinuxDistribution: top.Artifacts.LinuxDistribution,
+	}}
+	// visible is the layer whose file the image shows at a path ("" for
+	// none: deleted, or never there).
+	seen := map[string]string{}
+	visible := func(path string) string {
+		if l, ok := seen[path]; ok {
+			return l
+		}
+		l := ""
+		if locs, err := whole.FilesByPath(path); err == nil && len(locs) > 0 {
+			l = locs[0].FileSystemID
+		}
+		seen[path] = l
+		return l
+	}
+	shown := func(c file.Coordinates) bool { return visible(c.RealPath) == c.FileSystemID }
+	kept := map[artifact.ID]bool{}
+	for i, s := range layers {
+		layer := si.Layers[i].Metadata.Digest
+		n := 0
+		for p := range s.Artifacts.Packages.Enumerate() {
+			if !fromLayer(p, layer, i == len(layers)-1, shown) {
+				continue
+			}
+			out.Artifacts.Packages.Add(p)
+			kept[p.ID()] = true
+			n++
+		}
+		if n > 0 && !sameRelease(s.Artifacts.LinuxDistribution, top.Artifacts.LinuxDistribution) {
+			return nil, false
+		}
+		copyShown(out.Artifacts.FileMetadata, s.Artifacts.FileMetadata, shown)
+		copyShown(out.Artifacts.FileDigests, s.Artifacts.FileDigests, shown)
+		copyShown(out.Artifacts.FileContents, s.Artifacts.FileContents, shown)
+		copyShown(out.Artifacts.FileLicenses, s.Artifacts.FileLicenses, shown)
+		copyShown(out.Artifacts.Executables, s.Artifacts.Executables, shown)
+		copyShown(out.Artifacts.Unknowns, s.Artifacts.Unknowns, shown)
+	}
+	// Relationships between what was kept; each layer's catalog named its
+	// own view of the image as the source, which is now the image.
+	have := map[string]bool{}
+	for _, s := range layers {
+		for _, r := range s.Relationships {
+			if !endpointKept(r.From, kept, shown) || !endpointKept(r.To, kept, shown) {
+				continue
+			}
+			k := string(r.From.ID()) + "\x00" + string(r.To.ID()) + "\x00" + string(r.Type)
+			if !have[k] {
+				have[k] = true
+				out.Relationships = append(out.Relationships, r)
+			}
+		}
+	}
+	return out, true
+}
+
+// fromLayer says whether p, found in the catalog of layer, belongs to the
+// image's catalog: its primary evidence (else all its locations) is in
+// that layer and is what the image shows there. A package without
+// locations is taken from the top layer's catalog.
+func fromLayer(p pkg.Package, layer string, isTop bool, shown func(file.Coordinates) bool) bool {
+	locs := p.Locations.ToSlice()
+	var primary []file.Location
+	for _, l := range locs {
+		if l.Annotations[pkg.EvidenceAnnotationKey] == pkg.PrimaryEvidenceAnnotation {
+			primary = append(primary, l)
+		}
+	}
+	if len(primary) == 0 {
+		primary = locs
+	}
+	if len(primary) == 0 {
+		return isTop
+	}
+	for _, l := range primary {
+		if l.FileSystemID != layer || !shown(l.Coordinates) {
+			return false
+		}
+	}
+	return true
+}
+
+func endpointKept(n artifact.Identifiable, kept map[artifact.ID]bool, shown func(file.Coordinates) bool) bool {
+	switch v := n.(type) {
+	case pkg.Package:
+		return kept[v.ID()]
+	case *pkg.Package:
+		return kept[v.ID()]
+	case file.Coordinates:
+		return shown(v)
+	case file.Location:
+		return shown(v.Coordinates)
+	default:
+		return false // the layer's own view as a source: the encoders describe the image themselves
+	}
+}
+
+func copyShown[V any](dst, src map[file.Coordinates]V, shown func(file.Coordinates) bool) {
+	for c, v := range src {
+		if shown(c) {
+			dst[c] = v
+		}
+	}
+}
+
+func sameRelease(a, b *linux.Release) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ID == b.ID && a.VersionID == b.VersionID && a.Version == b.Version
+}
+
+// chainID is the OCI chain ID of a layer over the chain under it.
+func chainID(parent, diffID string) string {
+	if parent == "" {
+		return diffID
+	}
+	sum := sha256.Sum256([]byte(parent + " " + diffID))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// syftVersion is the version of the syft library linked.
+func syftVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/anchore/syft" {
+				if m.Replace != nil {
+					return m.Replace.Version
+				}
+				return m.Version
+			}
+		}
+	}
+	return "unknown"
+}
+
+// layerSource is the image up to one layer, whose searches (by glob, MIME
+// type, or all locations) find only the files that layer adds or changes;
+// reads by path see the whole file system up to the layer.
+type layerSource struct {
+	source.Source
+	layer string
+}
+
+func (s layerSource) FileResolver(scope source.Scope) (file.Resolver, error) {
+	r, err := s.Source.FileResolver(scope)
+	if err != nil {
+		return nil, err
+	}
+	return layerResolver{Resolver: r, layer: s.layer}, nil
+}
+
+type layerResolver struct {
+	file.Resolver
+	layer string
+}
+
+func (r layerResolver) only(locs []file.Location, err error) ([]file.Location, error) {
+	return slices.DeleteFunc(locs, func(l file.Location) bool { return l.FileSystemID != r.layer }), err
+}
+
+// FilesByGlob searches the layer's files; a pattern without wildcards is a
+// lookup by path (syft reads /etc/debian_version so), which sees the whole
+// file system up to the layer.
+func (r layerResolver) FilesByGlob(patterns ...string) ([]file.Location, error) {
+	var search, lookup []string
+	for _, p := range patterns {
+		if strings.ContainsAny(p, "*?[{\\") {
+			search = append(search, p)
+		} else {
+			lookup = append(lookup, p)
+		}
+	}
+	var out []file.Location
+	if len(search) > 0 {
+		locs, err := r.only(r.Resolver.FilesByGlob(search...))
+		if err != nil {
+			return nil, err
+		}
+		out = locs
+	}
+	if len(lookup) > 0 {
+		locs, err := r.Resolver.FilesByGlob(lookup...)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range locs {
+			if !slices.ContainsFunc(out, func(o file.Location) bool { return o.Coordinates == l.Coordinates && o.AccessPath == l.AccessPath }) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (r layerResolver) FilesByMIMEType(types ...string) ([]file.Location, error) {
+	return r.only(r.Resolver.FilesByMIMEType(types...))
+}
+
+func (r layerResolver) AllLocations(ctx context.Context) <-chan file.Location {
+	out := make(chan file.Location)
+	go func() {
+		defer close(out)
+		for l := range r.Resolver.AllLocations(ctx) {
+			if l.FileSystemID != r.layer {
+				continue
+			}
+			select {
+			case out <- l:
+			case <-ctx.Done(): // keep draining: the resolver's sender ends on its own
+			}
+		}
+	}()
+	return out
+}

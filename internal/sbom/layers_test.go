@@ -1,0 +1,188 @@
+package sbom
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/lotse/lotse/internal/layercache"
+	"github.com/lotse/lotse/test/fixture"
+)
+
+// layeredImage is an application image of four layers: Debian, Java
+// archives, an apt layer that rewrites dpkg's status (one package more),
+// deletes a jar and changes os-release (or not), and the language
+// ecosystems' files on top.
+func layeredImage(t *testing.T, osVersion string, top ...fixture.File) v1.Image {
+	t.Helper()
+	base, err := fixture.Layer(fixture.DebianFiles(fixture.DebianPackages)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jars, err := fixture.JavaFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	java, err := fixture.Layer(jars...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apt := fixture.DebianFiles(append(slices.Clone(fixture.DebianPackages), fixture.DebPackage{Name: "curl", Version: "7.88.1-10+deb12u5"}))
+	for i, f := range apt {
+		switch f.Path {
+		case "etc/os-release":
+			apt[i].Data = bytes.Replace(f.Data, []byte(`VERSION_ID="12"`), []byte(`VERSION_ID="`+osVersion+`"`), 1)
+		case "etc/debian_version":
+			if osVersion != "12" {
+				apt[i].Data = []byte(osVersion + ".1\n")
+			}
+		}
+	}
+	dir, base1 := filepath.Split(fixture.Log4jJarPath)
+	apt = append(apt, fixture.File{Path: dir + ".wh." + base1})
+	aptLayer, err := fixture.Layer(apt...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lang, err := fixture.LangImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := lang.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers := []v1.Layer{base, java, aptLayer, ls[len(ls)-1]}
+	if len(top) > 0 {
+		l, err := fixture.Layer(top...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, l)
+	}
+	img, err := fixture.Image(layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// cdx is the CycloneDX document without what differs between any two runs.
+func cdx(t *testing.T, s *SBOM) string {
+	t.Helper()
+	b, err := s.Bytes(CycloneDXJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	delete(doc, "serialNumber")
+	delete(doc["metadata"].(map[string]any), "timestamp")
+	out, err := json.MarshalIndent(doc, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func catalog(t *testing.T, img v1.Image, lc *layercache.Cache) *SBOM {
+	t.Helper()
+	c := NewCataloger(Tool{Name: "lotse", Version: "test"})
+	defer c.Close()
+	s, err := c.Generate(context.Background(), img, "registry.example.com/team/app:1.0", t.TempDir(), lc)
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	return s
+}
+
+// The image cataloged one layer at a time, through the cache, is the
+// image cataloged whole: the same CycloneDX document.
+func TestLayersCatalogLikeTheWholeImage(t *testing.T) {
+	lc, err := layercache.Open(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := layeredImage(t, "12")
+	whole := catalog(t, img, nil)
+	for _, p := range whole.Packages() {
+		if p.Name == "log4j-core" {
+			t.Fatalf("the whole image still lists the deleted jar: %v", p)
+		}
+	}
+	if !slices.ContainsFunc(whole.Packages(), func(p Package) bool { return p.Name == "curl" }) {
+		t.Fatal("the whole image misses the apt layer's package")
+	}
+	want := cdx(t, whole)
+
+	cold := catalog(t, img, lc)
+	if got := cold.Layers(); got != (LayerStats{Cataloged: 4}) {
+		t.Errorf("cold: %+v", got)
+	}
+	if got := cdx(t, cold); got != want {
+		t.Fatalf("cold, by layer:\n%s\nwhole:\n%s", got, want)
+	}
+	warm := catalog(t, img, lc)
+	if got := warm.Layers(); got != (LayerStats{Cached: 4}) {
+		t.Errorf("warm: %+v", got)
+	}
+	if got := cdx(t, warm); got != want {
+		t.Fatalf("warm, from the cache:\n%s\nwhole:\n%s", got, want)
+	}
+
+	// The next release: only a new top layer is cataloged.
+	jar, err := fixture.LibraryJar(fixture.Maven{Group: "org.example", Artifact: "next", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := layeredImage(t, "12", fixture.File{Path: "opt/lib/next-1.0.0.jar", Data: jar})
+	nextWhole := cdx(t, catalog(t, next, nil))
+	s := catalog(t, next, lc)
+	if got := s.Layers(); got != (LayerStats{Cached: 4, Cataloged: 1}) {
+		t.Errorf("next release: %+v", got)
+	}
+	if got := cdx(t, s); got != nextWhole {
+		t.Fatalf("next release, by layer:\n%s\nwhole:\n%s", got, nextWhole)
+	}
+
+	// Damaged entries are cataloged again, never used.
+	filepath.Walk(lc.Dir(), func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			os.WriteFile(p, []byte("lotse-layercache 1\ngarbage"), 0o600)
+		}
+		return nil
+	})
+	s = catalog(t, img, lc)
+	if got := s.Layers(); got != (LayerStats{Cataloged: 4}) {
+		t.Errorf("after damage: %+v", got)
+	}
+	if got := cdx(t, s); got != want {
+		t.Fatalf("after damage:\n%s\nwhole:\n%s", got, want)
+	}
+}
+
+// A layer that changes the distribution's version changes every OS
+// package's identifier: the image is cataloged whole.
+func TestLayersWithAnotherReleaseCatalogWhole(t *testing.T) {
+	lc, err := layercache.Open(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := layeredImage(t, "13")
+	want := cdx(t, catalog(t, img, nil))
+	s := catalog(t, img, lc)
+	if got := s.Layers(); got != (LayerStats{Cataloged: 4, Whole: true}) {
+		t.Errorf("stats: %+v", got)
+	}
+	if got := cdx(t, s); got != want {
+		t.Fatalf("by layer:\n%s\nwhole:\n%s", got, want)
+	}
+}
