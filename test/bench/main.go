@@ -12,7 +12,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -30,7 +28,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/lotse/lotse/internal/sign"
@@ -43,6 +40,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs per image and side; medians are printed")
 	largeMB := flag.Int("large-mb", 128, "size of the large image's layers in MiB")
 	serveDir := flag.String("serve", "", "internal: set up DIR, serve the registry, print READY ADDR, run until stdin closes")
+	releaseOnly := flag.Bool("release-only", false, "run only the release section (lotse release against the chain)")
 	bumpsOnly := flag.Bool("bumps-only", false, "run only the concurrent-bumps section (needs no -tools)")
 	nBumps := flag.Int("bumps", 50, "concurrent lotse bump processes (apps in one values file)")
 	rate429 := flag.Float64("bumps-429", 0.1, "share of GitLab requests answered 429 during the bumps")
@@ -59,6 +57,8 @@ func main() {
 		err = serve(context.Background(), *serveDir, *largeMB)
 	case *pgoOut != "":
 		err = pgo(context.Background(), *lotse, *pgoOut, *runs, *largeMB)
+	case *releaseOnly:
+		err = run(context.Background(), *lotse, *tools, *runs, *largeMB)
 	case *bumpsOnly:
 		err = bumps(context.Background(), *lotse, *nBumps, *rate429)
 	case *intakeOnly:
@@ -99,6 +99,9 @@ func serve(ctx context.Context, dir string, largeMB int) error {
 	if err := fixture.WriteVulnDB(filepath.Join(dir, "cache"), time.Now()); err != nil {
 		return err
 	}
+	if err := fixture.WriteJavaDB(filepath.Join(dir, "cache"), time.Now()); err != nil {
+		return err
+	}
 	priv, pub, err := sign.GenerateKeyPair([]byte("bench"))
 	if err != nil {
 		return err
@@ -109,19 +112,8 @@ func serve(ctx context.Context, dir string, largeMB int) error {
 	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644); err != nil {
 		return err
 	}
-	small, err := fixture.GoImage(ctx, mkdir(dir, "gobuild"))
-	if err != nil {
+	if err := pushShapes(ctx, reg, dir, largeMB); err != nil {
 		return err
-	}
-	large, err := fixture.LargeImage(largeMB, 300, 1)
-	if err != nil {
-		return err
-	}
-	for n, img := range map[string]v1.Image{"small": small, "large": large} {
-		src, _ := name.NewTag(reg + "/src/" + n + ":1")
-		if err := remote.Write(src, img, remote.WithContext(ctx)); err != nil {
-			return err
-		}
 	}
 	fmt.Printf("READY %s\n", reg)
 	io.Copy(io.Discard, os.Stdin) //nolint:errcheck // returns when the parent goes away
@@ -214,69 +206,10 @@ func startFixtures(ctx context.Context, tools string, largeMB int) (*bench, stri
 	return b, reg, stop, nil
 }
 
-func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
-	if tools == "" {
-		return errors.New("-tools is required")
-	}
-	// The commands run in a scratch directory: make the paths absolute.
-	var err error
-	if lotse, err = filepath.Abs(lotse); err != nil {
-		return err
-	}
-	if tools, err = filepath.Abs(tools); err != nil {
-		return err
-	}
-	b, reg, stop, err := startFixtures(ctx, tools, largeMB)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	cache := filepath.Join(b.dir, "cache")
-
-	fmt.Printf("\n%-6s %8s  %-6s %9s %9s %10s   findings\n", "image", "layers", "side", "wall s", "cpu s", "peak MiB")
-	for _, im := range []string{"small", "large"} {
-		src, _ := name.NewTag(reg + "/src/" + im + ":1")
-		size, err := layersMiB(src)
-		if err != nil {
-			return err
-		}
-		var chain, lot []usage
-		var chainFind, lotFind []string
-		for r := range runs {
-			cu, cf, err := b.chain(src.String(), fmt.Sprintf("%s/chain/%s%d", reg, im, r), cache)
-			if err != nil {
-				return err
-			}
-			lu, lf, err := b.lotse(lotse, src.String(), fmt.Sprintf("%s/lotse/%s%d", reg, im, r))
-			if err != nil {
-				return err
-			}
-			chain, lot = append(chain, cu), append(lot, lu)
-			chainFind, lotFind = cf, lf
-		}
-		same := "identical"
-		if !slices.Equal(chainFind, lotFind) {
-			same = fmt.Sprintf("DIFFER: chain %d, lotse %d", len(chainFind), len(lotFind))
-		}
-		c, l := median(chain), median(lot)
-		fmt.Printf("%-6s %6.0fMi  %-6s %9.2f %9.2f %10.0f   %d\n", im, size, "chain", c.wall.Seconds(), c.cpu.Seconds(), float64(c.rssKB)/1024, len(chainFind))
-		fmt.Printf("%-6s %8s  %-6s %9.2f %9.2f %10.0f   %d (%s)\n", "", "", "lotse", l.wall.Seconds(), l.cpu.Seconds(), float64(l.rssKB)/1024, len(lotFind), same)
-		fmt.Printf("%-6s %8s  %-6s %9.3f %9.3f %10.2f   target: wall <= 0.500\n", "", "", "ratio", l.wall.Seconds()/c.wall.Seconds(), l.cpu.Seconds()/c.cpu.Seconds(), float64(l.rssKB)/float64(c.rssKB))
-	}
-	fmt.Printf("\nmedians of %d runs; chain = syft + trivy image + crane copy + cosign sign + 2 x cosign attest, run in a row;\npeak MiB is the largest single process\n", runs)
-	return nil
-}
-
-// chain runs the four CLIs the way a pipeline chains them today.
-func (b *bench) chain(src, dst, cache string) (usage, []string, error) {
-	// A pipeline scans an image it has not scanned before. trivy keeps what
-	// it learnt of each layer in CACHE/fanal beside the DB, so without this
-	// every run after the first would find the same image's layers already
-	// analysed (the 128 MiB image: 0.12 s instead of 0.36 s). lotse keeps no
-	// such cache.
-	if err := os.RemoveAll(filepath.Join(cache, "fanal")); err != nil {
-		return usage{}, nil, err
-	}
+// chain runs the four CLIs the way a pipeline chains them today. trivy
+// keeps what it learnt of each layer in CACHE/fanal beside the DB; the
+// caller decides whether that cache is kept (warm) or not (cold).
+func (b *bench) chain(src, dst, cache string) (outcome, error) {
 	var total usage
 	t := func(n string) string { return filepath.Join(b.tools, n) }
 	steps := [][]string{
@@ -289,17 +222,17 @@ func (b *bench) chain(src, dst, cache string) (usage, []string, error) {
 	for _, s := range steps {
 		u, err := b.exec(s[0], s[1:]...)
 		if err != nil {
-			return usage{}, nil, err
+			return outcome{}, err
 		}
 		total.add(u)
 	}
 	ref, err := name.NewTag(dst + ":1")
 	if err != nil {
-		return usage{}, nil, err
+		return outcome{}, err
 	}
 	desc, err := remote.Head(ref)
 	if err != nil {
-		return usage{}, nil, err
+		return outcome{}, err
 	}
 	digest := ref.Context().Digest(desc.Digest.String()).String()
 	cosign := []string{"--key", "cosign.key", "--tlog-upload=false", "--use-signing-config=false", "--allow-insecure-registry"}
@@ -310,22 +243,63 @@ func (b *bench) chain(src, dst, cache string) (usage, []string, error) {
 	} {
 		u, err := b.exec(t("cosign"), s...)
 		if err != nil {
-			return usage{}, nil, err
+			return outcome{}, err
 		}
 		total.add(u)
 	}
-	f, err := findings(filepath.Join(b.dir, "trivy.json"))
-	return total, f, err
+	return b.outcome(total, "trivy.json", "sbom.cdx.json")
 }
 
-func (b *bench) lotse(lotse, src, dst string) (usage, []string, error) {
+// lotse releases src to dst; lotse keeps each layer's analyses in
+// CACHE/layers, which the caller keeps (warm) or removes (cold).
+func (b *bench) lotse(lotse, src, dst string) (outcome, error) {
 	u, err := b.exec(lotse, "release", src, "--to", dst, "--tag", "1", "--offline", "--key", "cosign.key",
 		"--scan-file", "lotse-trivy.json", "--sbom-file", "lotse-sbom.cdx.json", "--gitlab-report", "lotse-gl.json")
 	if err != nil {
-		return usage{}, nil, err
+		return outcome{}, err
 	}
-	f, err := findings(filepath.Join(b.dir, "lotse-trivy.json"))
-	return u, f, err
+	return b.outcome(u, "lotse-trivy.json", "lotse-sbom.cdx.json")
+}
+
+// outcome is what one side did: its cost, its findings and its SBOM's
+// components.
+type outcome struct {
+	usage
+	findings, components []string
+}
+
+func (b *bench) outcome(u usage, trivyJSON, cdxJSON string) (outcome, error) {
+	f, err := findings(filepath.Join(b.dir, trivyJSON))
+	if err != nil {
+		return outcome{}, err
+	}
+	c, err := components(filepath.Join(b.dir, cdxJSON))
+	return outcome{usage: u, findings: f, components: c}, err
+}
+
+// components reads a CycloneDX SBOM's components as sorted "type purl"
+// keys (a file: "file name").
+func components(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var bom struct {
+		Components []struct{ Type, Name, Version, Purl string }
+	}
+	if err := json.Unmarshal(data, &bom); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := make([]string, 0, len(bom.Components))
+	for _, c := range bom.Components {
+		id := c.Purl
+		if id == "" {
+			id = c.Name + "@" + c.Version
+		}
+		out = append(out, c.Type+" "+id)
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // findings reads a trivy JSON report as sorted "ID package@version" keys.
@@ -336,7 +310,7 @@ func findings(path string) ([]string, error) {
 	}
 	var rep struct {
 		Results []struct {
-			Vulnerabilities []struct{ VulnerabilityID, PkgName, InstalledVersion, Severity string }
+			Vulnerabilities []struct{ VulnerabilityID, PkgName, PkgPath, InstalledVersion, Severity string }
 		}
 	}
 	if err := json.Unmarshal(data, &rep); err != nil {
@@ -345,14 +319,18 @@ func findings(path string) ([]string, error) {
 	var out []string
 	for _, r := range rep.Results {
 		for _, v := range r.Vulnerabilities {
-			out = append(out, v.VulnerabilityID+" "+v.PkgName+"@"+v.InstalledVersion+" "+v.Severity)
+			out = append(out, v.VulnerabilityID+" "+v.PkgName+"@"+v.InstalledVersion+" "+v.Severity+" "+v.PkgPath)
 		}
 	}
 	sort.Strings(out)
 	return out, nil
 }
 
-func median(us []usage) usage {
+func median(os []outcome) usage {
+	us := make([]usage, len(os))
+	for i, o := range os {
+		us[i] = o.usage
+	}
 	pick := func(f func(usage) float64) float64 {
 		v := make([]float64, len(us))
 		for i, u := range us {

@@ -13,8 +13,8 @@ import (
 )
 
 // pgo writes the profile that `go build` applies to lotse (cmd/lotse/default.pgo):
-// the CPU profiles of `lotse release` on the bench's small and large images,
-// runs times each, merged into one.
+// the CPU profiles of `lotse release` on the bench's images (release 1,
+// with no layer cache), runs times each, merged into one.
 //
 // A build with profile-guided optimisation inlines and lays out the hot paths
 // it names. The hottest is building syft's license scanner, which bounds every
@@ -31,12 +31,15 @@ func pgo(ctx context.Context, lotse, out string, runs, largeMB int) error {
 	defer stop()
 	var profiles []*profile.Profile
 	for r := range runs {
-		for _, im := range []string{"small", "large"} {
+		for _, im := range shapeNames {
 			path := filepath.Join(b.dir, fmt.Sprintf("cpu-%s%d.pprof", im, r))
 			p := *b
 			p.env = append(p.env[:len(p.env):len(p.env)], "LOTSE_CPUPROFILE="+path)
 			src := reg + "/src/" + im + ":1"
-			if _, _, err := p.lotse(lotse, src, fmt.Sprintf("%s/pgo/%s%d", reg, im, r)); err != nil {
+			if err := os.RemoveAll(filepath.Join(b.dir, "cache", "layers")); err != nil {
+				return err
+			}
+			if _, err := p.lotse(lotse, src, fmt.Sprintf("%s/pgo/%s%d", reg, im, r)); err != nil {
 				return err
 			}
 			prof, err := readProfile(path)
