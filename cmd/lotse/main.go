@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -35,7 +36,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer stopProfile()
 	}
+	// LOTSE_MEMPROFILE=FILE writes the allocation profile of the command
+	// when it ends (go tool pprof -sample_index=alloc_space FILE).
+	if path := getenv("LOTSE_MEMPROFILE"); path != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if err := writeHeapProfile(path); err != nil {
+				fmt.Fprintf(stderr, "lotse: LOTSE_MEMPROFILE: %v\n", err)
+			}
+		}()
+	}
 	return ci.Run(ctx, ci.Info{Version: version}, args[1:], getenv, stdout, stderr)
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func startCPUProfile(path string) (stop func(), err error) {

@@ -1,8 +1,10 @@
 package atomicfile
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -32,5 +34,35 @@ func TestWrite(t *testing.T) {
 	}
 	if err := Write(filepath.Join(dir, "missing", "x"), nil); err == nil {
 		t.Error("writing into a missing directory succeeded")
+	}
+}
+
+// A named pipe (as /dev/null or /dev/stdout, not a regular file) is written
+// to, not replaced by a regular file.
+func TestWriteToAPipe(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "pipe")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	got := make(chan string)
+	go func() {
+		f, err := os.Open(p)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer f.Close()
+		b, _ := io.ReadAll(f)
+		got <- string(b)
+	}()
+	if err := Write(p, []byte("report")); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "report" {
+		t.Errorf("the reader got %q", s)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the pipe was replaced: %v %v", fi.Mode(), err)
 	}
 }
