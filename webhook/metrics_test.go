@@ -362,7 +362,7 @@ func TestDeployQueriesNameExportedMetrics(t *testing.T) {
 	fams, _ := scrapeDriven(t)
 	have := exported(fams)
 
-	files, err := filepath.Glob("deploy/alerts/*.yaml")
+	files, err := filepath.Glob("deploy/chart/files/*-rules.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no rule files: %v", err)
 	}

@@ -287,7 +287,7 @@ func run(ctx context.Context, lotse, lotsed string, keep bool, out io.Writer) er
 	fmt.Fprintf(out, "  - see it: board %s/board (token %s), MRs %s/api/v4/projects/platform%%2Fgitops/merge_requests (token %s)\n",
 		lotsedURL, demoReadToken, gl.url, gl.users["alice"].Token)
 	fmt.Fprintf(out, "  - metrics %s/metrics (same token); to run lotsed beside ArgoCD: the Helm chart webhook/deploy/chart,\n", lotsedURL)
-	fmt.Fprintf(out, "    the Grafana dashboard webhook/deploy/dashboards/lotsed.json, the alert rules webhook/deploy/alerts/lotsed-rules.yaml\n")
+	fmt.Fprintf(out, "    the Grafana dashboard webhook/deploy/dashboards/lotsed.json, the alert rules webhook/deploy/chart/files/lotsed-rules.yaml\n")
 	if keep {
 		fmt.Fprintf(out, "\nEverything keeps running; Ctrl-C to stop.\n")
 		<-ctx.Done()

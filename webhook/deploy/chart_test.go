@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -187,6 +188,7 @@ func TestChartPostgres(t *testing.T) {
 		"secrets":        map[string]any{"existingSecret": "lotsed", "keys": map[string]any{"databaseUrl": "database-url", "argocdToken": "argocd-token"}},
 		"ingress":        map[string]any{"enabled": true, "host": "lotsed.example.org", "tls": map[string]any{"secretName": "tls"}},
 		"serviceMonitor": map[string]any{"enabled": true},
+		"prometheusRule": map[string]any{"enabled": true, "labels": map[string]any{"release": "prometheus"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +227,26 @@ func TestChartPostgres(t *testing.T) {
 	}
 	if get(objs["Ingress/lotsed"], "spec", "rules", 0, "host") != "lotsed.example.org" {
 		t.Errorf("Ingress %v", objs["Ingress/lotsed"])
+	}
+	// The PrometheusRule holds the rule file's groups unchanged, alert
+	// templates ({{ $value }}) included.
+	pr := objs["PrometheusRule/lotsed"]
+	if get(pr, "metadata", "labels", "release") != "prometheus" {
+		t.Errorf("PrometheusRule labels %v", get(pr, "metadata", "labels"))
+	}
+	raw, err := os.ReadFile("chart/files/lotsed-rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]any
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := get(pr, "spec", "groups"), file["groups"]; !reflect.DeepEqual(got, want) || want == nil {
+		t.Errorf("PrometheusRule groups differ from files/lotsed-rules.yaml:\n got %v\nwant %v", got, want)
+	}
+	if objects(t, one)["PrometheusRule/lotsed"] != nil {
+		t.Error("a PrometheusRule was rendered without prometheusRule.enabled")
 	}
 }
 
