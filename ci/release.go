@@ -150,7 +150,10 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		return err
 	}
 	defer a.closeLayerCache(ctx, layers)
-	scanOpts.Layers = layers
+	var sbomLayers sbom.Cache
+	if layers != nil { // no typed nil in the interfaces
+		sbomLayers, scanOpts.Layers = layers, layers
+	}
 	sc, err := a.openScanner(ctx, df, rf)
 	if err != nil {
 		return err
@@ -170,7 +173,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		g.Go(func() error {
 			t := a.now()
 			var err error
-			if doc, err = cat.Generate(gctx, img.art.Image, srcArg, filepath.Join(img.dir, "sbom"), layers); err != nil {
+			if doc, err = cat.Generate(gctx, img.art.Image, srcArg, filepath.Join(img.dir, "sbom"), sbomLayers); err != nil {
 				return err
 			}
 			a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))

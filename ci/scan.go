@@ -247,10 +247,14 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 				defer img.close()
 			}
 			if img != nil {
-				if opts.Layers, err = a.openLayerCache(&df); err != nil {
+				lc, err := a.openLayerCache(&df)
+				if err != nil {
 					return err
 				}
-				defer a.closeLayerCache(ctx, opts.Layers)
+				defer a.closeLayerCache(ctx, lc)
+				if lc != nil { // no typed nil in the interface
+					opts.Layers = lc
+				}
 			}
 			sc, err := a.openScanner(ctx, &df, &rf)
 			if err != nil {

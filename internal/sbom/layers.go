@@ -20,9 +20,14 @@ import (
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
-
-	"github.com/lotse/lotse/internal/layercache"
 )
+
+// Cache keeps each layer's catalog between runs (lotse's
+// internal/layercache): Get misses rather than return a damaged entry.
+type Cache interface {
+	Get(key string) ([]byte, bool)
+	Put(key string, value []byte) error
+}
 
 // LayerStats says how many of an image's layers were cataloged and how
 // many were read from the layer cache, and whether the image was cataloged
@@ -51,7 +56,7 @@ const layerSchema = "1"
 // When a kept layer saw a different Linux distribution than the image (a
 // later layer changed /etc/os-release), its packages' identifiers would
 // differ from syft's: the image is then cataloged as a whole.
-func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc *layercache.Cache) (*syftsbom.SBOM, LayerStats, error) {
+func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc Cache) (*syftsbom.SBOM, LayerStats, error) {
 	var stats LayerStats
 	full := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
 	whole, err := full.FileResolver(source.SquashedScope)

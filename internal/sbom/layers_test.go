@@ -93,7 +93,7 @@ func cdx(t *testing.T, s *SBOM) string {
 	return string(out)
 }
 
-func catalog(t *testing.T, img v1.Image, lc *layercache.Cache) *SBOM {
+func catalog(t *testing.T, img v1.Image, lc Cache) *SBOM {
 	t.Helper()
 	c := NewCataloger(Tool{Name: "lotse", Version: "test"})
 	defer c.Close()

@@ -26,8 +26,6 @@ import (
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/lotse/lotse/internal/layercache"
-
 	// syft's RPM cataloger reads newer rpmdb files through database/sql and
 	// needs a driver registered; modernc's is pure Go.
 	_ "modernc.org/sqlite"
@@ -130,7 +128,7 @@ func Generate(ctx context.Context, img v1.Image, ref string, tool Tool, tmpDir s
 // found in the cache are not cataloged again (see catalogLayers). The
 // unpacked layers are removed in the background once it returns; Close
 // waits for that.
-func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpDir string, layers *layercache.Cache) (*SBOM, error) {
+func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpDir string, layers Cache) (*SBOM, error) {
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return nil, fmt.Errorf("layer directory: %w", err)
 	}

@@ -41,7 +41,7 @@ func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Opt
 	}
 	res.Layers = LayerStats{Cached: c.hits, Analysed: c.analysed}
 	if c.putErr != nil {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("the layer cache in %s was not updated: %v", opts.Layers.Dir(), c.putErr))
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the layer cache was not updated: %v", c.putErr))
 	}
 	if s.noJavaDB {
 		n, some, err := javaArchives(img)

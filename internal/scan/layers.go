@@ -12,8 +12,6 @@ import (
 	"github.com/aquasecurity/trivy/pkg/cache"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	"github.com/aquasecurity/trivy/pkg/version/app"
-
-	"github.com/lotse/lotse/internal/layercache"
 )
 
 // layerCache is trivy's analysis cache for one image scan: in memory, and
@@ -23,7 +21,7 @@ import (
 // trivy's jar analyzer names jars through the Java DB while it analyses.
 type layerCache struct {
 	*cache.MemoryCache
-	lc     *layercache.Cache
+	lc     Cache
 	prefix string
 
 	mu       sync.Mutex
@@ -36,7 +34,7 @@ type layerCache struct {
 // without one yet, trivy downloads it during the analysis, so what the
 // layers' analyses depend on is not known before: the layer cache is not
 // used for that scan.
-func newLayerCache(lc *layercache.Cache, javaDBDir string, noJavaDB bool) *layerCache {
+func newLayerCache(lc Cache, javaDBDir string, noJavaDB bool) *layerCache {
 	stamp := "none"
 	if !noJavaDB {
 		b, err := os.ReadFile(filepath.Join(javaDBDir, "metadata.json"))
@@ -58,6 +56,10 @@ func (c *layerCache) MissingBlobs(ctx context.Context, artifactID string, blobID
 	}
 	var still []string
 	for _, id := range missing {
+		if c.lc == nil {
+			still = append(still, id)
+			continue
+		}
 		if b, ok := c.lc.Get(c.prefix + id); ok {
 			var info ftypes.BlobInfo
 			if json.Unmarshal(b, &info) == nil && info.SchemaVersion == ftypes.BlobJSONSchemaVersion {

@@ -37,7 +37,7 @@ func TestImageLayerCache(t *testing.T) {
 	}
 	s := openScanner(t)
 	ctx := context.Background()
-	scanWith := func(img v1.Image, lc *layercache.Cache) *Result {
+	scanWith := func(img v1.Image, lc Cache) *Result {
 		t.Helper()
 		r, err := s.Image(ctx, img, "registry.example.com/team/app:1", Options{Layers: lc})
 		if err != nil {

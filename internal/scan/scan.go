@@ -38,7 +38,6 @@ import (
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/lotse/lotse/internal/layercache"
 	"github.com/lotse/lotse/internal/vuln"
 )
 
@@ -198,7 +197,14 @@ type Options struct {
 	IgnoreFile string
 	// Layers, when set, keeps each layer's analysis between scans (Image
 	// only): a layer analysed before is read from it, not analysed again.
-	Layers *layercache.Cache
+	Layers Cache
+}
+
+// Cache keeps each layer's analysis between scans (lotse's
+// internal/layercache): Get misses rather than return a damaged entry.
+type Cache interface {
+	Get(key string) ([]byte, bool)
+	Put(key string, value []byte) error
 }
 
 // LayerStats says how many of an image's layers were analysed and how many
