@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := $(CURDIR)/bin
 
-.PHONY: all build image test race lint demo bench pgo clean tools
+.PHONY: all build image test race promql lint demo bench pgo clean tools
 
 all: build
 
@@ -79,7 +79,15 @@ test: tools $(TESTBIN)/lotse $(TESTBIN)/lotsed
 	  GITLAB_CI_LOCAL="$$(scripts/gitlab-ci-local.sh)" LOTSE_CHROMIUM="$$(scripts/chromium.sh)" LOTSE_BIN=$(TESTBIN)/lotse LOTSED_BIN=$(TESTBIN)/lotsed \
 	  PATH="$(TESTBIN):$(BIN):$$PATH" $(GO) test -pgo=off -p 2 -count=1 ./... && \
 	  $(MAKE) --no-print-directory race
+	$(MAKE) --no-print-directory promql
 	$(GO) vet -pgo=off ./...
+
+# The alert rules and the dashboard through Prometheus' own rule-file and
+# PromQL parsers: webhook/deploy/promql is a module of its own, so that
+# Prometheus' dependencies leave lotse's (and trivy's, syft's, cosign's)
+# versions alone.
+promql:
+	cd webhook/deploy/promql && $(GO) test -count=1 ./... && $(GO) vet ./...
 
 # The service and its store under the race detector (it needs cgo, so this
 # is the one place built with CGO_ENABLED=1; webhook does not link trivy,

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -354,6 +356,37 @@ type ruleFile struct {
 	} `yaml:"groups"`
 }
 
+// updateMetrics rewrites deploy/promql/exported-metrics.txt from a scrape.
+var updateMetrics = flag.Bool("update-metrics", false, "rewrite deploy/promql/exported-metrics.txt")
+
+// checkExportedList keeps deploy/promql/exported-metrics.txt, the names
+// lotsed exports, equal to a scrape: the Prometheus-parser check in
+// deploy/promql (a module of its own, so that Prometheus' dependencies do
+// not change lotse's) reads it.
+func checkExportedList(t *testing.T, have map[string]bool) {
+	t.Helper()
+	// The Go collector's runtime/metrics names change with the Go version;
+	// the list keeps the stable ones.
+	var names []string
+	for _, n := range slices.Sorted(maps.Keys(have)) {
+		if strings.HasPrefix(n, "lotsed_") || strings.HasPrefix(n, "process_") || strings.HasPrefix(n, "go_memstats_") ||
+			n == "go_goroutines" || n == "go_threads" || n == "go_info" {
+			names = append(names, n)
+		}
+	}
+	want := strings.Join(names, "\n") + "\n"
+	const path = "deploy/promql/exported-metrics.txt"
+	if *updateMetrics {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != want {
+		t.Errorf("%s is not what lotsed exports (go test ./webhook -run TestDeployQueries -update-metrics rewrites it): %v\nexported:\n%s", path, err, want)
+	}
+}
+
 var templateRef = regexp.MustCompile(`\{\{\s*\$labels\.([a-z_]+)\s*\}\}`)
 
 // The alert rules and the dashboard parse, and every metric they query is
@@ -361,6 +394,7 @@ var templateRef = regexp.MustCompile(`\{\{\s*\$labels\.([a-z_]+)\s*\}\}`)
 func TestDeployQueriesNameExportedMetrics(t *testing.T) {
 	fams, _ := scrapeDriven(t)
 	have := exported(fams)
+	checkExportedList(t, have)
 
 	files, err := filepath.Glob("deploy/chart/files/*-rules.yaml")
 	if err != nil || len(files) == 0 {
