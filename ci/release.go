@@ -230,8 +230,12 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	printf(a.stdout, "scan     %s -> %s\n", vuln.Summary(res.Report.Findings), lf.gitlabReport)
 	if layers != nil {
 		sl := doc.Layers()
-		printf(a.stdout, "layers   %d cached, %d analysed (sbom); %d cached, %d analysed (scan); cache %s\n",
-			sl.Cached, sl.Cataloged, res.Layers.Cached, res.Layers.Analysed, layers.Dir())
+		how := "sbom"
+		if sl.Whole {
+			how = "sbom, the image whole" // see sbom.LayerStats
+		}
+		printf(a.stdout, "layers   %d cached, %d analysed (%s); %d cached, %d analysed (scan); cache %s\n",
+			sl.Cached, sl.Cataloged, how, res.Layers.Cached, res.Layers.Analysed, layers.Dir())
 	}
 	a.printWarnings(res)
 	if err := a.printGate(res.Report, gf); err != nil {

@@ -131,6 +131,9 @@ func merge(layers []*syftsbom.SBOM, si *image.Image, whole file.Resolver) (*syft
 	}
 	shown := func(c file.Coordinates) bool { return visible(c.RealPath) == c.FileSystemID }
 	kept := map[artifact.ID]bool{}
+	spans := map[string]map[int]bool{} // cataloger → layers its kept packages come from
+	var binaries []pkg.Package         // kept binary packages, with their layer in layerOf
+	layerOf := map[artifact.ID]int{}
 	for i, s := range layers {
 		layer := si.Layers[i].Metadata.Digest
 		n := 0
@@ -138,8 +141,19 @@ func merge(layers []*syftsbom.SBOM, si *image.Image, whole file.Resolver) (*syft
 			if !fromLayer(p, layer, i == len(layers)-1, shown) {
 				continue
 			}
+			if len(layers) > 1 && linksLibraries(p, s) {
+				return nil, false
+			}
 			out.Artifacts.Packages.Add(p)
 			kept[p.ID()] = true
+			layerOf[p.ID()] = i
+			if spans[p.FoundBy] == nil {
+				spans[p.FoundBy] = map[int]bool{}
+			}
+			spans[p.FoundBy][i] = true
+			if p.Type == pkg.BinaryPkg {
+				binaries = append(binaries, p)
+			}
 			n++
 		}
 		if n > 0 && !sameRelease(s.Artifacts.LinuxDistribution, top.Artifacts.LinuxDistribution) {
@@ -151,6 +165,19 @@ func merge(layers []*syftsbom.SBOM, si *image.Image, whole file.Resolver) (*syft
 		copyShown(out.Artifacts.FileLicenses, s.Artifacts.FileLicenses, shown)
 		copyShown(out.Artifacts.Executables, s.Artifacts.Executables, shown)
 		copyShown(out.Artifacts.Unknowns, s.Artifacts.Unknowns, shown)
+	}
+	// syft relates packages of one cataloger across files (Python's
+	// Requires-Dist, dpkg's status.d, Perl...): a layer's catalog cannot see
+	// another layer's side of such a relationship.
+	for c, ls := range spans {
+		if len(ls) > 1 && !selfContained(c) {
+			return nil, false
+		}
+	}
+	// syft drops a binary package whose file an OS package owns; a layer's
+	// catalog cannot see an owner in another layer.
+	if ownedElsewhere(out.Artifacts.Packages, binaries, layerOf) {
+		return nil, false
 	}
 	// Relationships between what was kept; each layer's catalog named its
 	// own view of the image as the source, which is now the image.
@@ -168,6 +195,62 @@ func merge(layers []*syftsbom.SBOM, si *image.Image, whole file.Resolver) (*syft
 		}
 	}
 	return out, true
+}
+
+// selfContained are the catalogers whose packages, and the relationships
+// between them, come from one file each (a binary, an archive, a package's
+// manifest): their packages may come from several layers. Any other
+// cataloger whose packages span layers makes the image cataloged whole.
+func selfContained(cataloger string) bool {
+	switch cataloger {
+	case "binary-classifier-cataloger", "go-module-binary-cataloger", "java-archive-cataloger", "java-jvm-cataloger",
+		"javascript-package-cataloger", "php-composer-installed-cataloger", "cargo-auditable-binary-cataloger",
+		"ruby-installed-gemspec-cataloger", "dotnet-deps-binary-cataloger", "dotnet-portable-executable-cataloger",
+		"pe-binary-package-cataloger":
+		return true
+	}
+	return false
+}
+
+// linksLibraries says whether syft relates p to the packages of the shared
+// libraries its binary imports (ELF package notes), which it finds in the
+// whole file system.
+func linksLibraries(p pkg.Package, s *syftsbom.SBOM) bool {
+	if _, ok := p.Metadata.(pkg.ELFBinaryPackageNoteJSONPayload); !ok {
+		return false
+	}
+	for _, l := range p.Locations.ToSlice() {
+		if e, ok := s.Artifacts.Executables[l.Coordinates]; ok && len(e.ImportedLibraries) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ownedElsewhere says whether an OS package owns the evidence of a binary
+// package kept from another layer.
+func ownedElsewhere(all *pkg.Collection, binaries []pkg.Package, layerOf map[artifact.ID]int) bool {
+	if len(binaries) == 0 {
+		return false
+	}
+	owner := map[string]int{} // path → layer of an OS package owning it
+	for p := range all.Enumerate() {
+		fo, ok := p.Metadata.(pkg.FileOwner)
+		if !ok || p.Type == pkg.BinaryPkg {
+			continue
+		}
+		for _, f := range fo.OwnedFiles() {
+			owner[f] = layerOf[p.ID()]
+		}
+	}
+	for _, b := range binaries {
+		for _, l := range b.Locations.ToSlice() {
+			if ol, ok := owner[l.RealPath]; ok && ol != layerOf[b.ID()] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // fromLayer says whether p, found in the catalog of layer, belongs to the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -184,5 +185,66 @@ func TestLayersWithAnotherReleaseCatalogWhole(t *testing.T) {
 	}
 	if got := cdx(t, s); got != want {
 		t.Fatalf("by layer:\n%s\nwhole:\n%s", got, want)
+	}
+}
+
+// Images whose layers split what syft relates across files are cataloged
+// whole, and come out as syft catalogs them.
+func TestLayersSyftRelatesCatalogWhole(t *testing.T) {
+	site := "usr/lib/python3.12/site-packages/"
+	dist := func(name, version, requires string) []fixture.File {
+		info := site + name + "-" + version + ".dist-info/"
+		meta := "Metadata-Version: 2.1\nName: " + name + "\nVersion: " + version + "\n"
+		if requires != "" {
+			meta += "Requires-Dist: " + requires + "\n"
+		}
+		return []fixture.File{{Path: info + "METADATA", Data: []byte(meta)}, {Path: info + "RECORD", Data: []byte(name + "/__init__.py,,\n")}}
+	}
+	layer := func(files ...[]fixture.File) v1.Layer {
+		var all []fixture.File
+		for _, f := range files {
+			all = append(all, f...)
+		}
+		l, err := fixture.Layer(all...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	debian := fixture.DebianFiles(fixture.DebianPackages)
+	for name, layers := range map[string][]v1.Layer{
+		// pip install in two steps: requests (layer 2) requires urllib3 (layer 1).
+		"python in two layers": {layer(debian, dist("urllib3", "2.2.1", "")), layer(dist("requests", "2.31.0", "urllib3 (<3,>=1.21.1)"))},
+		// distroless: one dpkg status file per package, in different layers.
+		"dpkg status.d": {
+			layer([]fixture.File{{Path: "etc/os-release", Data: []byte("ID=debian\nVERSION_ID=\"12\"\n")},
+				{Path: "var/lib/dpkg/status.d/libc6", Data: []byte("Package: libc6\nVersion: 2.36-9+deb12u4\nArchitecture: amd64\nStatus: install ok installed\n")}}),
+			layer([]fixture.File{{Path: "var/lib/dpkg/status.d/libssl3", Data: []byte("Package: libssl3\nVersion: 3.0.11-1~deb12u2\nArchitecture: amd64\nStatus: install ok installed\nDepends: libc6 (>= 2.34)\n")}}),
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			img, err := fixture.Image(layers...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lc, err := layercache.Open(t.TempDir(), 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole := catalog(t, img, nil)
+			if whole.Len() < 2 {
+				t.Fatalf("fixture: syft found %v", whole.Packages())
+			}
+			s := catalog(t, img, lc)
+			if got := s.Layers(); !got.Whole {
+				t.Errorf("stats %+v: want the image cataloged whole", got)
+			}
+			if got, want := cdx(t, s), cdx(t, whole); got != want {
+				t.Fatalf("by layer:\n%s\nwhole:\n%s", got, want)
+			}
+			if !strings.Contains(cdx(t, whole), `"dependsOn"`) {
+				t.Errorf("fixture: syft relates nothing here, so the test proves nothing:\n%s", cdx(t, whole))
+			}
+		})
 	}
 }

@@ -30,7 +30,8 @@ type layerCache struct {
 	putErr   error
 }
 
-// Offline without a Java DB, jars are analysed without one ("none"). Online
+// newLayerCache backs one scan's analyses with lc. Offline without a Java
+// DB, jars are analysed without one ("none"). Online
 // without one yet, trivy downloads it during the analysis, so what the
 // layers' analyses depend on is not known before: the layer cache is not
 // used for that scan.
