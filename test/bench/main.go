@@ -265,7 +265,7 @@ func (b *bench) lotse(lotse, src, dst string) (outcome, error) {
 // components.
 type outcome struct {
 	usage
-	findings, components []string
+	findings, components, deps []string
 }
 
 func (b *bench) outcome(u usage, trivyJSON, cdxJSON string) (outcome, error) {
@@ -273,33 +273,48 @@ func (b *bench) outcome(u usage, trivyJSON, cdxJSON string) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
-	c, err := components(filepath.Join(b.dir, cdxJSON))
-	return outcome{usage: u, findings: f, components: c}, err
+	c, d, err := components(filepath.Join(b.dir, cdxJSON))
+	return outcome{usage: u, findings: f, components: c, deps: d}, err
 }
 
 // components reads a CycloneDX SBOM's components as sorted "type purl"
-// keys (a file: "file name").
-func components(path string) ([]string, error) {
+// keys (a file: "file name"), and its dependencies as sorted "purl ->
+// purl" keys.
+func components(path string) (comps, deps []string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var bom struct {
-		Components []struct{ Type, Name, Version, Purl string }
+		Components []struct {
+			Type, Name, Version, Purl string
+			BOMRef                    string `json:"bom-ref"`
+		}
+		Dependencies []struct {
+			Ref       string
+			DependsOn []string
+		}
 	}
 	if err := json.Unmarshal(data, &bom); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	out := make([]string, 0, len(bom.Components))
+	id := map[string]string{}
 	for _, c := range bom.Components {
-		id := c.Purl
-		if id == "" {
-			id = c.Name + "@" + c.Version
+		k := c.Purl
+		if k == "" {
+			k = c.Name + "@" + c.Version
 		}
-		out = append(out, c.Type+" "+id)
+		id[c.BOMRef] = k
+		comps = append(comps, c.Type+" "+k)
 	}
-	sort.Strings(out)
-	return out, nil
+	for _, d := range bom.Dependencies {
+		for _, on := range d.DependsOn {
+			deps = append(deps, id[d.Ref]+" -> "+id[on])
+		}
+	}
+	sort.Strings(comps)
+	sort.Strings(deps)
+	return comps, deps, nil
 }
 
 // findings reads a trivy JSON report as sorted "ID package@version" keys.

@@ -167,10 +167,13 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 			u := median(os)
 			last := os[len(os)-1]
 			f, c := fmt.Sprint(len(last.findings)), fmt.Sprint(len(last.components))
+			d := fmt.Sprint(len(last.deps))
 			if ref != nil {
 				f += " " + same(last.findings, ref[len(ref)-1].findings)
 				c += " " + same(last.components, ref[len(ref)-1].components)
+				d += " " + same(last.deps, ref[len(ref)-1].deps)
 			}
+			c += ", dependencies " + d
 			fmt.Printf("%-14s %7s  %-11s %7.2f %7.2f %8.0f  %-22s %s\n", label, "", side, u.wall.Seconds(), u.cpu.Seconds(), float64(u.rssKB)/1024, f, c)
 		}
 		ratio := func(kind string, l, c []outcome, target string) {
@@ -187,7 +190,7 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 	}
 	fmt.Printf("\nmedians of %d runs; chain = syft + trivy image + crane copy + cosign sign + 2 x cosign attest, run in a row;\n"+
 		"peak MiB is the largest single process; warm = release 2 after release 1 (only the application layer differs),\n"+
-		"trivy's CACHE/fanal and lotse's CACHE/layers kept; findings and components compared with the chain's (trivy, syft)\n", runs)
+		"trivy's CACHE/fanal and lotse's CACHE/layers kept; findings, components and dependencies compared with the chain's (trivy, syft)\n", runs)
 	return nil
 }
 
