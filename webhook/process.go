@@ -26,11 +26,6 @@ type fileReader interface {
 	File(ctx context.Context, project, path, ref string) (gitlab.File, error)
 }
 
-// landingLog records the versions that landed, for DORA.
-type landingLog interface {
-	RecordLanding(ctx context.Context, l store.Landing) (bool, error)
-}
-
 // dispatcher turns a stored delivery into promotion events for each app it
 // concerns and has the runner apply them, all with one config snapshot.
 type dispatcher struct {
@@ -39,7 +34,6 @@ type dispatcher struct {
 	commits       commitReader
 	files         fileReader
 	authors       *authorsReader
-	landings      landingLog
 	gitopsProject string
 	bot           promotion.User
 	now           func() time.Time
@@ -199,11 +193,6 @@ func (p *dispatcher) events(ctx context.Context, snap *snapshot, o occurrence, r
 		if err != nil {
 			return nil, err
 		}
-		l := store.Landing{App: o.App, Stage: o.Stage, Image: o.Image, SourceCommit: o.SourceCommit, LandedAt: received,
-			CommittedAt: p.committedAt(ctx, o.SourceProject, o.SourceCommit), Rollback: o.Rollback}
-		if _, err := p.landings.RecordLanding(ctx, l); err != nil {
-			return nil, err
-		}
 		ev := promotion.Landed{Stage: o.Stage, Image: o.Image, SourceProject: o.SourceProject, SourceCommit: o.SourceCommit,
 			Commit: o.Commit, Head: o.Head, Pusher: o.User, Mismatch: mismatch, At: received}
 		ev.ChangeAuthors, ev.AuthorsErr = p.authors.read(ctx, o.SourceProject, o.SourceCommit)
@@ -233,19 +222,6 @@ func (p *dispatcher) events(ctx context.Context, snap *snapshot, o occurrence, r
 		return []promotion.Event{promotion.Tick{}}, nil // a finished pipeline may make an MR mergeable
 	}
 	return nil, nil
-}
-
-// committedAt is when the source commit was made, for lead time; zero when
-// GitLab does not say.
-func (p *dispatcher) committedAt(ctx context.Context, project, sha string) time.Time {
-	if project == "" || sha == "" {
-		return time.Time{}
-	}
-	c, err := p.commits.GetCommit(ctx, project, sha)
-	if err != nil {
-		return time.Time{}
-	}
-	return c.CommittedAt
 }
 
 // mismatch compares a commit with lotse trailers with the change it

@@ -230,7 +230,7 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		records: &records{attester: attester, signedWith: cfg.SigningKey, now: now},
 		deploys: gl, deployLog: db}
 	run := &runner{states: db, effects: eff, now: now, log: log}
-	disp := &dispatcher{config: config, runner: run, commits: gl, files: gl, authors: authors, landings: db, gitopsProject: cfg.GitOpsProject,
+	disp := &dispatcher{config: config, runner: run, commits: gl, files: gl, authors: authors, gitopsProject: cfg.GitOpsProject,
 		bot: bot, now: now, log: log}
 	l.workers = &workers{queue: db, handoff: h, proc: disp, owner: owner, n: cfg.Workers, ttl: leaseTTL, maxAttempts: cfg.MaxAttempts, metrics: m, now: now, log: log}
 	l.timer = &timer{every: cfg.Tick, retention: cfg.Retention, store: db, tick: disp.tick, metrics: m, now: now, log: log}

@@ -371,7 +371,7 @@ func TestUndecodableOutboxParksDeliveryDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
-	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, landings: db, gitopsProject: "platform/gitops", bot: testBot,
+	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, gitopsProject: "platform/gitops", bot: testBot,
 		now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
 	wk := &workers{queue: db, handoff: newHandoff("me/intake", time.Minute, 0), proc: disp, owner: "me", n: 1, ttl: time.Minute, maxAttempts: 8,
 		metrics: newMetrics(), now: time.Now, log: slog.New(slog.DiscardHandler)}
@@ -592,7 +592,7 @@ func TestPipelineGate(t *testing.T) {
 func TestFreezeAPI(t *testing.T) {
 	w := newTestWorld(t)
 	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
-	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, files: w.gl, authors: &authorsReader{gl: w.gl}, landings: nil,
+	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, files: w.gl, authors: &authorsReader{gl: w.gl},
 		gitopsProject: "platform/gitops", bot: testBot, now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
 	s, _, h := testServer(t, nil)
 	s.freezer = disp
@@ -626,17 +626,12 @@ func TestFreezeAPI(t *testing.T) {
 	}
 }
 
-// noLandings drops landing records (DORA is not under test here).
-type noLandings struct{}
-
-func (noLandings) RecordLanding(context.Context, store.Landing) (bool, error) { return true, nil }
-
 // A landing's time is when lotsed received the push, not the timestamp
 // the committer wrote into the commit: soak counts from the landing.
 func TestLandingTimeIsTheReceipt(t *testing.T) {
 	w := newTestWorld(t)
 	src := &configSource{gitopsProject: "platform/gitops", read: func(context.Context) (*snapshot, error) { return w.snap, nil }}
-	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, files: w.gl, authors: &authorsReader{gl: w.gl}, landings: noLandings{},
+	disp := &dispatcher{config: src, runner: w.runner, commits: w.gl, files: w.gl, authors: &authorsReader{gl: w.gl},
 		gitopsProject: "platform/gitops", bot: testBot, now: func() time.Time { return w.now }, log: slog.New(slog.DiscardHandler)}
 	path := "apps/shop/envs/dev/values.yaml"
 	w.gl.files[path+"@c1"] = "image: " + img1 + "\n"

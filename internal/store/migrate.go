@@ -144,6 +144,9 @@ CREATE TABLE deployments (
 CREATE UNIQUE INDEX deployments_once ON deployments (app, stage, deploy_key);
 CREATE INDEX deployments_landed ON deployments (app, stage, landed_at);
 `},
+		// 6: landings go: the DORA figures and the board read
+		// deployments, and nothing read the raw landing log.
+		{sql: `DROP TABLE landings;`},
 	}
 }
 

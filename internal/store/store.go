@@ -1,7 +1,7 @@
 // Package store is lotsed's durable storage: the webhook intake queue
 // (deduplicated deliveries, leases, retries, dead letters), per-app
 // promotion state with optimistic concurrency, a record of effects already
-// done, the append-only audit log and the landings the DORA figures are
+// done, the append-only audit log and the deployments the DORA figures are
 // computed from.
 //
 // One concrete type, [DB], serves two backends with the same SQL: embedded

@@ -539,43 +539,6 @@ func TestAuditLog(t *testing.T) {
 	})
 }
 
-func TestLandings(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b backend) {
-		ctx := ctxT(t)
-		db := open(t, b.url(t))
-		t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-		ls := []Landing{
-			{App: "shop", Stage: "production", Image: "r/shop@sha256:1", SourceCommit: "abc", CommittedAt: t0.Add(-time.Hour), LandedAt: t0},
-			{App: "shop", Stage: "staging", Image: "r/shop@sha256:2", SourceCommit: "def", LandedAt: t0.Add(time.Hour)},
-			{App: "shop", Stage: "production", Image: "r/shop@sha256:2", SourceCommit: "def", LandedAt: t0.Add(2 * time.Hour)},
-			{App: "shop", Stage: "production", Image: "r/shop@sha256:1", SourceCommit: "abc", LandedAt: t0.Add(3 * time.Hour), Rollback: true},
-		}
-		for _, l := range ls {
-			first, err := db.RecordLanding(ctx, l)
-			if err != nil || !first {
-				t.Fatalf("RecordLanding: %v %v", first, err)
-			}
-		}
-		if first, err := db.RecordLanding(ctx, ls[2]); err != nil || first {
-			t.Errorf("RecordLanding again: first %v err %v, want a duplicate", first, err)
-		}
-		if _, err := db.RecordLanding(ctx, Landing{App: "shop"}); err == nil {
-			t.Error("RecordLanding without stage and image: no error")
-		}
-		got, err := db.Landings(ctx, LandingFilter{Stage: "production", Since: t0.Add(time.Minute)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 2 || got[0].Image != "r/shop@sha256:2" || got[0].Rollback || !got[1].Rollback || !got[1].LandedAt.Equal(ls[3].LandedAt) {
-			t.Errorf("Landings = %+v", got)
-		}
-		all, _ := db.Landings(ctx, LandingFilter{App: "shop"})
-		if len(all) != 4 || !all[0].CommittedAt.Equal(t0.Add(-time.Hour)) || !all[1].CommittedAt.IsZero() {
-			t.Errorf("all landings = %+v", all)
-		}
-	})
-}
-
 func TestMigrationsConcurrentAndIdempotent(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := ctxT(t)
