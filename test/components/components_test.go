@@ -695,3 +695,33 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A Developer's branch pipeline must not write a cache that a release from
+// a protected branch reads (a planted vulnerability DB or layer analysis
+// would pass the gate and be signed as evidence): every cache a component
+// declares is keyed by $CI_COMMIT_REF_PROTECTED.
+func TestCachesSeparateProtectedPipelines(t *testing.T) {
+	n := 0
+	for _, c := range loadComponents(t) {
+		var jobs map[string]struct {
+			Cache *struct {
+				Key any `yaml:"key"`
+			} `yaml:"cache"`
+		}
+		if err := yaml.Unmarshal([]byte(c.interpolate(t, sampleInputs, componentVersion)), &jobs); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for job, j := range jobs {
+			if j.Cache == nil {
+				continue
+			}
+			n++
+			if key, _ := j.Cache.Key.(string); !strings.Contains(key, "$CI_COMMIT_REF_PROTECTED") {
+				t.Errorf("%s: job %s caches under %v, shared by protected and unprotected pipelines", c.name, job, j.Cache.Key)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no component declares a cache: the release component should")
+	}
+}
