@@ -53,9 +53,11 @@ const layerSchema = "1"
 // and a file a later layer deletes or replaces no longer counts. That is
 // the package set syft finds in the squashed image.
 //
-// When a kept layer saw a different Linux distribution than the image (a
-// later layer changed /etc/os-release), its packages' identifiers would
-// differ from syft's: the image is then cataloged as a whole.
+// Where a layer's catalog cannot stand for its part of the image, the
+// image is cataloged whole (see merge): a kept layer saw another Linux
+// distribution than the image (a later layer changed /etc/os-release), so
+// its packages' identifiers would differ from syft's; or syft relates
+// packages across layers in ways a layer's catalog cannot see.
 func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc Cache) (*syftsbom.SBOM, LayerStats, error) {
 	var stats LayerStats
 	full := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
@@ -102,7 +104,13 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 
 // merge combines the layers' catalogs (bottom first) into the image's; see
 // catalogLayers. whole resolves paths in the image's file system. It is
-// false when a layer saw another Linux distribution than the image.
+// false when the merge would not be what syft finds in the whole image: a
+// layer saw another Linux distribution; a cataloger that relates packages
+// across files (not selfContained) has packages in several layers; an ELF
+// package-note binary imports shared libraries (syft relates it to the
+// libraries' packages anywhere in the image); or an OS package owns the
+// file of a binary package from another layer (syft drops such a binary
+// package).
 func merge(layers []*syftsbom.SBOM, si *image.Image, whole file.Resolver) (*syftsbom.SBOM, bool) {
 	top := layers[len(layers)-1]
 	out := &syftsbom.SBOM{Artifacts: syftsbom.Artifacts{
@@ -197,9 +205,9 @@ func merge(layers []*syftsbom.SBOM, si *image.Image, whole file.Resolver) (*syft
 	return out, true
 }
 
-// selfContained are the catalogers whose packages, and the relationships
+// selfContained says whether a cataloger's packages, and the relationships
 // between them, come from one file each (a binary, an archive, a package's
-// manifest): their packages may come from several layers. Any other
+// manifest), so that they may come from several layers. Any other
 // cataloger whose packages span layers makes the image cataloged whole.
 func selfContained(cataloger string) bool {
 	switch cataloger {
