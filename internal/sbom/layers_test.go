@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -247,4 +249,43 @@ func TestLayersSyftRelatesCatalogWhole(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A release whose layers all come from the cache catalogs nothing, so it
+// does not wait for syft's license scanner (here: one that never gets
+// built).
+func TestCachedLayersNeedNoLicenseScanner(t *testing.T) {
+	lc, err := layercache.Open(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := layeredImage(t, "12")
+	want := cdx(t, catalog(t, img, lc)) // fills the cache
+	never := &Cataloger{tool: Tool{Name: "lotse", Version: "test"}, ready: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := never.Generate(ctx, img, "registry.example.com/team/app:1.0", t.TempDir(), lc)
+	if err != nil {
+		t.Fatalf("Generate from the cache: %v", err)
+	}
+	never.Close()
+	if got := s.Layers(); got != (LayerStats{Cached: 4}) {
+		t.Errorf("stats %+v", got)
+	}
+	if got := cdx(t, s); got != want {
+		t.Fatalf("from the cache:\n%s\nwant:\n%s", got, want)
+	}
+	// A layer not in the cache waits for the scanner: here until the
+	// context ends.
+	jar, err := fixture.LibraryJar(fixture.Maven{Group: "org.example", Artifact: "new", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	next := layeredImage(t, "12", fixture.File{Path: "opt/lib/new-1.0.0.jar", Data: jar})
+	if _, err := never.Generate(short, next, "app", t.TempDir(), lc); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a layer to catalog without a license scanner: %v, want the context's end", err)
+	}
+	never.Close()
 }

@@ -143,11 +143,32 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	if err := si.Read(ctx); err != nil {
 		return nil, fmt.Errorf("read image layers: %w", err)
 	}
-	// Everything that does not need the license scanner happens before
-	// waiting for it, including loading syft's CPE dictionary, which syft
-	// would otherwise do while cataloging.
 	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
 	cfg := syft.DefaultCreateSBOMConfig().WithTool(c.tool.Name, c.tool.Version)
+	if layers != nil {
+		s, stats, err := c.catalogLayers(ctx, si, ref, cfg, layers)
+		if err != nil {
+			return nil, err
+		}
+		return &SBOM{s: s, layers: stats}, nil
+	}
+	sctx, err := c.syftContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := syft.CreateSBOM(sctx, src, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("catalog packages: %w", err)
+	}
+	return &SBOM{s: s, layers: LayerStats{Cataloged: len(si.Layers), Whole: true}}, nil
+}
+
+// syftContext is ctx with the license scanner, for syft.CreateSBOM, once
+// it is built. Only cataloging needs it: a release whose layers all come
+// from the layer cache does not wait for it. Loading syft's CPE dictionary
+// (which syft would otherwise do while cataloging) happens first, while the
+// scanner may still be building.
+func (c *Cataloger) syftContext(ctx context.Context) (context.Context, error) {
 	cpe.DictionaryFind(pkg.Package{})
 	select {
 	case <-c.ready:
@@ -157,18 +178,7 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	if c.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", c.err)
 	}
-	if layers != nil {
-		s, stats, err := c.catalogLayers(ctx, si, ref, cfg, layers)
-		if err != nil {
-			return nil, err
-		}
-		return &SBOM{s: s, layers: stats}, nil
-	}
-	s, err := syft.CreateSBOM(withValues(ctx, c.lic), src, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("catalog packages: %w", err)
-	}
-	return &SBOM{s: s, layers: LayerStats{Cataloged: len(si.Layers), Whole: true}}, nil
+	return withValues(ctx, c.lic), nil
 }
 
 // Close waits until the unpacked layers of every SBOM generated are removed.
