@@ -150,9 +150,13 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		return err
 	}
 	defer a.closeLayerCache(ctx, layers)
+	// The image's claims about its layers are verified beside the
+	// analysis; nothing is reported, cached or published before they are.
+	check := checkLayers(ctx, img.art.Image)
 	var sbomLayers sbom.Cache
 	if layers != nil { // no typed nil in the interfaces
-		sbomLayers, scanOpts.Layers = layers, layers
+		cc := checkedCache{lc: layers, check: check}
+		sbomLayers, scanOpts.Layers = cc, cc
 	}
 	sc, err := a.openScanner(ctx, df, rf)
 	if err != nil {
@@ -177,6 +181,9 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 				return err
 			}
 			a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))
+			if err := check.wait(gctx); err != nil {
+				return fmt.Errorf("%s: %w", srcArg, err)
+			}
 			b, err := doc.Bytes(sbom.CycloneDXJSON)
 			if err != nil {
 				return err
@@ -191,6 +198,9 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			}
 			sc.Close()
 			a.log.DebugContext(ctx, "scan done", "took", a.now().Sub(t))
+			if err := check.wait(gctx); err != nil {
+				return fmt.Errorf("%s: %w", srcArg, err)
+			}
 			if err := a.writeScanReports(ctx, res, lf, dst, img.dir); err != nil {
 				return err
 			}

@@ -246,14 +246,19 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 				}
 				defer img.close()
 			}
+			var check *layerCheck
 			if img != nil {
+				// trivy (and the layer cache) name a layer's analysis by
+				// what the image claims about it: the claims are verified
+				// before a result that used them is reported.
+				check = checkLayers(ctx, img.art.Image)
 				lc, err := a.openLayerCache(&df)
 				if err != nil {
 					return err
 				}
 				defer a.closeLayerCache(ctx, lc)
 				if lc != nil { // no typed nil in the interface
-					opts.Layers = lc
+					opts.Layers = checkedCache{lc: lc, check: check}
 				}
 			}
 			sc, err := a.openScanner(ctx, &df, &rf)
@@ -264,7 +269,11 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 			var res *scan.Result
 			if err := a.section("scan", "Vulnerability scan of "+target, func() error {
 				if img != nil {
-					res, err = sc.Image(ctx, img.art.Image, target, opts)
+					if res, err = sc.Image(ctx, img.art.Image, target, opts); err == nil && check != nil {
+						if err = check.wait(ctx); err != nil {
+							err = fmt.Errorf("%s: %w", target, err)
+						}
+					}
 				} else {
 					res, err = sc.SBOM(ctx, sbomFh, sbomFile, opts)
 				}

@@ -24,6 +24,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/pprof/profile"
@@ -91,8 +92,20 @@ func setupShared(t *testing.T) *shared {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A builder's lie: the jar layer of java:1 claims the Debian layer's
+	// diff ID, to borrow its cached analysis.
+	cf, err := java.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs[1] = cf.RootFS.DiffIDs[0]
+	liar, err := mutate.ConfigFile(java, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.digests = map[string]string{}
-	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang} {
+	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang, "liar:1": liar} {
 		d, err := img.Digest()
 		if err != nil {
 			t.Fatal(err)
