@@ -141,7 +141,10 @@ func (s *Scanner) prepare(ctx context.Context) error {
 	if err := s.prepareJavaDB(); err != nil {
 		return err
 	}
-	if err := trivydb.Init(dir); err != nil {
+	// Read-only, as trivy opens it: jobs that share a cache directory
+	// (a runner's shell executor) scan at the same time; a read-write
+	// open would lock every other job out.
+	if err := db.Init(dir); err != nil {
 		s.removeEmptyJavaDB()
 		return fmt.Errorf("open vulnerability DB: %w", err)
 	}

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
+	"github.com/aquasecurity/trivy/pkg/db"
+	bolt "go.etcd.io/bbolt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -378,4 +381,16 @@ func TestVulnPredicate(t *testing.T) {
 	if _, err := VulnPredicate(context.Background(), []byte(`{"bomFormat":"CycloneDX"}`)); err == nil {
 		t.Error("an SBOM was accepted as a scan report")
 	}
+}
+
+// Jobs that share a cache directory open the DB at the same time: lotse
+// holds it read-only (a shared lock), so another reader is not locked out.
+func TestDBIsSharedWithOtherProcesses(t *testing.T) {
+	s := openScanner(t)
+	other, err := bolt.Open(trivydb.Path(db.Dir(cacheDir)), 0o444, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("a second reader of the DB lotse holds: %v", err)
+	}
+	other.Close()
+	s.Close()
 }
