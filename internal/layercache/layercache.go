@@ -32,6 +32,10 @@ import (
 // magic starts every entry; a format change bumps it.
 const magic = "lotse-layercache 1"
 
+// maxEntry bounds an entry's decompressed size (a layer's catalog is a few
+// MiB): a planted entry cannot make a reader decompress without end.
+const maxEntry = 256 << 20
+
 // staleTemp is how old an unfinished temporary file must be before Trim
 // removes it: a job that crashed while writing left it.
 const staleTemp = time.Hour
@@ -97,6 +101,9 @@ func (c *Cache) Put(key string, value []byte) error {
 	if strings.ContainsRune(key, '\n') {
 		return fmt.Errorf("layer cache: key %q has a newline", key)
 	}
+	if len(value) > maxEntry {
+		return fmt.Errorf("layer cache: entry %s is %d bytes, more than %d", key, len(value), maxEntry)
+	}
 	p := c.path(key)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("layer cache: %w", err)
@@ -154,8 +161,8 @@ func decode(b []byte, key string) ([]byte, error) {
 	if err != nil {
 		return nil, errCorrupt
 	}
-	v, err := io.ReadAll(zr)
-	if err != nil {
+	v, err := io.ReadAll(io.LimitReader(zr, maxEntry+1))
+	if err != nil || len(v) > maxEntry {
 		return nil, errCorrupt
 	}
 	sum := sha256.Sum256(v)

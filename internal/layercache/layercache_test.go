@@ -216,3 +216,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A planted entry that decompresses without end is refused, not read.
+func TestEntryTooLarge(t *testing.T) {
+	c := open(t, 1<<30)
+	big := make([]byte, maxEntry+1) // zeros: gzip makes it small on disk
+	var b bytes.Buffer
+	if err := encode(&b, "k", big); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.path("k")), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.path("k"), b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get("k"); ok {
+		t.Fatal("an entry over the bound was read")
+	}
+	if err := c.Put("k", big); err == nil {
+		t.Fatal("an entry over the bound was written")
+	}
+}
