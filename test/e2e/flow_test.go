@@ -188,7 +188,10 @@ func checkDeployments(t *testing.T, w *world, base, img string) {
 func waitMR(t *testing.T, w *world, stage string) (mr struct{ IID int64 }) {
 	t.Helper()
 	var sha string
-	eventually(t, "the "+stage+" MR", 30*time.Second, func() (bool, string) {
+	// A liveness bound, not a speed target: with injected 429s (each with
+	// Retry-After: 1) and 502s, on a busy CI machine, the staging MR's merge
+	// and the production MR's opening took over 30 s once.
+	eventually(t, "the "+stage+" MR", 90*time.Second, func() (bool, string) {
 		m, ok := w.openMR(stage)
 		mr.IID, sha = m.IID, m.SHA
 		return ok, fmt.Sprintf("statuses %v", w.statuses())
