@@ -2,7 +2,9 @@ package ci
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/lotse/lotse/internal/oci"
 )
@@ -17,6 +19,30 @@ type loaded struct {
 }
 
 func (l *loaded) close() { os.RemoveAll(l.dir) }
+
+// layersDir holds the unpacked layers.
+func (l *loaded) layersDir() string { return filepath.Join(l.dir, "layers") }
+
+// sbomDir is the content directory of syft's cataloging (which removes it
+// when done): it holds links to the unpacked layers, so that syft reads
+// them instead of writing its own copies.
+func (l *loaded) sbomDir(u *oci.Unpacked) string {
+	dir := filepath.Join(l.dir, "sbom")
+	u.LinkLayers(dir)
+	return dir
+}
+
+// unpack reads every layer once, checks what the image claims about it and
+// keeps it uncompressed in layersDir (oci.Unpack). The SBOM and the scan
+// read the image it returns; nothing reads a layer before it was checked,
+// so no analysis, report or cache entry can rest on a false claim.
+func (l *loaded) unpack(ctx context.Context) (*oci.Unpacked, error) {
+	u, err := oci.Unpack(ctx, l.art.Image, l.layersDir())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", l.src, err)
+	}
+	return u, nil
+}
 
 // load parses ref, opens the image and makes a local copy of registry images,
 // so that the SBOM, the scan and the publish step read the registry once.

@@ -150,13 +150,9 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		return err
 	}
 	defer a.closeLayerCache(ctx, layers)
-	// The image's claims about its layers are verified beside the
-	// analysis; nothing is reported, cached or published before they are.
-	check := checkLayers(ctx, img.art.Image)
 	var sbomLayers sbom.Cache
 	if layers != nil { // no typed nil in the interfaces
-		cc := checkedCache{lc: layers, check: check}
-		sbomLayers, scanOpts.Layers = cc, cc
+		sbomLayers, scanOpts.Layers = layers, layers
 	}
 	sc, err := a.openScanner(ctx, df, rf)
 	if err != nil {
@@ -173,17 +169,24 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		d       name.Digest
 	)
 	err = a.section("release", "Release "+srcArg+" to "+dst.String(), func() error {
+		// Each layer is read and decompressed once, and what the image
+		// claims about it (digest, diff ID) checked, before the SBOM and
+		// the scan read it from disk; nothing is analysed, cached, reported
+		// or published on a false claim.
+		t := a.now()
+		unpacked, err := img.unpack(ctx)
+		if err != nil {
+			return err
+		}
+		a.log.DebugContext(ctx, "layers unpacked", "took", a.now().Sub(t))
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			t := a.now()
 			var err error
-			if doc, err = cat.Generate(gctx, img.art.Image, srcArg, filepath.Join(img.dir, "sbom"), sbomLayers); err != nil {
+			if doc, err = cat.Generate(gctx, unpacked, srcArg, img.sbomDir(unpacked), sbomLayers); err != nil {
 				return err
 			}
 			a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))
-			if err := check.wait(gctx); err != nil {
-				return fmt.Errorf("%s: %w", srcArg, err)
-			}
 			b, err := doc.Bytes(sbom.CycloneDXJSON)
 			if err != nil {
 				return err
@@ -193,14 +196,11 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		g.Go(func() error {
 			t := a.now()
 			var err error
-			if res, err = sc.Image(gctx, img.art.Image, srcArg, scanOpts); err != nil {
+			if res, err = sc.Image(gctx, unpacked, srcArg, scanOpts); err != nil {
 				return err
 			}
 			sc.Close()
 			a.log.DebugContext(ctx, "scan done", "took", a.now().Sub(t))
-			if err := check.wait(gctx); err != nil {
-				return fmt.Errorf("%s: %w", srcArg, err)
-			}
 			if err := a.writeScanReports(ctx, res, lf, dst, img.dir); err != nil {
 				return err
 			}

@@ -1,8 +1,6 @@
 package ci
 
 import (
-	"path/filepath"
-
 	"github.com/spf13/cobra"
 
 	"github.com/lotse/lotse/internal/atomicfile"
@@ -47,7 +45,11 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 			defer cat.Close() // first: it removes the layers it unpacked into img.dir
 			var doc *sbom.SBOM
 			err = a.section("sbom", "SBOM of "+args[0], func() error {
-				doc, err = cat.Generate(ctx, img.art.Image, args[0], filepath.Join(img.dir, "sbom"), nil)
+				unpacked, err := img.unpack(ctx)
+				if err != nil {
+					return err
+				}
+				doc, err = cat.Generate(ctx, unpacked, args[0], img.sbomDir(unpacked), nil)
 				return err
 			})
 			if err != nil {

@@ -246,19 +246,14 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 				}
 				defer img.close()
 			}
-			var check *layerCheck
 			if img != nil {
-				// trivy (and the layer cache) name a layer's analysis by
-				// what the image claims about it: the claims are verified
-				// before a result that used them is reported.
-				check = checkLayers(ctx, img.art.Image)
 				lc, err := a.openLayerCache(&df)
 				if err != nil {
 					return err
 				}
 				defer a.closeLayerCache(ctx, lc)
 				if lc != nil { // no typed nil in the interface
-					opts.Layers = checkedCache{lc: lc, check: check}
+					opts.Layers = lc
 				}
 			}
 			sc, err := a.openScanner(ctx, &df, &rf)
@@ -269,14 +264,17 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 			var res *scan.Result
 			if err := a.section("scan", "Vulnerability scan of "+target, func() error {
 				if img != nil {
-					if res, err = sc.Image(ctx, img.art.Image, target, opts); err == nil && check != nil {
-						if err = check.wait(ctx); err != nil {
-							err = fmt.Errorf("%s: %w", target, err)
-						}
+					// trivy (and the layer cache) name a layer's analysis
+					// by what the image claims about it: unpack checks the
+					// claims before trivy reads a layer.
+					unpacked, err := img.unpack(ctx)
+					if err != nil {
+						return err
 					}
-				} else {
-					res, err = sc.SBOM(ctx, sbomFh, sbomFile, opts)
+					res, err = sc.Image(ctx, unpacked, target, opts)
+					return err
 				}
+				res, err = sc.SBOM(ctx, sbomFh, sbomFile, opts)
 				return err
 			}); err != nil {
 				return err

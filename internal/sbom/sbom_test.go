@@ -13,8 +13,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/anchore/stereoscope/pkg/file"
+	"github.com/anchore/stereoscope/pkg/image"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/lotse/lotse/internal/oci"
 	"github.com/lotse/lotse/test/fixture"
 )
 
@@ -174,5 +177,62 @@ func TestParseFormat(t *testing.T) {
 	}
 	if _, _, err := Decode(strings.NewReader("not an sbom")); err == nil {
 		t.Error("Decode accepted garbage")
+	}
+}
+
+// An image oci.Unpack unpacked, with its layers linked into the content
+// directory (as lotse release does), is cataloged from those files: syft
+// writes no copy of its own, and the SBOM is the one of the image read
+// directly. If stereoscope renames its layer files, the first check fails;
+// cataloging is then slower, not wrong.
+func TestGenerateReadsUnpackedLayers(t *testing.T) {
+	ctx := context.Background()
+	img, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := oci.Unpack(ctx, img, filepath.Join(t.TempDir(), "layers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "sbom")
+	u.LinkLayers(dir)
+	linked, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]os.FileInfo{}
+	for _, e := range linked {
+		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[e.Name()] = fi
+	}
+	si := image.New(u, file.NewTempDirGenerator("lotse-test"), dir)
+	defer si.Cleanup() //nolint:errcheck // test
+	if err := si.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(linked) || len(linked) != len(si.Layers) {
+		t.Errorf("content directory: %d files before reading, %d after, %d layers; want one linked file per layer and no copies", len(linked), len(after), len(si.Layers))
+	}
+	for _, e := range after {
+		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, ok := before[e.Name()]; !ok || !os.SameFile(b, fi) {
+			t.Errorf("%s: written by stereoscope, not the unpacked layer", e.Name())
+		}
+	}
+	got := generate(t, u)
+	want := generate(t, img)
+	if !slices.Equal(purls(got, "deb"), purls(want, "deb")) || got.Len() != want.Len() {
+		t.Errorf("SBOM of the unpacked image differs: %d packages, want %d", got.Len(), want.Len())
 	}
 }

@@ -1,0 +1,249 @@
+package oci
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sync/errgroup"
+)
+
+// Unpacked is an image whose layers have each been read once and kept
+// uncompressed on disk. Everything it serves has been checked against the
+// image's claims: a layer's compressed bytes against the digest the manifest
+// names (what a registry stores and a push sends), its uncompressed bytes
+// against the diff ID the config names (what trivy, syft and the layer cache
+// name a layer's analysis by).
+//
+// Whoever builds an image writes both claims, and nothing else checks them:
+// a layer that claims another layer's diff ID would borrow that layer's
+// cached analysis and never be analysed (trivy analyses two layers that
+// claim one diff ID once), and a local layout blob that is not what its name
+// says would be analysed while the registry's blob of that name is
+// published.
+//
+// The SBOM and the scan read each layer from the one uncompressed file
+// instead of decompressing it again each; Uncompressed opens that file.
+// Manifest, config and compressed layers are the source image's.
+type Unpacked struct {
+	v1.Image
+	layers   []v1.Layer
+	byDiffID map[v1.Hash]*unpackedLayer
+	byDigest map[v1.Hash]*unpackedLayer
+}
+
+// Unpack reads every layer of img once, checks both claims and writes the
+// uncompressed layer into dir, two layers at a time. A layer's file is named
+// as stereoscope (syft) names its own copy of an uncompressed layer,
+// "INDEX-sha256-HEX", so that syft cataloging with dir as its content
+// directory reads the file instead of writing a copy; when stereoscope's
+// naming changes, it copies the file, which is slower, not wrong. A file is
+// only put in place once its layer passed both checks.
+func Unpack(ctx context.Context, img v1.Image, dir string) (*Unpacked, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("unpack layers: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("unpack layers: %w", err)
+	}
+	if len(cf.RootFS.DiffIDs) != len(layers) {
+		return nil, fmt.Errorf("unpack layers: the image config lists %d diff IDs for %d layers", len(cf.RootFS.DiffIDs), len(layers))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("unpack layers: %w", err)
+	}
+	u := &Unpacked{
+		Image:    img,
+		layers:   make([]v1.Layer, len(layers)),
+		byDiffID: make(map[v1.Hash]*unpackedLayer, len(layers)),
+		byDigest: make(map[v1.Hash]*unpackedLayer, len(layers)),
+	}
+	ul := make([]*unpackedLayer, len(layers))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2)
+	for i, l := range layers {
+		g.Go(func() error {
+			var err error
+			ul[i], err = unpackLayer(gctx, i, l, cf.RootFS.DiffIDs[i], dir)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	// Two layers may hold the same bytes (an empty layer twice): either
+	// file serves both.
+	for i, l := range ul {
+		u.layers[i] = l
+		if _, ok := u.byDiffID[l.diffID]; !ok {
+			u.byDiffID[l.diffID] = l
+		}
+		if _, ok := u.byDigest[l.digest]; !ok {
+			u.byDigest[l.digest] = l
+		}
+	}
+	return u, nil
+}
+
+// LinkLayers makes the unpacked files appear in dir too, under the same
+// names, as hard links: stereoscope removes its content directory when an
+// SBOM is done, while the scan may still read the layers. Where a link
+// cannot be made, stereoscope copies that layer from Uncompressed, which is
+// slower, not wrong.
+func (u *Unpacked) LinkLayers(dir string) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	for _, l := range u.layers {
+		p := l.(*unpackedLayer).path
+		os.Link(p, filepath.Join(dir, filepath.Base(p))) //nolint:errcheck // see above
+	}
+}
+
+// Layers returns the layers in manifest order, each served from its file.
+func (u *Unpacked) Layers() ([]v1.Layer, error) { return u.layers, nil }
+
+// LayerByDiffID returns the layer with that diff ID (trivy reads layers
+// through it).
+func (u *Unpacked) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	if l, ok := u.byDiffID[h]; ok {
+		return l, nil
+	}
+	return nil, fmt.Errorf("unpacked image has no layer with diff ID %s", h)
+}
+
+// LayerByDigest returns the layer with that compressed digest.
+func (u *Unpacked) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	if l, ok := u.byDigest[h]; ok {
+		return l, nil
+	}
+	return nil, fmt.Errorf("unpacked image has no layer with digest %s", h)
+}
+
+// unpackedLayer is a checked layer. It is a pointer to a struct without an
+// UncompressedLayer field: trivy tells compressed layers apart by
+// reflecting on that, and reports their digests.
+type unpackedLayer struct {
+	v1.Layer
+	digest, diffID v1.Hash
+	path           string
+	size           int64
+}
+
+func (l *unpackedLayer) DiffID() (v1.Hash, error)             { return l.diffID, nil }
+func (l *unpackedLayer) Digest() (v1.Hash, error)             { return l.digest, nil }
+func (l *unpackedLayer) Uncompressed() (io.ReadCloser, error) { return os.Open(l.path) }
+func (l *unpackedLayer) UncompressedSize() (int64, error)     { return l.size, nil }
+func (l *unpackedLayer) String() string                       { return l.diffID.String() }
+
+func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir string) (*unpackedLayer, error) {
+	n := i + 1 // people count layers from 1
+	digest, err := l.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("layer %d: %w", n, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+	}
+	defer rc.Close()
+	ch := sha256.New()
+	br := bufio.NewReaderSize(io.TeeReader(ctxReader{ctx, rc}, ch), 1<<16)
+	content, err := decompress(br)
+	if err != nil {
+		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+	}
+	defer content.Close()
+
+	f, err := os.CreateTemp(dir, "partial-")
+	if err != nil {
+		return nil, fmt.Errorf("layer %d: %w", n, err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name()) // fails once renamed into place
+	}()
+	uh := sha256.New()
+	size, err := io.Copy(io.MultiWriter(f, uh), content)
+	if err != nil {
+		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+	}
+	// The rest of the compressed stream (gzip's trailer, padding) belongs
+	// to the digest too.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+	}
+	if got := sum(ch); got != digest.String() {
+		return nil, fmt.Errorf("layer %d: the manifest names it %s, but its content is %s", n, digest, got)
+	}
+	if got := sum(uh); got != diffID.String() {
+		return nil, fmt.Errorf("layer %d (%s): the image config says its diff ID is %s, but its content is %s", n, digest, diffID, got)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("layer %d: %w", n, err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%d-%s", i, strings.ReplaceAll(diffID.String(), ":", "-")))
+	if err := os.Rename(f.Name(), path); err != nil {
+		return nil, fmt.Errorf("layer %d: %w", n, err)
+	}
+	return &unpackedLayer{Layer: l, digest: digest, diffID: diffID, path: path, size: size}, nil
+}
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b, 0x08}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// decompress reads a layer as go-containerregistry does: gzip or zstd by
+// their magic bytes, anything else as an uncompressed tar.
+func decompress(br *bufio.Reader) (io.ReadCloser, error) {
+	head, err := br.Peek(4)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, nil
+	case bytes.HasPrefix(head, zstdMagic):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr.IOReadCloser(), nil
+	default:
+		return io.NopCloser(br), nil
+	}
+}
+
+func sum(h hash.Hash) string { return "sha256:" + hex.EncodeToString(h.Sum(nil)) }
+
+// ctxReader stops a long read when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}

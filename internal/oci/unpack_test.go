@@ -1,0 +1,215 @@
+package oci
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// writeLayout writes img to an OCI layout and reads it back, so that its
+// layers' digests and diff IDs are the manifest's and the config's claims.
+func writeLayout(t *testing.T, img v1.Image) (layout.Path, v1.Image) {
+	t.Helper()
+	p, err := layout.Write(t.TempDir(), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := p.Image(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, back
+}
+
+func tarOf(t *testing.T, name, content string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(tw, content); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// An image with a gzip, a zstd and an uncompressed layer, the same empty
+// layer twice, read back from a layout: every layer is served from its file,
+// with the bytes the layer holds, by index, diff ID and digest.
+func TestUnpackServesCheckedLayers(t *testing.T) {
+	ctx := context.Background()
+	opener := func(b []byte) tarball.Opener {
+		return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	gz, err := tarball.LayerFromOpener(opener(tarOf(t, "etc/gz", "gzip")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zst, err := tarball.LayerFromOpener(opener(tarOf(t, "etc/zst", "zstd")), tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := static.NewLayer(tarOf(t, "etc/plain", "plain"), types.OCIUncompressedLayer)
+	emptyLayer, err := tarball.LayerFromOpener(opener(tarOf(t, "etc/empty", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, gz, emptyLayer, zst, plain, emptyLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, img = writeLayout(t, img)
+	dir := t.TempDir()
+	u, err := Unpack(ctx, img, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := u.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"gzip", "", "zstd", "plain", ""}
+	if len(ls) != len(want) {
+		t.Fatalf("%d layers, want %d", len(ls), len(want))
+	}
+	srcLayers, _ := img.Layers()
+	for i, l := range ls {
+		diffID, _ := srcLayers[i].DiffID()
+		digest, _ := srcLayers[i].Digest()
+		if _, err := os.Stat(filepath.Join(dir, strconv.Itoa(i)+"-"+strings.ReplaceAll(diffID.String(), ":", "-"))); err != nil {
+			t.Errorf("layer %d: not in stereoscope's name: %v", i+1, err)
+		}
+		for _, got := range []v1.Layer{l, must(u.LayerByDiffID(diffID)), must(u.LayerByDigest(digest))} {
+			rc, err := got.Uncompressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, ok := rc.(*os.File); !ok || filepath.Dir(f.Name()) != dir {
+				t.Errorf("layer %d is not served from its file", i+1)
+			}
+			tr := tar.NewReader(rc)
+			if _, err := tr.Next(); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(tr)
+			rc.Close()
+			if string(b) != want[i] {
+				t.Errorf("layer %d holds %q, want %q", i+1, b, want[i])
+			}
+		}
+		if d, _ := l.Digest(); d != digest {
+			t.Errorf("layer %d: digest %s, want %s", i+1, d, digest)
+		}
+	}
+	if _, err := u.LayerByDiffID(v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)}); err == nil {
+		t.Error("a diff ID the image does not have was found")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != len(want) {
+		t.Errorf("%d files in the directory, want one per layer", len(entries))
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestUnpackRefusesFalseClaims(t *testing.T) {
+	ctx := context.Background()
+	img, err := random.Image(2048, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The builder's attack on the layer cache: layer 3 claims layer 1's
+	// diff ID, to borrow its analysis.
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs[2] = cf.RootFS.DiffIDs[0]
+	lying, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lying = writeLayout(t, lying)
+	dir := t.TempDir()
+	_, err = Unpack(ctx, lying, dir)
+	if err == nil || !strings.Contains(err.Error(), "layer 3") || !strings.Contains(err.Error(), "diff ID is "+cf.RootFS.DiffIDs[0].String()) {
+		t.Fatalf("a layer that claims another's diff ID: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "2-"+strings.ReplaceAll(cf.RootFS.DiffIDs[0].String(), ":", "-"))); err == nil {
+		t.Error("the lying layer was put in place under the diff ID it claims")
+	}
+	if matches, _ := filepath.Glob(filepath.Join(dir, "partial-*")); len(matches) > 0 {
+		t.Errorf("partial files left: %v", matches)
+	}
+
+	// A layout blob that is not what its name says.
+	p, swapped := writeLayout(t, img)
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d0, _ := ls[0].Digest()
+	d1, _ := ls[1].Digest()
+	other, err := os.ReadFile(filepath.Join(string(p), "blobs", d1.Algorithm, d1.Hex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(string(p), "blobs", d0.Algorithm, d0.Hex), other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Unpack(ctx, swapped, t.TempDir()); err == nil || !strings.Contains(err.Error(), "layer 1: the manifest names it "+d0.String()) {
+		t.Fatalf("a swapped blob: %v", err)
+	}
+
+	// A config that lists fewer diff IDs than there are layers.
+	cf2, _ := img.ConfigFile()
+	cf2 = cf2.DeepCopy()
+	cf2.RootFS.DiffIDs = cf2.RootFS.DiffIDs[:2]
+	short, err := mutate.ConfigFile(img, cf2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Unpack(ctx, short, t.TempDir()); err == nil || !strings.Contains(err.Error(), "2 diff IDs for 3 layers") {
+		t.Fatalf("a config short of diff IDs: %v", err)
+	}
+
+	_, honest := writeLayout(t, img)
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Unpack(canceled, honest, t.TempDir()); err == nil {
+		t.Fatal("a canceled unpack succeeded")
+	}
+}
