@@ -9,8 +9,8 @@ import (
 	"github.com/lotse/lotse/internal/oci"
 )
 
-// loaded is an image opened for analysis, copied to disk once when it came
-// from a registry.
+// loaded is an image opened for analysis (and, in release, publishing); see
+// load.
 type loaded struct {
 	src  oci.Source
 	art  *oci.Artifact
@@ -44,9 +44,13 @@ func (l *loaded) unpack(ctx context.Context) (*oci.Unpacked, error) {
 	return u, nil
 }
 
-// load parses ref, opens the image and makes a local copy of registry images,
-// so that the SBOM, the scan and the publish step read the registry once.
-func (a *app) load(ctx context.Context, ref string, rf *registryFlags) (*loaded, error) {
+// load parses ref and opens the image. Its layers are read when it is
+// unpacked. A registry image that is to be published to another registry
+// (publishTo, a registry host; "" when nothing is published) is first
+// copied to disk, so that the registry is read once: the copy is unpacked
+// and pushed. Within one registry nothing is copied: the push mounts the
+// blobs from the source repository.
+func (a *app) load(ctx context.Context, ref string, rf *registryFlags, publishTo string) (*loaded, error) {
 	src, err := oci.ParseSource(ref, rf.insecure)
 	if err != nil {
 		return nil, &UsageError{Err: err}
@@ -67,7 +71,10 @@ func (a *app) load(ctx context.Context, ref string, rf *registryFlags) (*loaded,
 	if err != nil {
 		return nil, err
 	}
-	l := &loaded{src: src, opts: opts, dir: dir}
+	l := &loaded{src: src, art: art, opts: opts, dir: dir}
+	if publishTo == "" || src.Kind != oci.Registry || src.Ref.Context().RegistryStr() == publishTo {
+		return l, nil
+	}
 	if l.art, err = oci.Localize(src, art, dir+"/layout"); err != nil {
 		l.close()
 		return nil, err

@@ -127,7 +127,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		}
 	}()
 
-	img, err := a.load(ctx, srcArg, rf)
+	img, err := a.load(ctx, srcArg, rf, dst.RegistryStr())
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 				return err
 			}
 			ctx := cmd.Context()
-			img, err := a.load(ctx, args[0], &rf)
+			img, err := a.load(ctx, args[0], &rf, "")
 			if err != nil {
 				return err
 			}

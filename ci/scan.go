@@ -241,7 +241,7 @@ from openssl), so no advisory is lost when scanning an SBOM.`,
 				defer sbomFh.Close()
 			} else {
 				target = args[0]
-				if img, err = a.load(ctx, target, &rf); err != nil {
+				if img, err = a.load(ctx, target, &rf, ""); err != nil {
 					return err
 				}
 				defer img.close()

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -87,8 +88,10 @@ func blobDigests(t *testing.T, img v1.Image) []string {
 	return out
 }
 
-// Publishing a local copy of a registry image mounts its blobs from the
-// source repository instead of uploading them again.
+// Publishing a registry image mounts its blobs from the source repository
+// instead of uploading them again: the image as Open returns it (what
+// lotse release publishes within one registry) and a local copy of it
+// (what it publishes to another registry, where the mount is declined).
 func TestPushMountsFromSource(t *testing.T) {
 	ctx := context.Background()
 	amd, _ := random.Image(512, 2)
@@ -104,41 +107,45 @@ func TestPushMountsFromSource(t *testing.T) {
 		{"image", func(r name.Reference) error { return remote.Write(r, amd) }, blobDigests(t, amd)},
 		{"index", func(r name.Reference) error { return remote.WriteIndex(r, idx) }, append(blobDigests(t, amd), blobDigests(t, arm)...)},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			reg, host := newProjectRegistry(t)
-			src, _ := name.NewTag(host + "/ci/app:1")
-			if err := tc.push(src); err != nil {
-				t.Fatal(err)
-			}
-			reg.uploaded = nil
-			s, _ := ParseSource(src.String(), false)
-			art, err := Open(ctx, s, Options{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if art, err = Localize(s, art, filepath.Join(t.TempDir(), "copy")); err != nil {
-				t.Fatal(err)
-			}
-			dst, _ := ParseRepository(host+"/prod/app", false)
-			d, err := Push(ctx, art, dst, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(reg.uploaded) != 0 {
-				t.Errorf("uploaded %q, want every blob mounted", reg.uploaded)
-			}
-			var want []string
-			for _, b := range tc.blobs {
-				want = append(want, "prod/app "+b+" from ci/app")
-			}
-			slices.Sort(want)
-			got := slices.Sorted(slices.Values(reg.mounted))
-			if !slices.Equal(got, want) {
-				t.Errorf("mounted:\n got %q\nwant %q", got, want)
-			}
-			if ok, err := Exists(ctx, d, Options{}); !ok || err != nil {
-				t.Errorf("%s missing after Push: %v", d, err)
-			}
-		})
+		for _, local := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/local copy %t", tc.name, local), func(t *testing.T) {
+				reg, host := newProjectRegistry(t)
+				src, _ := name.NewTag(host + "/ci/app:1")
+				if err := tc.push(src); err != nil {
+					t.Fatal(err)
+				}
+				reg.uploaded = nil
+				s, _ := ParseSource(src.String(), false)
+				art, err := Open(ctx, s, Options{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if local {
+					if art, err = Localize(s, art, filepath.Join(t.TempDir(), "copy")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				dst, _ := ParseRepository(host+"/prod/app", false)
+				d, err := Push(ctx, art, dst, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(reg.uploaded) != 0 {
+					t.Errorf("uploaded %q, want every blob mounted", reg.uploaded)
+				}
+				var want []string
+				for _, b := range tc.blobs {
+					want = append(want, "prod/app "+b+" from ci/app")
+				}
+				slices.Sort(want)
+				got := slices.Sorted(slices.Values(reg.mounted))
+				if !slices.Equal(got, want) {
+					t.Errorf("mounted:\n got %q\nwant %q", got, want)
+				}
+				if ok, err := Exists(ctx, d, Options{}); !ok || err != nil {
+					t.Errorf("%s missing after Push: %v", d, err)
+				}
+			})
+		}
 	}
 }
