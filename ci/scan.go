@@ -198,9 +198,11 @@ func (a *app) scanCmd() *cobra.Command {
 print them, write GitLab's container-scanning report, and fail (exit 3) when a
 finding at or above --fail-on is not ignored.
 
-The findings are those 'trivy image' reports for the same image and DB. SBOMs
-from syft keep which source package each binary package comes from (libssl3
-from openssl), so no advisory is lost when scanning an SBOM.`,
+The findings are those 'trivy image' reports for the same image and DB. A
+CycloneDX SBOM from syft keeps which source package each binary package comes
+from (libssl3 from openssl), each package's file and each jar's SHA-1, which
+is looked up in trivy's Java DB as 'trivy image' does: scanning the SBOM
+gives the findings, with their files, of scanning the image.`,
 		Example: `  lotse scan registry.example.com/team/app:1.2.3 --fail-on high --gitlab-report gl-container-scanning-report.json
   lotse scan --sbom gl-sbom-app.cdx.json --offline --format sarif -o trivy.sarif`,
 		Args: func(cmd *cobra.Command, args []string) error {

@@ -49,7 +49,7 @@ func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Opt
 			return nil, err
 		}
 		if n > 0 {
-			res.Warnings = append(res.Warnings, s.noJavaDBWarning(n, some))
+			res.Warnings = append(res.Warnings, s.noJavaDBWarning("the image", n, some))
 		}
 	}
 	return res, nil

@@ -152,14 +152,14 @@ func printable(p string) string {
 }
 
 // noJavaDBWarning is the warning of a scan that found Java archives
-// offline without a Java DB.
-func (s *Scanner) noJavaDBWarning(n int, some []string) string {
+// offline without a Java DB; in is what held them ("the image", "the SBOM").
+func (s *Scanner) noJavaDBWarning(in string, n int, some []string) string {
 	list := strings.Join(some, ", ")
 	if n > len(some) {
 		list += ", …"
 	}
-	return fmt.Sprintf("no Java DB in %s and --offline forbids downloading one: of the %d Java archive(s) in the image (%s), "+
+	return fmt.Sprintf("no Java DB in %s and --offline forbids downloading one: of the %d Java archive(s) in %s (%s), "+
 		"only those whose pom.properties names them were scanned; jars trivy identifies by their SHA-1 were skipped. "+
 		"Run once without --offline (with --java-db-repository for a mirror of %s), or copy a Java DB (trivy-java.db and metadata.json) to %s",
-		JavaDBDir(s.cfg.CacheDir), n, list, javadb.DefaultGHCRRepository, JavaDBDir(s.cfg.CacheDir))
+		JavaDBDir(s.cfg.CacheDir), n, in, list, javadb.DefaultGHCRRepository, JavaDBDir(s.cfg.CacheDir))
 }

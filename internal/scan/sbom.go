@@ -25,7 +25,11 @@ import (
 // built from when the SBOM was not written by trivy: libssl3 is then looked up
 // as "libssl3" instead of "openssl", and the openssl advisories are missed.
 // syft (and so lotse) records the source in the package URL's "upstream"
-// qualifier; SBOM restores it from there before matching.
+// qualifier; SBOM restores it from there before matching. It also restores
+// what trivy's image analysis records and its SBOM decoding drops: the file
+// of each language package (restorePaths) and the names of jars trivy
+// identifies by SHA-1 in its Java DB (resolveJars), so that the findings
+// and their files are those of `trivy image` on the image.
 func (s *Scanner) SBOM(ctx context.Context, r io.Reader, name string, opts Options) (*Result, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -42,6 +46,12 @@ func (s *Scanner) SBOM(ctx context.Context, r io.Reader, name string, opts Optio
 	for i := range bom.Packages {
 		restoreSource(&bom.Packages[i].Packages)
 	}
+	facts := syftFacts(data)
+	restorePaths(&bom, facts)
+	looked, err := resolveJars(&bom, facts, openJavaDB)
+	if err != nil {
+		return nil, fmt.Errorf("read SBOM %s: %w", name, err)
+	}
 	if bom.Metadata.OS == nil {
 		// syft's SPDX documents carry no operating-system element; the OS
 		// packages' purls name it in their "distro" qualifier.
@@ -55,7 +65,18 @@ func (s *Scanner) SBOM(ctx context.Context, r io.Reader, name string, opts Optio
 	}
 	c := cache.NewMemoryCache()
 	art := &sbomArtifact{name: name, blob: blob, cache: c, bom: bom, format: format}
-	return s.run(ctx, art, c, opts)
+	res, err := s.run(ctx, art, c, opts)
+	if err != nil {
+		return nil, err
+	}
+	if s.noJavaDB && len(looked) > 0 {
+		some := looked[:min(len(looked), 3)]
+		for i, p := range some {
+			some[i] = printable(p) // the SBOM names them: no lines of its own in lotse's output
+		}
+		res.Warnings = append(res.Warnings, s.noJavaDBWarning("the SBOM", len(looked), some))
+	}
+	return res, nil
 }
 
 // restoreSource fills the source package of OS packages from the purl's

@@ -96,6 +96,19 @@ func keys(fs []vuln.Finding) []string {
 	return slices.Compact(out)
 }
 
+// places is each language-package finding with the file and the target it
+// is reported in (OS packages' targets name the scanned artifact).
+func places(fs []vuln.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		if f.Path != "" || !strings.Contains(f.Target, "(") {
+			out = append(out, f.ID+" "+f.Package+"@"+f.InstalledVersion+" path="+f.Path+" target="+f.Target)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // expected lists the findings of image; withoutJavaDB leaves out those that
 // only the Java DB identifies.
 func expected(t *testing.T, image string) []string { return expectedFindings(t, image, false) }
@@ -187,20 +200,32 @@ func TestFindings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// syft names jars by pom.properties, manifest and file name;
-			// the jar that only trivy's Java DB knows is not in its SBOM.
-			wantSBOM := expectedFindings(t, fi.name, true)
+			// syft names jars by pom.properties, manifest and file name,
+			// and its CycloneDX records each jar's SHA-1, which SBOM looks
+			// up in the Java DB as trivy's image analysis does; its SPDX
+			// does not, so the jar only the Java DB knows is missed there.
 			for _, f := range []sbom.Format{sbom.CycloneDXJSON, sbom.SPDXJSON} {
+				wantSBOM := want
+				if f == sbom.SPDXJSON {
+					wantSBOM = expectedFindings(t, fi.name, true)
+				}
 				b, err := doc.Bytes(f)
 				if err != nil {
 					t.Fatal(err)
 				}
-				res, err := s.SBOM(context.Background(), bytes.NewReader(b), "sbom.json", Options{})
+				sres, err := s.SBOM(context.Background(), bytes.NewReader(b), "sbom.json", Options{})
 				if err != nil {
 					t.Fatalf("SBOM(%s): %v", f, err)
 				}
-				if got := keys(res.Report.Findings); !slices.Equal(got, wantSBOM) {
+				if got := keys(sres.Report.Findings); !slices.Equal(got, wantSBOM) {
 					t.Errorf("%s SBOM scan findings:\n got %q\nwant %q", f, got, wantSBOM)
+				}
+				// From CycloneDX, each finding also names the file and the
+				// target `trivy image` names.
+				if f == sbom.CycloneDXJSON {
+					if got, want := places(sres.Report.Findings), places(res.Report.Findings); !slices.Equal(got, want) {
+						t.Errorf("SBOM scan findings' files and targets:\n got %q\nwant %q", got, want)
+					}
 				}
 			}
 			s.Close()
