@@ -261,6 +261,17 @@ func (b *bench) lotse(lotse, src, dst string) (outcome, error) {
 	return b.outcome(u, "lotse-trivy.json", "lotse-sbom.cdx.json")
 }
 
+// sbomScan scans the SBOM the last lotse release wrote, as lotse scan
+// --sbom: the findings a release could derive from its SBOM instead of
+// analysing the image a second time.
+func (b *bench) sbomScan(lotse string) (outcome, error) {
+	u, err := b.exec(lotse, "scan", "--sbom", "lotse-sbom.cdx.json", "--offline", "--format", "json", "-o", "lotse-sbom-trivy.json")
+	if err != nil {
+		return outcome{}, err
+	}
+	return b.outcome(u, "lotse-sbom-trivy.json", "lotse-sbom.cdx.json")
+}
+
 // outcome is what one side did: its cost, its findings and its SBOM's
 // components.
 type outcome struct {
