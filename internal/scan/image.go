@@ -56,12 +56,16 @@ func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Opt
 }
 
 // vulnOnlyDisabledAnalyzers mirrors what `trivy image --scanners vuln`
-// switches off: secrets, misconfigurations, licenses, image history,
-// executables, removed apk packages and RPM archives.
+// switches off: lock files and manifests (go.mod, package-lock.json,
+// requirements.txt, pom.xml...: sources left in an image, not what is
+// installed; trivy image reads installed packages only), secrets,
+// misconfigurations, licenses, image history, executables, removed apk
+// packages and RPM archives.
 func vulnOnlyDisabledAnalyzers() []analyzer.Type {
 	var ts []analyzer.Type
 	ts = append(ts, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
 		analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable, analyzer.TypeRpmArchive)
+	ts = append(ts, analyzer.TypeLockfiles...)
 	ts = append(ts, analyzer.TypeConfigFiles...)
 	return ts
 }

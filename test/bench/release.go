@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,13 +28,16 @@ type shape struct {
 }
 
 // shapeNames are the bench images, in the order the table shows them.
-var shapeNames = []string{"debian-files", "alpine-python", "node", "java", "go-distroless", "large"}
+var shapeNames = []string{"debian-files", "alpine-python", "node", "java", "go-distroless", "large", "go-toolchain"}
 
 // shapes builds the bench images: a Debian rootfs of many files owned by
 // many packages; Alpine with Python site-packages; Debian with node_modules;
 // a Java service (fat jar with nested jars, a WAR, a jar only the Java DB
 // names); a Go binary on a distroless-like base (a dpkg status only); and
-// the large image (Debian, then largeMB MiB of data layers).
+// the large image (Debian, then largeMB MiB of data layers); and the image
+// issue 16 was measured on: a many-file Debian rootfs and the whole Go
+// toolchain this bench runs with (GOROOT: its Go binaries, sources and
+// packages, about 15,000 files).
 func shapes(ctx context.Context, dir string, largeMB int) ([]shape, error) {
 	layer := func(files []fixture.File) v1.Layer {
 		l, err := fixture.Layer(files...)
@@ -56,6 +63,10 @@ func shapes(ctx context.Context, dir string, largeMB int) ([]shape, error) {
 	if err != nil {
 		return nil, err
 	}
+	goroot, err := gorootFiles(ctx, "usr/local/go")
+	if err != nil {
+		return nil, err
+	}
 	return []shape{
 		{name: "debian-files", base: []v1.Layer{layer(fixture.ManyFileDebian(400, 25))},
 			app: []fixture.File{{Path: "srv/app/run.sh", Mode: 0o755, Data: []byte("#!/bin/sh\nexec /srv/app/app\n")}}},
@@ -68,7 +79,37 @@ func shapes(ctx context.Context, dir string, largeMB int) ([]shape, error) {
 			app: []fixture.File{{Path: fixture.GoBinaryPath, Mode: 0o755, Data: gobin}}},
 		{name: "large", base: largeLayers,
 			app: []fixture.File{{Path: "srv/app/run.sh", Mode: 0o755, Data: []byte("#!/bin/sh\n")}}},
+		{name: "go-toolchain", base: []v1.Layer{layer(fixture.ManyFileDebian(400, 25)), layer(goroot)},
+			app: []fixture.File{{Path: "srv/app/run.sh", Mode: 0o755, Data: []byte("#!/bin/sh\n")}}},
 	}, nil
+}
+
+// gorootFiles reads the Go toolchain the bench runs with (go env GOROOT)
+// as files under prefix: regular files only, with their modes.
+func gorootFiles(ctx context.Context, prefix string) ([]fixture.File, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env GOROOT: %w", err)
+	}
+	root := strings.TrimSpace(string(out))
+	var files []fixture.File
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		files = append(files, fixture.File{Path: path.Join(prefix, filepath.ToSlash(rel)), Mode: int64(info.Mode().Perm()), Data: data})
+		return nil
+	})
+	return files, err
 }
 
 // release is the image of release n of s: its application layer carries
