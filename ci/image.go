@@ -37,7 +37,13 @@ func (l *loaded) sbomDir(u *oci.Unpacked) string {
 // read the image it returns; nothing reads a layer before it was checked,
 // so no analysis, report or cache entry can rest on a false claim.
 func (l *loaded) unpack(ctx context.Context) (*oci.Unpacked, error) {
-	u, err := oci.Unpack(ctx, l.art.Image, l.layersDir())
+	var opts []oci.UnpackOption
+	if l.src.Kind == oci.Archive {
+		// `docker save` lists layer files; their digests are computed
+		// here, not claimed: only the diff IDs are checked.
+		opts = append(opts, oci.DerivedDigests())
+	}
+	u, err := oci.Unpack(ctx, l.art.Image, l.layersDir(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.src, err)
 	}

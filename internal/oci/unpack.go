@@ -51,7 +51,13 @@ type Unpacked struct {
 // directory reads the file instead of writing a copy; when stereoscope's
 // naming changes, it copies the file, which is slower, not wrong. A file is
 // only put in place once its layer passed both checks.
-func Unpack(ctx context.Context, img v1.Image, dir string) (*Unpacked, error) {
+//
+// With DerivedDigests, the layers' digests are not checked (see there).
+func Unpack(ctx context.Context, img v1.Image, dir string, opts ...UnpackOption) (*Unpacked, error) {
+	var cfg unpackConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("unpack layers: %w", err)
@@ -78,7 +84,7 @@ func Unpack(ctx context.Context, img v1.Image, dir string) (*Unpacked, error) {
 	for i, l := range layers {
 		g.Go(func() error {
 			var err error
-			ul[i], err = unpackLayer(gctx, i, l, cf.RootFS.DiffIDs[i], dir)
+			ul[i], err = unpackLayer(gctx, i, l, cf.RootFS.DiffIDs[i], dir, cfg.derived)
 			return err
 		})
 	}
@@ -113,6 +119,20 @@ func (u *Unpacked) LinkLayers(dir string) {
 		os.Link(p, filepath.Join(dir, filepath.Base(p))) //nolint:errcheck // see above
 	}
 }
+
+// UnpackOption changes what Unpack checks.
+type UnpackOption func(*unpackConfig)
+
+type unpackConfig struct{ derived bool }
+
+// DerivedDigests is for an image whose layer digests nobody claimed: a
+// `docker save` tarball lists layer files, and go-containerregistry computes
+// their digests from the bytes at hand (compressing a layer stored
+// uncompressed to do so). There is nothing to check them against, so
+// Unpack reads each layer's uncompressed bytes directly and checks only the
+// diff IDs, which the image config does claim. Compressing a layer a second
+// time only to decompress it again took longer than analysing it.
+func DerivedDigests() UnpackOption { return func(c *unpackConfig) { c.derived = true } }
 
 // Layers returns the layers in manifest order, each served from its file.
 func (u *Unpacked) Layers() ([]v1.Layer, error) { return u.layers, nil }
@@ -150,22 +170,33 @@ func (l *unpackedLayer) Uncompressed() (io.ReadCloser, error) { return os.Open(l
 func (l *unpackedLayer) UncompressedSize() (int64, error)     { return l.size, nil }
 func (l *unpackedLayer) String() string                       { return l.diffID.String() }
 
-func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir string) (*unpackedLayer, error) {
+func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir string, derived bool) (*unpackedLayer, error) {
 	n := i + 1 // people count layers from 1
 	digest, err := l.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("layer %d: %w", n, err)
 	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
-	}
-	defer rc.Close()
 	ch := sha256.New()
-	br := bufio.NewReaderSize(io.TeeReader(ctxReader{ctx, rc}, ch), 1<<16)
-	content, err := decompress(br)
-	if err != nil {
-		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+	var br *bufio.Reader // the compressed stream, when its digest is checked
+	var content io.ReadCloser
+	if derived {
+		if content, err = l.Uncompressed(); err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+		}
+		content = struct {
+			io.Reader
+			io.Closer
+		}{ctxReader{ctx, content}, content}
+	} else {
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+		}
+		defer rc.Close()
+		br = bufio.NewReaderSize(io.TeeReader(ctxReader{ctx, rc}, ch), 1<<16)
+		if content, err = decompress(br); err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+		}
 	}
 	defer content.Close()
 
@@ -182,13 +213,15 @@ func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir str
 	if err != nil {
 		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
 	}
-	// The rest of the compressed stream (gzip's trailer, padding) belongs
-	// to the digest too.
-	if _, err := io.Copy(io.Discard, br); err != nil {
-		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
-	}
-	if got := sum(ch); got != digest.String() {
-		return nil, fmt.Errorf("layer %d: the manifest names it %s, but its content is %s", n, digest, got)
+	if br != nil {
+		// The rest of the compressed stream (gzip's trailer, padding)
+		// belongs to the digest too.
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+		}
+		if got := sum(ch); got != digest.String() {
+			return nil, fmt.Errorf("layer %d: the manifest names it %s, but its content is %s", n, digest, got)
+		}
 	}
 	if got := sum(uh); got != diffID.String() {
 		return nil, fmt.Errorf("layer %d (%s): the image config says its diff ID is %s, but its content is %s", n, digest, diffID, got)

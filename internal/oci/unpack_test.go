@@ -4,6 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -211,5 +215,121 @@ func TestUnpackRefusesFalseClaims(t *testing.T) {
 	cancel()
 	if _, err := Unpack(canceled, honest, t.TempDir()); err == nil {
 		t.Fatal("a canceled unpack succeeded")
+	}
+}
+
+// dockerSave writes img as `docker save` does (manifest.json, the config,
+// each layer as an uncompressed layer.tar), with the config's diff IDs
+// replaced by diffIDs when given.
+func dockerSave(t *testing.T, img v1.Image, diffIDs []v1.Hash) string {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	if diffIDs != nil {
+		cf.RootFS.DiffIDs = diffIDs
+	}
+	cfg, err := json.Marshal(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "image.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	add := func(name string, b []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("config.json", cfg)
+	var names []string
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, fmt.Sprintf("l%d/layer.tar", i))
+		add(names[i], b)
+	}
+	m, err := json.Marshal([]map[string]any{{"Config": "config.json", "RepoTags": []string{"app:1"}, "Layers": names}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("manifest.json", m)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// A `docker save` tarball names no layer digests: with DerivedDigests each
+// layer is read uncompressed once and only its diff ID is checked, which
+// still refuses a layer that claims another's diff ID.
+func TestUnpackDockerSave(t *testing.T) {
+	ctx := context.Background()
+	img, err := random.Image(4096, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := tarball.ImageFromPath(dockerSave(t, img, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range [][]UnpackOption{{DerivedDigests()}, nil} {
+		u, err := Unpack(ctx, saved, t.TempDir(), opts...)
+		if err != nil {
+			t.Fatalf("Unpack(%d options): %v", len(opts), err)
+		}
+		ls, _ := u.Layers()
+		want, _ := img.Layers()
+		for i := range ls {
+			got, _ := ls[i].DiffID()
+			w, _ := want[i].DiffID()
+			if got != w {
+				t.Errorf("layer %d: diff ID %s, want %s", i+1, got, w)
+			}
+			rc, err := ls[i].Uncompressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.New()
+			io.Copy(h, rc) //nolint:errcheck // compared below
+			rc.Close()
+			if "sha256:"+hex.EncodeToString(h.Sum(nil)) != w.String() {
+				t.Errorf("layer %d: the file does not hold the layer", i+1)
+			}
+		}
+	}
+
+	// A config whose diff ID for layer 2 is not its content's. (One that
+	// claims layer 1's diff ID is read by go-containerregistry as layer 1
+	// twice, for the analysis and the push alike: layer 2's file is then
+	// neither analysed nor published.)
+	cf, _ := img.ConfigFile()
+	lie := []v1.Hash{cf.RootFS.DiffIDs[0], {Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}}
+	lying, err := tarball.ImageFromPath(dockerSave(t, img, lie), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Unpack(ctx, lying, t.TempDir(), DerivedDigests()); err == nil || !strings.Contains(err.Error(), "layer 2") || !strings.Contains(err.Error(), "diff ID is "+lie[1].String()) {
+		t.Fatalf("a docker save tarball whose config lies about layer 2: %v", err)
 	}
 }
