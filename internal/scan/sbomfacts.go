@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,16 +56,16 @@ func syftFacts(data []byte) map[string]componentFacts {
 			if virtual != "" {
 				f.path = strings.TrimPrefix(strings.ReplaceAll(virtual, ":", "/"), "/")
 			}
-			for _, h := range c.Hashes {
-				if h.Alg == "SHA-1" {
-					f.sha1 = h.Content
-				}
-			}
+			// Whoever wrote the SBOM chose these paths, and reports print
+			// them: no lines of their own in lotse's output.
+			f.path = printable(f.path)
+			hashes := c.Hashes
 			for _, r := range c.ExternalReferences {
-				for _, h := range r.Hashes {
-					if h.Alg == "SHA-1" && f.sha1 == "" {
-						f.sha1 = h.Content
-					}
+				hashes = append(hashes, r.Hashes...)
+			}
+			for _, h := range hashes {
+				if h.Alg == "SHA-1" && f.sha1 == "" && isSHA1(h.Content) {
+					f.sha1 = h.Content
 				}
 			}
 			facts[c.BOMRef] = f
@@ -72,6 +73,14 @@ func syftFacts(data []byte) map[string]componentFacts {
 	}
 	walk(doc.Components)
 	return facts
+}
+
+func isSHA1(s string) bool {
+	if len(s) != 40 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 type cdxHash struct {

@@ -140,15 +140,20 @@ func TestRestorePaths(t *testing.T) {
 
 func TestSyftFacts(t *testing.T) {
 	doc := `{"bomFormat":"CycloneDX","components":[
-	 {"bom-ref":"j","externalReferences":[{"type":"build-meta","hashes":[{"alg":"SHA-1","content":"61c5"}]}],
+	 {"bom-ref":"j","externalReferences":[{"type":"build-meta","hashes":[{"alg":"SHA-1","content":"61c517938014c29a962d8e6b303815be49182d4c"}]}],
 	  "properties":[{"name":"syft:location:0:path","value":"/app/app.jar"},{"name":"syft:metadata:virtualPath","value":"/app/app.jar:BOOT-INF/lib/x.jar"}]},
 	 {"bom-ref":"p","properties":[{"name":"syft:location:0:path","value":"/usr/lib/x/METADATA"}],
-	  "components":[{"bom-ref":"nested","hashes":[{"alg":"SHA-1","content":"beef"}]}]}]}`
+	  "components":[{"bom-ref":"nested","hashes":[{"alg":"SHA-1","content":"b10a8db164e0754105b7a99be72e3fe5b10a8db1"}]}]},
+	 {"bom-ref":"evil","hashes":[{"alg":"SHA-1","content":"'; DROP TABLE indices; --"}],
+	  "properties":[{"name":"syft:location:0:path","value":"/usr/lib/x\nlotse: gate passed"}]}]}`
 	got := syftFacts([]byte(doc))
 	want := map[string]componentFacts{
-		"j":      {path: "app/app.jar/BOOT-INF/lib/x.jar", sha1: "61c5"},
+		"j":      {path: "app/app.jar/BOOT-INF/lib/x.jar", sha1: "61c517938014c29a962d8e6b303815be49182d4c"},
 		"p":      {path: "usr/lib/x/METADATA"},
-		"nested": {sha1: "beef"},
+		"nested": {sha1: "b10a8db164e0754105b7a99be72e3fe5b10a8db1"},
+		// A path that would write a line of its own into lotse's output
+		// is quoted; a SHA-1 that is not one is ignored.
+		"evil": {path: `"usr/lib/x\nlotse: gate passed"`},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("facts = %v", got)
