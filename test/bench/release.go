@@ -169,7 +169,7 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 	cache := filepath.Join(b.dir, "cache")
 	clear := func(sub string) error { return os.RemoveAll(filepath.Join(cache, sub)) }
 
-	fmt.Printf("\n%-14s %7s  %-11s %7s %7s %8s  %-22s %s\n", "image", "MiB", "side", "wall s", "cpu s", "peak MiB", "findings", "components")
+	fmt.Printf("\n%-14s %7s  %-11s %7s %7s %8s %8s  %-22s %s\n", "image", "MiB", "side", "wall s", "cpu s", "peak MiB", "anon MiB", "findings", "components")
 	for _, im := range shapeNames {
 		src1, src2 := fmt.Sprintf("%s/src/%s:1", reg, im), fmt.Sprintf("%s/src/%s:2", reg, im)
 		ref, _ := name.NewTag(src1)
@@ -219,11 +219,11 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 				d += " " + same(last.deps, ref[len(ref)-1].deps)
 			}
 			c += ", dependencies " + d
-			fmt.Printf("%-14s %7s  %-11s %7.2f %7.2f %8.0f  %-22s %s\n", label, "", side, u.wall.Seconds(), u.cpu.Seconds(), float64(u.rssKB)/1024, f, c)
+			fmt.Printf("%-14s %7s  %-11s %7.2f %7.2f %8.0f %8.0f  %-22s %s\n", label, "", side, u.wall.Seconds(), u.cpu.Seconds(), float64(u.rssKB)/1024, float64(u.anonKB)/1024, f, c)
 		}
 		ratio := func(kind string, l, c []outcome, target string) {
 			lu, cu := median(l), median(c)
-			fmt.Printf("%-14s %7s  %-11s %7.3f %7.3f %8.2f  %s\n", "", "", "ratio "+kind, lu.wall.Seconds()/cu.wall.Seconds(), lu.cpu.Seconds()/cu.cpu.Seconds(), float64(lu.rssKB)/float64(cu.rssKB), target)
+			fmt.Printf("%-14s %7s  %-11s %7.3f %7.3f %8.2f %8.2f  %s\n", "", "", "ratio "+kind, lu.wall.Seconds()/cu.wall.Seconds(), lu.cpu.Seconds()/cu.cpu.Seconds(), float64(lu.rssKB)/float64(cu.rssKB), float64(lu.anonKB)/float64(cu.anonKB), target)
 		}
 		fmt.Printf("%-14s %7.1f\n", im, size)
 		row("", "chain cold", chainCold, nil)
@@ -235,7 +235,7 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 		ratio("warm", lotseWarm, chainWarm, "target: wall <= 0.25")
 	}
 	fmt.Printf("\nmedians of %d runs; chain = syft + trivy image + crane copy + cosign sign + 2 x cosign attest, run in a row;\n"+
-		"peak MiB is the largest single process; warm = release 2 after release 1 (only the application layer differs),\n"+
+		"peak MiB is the largest single process's peak RSS, anon MiB its largest sampled anonymous set (heap, stacks); warm = release 2 after release 1 (only the application layer differs),\n"+
 		"trivy's CACHE/fanal and lotse's CACHE/layers kept; findings, components and dependencies compared with the chain's (trivy, syft);\n"+
 		"from SBOM = lotse scan --sbom of lotse's cold SBOM alone (the findings a release could take from its SBOM, issue 16)\n", runs)
 	return nil
