@@ -1,11 +1,8 @@
 package webhook
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -16,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lotse/lotse/internal/intoto"
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
 	"github.com/lotse/lotse/internal/trust"
@@ -273,42 +271,21 @@ func signerIdentity(s trust.Signer) string {
 	return "public key sha256:" + hex.EncodeToString(sum[:])
 }
 
-// attestationDigests reads cosign's verify-attestation output (one DSSE
-// envelope per line) into the digests of each envelope and its statement.
+// attestationDigests names the attestations of cosign's verify-attestation
+// output (one DSSE envelope per line) by the digests of each envelope and
+// its statement.
 func attestationDigests(typ string, out []byte) ([]promotion.RecordAttestation, error) {
-	var atts []promotion.RecordAttestation
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var env struct {
-			Payload string `json:"payload"`
-		}
-		if err := json.Unmarshal(line, &env); err != nil {
-			return nil, fmt.Errorf("envelope: %w", err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(env.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("envelope payload: %w", err)
-		}
-		var st struct {
-			PredicateType string `json:"predicateType"`
-		}
-		if err := json.Unmarshal(raw, &st); err != nil {
-			return nil, fmt.Errorf("statement: %w", err)
-		}
-		es, ss := sha256.Sum256(line), sha256.Sum256(raw)
-		atts = append(atts, promotion.RecordAttestation{Type: typ, PredicateType: st.PredicateType,
-			EnvelopeDigest: "sha256:" + hex.EncodeToString(es[:]), StatementDigest: "sha256:" + hex.EncodeToString(ss[:])})
-	}
-	if err := sc.Err(); err != nil {
+	sts, err := intoto.Read(out)
+	if err != nil {
 		return nil, err
 	}
-	if len(atts) == 0 {
+	if len(sts) == 0 {
 		return nil, errors.New("no envelope")
+	}
+	atts := make([]promotion.RecordAttestation, 0, len(sts))
+	for _, st := range sts {
+		atts = append(atts, promotion.RecordAttestation{Type: typ, PredicateType: st.PredicateType,
+			EnvelopeDigest: st.EnvelopeDigest, StatementDigest: st.StatementDigest})
 	}
 	return atts, nil
 }

@@ -6,7 +6,9 @@ package intoto
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 )
@@ -16,6 +18,12 @@ type Statement struct {
 	PredicateType string          `json:"predicateType"`
 	Predicate     json.RawMessage `json:"predicate"`
 	Subject       []Subject       `json:"subject"`
+
+	// EnvelopeDigest and StatementDigest are the SHA-256 of the envelope
+	// as cosign printed it and of the statement's bytes (the payload),
+	// "sha256:<hex>": what a record names an attestation by.
+	EnvelopeDigest  string `json:"-"`
+	StatementDigest string `json:"-"`
 }
 
 // Subject is what a statement is about: an artifact by its digests.
@@ -60,6 +68,7 @@ func Read(out []byte) ([]Statement, error) {
 		if err := json.Unmarshal(raw, &st); err != nil {
 			return nil, fmt.Errorf("attestation %d: statement: %w", n, err)
 		}
+		st.EnvelopeDigest, st.StatementDigest = digest(line), digest(raw)
 		sts = append(sts, st)
 		n++
 	}
@@ -67,4 +76,9 @@ func Read(out []byte) ([]Statement, error) {
 		return nil, fmt.Errorf("attestations: %w", err)
 	}
 	return sts, nil
+}
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -1,7 +1,9 @@
 package intoto
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -59,4 +61,22 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("statements and an error")
 		}
 	})
+}
+
+// Each statement carries the digests a record names it by: of the envelope
+// line as cosign printed it (trimmed), and of the statement's bytes.
+func TestReadDigests(t *testing.T) {
+	stmt := `{"predicateType":"a","predicate":{}}`
+	line := env(stmt)
+	sts, err := Read([]byte("  " + line + "  \n"))
+	if err != nil || len(sts) != 1 {
+		t.Fatalf("Read = %v, %v", sts, err)
+	}
+	sum := func(s string) string {
+		h := sha256.Sum256([]byte(s))
+		return "sha256:" + hex.EncodeToString(h[:])
+	}
+	if sts[0].EnvelopeDigest != sum(line) || sts[0].StatementDigest != sum(stmt) {
+		t.Errorf("digests = %s %s, want %s %s", sts[0].EnvelopeDigest, sts[0].StatementDigest, sum(line), sum(stmt))
+	}
 }
