@@ -96,9 +96,6 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	if err := oci.CheckTags(lf.tags); err != nil {
 		return &UsageError{Err: err}
 	}
-	if _, _, err := gf.threshold(); err != nil {
-		return err
-	}
 	scanOpts, err := gf.options(cmd)
 	if err != nil {
 		return err

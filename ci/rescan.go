@@ -64,9 +64,6 @@ attesting a failing scan would leave the older, cleaner one as the newest.`,
 			if err != nil {
 				return &UsageError{Err: err}
 			}
-			if _, _, err := gf.threshold(); err != nil {
-				return err
-			}
 			opts, err := gf.options(cmd)
 			if err != nil {
 				return err

@@ -128,9 +128,13 @@ func (gf *gateFlags) threshold() (vuln.Severity, bool, error) {
 	return s, true, nil
 }
 
-// options turns the ignore file into scan options; the default file may be
-// missing, an explicit one may not.
+// options checks the gate's flags (--fail-on) and turns the ignore file
+// into scan options; the default file may be missing, an explicit one may
+// not.
 func (gf *gateFlags) options(cmd *cobra.Command) (scan.Options, error) {
+	if _, _, err := gf.threshold(); err != nil {
+		return scan.Options{}, err
+	}
 	if gf.ignoreFile == "" {
 		return scan.Options{}, nil
 	}
@@ -218,9 +222,6 @@ gives the findings, with their files, of scanning the image.`,
 			f, err := scan.ParseFormat(format)
 			if err != nil {
 				return &UsageError{Err: err}
-			}
-			if _, _, err := gf.threshold(); err != nil {
-				return err
 			}
 			opts, err := gf.options(cmd)
 			if err != nil {
