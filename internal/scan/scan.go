@@ -107,6 +107,7 @@ func Open(ctx context.Context, cfg DB, log *slog.Logger) (*Scanner, error) {
 	if cfg.CacheDir == "" {
 		return nil, fmt.Errorf("no cache directory for the vulnerability DB")
 	}
+	skipLicenseClassification()
 	dbInUse.Lock()
 	s := &Scanner{cfg: cfg, log: log}
 	if err := s.prepare(ctx); err != nil {
