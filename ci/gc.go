@@ -1,5 +1,11 @@
 package ci
 
+import (
+	"github.com/lotse/lotse/internal/gcpace"
+	"github.com/lotse/lotse/internal/layercache"
+	"github.com/lotse/lotse/internal/sbom"
+)
+
 // scannerGOGC is the collector's percentage (GOGC) while syft's license
 // scanner builds.
 //
@@ -13,3 +19,16 @@ package ci
 // peak RSS 40 MB higher (290 MB). The window is short: whatever the image,
 // the heap can grow by no more than what is allocated in it.
 const scannerGOGC = 300
+
+// newCataloger prepares the SBOM cataloger: syft's license scanner is built
+// ahead, beside reading the image, unless layers (the layer cache, or nil)
+// has held what it finds, and the collector is relaxed while it builds.
+func (a *app) newCataloger(layers *layercache.Cache) *sbom.Cataloger {
+	opts := []sbom.Option{sbom.WithBuildWindow(func(built <-chan struct{}) {
+		gcpace.RelaxUntil(scannerGOGC, built)
+	})}
+	if layers != nil { // no typed nil in the interface
+		opts = append(opts, sbom.WithLicenseCache(layers))
+	}
+	return sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version}, opts...)
+}

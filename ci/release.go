@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lotse/lotse/internal/atomicfile"
-	"github.com/lotse/lotse/internal/gcpace"
 	"github.com/lotse/lotse/internal/oci"
 	"github.com/lotse/lotse/internal/sbom"
 	"github.com/lotse/lotse/internal/scan"
@@ -81,10 +80,6 @@ gate leaves at most an untagged manifest in DST, never a tag.`,
 // the tags follow when both are done. Nothing is pushed unless the gate
 // passed, and no tag is set unless everything was signed and attested.
 func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *dbFlags, gf *gateFlags, sf *signFlags, lf *releaseFlags) error {
-	// syft's license scanner takes most of a second to build and bounds the
-	// whole release: start it first, before anything else.
-	cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
-	gcpace.RelaxUntil(scannerGOGC, cat.Ready())
 	// Check everything that can be checked before touching anything.
 	if lf.to == "" {
 		return usagef("--to DST is required")
@@ -103,6 +98,15 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	if sf.key == "" && a.env.get("SIGSTORE_ID_TOKEN") == "" {
 		return usagef("no signing key: give --key (a file, env://VAR or a KMS URI) or set SIGSTORE_ID_TOKEN (GitLab id_tokens, aud sigstore)")
 	}
+	// syft's license scanner takes most of a second to build and bounds the
+	// whole release when it is needed: start it now, before anything else,
+	// unless the layer cache holds what it would find.
+	layers, err := a.openLayerCache(df)
+	if err != nil {
+		return err
+	}
+	defer a.closeLayerCache(cmd.Context(), layers)
+	cat := a.newCataloger(layers)
 	if err := rf.resolve(a, cmd.InOrStdin()); err != nil {
 		return err
 	}
@@ -142,11 +146,6 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	if err != nil {
 		return err
 	}
-	layers, err := a.openLayerCache(df)
-	if err != nil {
-		return err
-	}
-	defer a.closeLayerCache(ctx, layers)
 	var sbomLayers sbom.Cache
 	if layers != nil { // no typed nil in the interfaces
 		sbomLayers, scanOpts.Layers = layers, layers

@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lotse/lotse/internal/atomicfile"
-	"github.com/lotse/lotse/internal/gcpace"
 	"github.com/lotse/lotse/internal/sbom"
 )
 
@@ -27,8 +26,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 		Args: exactArgs(1, "one IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The license scanner builds while the image is read.
-			cat := sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version})
-			gcpace.RelaxUntil(scannerGOGC, cat.Ready())
+			cat := a.newCataloger(nil)
 			f, err := sbom.ParseFormat(format)
 			if err != nil {
 				return &UsageError{Err: err}

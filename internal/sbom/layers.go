@@ -86,6 +86,9 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 			return nil, stats, err
 		}
 		s, err := syft.CreateSBOM(sctx, src, cfg)
+		if err == nil {
+			err = c.licenses.failed()
+		}
 		if err != nil {
 			return nil, stats, fmt.Errorf("catalog layer %d (%s): %w", i+1, l.Metadata.Digest, err)
 		}
@@ -103,6 +106,9 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 			return nil, stats, err
 		}
 		s, err := syft.CreateSBOM(sctx, full, cfg)
+		if err == nil {
+			err = c.licenses.failed()
+		}
 		return s, LayerStats{Cataloged: len(si.Layers), Whole: true}, err
 	}
 	out.Source = full.Describe()
@@ -335,10 +341,14 @@ func chainID(parent, diffID string) string {
 }
 
 // syftVersion is the version of the syft library linked.
-func syftVersion() string {
+func syftVersion() string { return moduleVersion("github.com/anchore/syft") }
+
+// moduleVersion is the version of the module at path this program was
+// built with.
+func moduleVersion(path string) string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, m := range bi.Deps {
-			if m.Path == "github.com/anchore/syft" {
+			if m.Path == path {
 				if m.Replace != nil {
 					return m.Replace.Version
 				}

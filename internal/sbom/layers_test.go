@@ -4,15 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/anchore/syft/syft"
 
 	"github.com/lotse/lotse/internal/layercache"
 	"github.com/lotse/lotse/test/fixture"
@@ -251,41 +251,72 @@ func TestLayersSyftRelatesCatalogWhole(t *testing.T) {
 	}
 }
 
-// A release whose layers all come from the cache catalogs nothing, so it
-// does not wait for syft's license scanner (here: one that never gets
-// built).
-func TestCachedLayersNeedNoLicenseScanner(t *testing.T) {
+// syft's license scanner is built only for a license text the cache does
+// not hold, and the SBOM is the one syft's own scanner gives: a cache
+// that an image was cataloged through builds none for layers from the
+// cache, nor for a new layer whose license texts were seen; a new text
+// builds it.
+func TestLicenseScannerBuiltOnlyForNewTexts(t *testing.T) {
 	lc, err := layercache.Open(t.TempDir(), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := layeredImage(t, "12")
-	want := cdx(t, catalog(t, img, lc)) // fills the cache
-	never := &Cataloger{tool: Tool{Name: "lotse", Version: "test"}, ready: make(chan struct{})}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := never.Generate(ctx, img, "registry.example.com/team/app:1.0", t.TempDir(), lc)
-	if err != nil {
-		t.Fatalf("Generate from the cache: %v", err)
+	tool := Tool{Name: "lotse", Version: "test"}
+	nodePackage := func(name, license string) []fixture.File {
+		dir := "app/node_modules/" + name + "/"
+		return []fixture.File{
+			{Path: dir + "package.json", Data: []byte(`{"name": "` + name + `", "version": "1.0.0"}`)},
+			{Path: dir + "LICENSE", Data: []byte(license)},
+		}
 	}
-	never.Close()
-	if got := s.Layers(); got != (LayerStats{Cached: 4}) {
-		t.Errorf("stats %+v", got)
+	// reference catalogs img whole with syft's own license scanner.
+	reference := func(img v1.Image) string {
+		c := NewCataloger(tool)
+		defer c.Close()
+		var err error
+		if c.lic, err = syft.SetContextLicenseScanner(context.Background(), syft.DefaultCreateSBOMConfig().Licenses); err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Generate(context.Background(), img, "registry.example.com/team/app:1.0", t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cdx(t, s)
 	}
-	if got := cdx(t, s); got != want {
-		t.Fatalf("from the cache:\n%s\nwant:\n%s", got, want)
+	release := func(img v1.Image, wantExpected bool) (*Cataloger, *SBOM) {
+		t.Helper()
+		c := NewCataloger(tool, WithLicenseCache(lc))
+		if c.licenses.expected() != wantExpected {
+			t.Fatalf("scanner expected %v, want %v", !wantExpected, wantExpected)
+		}
+		defer c.Close()
+		s, err := c.Generate(context.Background(), img, "registry.example.com/team/app:1.0", t.TempDir(), lc)
+		if err != nil {
+			t.Fatalf("Generate: %v", err)
+		}
+		if got, want := cdx(t, s), reference(img); got != want {
+			t.Fatalf("SBOM:\n%s\nwant (syft's scanner):\n%s", got, want)
+		}
+		return c, s
 	}
-	// A layer not in the cache waits for the scanner: here until the
-	// context ends.
-	jar, err := fixture.LibraryJar(fixture.Maven{Group: "org.example", Artifact: "new", Version: "1.0.0"})
-	if err != nil {
-		t.Fatal(err)
+
+	img := layeredImage(t, "12", nodePackage("a", fixture.MITLicense)...)
+	c, _ := release(img, true) // a new cache: built ahead
+	if c.licenses.builds.Load() != 1 {
+		t.Errorf("first release: %d builds, want 1", c.licenses.builds.Load())
 	}
-	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel2()
-	next := layeredImage(t, "12", fixture.File{Path: "opt/lib/new-1.0.0.jar", Data: jar})
-	if _, err := never.Generate(short, next, "app", t.TempDir(), lc); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("a layer to catalog without a license scanner: %v, want the context's end", err)
+	c, s := release(img, false) // every layer from the cache
+	if n := c.licenses.builds.Load(); n != 0 || s.Layers() != (LayerStats{Cached: 5}) {
+		t.Errorf("from the cache: %d builds, %+v", n, s.Layers())
 	}
-	never.Close()
+	next := layeredImage(t, "12", append(nodePackage("a", fixture.MITLicense), nodePackage("b", fixture.MITLicense)...)...)
+	c, s = release(next, false) // a new layer, a text seen before
+	if n, hits := c.licenses.builds.Load(), c.licenses.hits.Load(); n != 0 || hits == 0 || s.Layers() != (LayerStats{Cached: 4, Cataloged: 1}) {
+		t.Errorf("a new layer with known texts: %d builds, %d hits, %+v", n, hits, s.Layers())
+	}
+	other := layeredImage(t, "12", nodePackage("c", licenseTexts["two"])...)
+	c, _ = release(other, false) // a new text
+	if n := c.licenses.builds.Load(); n != 1 {
+		t.Errorf("a new text: %d builds, want 1", n)
+	}
 }

@@ -89,30 +89,54 @@ func (s *SBOM) Layers() LayerStats { return s.layers }
 // Tool names the program that writes the SBOM (lotse and its version).
 type Tool struct{ Name, Version string }
 
-// Cataloger writes SBOMs. Building syft's license scanner costs about a
-// second of CPU; NewCataloger starts it in the background so that it
-// overlaps with reading the image. Close it when done.
+// Cataloger writes SBOMs. Close it when done.
 type Cataloger struct {
 	tool     Tool
-	ready    chan struct{}
-	lic      context.Context // carries the license scanner
+	licenses *licenseScanner
+	lic      context.Context // carries syft's license scanner, scanning through licenses
 	err      error
 	removals sync.WaitGroup // of unpacked layers
 }
 
-// NewCataloger starts preparing a cataloger for tool.
-func NewCataloger(tool Tool) *Cataloger {
-	c := &Cataloger{tool: tool, ready: make(chan struct{})}
-	go func() {
-		defer close(c.ready)
-		cfg := syft.DefaultCreateSBOMConfig()
-		c.lic, c.err = syft.SetContextLicenseScanner(context.Background(), cfg.Licenses)
-	}()
-	return c
+// Option configures a Cataloger.
+type Option func(*cataloger)
+
+type cataloger struct {
+	cache  Cache
+	window func(<-chan struct{})
 }
 
-// Ready is closed when the license scanner is built.
-func (c *Cataloger) Ready() <-chan struct{} { return c.ready }
+// WithLicenseCache keeps what syft's license scanner finds in a text in
+// cache (the layer cache), by the text's SHA-256: the scanner is built only
+// for a text the cache does not hold (see licenses.go).
+func WithLicenseCache(cache Cache) Option {
+	return func(o *cataloger) { o.cache = cache }
+}
+
+// WithBuildWindow calls f as the license scanner starts building, with a
+// channel closed when it is built. The build makes 300 MB of short-lived
+// garbage; a command relaxes the collector for that window.
+func WithBuildWindow(f func(built <-chan struct{})) Option {
+	return func(o *cataloger) { o.window = f }
+}
+
+// NewCataloger prepares a cataloger for tool. Without a license cache, or
+// with one that never held a result, it starts building syft's license
+// scanner in the background at once, so that the build overlaps with
+// reading the image; otherwise only a text the cache does not hold builds
+// it.
+func NewCataloger(tool Tool, opts ...Option) *Cataloger {
+	var o cataloger
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Cataloger{tool: tool, licenses: newLicenseScanner(o.cache, o.window)}
+	if c.licenses.expected() {
+		c.licenses.prepare()
+	}
+	c.lic, c.err = c.licenses.context(syft.DefaultCreateSBOMConfig().Licenses.Coverage)
+	return c
+}
 
 // Generate catalogs the packages of img. ref is the name the SBOM records for
 // the image (the source reference as the user gave it); tmpDir receives the
@@ -150,6 +174,7 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		if err != nil {
 			return nil, err
 		}
+		c.licenses.cataloged()
 		return &SBOM{s: s, layers: stats}, nil
 	}
 	sctx, err := c.syftContext(ctx)
@@ -157,24 +182,21 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		return nil, err
 	}
 	s, err := syft.CreateSBOM(sctx, src, cfg)
+	if err == nil {
+		err = c.licenses.failed()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("catalog packages: %w", err)
 	}
+	c.licenses.cataloged()
 	return &SBOM{s: s, layers: LayerStats{Cataloged: len(si.Layers), Whole: true}}, nil
 }
 
-// syftContext is ctx with the license scanner, for syft.CreateSBOM, once
-// it is built. Only cataloging needs it: a release whose layers all come
-// from the layer cache does not wait for it. Loading syft's CPE dictionary
-// (which syft would otherwise do while cataloging) happens first, while the
-// scanner may still be building.
+// syftContext is ctx with the license scanner, for syft.CreateSBOM.
+// Loading syft's CPE dictionary (which syft would otherwise do while
+// cataloging) happens first, while the scanner may still be building.
 func (c *Cataloger) syftContext(ctx context.Context) (context.Context, error) {
 	cpe.DictionaryFind(pkg.Package{})
-	select {
-	case <-c.ready:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	if c.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", c.err)
 	}
