@@ -37,7 +37,10 @@ var shapeNames = []string{"debian-files", "alpine-python", "node", "java", "go-d
 // the large image (Debian, then largeMB MiB of data layers); and the image
 // issue 16 was measured on: a many-file Debian rootfs and the whole Go
 // toolchain this bench runs with (GOROOT: its Go binaries, sources and
-// packages, about 15,000 files).
+// packages, about 15,000 files). As in real images, some packages carry
+// their license only as text (a free-form Debian copyright file, a
+// node_modules LICENSE, a jar's META-INF/LICENSE), which syft names with
+// its license scanner.
 func shapes(ctx context.Context, dir string, largeMB int) ([]shape, error) {
 	layer := func(files []fixture.File) v1.Layer {
 		l, err := fixture.Layer(files...)
@@ -50,6 +53,16 @@ func shapes(ctx context.Context, dir string, largeMB int) ([]shape, error) {
 	jars, err := fixture.JavaFiles()
 	if err != nil {
 		return nil, err
+	}
+	// Libraries that ship their license text (META-INF/LICENSE), as most
+	// of Maven Central's do: syft names them with its license scanner.
+	for i := range 20 {
+		m := fixture.Maven{Group: "org.example.lib", Artifact: fmt.Sprintf("lib%d", i), Version: fmt.Sprintf("1.%d.0", i)}
+		b, err := fixture.LicensedJar(m, fixture.MITLicense)
+		if err != nil {
+			return nil, err
+		}
+		jars = append(jars, fixture.File{Path: fmt.Sprintf("app/lib/%s-%s.jar", m.Artifact, m.Version), Data: b})
 	}
 	gobin, err := fixture.GoBinary(ctx, mkdir(dir, "gobuild"))
 	if err != nil {
