@@ -60,10 +60,13 @@ func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Opt
 // requirements.txt, pom.xml...: sources left in an image, not what is
 // installed; trivy image reads installed packages only), secrets,
 // misconfigurations, licenses, image history, executables, removed apk
-// packages and RPM archives.
+// packages and RPM archives. It also switches off what trivy image runs
+// but lotse has no use for: the licenses of Debian packages, from their
+// copyright files (lotse reports vulnerabilities; the SBOM carries the
+// licenses).
 func vulnOnlyDisabledAnalyzers() []analyzer.Type {
 	var ts []analyzer.Type
-	ts = append(ts, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile,
+	ts = append(ts, analyzer.TypeApkCommand, analyzer.TypeSecret, analyzer.TypeLicenseFile, analyzer.TypeDpkgLicense,
 		analyzer.TypeHistoryDockerfile, analyzer.TypeExecutable, analyzer.TypeRpmArchive)
 	ts = append(ts, analyzer.TypeLockfiles...)
 	ts = append(ts, analyzer.TypeConfigFiles...)
