@@ -20,9 +20,11 @@ import (
 // the heap can grow by no more than what is allocated in it.
 const scannerGOGC = 300
 
-// newCataloger prepares the SBOM cataloger: syft's license scanner is built
-// ahead, beside reading the image, unless layers (the layer cache, or nil)
-// has held what it finds, and the collector is relaxed while it builds.
+// newCataloger prepares the SBOM cataloger. syft's license scanner is built
+// for the first license text layers (the layer cache, or nil) does not
+// hold, or ahead, while the image is unpacked, when a layer has a file syft
+// may scan and the cache has not been through a cataloging
+// (sbom.Cataloger.Foresee); the collector is relaxed while it builds.
 func (a *app) newCataloger(layers *layercache.Cache) *sbom.Cataloger {
 	opts := []sbom.Option{sbom.WithBuildWindow(func(built <-chan struct{}) {
 		gcpace.RelaxUntil(scannerGOGC, built)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/lotse/lotse/internal/oci"
+	"github.com/lotse/lotse/internal/sbom"
 )
 
 // loaded is an image opened for analysis (and, in release, publishing); see
@@ -35,9 +36,13 @@ func (l *loaded) sbomDir(u *oci.Unpacked) string {
 // unpack reads every layer once, checks what the image claims about it and
 // keeps it uncompressed in layersDir (oci.Unpack). The SBOM and the scan
 // read the image it returns; nothing reads a layer before it was checked,
-// so no analysis, report or cache entry can rest on a false claim.
-func (l *loaded) unpack(ctx context.Context) (*oci.Unpacked, error) {
+// so no analysis, report or cache entry can rest on a false claim. cat
+// (or nil) foresees from each layer whether to build its license scanner.
+func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger) (*oci.Unpacked, error) {
 	var opts []oci.UnpackOption
+	if cat != nil {
+		opts = append(opts, oci.OnLayer(cat.Foresee))
+	}
 	if l.src.Kind == oci.Archive {
 		// `docker save` lists layer files; their digests are computed
 		// here, not claimed: only the diff IDs are checked.

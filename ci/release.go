@@ -99,8 +99,8 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		return usagef("no signing key: give --key (a file, env://VAR or a KMS URI) or set SIGSTORE_ID_TOKEN (GitLab id_tokens, aud sigstore)")
 	}
 	// syft's license scanner takes most of a second to build and bounds the
-	// whole release when it is needed: start it now, before anything else,
-	// unless the layer cache holds what it would find.
+	// whole release when it is needed: it starts while the image is
+	// unpacked, unless the layer cache holds what it would find.
 	layers, err := a.openLayerCache(df)
 	if err != nil {
 		return err
@@ -170,7 +170,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		// the scan read it from disk; nothing is analysed, cached, reported
 		// or published on a false claim.
 		t := a.now()
-		unpacked, err := img.unpack(ctx)
+		unpacked, err := img.unpack(ctx, cat)
 		if err != nil {
 			return err
 		}

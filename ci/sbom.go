@@ -25,7 +25,8 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
   lotse sbom oci:build/image --format spdx-json`,
 		Args: exactArgs(1, "one IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// The license scanner builds while the image is read.
+			// The license scanner builds while the image is unpacked, if a
+			// layer holds a file syft may scan for a license.
 			cat := a.newCataloger(nil)
 			f, err := sbom.ParseFormat(format)
 			if err != nil {
@@ -43,7 +44,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 			defer cat.Close() // first: it removes the layers it unpacked into img.dir
 			var doc *sbom.SBOM
 			err = a.section("sbom", "SBOM of "+args[0], func() error {
-				unpacked, err := img.unpack(ctx)
+				unpacked, err := img.unpack(ctx, cat)
 				if err != nil {
 					return err
 				}

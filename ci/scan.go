@@ -270,7 +270,7 @@ gives the findings, with their files, of scanning the image.`,
 					// trivy (and the layer cache) name a layer's analysis
 					// by what the image claims about it: unpack checks the
 					// claims before trivy reads a layer.
-					unpacked, err := img.unpack(ctx)
+					unpacked, err := img.unpack(ctx, nil)
 					if err != nil {
 						return err
 					}

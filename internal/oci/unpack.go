@@ -85,6 +85,9 @@ func Unpack(ctx context.Context, img v1.Image, dir string, opts ...UnpackOption)
 		g.Go(func() error {
 			var err error
 			ul[i], err = unpackLayer(gctx, i, l, cf.RootFS.DiffIDs[i], dir, cfg.derived)
+			if err == nil && cfg.each != nil {
+				cfg.each(ul[i].path)
+			}
 			return err
 		})
 	}
@@ -123,7 +126,10 @@ func (u *Unpacked) LinkLayers(dir string) {
 // UnpackOption changes what Unpack checks.
 type UnpackOption func(*unpackConfig)
 
-type unpackConfig struct{ derived bool }
+type unpackConfig struct {
+	derived bool
+	each    func(path string)
+}
 
 // DerivedDigests is for an image whose layer digests nobody claimed: a
 // `docker save` tarball lists layer files, and go-containerregistry computes
@@ -133,6 +139,13 @@ type unpackConfig struct{ derived bool }
 // diff IDs, which the image config does claim. Compressing a layer a second
 // time only to decompress it again took longer than analysing it.
 func DerivedDigests() UnpackOption { return func(c *unpackConfig) { c.derived = true } }
+
+// OnLayer calls f with the path of each layer's uncompressed file once the
+// layer passed both checks and the file is in place, while the other
+// layers are still being read. f is called from two goroutines at once.
+func OnLayer(f func(path string)) UnpackOption {
+	return func(c *unpackConfig) { c.each = f }
+}
 
 // Layers returns the layers in manifest order, each served from its file.
 func (u *Unpacked) Layers() ([]v1.Layer, error) { return u.layers, nil }

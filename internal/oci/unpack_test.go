@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/compression"
@@ -91,7 +92,18 @@ func TestUnpackServesCheckedLayers(t *testing.T) {
 	}
 	_, img = writeLayout(t, img)
 	dir := t.TempDir()
-	u, err := Unpack(ctx, img, dir)
+	var (
+		mu       sync.Mutex
+		reported = map[string]bool{}
+	)
+	u, err := Unpack(ctx, img, dir, OnLayer(func(path string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("OnLayer: %v", err)
+		}
+		reported[path] = true
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +119,12 @@ func TestUnpackServesCheckedLayers(t *testing.T) {
 	for i, l := range ls {
 		diffID, _ := srcLayers[i].DiffID()
 		digest, _ := srcLayers[i].Digest()
-		if _, err := os.Stat(filepath.Join(dir, strconv.Itoa(i)+"-"+strings.ReplaceAll(diffID.String(), ":", "-"))); err != nil {
+		path := filepath.Join(dir, strconv.Itoa(i)+"-"+strings.ReplaceAll(diffID.String(), ":", "-"))
+		if _, err := os.Stat(path); err != nil {
 			t.Errorf("layer %d: not in stereoscope's name: %v", i+1, err)
+		}
+		if !reported[path] {
+			t.Errorf("layer %d: OnLayer not called with its file", i+1)
 		}
 		for _, got := range []v1.Layer{l, must(u.LayerByDiffID(diffID)), must(u.LayerByDigest(digest))} {
 			rc, err := got.Uncompressed()
@@ -137,6 +153,9 @@ func TestUnpackServesCheckedLayers(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != len(want) {
 		t.Errorf("%d files in the directory, want one per layer", len(entries))
+	}
+	if len(reported) != len(want) {
+		t.Errorf("OnLayer called with %d files, want %d", len(reported), len(want))
 	}
 }
 
@@ -168,7 +187,12 @@ func TestUnpackRefusesFalseClaims(t *testing.T) {
 	}
 	_, lying = writeLayout(t, lying)
 	dir := t.TempDir()
-	_, err = Unpack(ctx, lying, dir)
+	lied := filepath.Join(dir, "2-"+strings.ReplaceAll(cf.RootFS.DiffIDs[0].String(), ":", "-"))
+	_, err = Unpack(ctx, lying, dir, OnLayer(func(path string) {
+		if path == lied {
+			t.Error("OnLayer was called with the lying layer")
+		}
+	}))
 	if err == nil || !strings.Contains(err.Error(), "layer 3") || !strings.Contains(err.Error(), "diff ID is "+cf.RootFS.DiffIDs[0].String()) {
 		t.Fatalf("a layer that claims another's diff ID: %v", err)
 	}

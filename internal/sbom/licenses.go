@@ -1,11 +1,15 @@
 package sbom
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -70,6 +74,7 @@ type licenseScanner struct {
 
 	builds, hits atomic.Int64
 	marked       atomic.Bool // seenKey written
+	ahead        atomic.Bool // building ahead (Foresee)
 }
 
 func newLicenseScanner(cache Cache, window func(<-chan struct{})) *licenseScanner {
@@ -101,6 +106,57 @@ func (l *licenseScanner) cataloged() {
 	if l.cache != nil && !l.marked.Swap(true) {
 		l.cache.Put(l.seenKey(), []byte{1}) //nolint:errcheck // costs only a later build ahead of need
 	}
+}
+
+// Foresee looks at the file names of a layer (an uncompressed tar) as it
+// is unpacked, before the image is cataloged. Without a license cache, or
+// with one no image was cataloged through yet, a layer with a file syft
+// may scan for a license starts building syft's license scanner, beside
+// reading the rest of the image: a file named as syft's license files are
+// (LICENSE, COPYING, MIT-LICENSE.txt...), a Debian copyright file, or a
+// Java archive (syft reads the license files packed in it). This only
+// decides whether to build the scanner ahead: a scan it did not foresee
+// (say, a license text in a package's metadata) builds it then. It is safe
+// for concurrent use.
+func (c *Cataloger) Foresee(layerTar string) {
+	l := c.licenses
+	if l.ahead.Load() || !l.expected() {
+		return
+	}
+	f, err := os.Open(layerTar)
+	if err != nil {
+		return // the cataloging reports it
+	}
+	defer f.Close()
+	tr := tar.NewReader(f) // skips file contents by seeking
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return
+		}
+		if mayScanLicense(h.Name) {
+			if !l.ahead.Swap(true) {
+				l.prepare()
+			}
+			return
+		}
+	}
+}
+
+// mayScanLicense says whether syft may scan the file at name for a
+// license; see Foresee.
+func mayScanLicense(name string) bool {
+	base := strings.ToLower(path.Base(name))
+	switch {
+	case strings.Contains(base, "licen"), strings.HasPrefix(base, "copying"),
+		base == "copyright", base == "al2.0", base == "lgpl2.1":
+		return true
+	}
+	switch path.Ext(base) {
+	case ".jar", ".war", ".ear", ".par", ".sar", ".nar", ".jpi", ".hpi", ".kar", ".lpkg":
+		return true
+	}
+	return false
 }
 
 // prepare builds the scanner in the background.

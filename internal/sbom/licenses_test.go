@@ -3,8 +3,11 @@ package sbom
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/file"
@@ -134,5 +137,91 @@ func TestLicenseCacheIsChecked(t *testing.T) {
 		if b, ok := lc.Get(key); !ok || string(b) == entry {
 			t.Errorf("%s: entry not replaced by the result: %q", name, b)
 		}
+	}
+}
+
+func TestMayScanLicense(t *testing.T) {
+	for name, want := range map[string]bool{
+		"app/node_modules/a/LICENSE":            true,
+		"usr/share/doc/libc6/copyright":         true,
+		"src/github.com/x/y/LICENCE.md":         true,
+		"opt/COPYING.txt":                       true,
+		"srv/lib/MIT-LICENSE":                   true,
+		"opt/app/app.jar":                       true,
+		"opt/app/APP.WAR":                       true,
+		"usr/share/jenkins/plugins/git.hpi":     true,
+		"usr/lib/python3/dist-packages/x.py":    false,
+		"var/lib/dpkg/status":                   false,
+		"usr/share/doc/libc6/changelog.gz":      false,
+		"app/node_modules/a/package.json":       false,
+		"usr/share/doc/libc6/copyright-notes/x": false,
+	} {
+		if got := mayScanLicense(name); got != want {
+			t.Errorf("mayScanLicense(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// layerTar writes files as an uncompressed layer file.
+func layerTar(t *testing.T, files ...fixture.File) string {
+	t.Helper()
+	l, err := fixture.Layer(files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "layer.tar")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Foresee builds the scanner ahead for a layer with a file syft may scan,
+// unless the cache has been through a cataloging; a layer without such a
+// file builds nothing.
+func TestForesee(t *testing.T) {
+	plain := layerTar(t, fixture.DebianFiles(fixture.DebianPackages)...)
+	licensed := layerTar(t, fixture.File{Path: "app/node_modules/a/package.json", Data: []byte(`{"name":"a","version":"1.0.0"}`)},
+		fixture.File{Path: "app/node_modules/a/LICENSE", Data: []byte(fixture.MITLicense)})
+	built := func(c *Cataloger) bool {
+		select {
+		case <-c.licenses.built:
+			return true
+		case <-time.After(10 * time.Second):
+			return false
+		}
+	}
+
+	c := NewCataloger(Tool{Name: "lotse", Version: "test"})
+	c.Foresee(plain)
+	c.Foresee(filepath.Join(t.TempDir(), "missing.tar"))
+	if c.licenses.ahead.Load() {
+		t.Error("a layer without license files builds the scanner ahead")
+	}
+	c.Foresee(licensed)
+	c.Foresee(licensed)
+	if !built(c) || c.licenses.builds.Load() != 1 {
+		t.Errorf("a layer with a LICENSE: built %d times, want once", c.licenses.builds.Load())
+	}
+
+	lc, err := layercache.Open(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm := NewCataloger(Tool{Name: "lotse", Version: "test"}, WithLicenseCache(lc))
+	warm.licenses.cataloged()
+	warm = NewCataloger(Tool{Name: "lotse", Version: "test"}, WithLicenseCache(lc))
+	warm.Foresee(licensed)
+	if warm.licenses.ahead.Load() {
+		t.Error("a cache an image was cataloged through: the scanner was built ahead")
 	}
 }

@@ -120,20 +120,15 @@ func WithBuildWindow(f func(built <-chan struct{})) Option {
 	return func(o *cataloger) { o.window = f }
 }
 
-// NewCataloger prepares a cataloger for tool. Without a license cache, or
-// with one that never held a result, it starts building syft's license
-// scanner in the background at once, so that the build overlaps with
-// reading the image; otherwise only a text the cache does not hold builds
-// it.
+// NewCataloger prepares a cataloger for tool. syft's license scanner is
+// built when a text the license cache does not hold is scanned, or ahead
+// (see Foresee).
 func NewCataloger(tool Tool, opts ...Option) *Cataloger {
 	var o cataloger
 	for _, opt := range opts {
 		opt(&o)
 	}
 	c := &Cataloger{tool: tool, licenses: newLicenseScanner(o.cache, o.window)}
-	if c.licenses.expected() {
-		c.licenses.prepare()
-	}
 	c.lic, c.err = c.licenses.context(syft.DefaultCreateSBOMConfig().Licenses.Coverage)
 	return c
 }
