@@ -113,16 +113,32 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	ctx := cmd.Context()
 	start := a.now()
 	// The signature and both attestations use one decrypted key. Decrypting
-	// it (scrypt) takes a fifth of a second of CPU: the scan lane does it
-	// after the scan, before anything is pushed (a wrong password fails
-	// there), when the license scanner no longer shares the second core with
-	// reading the image and the scan.
+	// it (scrypt) takes a fifth of a second of CPU; it starts now, beside
+	// reading the image, and the scan lane waits for it before anything is
+	// pushed (a wrong password fails there).
 	keyPEM, err := a.readSigningKey(sf.key)
 	if err != nil {
 		return err
 	}
-	var key *sign.Key
+	var (
+		key      *sign.Key
+		keyErr   error
+		keyReady = make(chan struct{})
+	)
+	if keyPEM != nil {
+		go func() {
+			defer close(keyReady)
+			key, keyErr = sign.LoadKey(keyPEM, []byte(a.env.get("COSIGN_PASSWORD")))
+			// scrypt's buffer (tens of MiB) is garbage now. Collect it at
+			// once: a collection while it was live set the next heap goal
+			// from it, which made the heap peak of the release.
+			runtime.GC()
+		}()
+	} else {
+		close(keyReady)
+	}
 	defer func() {
+		<-keyReady
 		if key != nil {
 			key.Close()
 		}
@@ -203,15 +219,16 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			if gateErr = gate(res.Report, gf); gateErr != nil {
 				return nil // the SBOM is still written for GitLab
 			}
-			if keyPEM != nil {
-				if key, err = sign.LoadKey(keyPEM, []byte(a.env.get("COSIGN_PASSWORD"))); err != nil {
-					return err
-				}
+			select {
+			case <-keyReady:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if keyErr != nil {
+				return keyErr
+			}
+			if key != nil {
 				so.Key = key.Ref()
-				// scrypt's buffer (tens of MiB) is garbage now. Collect it
-				// at once: a collection while it was live set the next heap
-				// goal from it, which made the heap peak of the release.
-				runtime.GC()
 			}
 			t = a.now()
 			if d, err = oci.Push(gctx, img.art, dst, opts); err != nil {
