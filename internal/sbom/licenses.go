@@ -30,7 +30,7 @@ import (
 // that answers from the layer cache, keyed by the SHA-256 of the text and
 // licensecheck's version, and builds licensecheck's scanner (the same
 // built-in licenses syft uses) only on the first text the cache does not
-// hold. Most licence texts are the same few (Apache-2.0, MIT, BSD) in
+// hold. Most license texts are the same few (Apache-2.0, MIT, BSD) in
 // every release of an application, so a release whose cache has seen them
 // builds no scanner.
 //
