@@ -259,6 +259,12 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		}
 		printf(a.stdout, "layers   %d cached, %d analysed (%s); %d cached, %d analysed (scan); cache %s\n",
 			sl.Cached, sl.Cataloged, how, res.Layers.Cached, res.Layers.Analysed, layers.Dir())
+		ll := doc.Licenses()
+		built := ""
+		if ll.Built {
+			built = "; license scanner built"
+		}
+		printf(a.stdout, "licenses texts: %d from the cache, %d scanned%s\n", ll.Cached, ll.Scanned, built)
 	}
 	a.printWarnings(res)
 	if err := a.printGate(res.Report, gf); err != nil {

@@ -104,8 +104,27 @@ func setupShared(t *testing.T) *shared {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// licensed:1 is debian:12 with a Node.js package that names its
+	// license only in a LICENSE file (syft scans it); licensed:2 adds a
+	// layer with another such package, whose LICENSE is the same text.
+	licensed := func(base v1.Image, pkg string) v1.Image {
+		dir := "app/node_modules/" + pkg + "/"
+		l, err := fixture.Layer(
+			fixture.File{Path: dir + "package.json", Data: []byte(`{"name": "` + pkg + `", "version": "1.0.0"}`)},
+			fixture.File{Path: dir + "LICENSE", Data: []byte(fixture.MITLicense)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(base, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	licensed1 := licensed(deb, "a")
+	licensed2 := licensed(licensed1, "b")
 	s.digests = map[string]string{}
-	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang, "liar:1": liar} {
+	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang, "liar:1": liar, "licensed:1": licensed1, "licensed:2": licensed2} {
 		d, err := img.Digest()
 		if err != nil {
 			t.Fatal(err)

@@ -72,7 +72,7 @@ type licenseScanner struct {
 	scanner *licensecheck.Scanner
 	err     error
 
-	builds, hits atomic.Int64
+	builds, hits, scans atomic.Int64
 	marked       atomic.Bool // seenKey written
 	ahead        atomic.Bool // building ahead (Foresee)
 }
@@ -205,6 +205,7 @@ func (l *licenseScanner) scan(text []byte) licensecheck.Coverage {
 	if l.err != nil {
 		return licensecheck.Coverage{}
 	}
+	l.scans.Add(1)
 	c := l.scanner.Scan(text)
 	if l.cache != nil {
 		if b, err := json.Marshal(c); err == nil {
@@ -212,6 +213,19 @@ func (l *licenseScanner) scan(text []byte) licensecheck.Coverage {
 		}
 	}
 	return c
+}
+
+// LicenseStats says how many license texts syft's license scanner was
+// handed while an image was cataloged: answered from the layer cache, or
+// scanned; and whether licensecheck's scanner was built (for a scan, or
+// ahead of one).
+type LicenseStats struct {
+	Cached, Scanned int
+	Built           bool
+}
+
+func (l *licenseScanner) stats() LicenseStats {
+	return LicenseStats{Cached: int(l.hits.Load()), Scanned: int(l.scans.Load()), Built: l.builds.Load() > 0}
 }
 
 // validCoverage checks a cached result against the text it is for: syft

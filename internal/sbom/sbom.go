@@ -78,9 +78,14 @@ func (f Format) PredicateType() string {
 
 // SBOM is the bill of materials of one image.
 type SBOM struct {
-	s      *syftsbom.SBOM
-	layers LayerStats
+	s        *syftsbom.SBOM
+	layers   LayerStats
+	licenses LicenseStats
 }
+
+// Licenses says how many license texts were answered from the layer cache
+// and how many were scanned while the image was cataloged.
+func (s *SBOM) Licenses() LicenseStats { return s.licenses }
 
 // Layers says how many of the image's layers were cataloged and how many
 // were read from the layer cache.
@@ -162,6 +167,11 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	if err := si.Read(ctx); err != nil {
 		return nil, fmt.Errorf("read image layers: %w", err)
 	}
+	before := c.licenses.stats()
+	licensesSince := func() LicenseStats {
+		now := c.licenses.stats()
+		return LicenseStats{Cached: now.Cached - before.Cached, Scanned: now.Scanned - before.Scanned, Built: now.Built}
+	}
 	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
 	cfg := syft.DefaultCreateSBOMConfig().WithTool(c.tool.Name, c.tool.Version)
 	if layers != nil {
@@ -170,7 +180,7 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 			return nil, err
 		}
 		c.licenses.cataloged()
-		return &SBOM{s: s, layers: stats}, nil
+		return &SBOM{s: s, layers: stats, licenses: licensesSince()}, nil
 	}
 	sctx, err := c.syftContext(ctx)
 	if err != nil {
@@ -184,7 +194,7 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		return nil, fmt.Errorf("catalog packages: %w", err)
 	}
 	c.licenses.cataloged()
-	return &SBOM{s: s, layers: LayerStats{Cataloged: len(si.Layers), Whole: true}}, nil
+	return &SBOM{s: s, layers: LayerStats{Cataloged: len(si.Layers), Whole: true}, licenses: licensesSince()}, nil
 }
 
 // syftContext is ctx with the license scanner, for syft.CreateSBOM.
