@@ -73,8 +73,8 @@ type licenseScanner struct {
 	err     error
 
 	builds, hits, scans atomic.Int64
-	marked       atomic.Bool // seenKey written
-	ahead        atomic.Bool // building ahead (Foresee)
+	marked              atomic.Bool // seenKey written
+	ahead               atomic.Bool // building ahead (Foresee)
 }
 
 func newLicenseScanner(cache Cache, window func(<-chan struct{})) *licenseScanner {
