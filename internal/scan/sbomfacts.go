@@ -17,9 +17,14 @@ import (
 
 // componentFacts is what a syft CycloneDX component says that trivy's SBOM
 // decoder does not read: the file a package was found in (syft's
-// virtualPath for a jar, else its first location) and a jar's SHA-1.
+// virtualPath for a jar, else its first location), a jar's SHA-1, and for
+// an OS package who published it (a Debian or Alpine package's maintainer,
+// an RPM's vendor) and, for an RPM, its release. syft says whether syft
+// wrote the component.
 type componentFacts struct {
-	path, sha1 string
+	path, sha1         string
+	publisher, release string
+	syft               bool
 }
 
 // syftFacts reads the facts of every component of a CycloneDX JSON
@@ -48,8 +53,13 @@ func syftFacts(data []byte) map[string]componentFacts {
 					location = p.Value
 				case "syft:metadata:virtualPath":
 					virtual = p.Value
+				case "syft:metadata:release":
+					f.release = p.Value
+				case "syft:package:type":
+					f.syft = true
 				}
 			}
+			f.publisher = c.Publisher
 			// trivy names a jar inside another by joining the paths:
 			// app.jar/BOOT-INF/lib/x.jar, where syft writes app.jar:BOOT-INF/lib/x.jar.
 			f.path = strings.TrimPrefix(location, "/")
@@ -90,6 +100,7 @@ type cdxHash struct {
 
 type cdxComponent struct {
 	BOMRef     string `json:"bom-ref"`
+	Publisher  string `json:"publisher"`
 	Properties []struct {
 		Name  string `json:"name"`
 		Value string `json:"value"`

@@ -1,0 +1,90 @@
+package scan
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	"github.com/aquasecurity/trivy/pkg/types"
+	"github.com/package-url/packageurl-go"
+
+	"github.com/lotse/lotse/internal/sbom"
+	"github.com/lotse/lotse/test/fixture"
+)
+
+// A Debian image whose OpenSSL packages come from a third-party repository
+// (nginx.org's maintainer): `trivy image` does not match them against
+// Debian's advisories, and neither does a scan of the image's SBOM.
+func TestSBOMThirdPartyPackages(t *testing.T) {
+	pkgs := slices.Clone(fixture.DebianPackages)
+	for i, p := range pkgs {
+		if p.Name == "openssl" || p.Name == "libssl3" {
+			pkgs[i].Maintainer = "NGINX Packaging <nginx-packaging@f5.com>"
+		}
+	}
+	l, err := fixture.Layer(fixture.DebianFiles(pkgs)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := fixture.Image(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openScanner(t)
+	res, err := s.Image(context.Background(), img, "fixture.invalid/app:1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := keys(res.Report.Findings)
+	all := expected(t, "debian")
+	if len(want) == 0 || len(want) >= len(all) || slices.ContainsFunc(want, func(k string) bool { return strings.Contains(k, "ssl") }) {
+		t.Fatalf("image scan: %q; want Debian's findings without OpenSSL's (%q)", want, all)
+	}
+	doc, err := sbom.Generate(context.Background(), img, "fixture.invalid/app:1", sbom.Tool{Name: "lotse", Version: "test"}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := doc.Bytes(sbom.CycloneDXJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sres, err := s.SBOM(context.Background(), bytes.NewReader(b), "sbom.json", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(sres.Report.Findings); !slices.Equal(got, want) {
+		t.Errorf("SBOM scan findings:\n got %q\nwant %q", got, want)
+	}
+	s.Close()
+	if got := trivyImage(t, img); !slices.Equal(got, want) {
+		t.Errorf("trivy image findings:\n got %q\nwant %q", got, want)
+	}
+}
+
+// RPMs are official when trivy's vendor rule says so (Amazon's may have
+// no vendor); anything but syft's CycloneDX is left alone.
+func TestRestoreRepositoriesRPM(t *testing.T) {
+	rpm := func(ref string) ftypes.Package {
+		return ftypes.Package{Name: ref, Identifier: ftypes.PkgIdentifier{BOMRef: ref, PURL: &packageurl.PackageURL{Type: packageurl.TypeRPM, Name: ref}}}
+	}
+	bom := types.SBOM{Packages: []ftypes.PackageInfo{{Packages: []ftypes.Package{rpm("redhat"), rpm("docker"), rpm("amazon"), rpm("unknown"), rpm("other-tool")}}}}
+	facts := map[string]componentFacts{
+		"redhat":     {syft: true, publisher: "Red Hat, Inc."},
+		"docker":     {syft: true, publisher: "Docker"},
+		"amazon":     {syft: true, release: "1.amzn2023.0.1"},
+		"other-tool": {publisher: "Red Hat, Inc."}, // not written by syft
+	}
+	restoreRepositories(&bom, facts)
+	want := map[string]ftypes.RepositoryClass{
+		"redhat": ftypes.RepositoryClassOfficial, "docker": ftypes.RepositoryClassThirdParty,
+		"amazon": ftypes.RepositoryClassOfficial, "unknown": "", "other-tool": "",
+	}
+	for _, p := range bom.Packages[0].Packages {
+		if p.Repository.Class != want[p.Name] {
+			t.Errorf("%s: class %q, want %q", p.Name, p.Repository.Class, want[p.Name])
+		}
+	}
+}
