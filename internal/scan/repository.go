@@ -29,7 +29,8 @@ func trivyRPMFromVendor(pkg *rpmdb.PackageInfo) bool
 
 // restoreRepositories sets the repository class of the Debian and RPM
 // packages syft's CycloneDX describes, as trivy's dpkg and rpm analyzers
-// set it. Packages of other documents are left alone: without the
+// set it, and an RPM's module stream, which trivy's decoder reads only
+// from trivy's own properties. Packages of other documents are left alone: without the
 // publisher, every RPM would look third-party.
 func restoreRepositories(bom *types.SBOM, facts map[string]componentFacts) {
 	for i := range bom.Packages {
@@ -45,6 +46,11 @@ func restoreRepositories(bom *types.SBOM, facts map[string]componentFacts) {
 				official = !trivyDpkgThirdParty(f.publisher)
 			case packageurl.TypeRPM:
 				official = trivyRPMFromVendor(&rpmdb.PackageInfo{Vendor: f.publisher, Release: f.release})
+				// The module stream picks Red Hat's advisories for a
+				// modular package (nodejs:18 rather than nodejs).
+				if p.Modularitylabel == "" {
+					p.Modularitylabel = f.modularity
+				}
 			default:
 				continue // trivy's apk analyzer sets no class
 			}

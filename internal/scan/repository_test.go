@@ -65,14 +65,15 @@ func TestSBOMThirdPartyPackages(t *testing.T) {
 }
 
 // RPMs are official when trivy's vendor rule says so (Amazon's may have
-// no vendor); anything but syft's CycloneDX is left alone.
+// no vendor) and keep their module stream; anything but syft's CycloneDX
+// is left alone.
 func TestRestoreRepositoriesRPM(t *testing.T) {
 	rpm := func(ref string) ftypes.Package {
 		return ftypes.Package{Name: ref, Identifier: ftypes.PkgIdentifier{BOMRef: ref, PURL: &packageurl.PackageURL{Type: packageurl.TypeRPM, Name: ref}}}
 	}
 	bom := types.SBOM{Packages: []ftypes.PackageInfo{{Packages: []ftypes.Package{rpm("redhat"), rpm("docker"), rpm("amazon"), rpm("unknown"), rpm("other-tool")}}}}
 	facts := map[string]componentFacts{
-		"redhat":     {syft: true, publisher: "Red Hat, Inc."},
+		"redhat":     {syft: true, publisher: "Red Hat, Inc.", modularity: "nodejs:18:8090020231019152822:a75119d5"},
 		"docker":     {syft: true, publisher: "Docker"},
 		"amazon":     {syft: true, release: "1.amzn2023.0.1"},
 		"other-tool": {publisher: "Red Hat, Inc."}, // not written by syft
@@ -85,6 +86,9 @@ func TestRestoreRepositoriesRPM(t *testing.T) {
 	for _, p := range bom.Packages[0].Packages {
 		if p.Repository.Class != want[p.Name] {
 			t.Errorf("%s: class %q, want %q", p.Name, p.Repository.Class, want[p.Name])
+		}
+		if wantLabel := facts[p.Name].modularity; p.Name != "other-tool" && p.Modularitylabel != wantLabel {
+			t.Errorf("%s: module stream %q, want %q", p.Name, p.Modularitylabel, wantLabel)
 		}
 	}
 }

@@ -19,11 +19,12 @@ import (
 // decoder does not read: the file a package was found in (syft's
 // virtualPath for a jar, else its first location), a jar's SHA-1, and for
 // an OS package who published it (a Debian or Alpine package's maintainer,
-// an RPM's vendor) and, for an RPM, its release. syft says whether syft
-// wrote the component.
+// an RPM's vendor) and, for an RPM, its release and module stream. syft
+// says whether syft wrote the component.
 type componentFacts struct {
 	path, sha1         string
 	publisher, release string
+	modularity         string // an RPM's module stream (nodejs:18:...)
 	syft               bool
 }
 
@@ -55,6 +56,8 @@ func syftFacts(data []byte) map[string]componentFacts {
 					virtual = p.Value
 				case "syft:metadata:release":
 					f.release = p.Value
+				case "syft:metadata:modularityLabel":
+					f.modularity = p.Value
 				case "syft:package:type":
 					f.syft = true
 				}
