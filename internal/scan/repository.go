@@ -30,8 +30,8 @@ func trivyRPMFromVendor(pkg *rpmdb.PackageInfo) bool
 // restoreRepositories sets the repository class of the Debian and RPM
 // packages syft's CycloneDX describes, as trivy's dpkg and rpm analyzers
 // set it, and an RPM's module stream, which trivy's decoder reads only
-// from trivy's own properties. Packages of other documents are left alone: without the
-// publisher, every RPM would look third-party.
+// from trivy's own properties. Packages of other documents are left
+// alone: without the publisher, every RPM would look third-party.
 func restoreRepositories(bom *types.SBOM, facts map[string]componentFacts) {
 	for i := range bom.Packages {
 		for j := range bom.Packages[i].Packages {
