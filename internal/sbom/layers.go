@@ -81,14 +81,7 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 		view.Layers = si.Layers[:i+1]
 		view.SquashedSearchContext = l.SquashedSearchContext
 		src := layerSource{Source: stereoscopesource.New(&view, stereoscopesource.ImageConfig{Reference: ref}), layer: l.Metadata.Digest}
-		sctx, err := c.syftContext(ctx)
-		if err != nil {
-			return nil, stats, err
-		}
-		s, err := syft.CreateSBOM(sctx, src, cfg)
-		if err == nil {
-			err = c.licenses.failed()
-		}
+		s, err := c.catalog(ctx, src, cfg)
 		if err != nil {
 			return nil, stats, fmt.Errorf("catalog layer %d (%s): %w", i+1, l.Metadata.Digest, err)
 		}
@@ -101,14 +94,7 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 	}
 	out, ok := merge(layers, si, whole)
 	if !ok {
-		sctx, err := c.syftContext(ctx)
-		if err != nil {
-			return nil, stats, err
-		}
-		s, err := syft.CreateSBOM(sctx, full, cfg)
-		if err == nil {
-			err = c.licenses.failed()
-		}
+		s, err := c.catalog(ctx, full, cfg)
 		return s, LayerStats{Cataloged: len(si.Layers), Whole: true}, err
 	}
 	out.Source = full.Describe()

@@ -175,7 +175,7 @@ func (l *licenseScanner) build() {
 
 // failed is the build's error, if the scanner was built and failed. syft
 // cannot be told of it during a scan (its scanning function returns no
-// error), so Generate asks afterwards and fails rather than write an SBOM
+// error), so catalog asks afterwards and fails rather than write an SBOM
 // without the licenses.
 func (l *licenseScanner) failed() error {
 	select {

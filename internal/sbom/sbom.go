@@ -23,6 +23,7 @@ import (
 	"github.com/anchore/syft/syft/pkg"
 	"github.com/anchore/syft/syft/pkg/cataloger/common/cpe"
 	syftsbom "github.com/anchore/syft/syft/sbom"
+	"github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -168,44 +169,44 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		return nil, fmt.Errorf("read image layers: %w", err)
 	}
 	before := c.licenses.stats()
-	licensesSince := func() LicenseStats {
-		now := c.licenses.stats()
-		return LicenseStats{Cached: now.Cached - before.Cached, Scanned: now.Scanned - before.Scanned, Built: now.Built}
-	}
 	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
 	cfg := syft.DefaultCreateSBOMConfig().WithTool(c.tool.Name, c.tool.Version)
+	var (
+		s     *syftsbom.SBOM
+		stats LayerStats
+		err   error
+	)
 	if layers != nil {
-		s, stats, err := c.catalogLayers(ctx, si, ref, cfg, layers)
-		if err != nil {
-			return nil, err
+		s, stats, err = c.catalogLayers(ctx, si, ref, cfg, layers)
+	} else {
+		stats = LayerStats{Cataloged: len(si.Layers), Whole: true}
+		if s, err = c.catalog(ctx, src, cfg); err != nil {
+			err = fmt.Errorf("catalog packages: %w", err)
 		}
-		c.licenses.cataloged()
-		return &SBOM{s: s, layers: stats, licenses: licensesSince()}, nil
 	}
-	sctx, err := c.syftContext(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s, err := syft.CreateSBOM(sctx, src, cfg)
-	if err == nil {
-		err = c.licenses.failed()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("catalog packages: %w", err)
-	}
 	c.licenses.cataloged()
-	return &SBOM{s: s, layers: LayerStats{Cataloged: len(si.Layers), Whole: true}, licenses: licensesSince()}, nil
+	now := c.licenses.stats()
+	lic := LicenseStats{Cached: now.Cached - before.Cached, Scanned: now.Scanned - before.Scanned, Built: now.Built}
+	return &SBOM{s: s, layers: stats, licenses: lic}, nil
 }
 
-// syftContext is ctx with the license scanner, for syft.CreateSBOM.
-// Loading syft's CPE dictionary (which syft would otherwise do while
-// cataloging) happens first, while the scanner may still be building.
-func (c *Cataloger) syftContext(ctx context.Context) (context.Context, error) {
+// catalog runs syft on src with the license scanner. Loading syft's CPE
+// dictionary (which syft would otherwise do while cataloging) happens
+// first, while the scanner may still be building. syft cannot be told
+// during a scan that the scanner failed to build, so catalog asks after.
+func (c *Cataloger) catalog(ctx context.Context, src source.Source, cfg *syft.CreateSBOMConfig) (*syftsbom.SBOM, error) {
 	cpe.DictionaryFind(pkg.Package{})
 	if c.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", c.err)
 	}
-	return withValues(ctx, c.lic), nil
+	s, err := syft.CreateSBOM(withValues(ctx, c.lic), src, cfg)
+	if err == nil {
+		err = c.licenses.failed()
+	}
+	return s, err
 }
 
 // Close waits until the unpacked layers of every SBOM generated are removed.
