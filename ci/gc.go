@@ -1,11 +1,5 @@
 package ci
 
-import (
-	"github.com/lotse/lotse/internal/gcpace"
-	"github.com/lotse/lotse/internal/layercache"
-	"github.com/lotse/lotse/internal/sbom"
-)
-
 // scannerGOGC is the collector's percentage (GOGC) while syft's license
 // scanner builds.
 //
@@ -19,18 +13,3 @@ import (
 // peak RSS 40 MB higher (290 MB). The window is short: whatever the image,
 // the heap can grow by no more than what is allocated in it.
 const scannerGOGC = 300
-
-// newCataloger prepares the SBOM cataloger. syft's license scanner is built
-// for the first license text layers (the layer cache, or nil) does not
-// hold, or ahead, while the image is unpacked, when a layer has a file syft
-// may scan and the cache has not been through a cataloging
-// (sbom.Cataloger.Foresee); the collector is relaxed while it builds.
-func (a *app) newCataloger(layers *layercache.Cache) *sbom.Cataloger {
-	opts := []sbom.Option{sbom.WithBuildWindow(func(built <-chan struct{}) {
-		gcpace.RelaxUntil(scannerGOGC, built)
-	})}
-	if layers != nil { // no typed nil in the interface
-		opts = append(opts, sbom.WithLicenseCache(layers))
-	}
-	return sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version}, opts...)
-}

@@ -4,6 +4,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lotse/lotse/internal/atomicfile"
+	"github.com/lotse/lotse/internal/gcpace"
+	"github.com/lotse/lotse/internal/layercache"
 	"github.com/lotse/lotse/internal/sbom"
 )
 
@@ -70,4 +72,19 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 	cmd.Flags().StringVar(&format, "format", string(sbom.CycloneDXJSON), "cyclonedx-json, spdx-json or syft-json")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of standard output")
 	return cmd
+}
+
+// newCataloger prepares the SBOM cataloger. syft's license scanner is built
+// for the first license text layers (the layer cache, or nil) does not
+// hold, or ahead, while the image is unpacked, when a layer has a file syft
+// may scan and the cache has not been through a cataloging
+// (sbom.Cataloger.Foresee); the collector is relaxed while it builds.
+func (a *app) newCataloger(layers *layercache.Cache) *sbom.Cataloger {
+	opts := []sbom.Option{sbom.WithBuildWindow(func(built <-chan struct{}) {
+		gcpace.RelaxUntil(scannerGOGC, built)
+	})}
+	if layers != nil { // no typed nil in the interface
+		opts = append(opts, sbom.WithLicenseCache(layers))
+	}
+	return sbom.NewCataloger(sbom.Tool{Name: "lotse", Version: a.info.Version}, opts...)
 }

@@ -1,7 +1,6 @@
 package scan
 
 import (
-	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -43,18 +42,7 @@ func TestSBOMThirdPartyPackages(t *testing.T) {
 	if len(want) == 0 || len(want) >= len(all) || slices.ContainsFunc(want, func(k string) bool { return strings.Contains(k, "ssl") }) {
 		t.Fatalf("image scan: %q; want Debian's findings without OpenSSL's (%q)", want, all)
 	}
-	doc, err := sbom.Generate(context.Background(), img, "fixture.invalid/app:1", sbom.Tool{Name: "lotse", Version: "test"}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := doc.Bytes(sbom.CycloneDXJSON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sres, err := s.SBOM(context.Background(), bytes.NewReader(b), "sbom.json", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sres := scanSBOM(t, s, sbomOf(t, img), sbom.CycloneDXJSON)
 	if got := keys(sres.Report.Findings); !slices.Equal(got, want) {
 		t.Errorf("SBOM scan findings:\n got %q\nwant %q", got, want)
 	}

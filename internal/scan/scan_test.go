@@ -86,6 +86,30 @@ func fixtureImages(t *testing.T) []fixtureImage {
 	return []fixtureImage{{"debian", deb}, {"alpine", alp}, {"go", gob}, {"java", java}, {"lang", lang}}
 }
 
+// sbomOf is lotse's SBOM of img.
+func sbomOf(t *testing.T, img v1.Image) *sbom.SBOM {
+	t.Helper()
+	doc, err := sbom.Generate(context.Background(), img, "fixture.invalid/app:1", sbom.Tool{Name: "lotse", Version: "test"}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// scanSBOM scans doc, encoded in format f.
+func scanSBOM(t *testing.T, s *Scanner, doc *sbom.SBOM, f sbom.Format) *Result {
+	t.Helper()
+	b, err := doc.Bytes(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.SBOM(context.Background(), bytes.NewReader(b), "sbom.json", Options{})
+	if err != nil {
+		t.Fatalf("SBOM(%s): %v", f, err)
+	}
+	return res
+}
+
 // keys renders findings as "ID package@version SEVERITY", sorted.
 func keys(fs []vuln.Finding) []string {
 	var out []string
@@ -196,10 +220,7 @@ func TestFindings(t *testing.T) {
 				t.Errorf("warnings with every DB present: %q", res.Warnings)
 			}
 
-			doc, err := sbom.Generate(context.Background(), fi.img, "fixture.invalid/app:1", sbom.Tool{Name: "lotse", Version: "test"}, t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
+			doc := sbomOf(t, fi.img)
 			// syft names jars by pom.properties, manifest and file name,
 			// and its CycloneDX records each jar's SHA-1, which SBOM looks
 			// up in the Java DB as trivy's image analysis does; its SPDX
@@ -209,14 +230,7 @@ func TestFindings(t *testing.T) {
 				if f == sbom.SPDXJSON {
 					wantSBOM = expectedFindings(t, fi.name, true)
 				}
-				b, err := doc.Bytes(f)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sres, err := s.SBOM(context.Background(), bytes.NewReader(b), "sbom.json", Options{})
-				if err != nil {
-					t.Fatalf("SBOM(%s): %v", f, err)
-				}
+				sres := scanSBOM(t, s, doc, f)
 				if got := keys(sres.Report.Findings); !slices.Equal(got, wantSBOM) {
 					t.Errorf("%s SBOM scan findings:\n got %q\nwant %q", f, got, wantSBOM)
 				}
