@@ -13,10 +13,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/CycloneDX/cyclonedx-go"
 	"github.com/anchore/stereoscope/pkg/file"
 	"github.com/anchore/stereoscope/pkg/image"
 	"github.com/anchore/syft/syft"
+	"github.com/anchore/syft/syft/artifact"
 	"github.com/anchore/syft/syft/format"
+	"github.com/anchore/syft/syft/format/common/cyclonedxhelpers"
 	"github.com/anchore/syft/syft/format/cyclonedxjson"
 	"github.com/anchore/syft/syft/format/spdxjson"
 	"github.com/anchore/syft/syft/format/syftjson"
@@ -47,6 +50,8 @@ const (
 // reads (1.4 to 1.6), so lotse pins the newest version GitLab takes; the
 // tests validate the output against that version's published schema.
 const CycloneDXSpecVersion = "1.6"
+
+const cyclonedxSpec = cyclonedx.SpecVersion1_6 // CycloneDXSpecVersion
 
 // Formats lists the formats in the order help texts show them.
 var Formats = []Format{CycloneDXJSON, SPDXJSON, SyftJSON}
@@ -82,6 +87,9 @@ type SBOM struct {
 	s        *syftsbom.SBOM
 	layers   LayerStats
 	licenses LicenseStats
+	// installed maps a package to the OS packages that installed its
+	// file (see installedBy); CycloneDX records it.
+	installed map[artifact.ID][]artifact.ID
 }
 
 // Licenses says how many license texts were answered from the layer cache
@@ -190,7 +198,7 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	c.licenses.cataloged()
 	now := c.licenses.stats()
 	lic := LicenseStats{Cached: now.Cached - before.Cached, Scanned: now.Scanned - before.Scanned, Built: now.Built}
-	return &SBOM{s: s, layers: stats, licenses: lic}, nil
+	return &SBOM{s: s, layers: stats, licenses: lic, installed: installedBy(s, layerFiles(si))}, nil
 }
 
 // catalog runs syft on src with the license scanner. Loading syft's CPE
@@ -238,9 +246,16 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 	)
 	switch f {
 	case CycloneDXJSON:
-		cfg := cyclonedxjson.DefaultEncoderConfig()
-		cfg.Version = CycloneDXSpecVersion
-		enc, err = cyclonedxjson.NewFormatEncoderWithConfig(cfg)
+		// syft's encoder, with lotse's property added (see installedBy).
+		bom := cyclonedxhelpers.ToFormatModel(*s.s)
+		addInstalledBy(bom, s.s, s.installed)
+		e := cyclonedx.NewBOMEncoder(w, cyclonedx.BOMFileFormatJSON)
+		e.SetPretty(false)
+		e.SetEscapeHTML(false)
+		if err := e.EncodeVersion(bom, cyclonedxSpec); err != nil {
+			return fmt.Errorf("encode %s SBOM: %w", f, err)
+		}
+		return nil
 	case SPDXJSON:
 		enc, err = spdxjson.NewFormatEncoderWithConfig(spdxjson.DefaultEncoderConfig())
 	case SyftJSON:

@@ -49,6 +49,7 @@ func (s *Scanner) SBOM(ctx context.Context, r io.Reader, name string, opts Optio
 	facts := syftFacts(data)
 	restorePaths(&bom, facts)
 	restoreRepositories(&bom, facts)
+	dropSystemInstalled(&bom, facts)
 	looked, err := resolveJars(&bom, facts, openJavaDB)
 	if err != nil {
 		return nil, fmt.Errorf("read SBOM %s: %w", name, err)

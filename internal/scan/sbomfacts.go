@@ -26,6 +26,9 @@ type componentFacts struct {
 	publisher, release string
 	modularity         string // an RPM's module stream (nodejs:18:...)
 	syft               bool
+	// installedBy are the bom-refs of the OS packages that installed a
+	// language package's file, as lotse records them (installedByProperty).
+	installedBy []string
 }
 
 // syftFacts reads the facts of every component of a CycloneDX JSON
@@ -60,6 +63,8 @@ func syftFacts(data []byte) map[string]componentFacts {
 					f.modularity = p.Value
 				case "syft:package:type":
 					f.syft = true
+				case installedByProperty:
+					f.installedBy = append(f.installedBy, p.Value)
 				}
 			}
 			f.publisher = c.Publisher

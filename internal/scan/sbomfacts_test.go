@@ -2,6 +2,7 @@ package scan
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -159,7 +160,7 @@ func TestSyftFacts(t *testing.T) {
 		t.Fatalf("facts = %v", got)
 	}
 	for k, v := range want {
-		if got[k] != v {
+		if !reflect.DeepEqual(got[k], v) {
 			t.Errorf("%s: %+v, want %+v", k, got[k], v)
 		}
 	}
