@@ -210,7 +210,7 @@ func (c *Cataloger) catalog(ctx context.Context, src source.Source, cfg *syft.Cr
 	if c.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", c.err)
 	}
-	s, err := syft.CreateSBOM(withValues(ctx, c.lic), src, cfg)
+	s, err := syft.CreateSBOM(withValues(ctx, c.lic), copyingSource{src}, cfg)
 	if err == nil {
 		err = c.licenses.failed()
 	}
