@@ -35,7 +35,9 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 // could, and report a failed write.
 func TestCopyingResolver(t *testing.T) {
 	data := strings.Repeat("0123456789abcdef", 10_000) // several buffers' worth
-	seekable := contents{open: func() io.ReadCloser { return section{io.NewSectionReader(strings.NewReader(data), 0, int64(len(data)))} }}
+	seekable := contents{open: func() io.ReadCloser {
+		return section{io.NewSectionReader(strings.NewReader(data), 0, int64(len(data)))}
+	}}
 	plain := contents{open: func() io.ReadCloser { return io.NopCloser(strings.NewReader(data)) }}
 	for name, r := range map[string]file.Resolver{"seekable": copyingResolver{seekable}, "plain": copyingResolver{plain}} {
 		t.Run(name, func(t *testing.T) {
