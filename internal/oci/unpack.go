@@ -177,11 +177,29 @@ type unpackedLayer struct {
 	size           int64
 }
 
-func (l *unpackedLayer) DiffID() (v1.Hash, error)             { return l.diffID, nil }
-func (l *unpackedLayer) Digest() (v1.Hash, error)             { return l.digest, nil }
-func (l *unpackedLayer) Uncompressed() (io.ReadCloser, error) { return os.Open(l.path) }
-func (l *unpackedLayer) UncompressedSize() (int64, error)     { return l.size, nil }
-func (l *unpackedLayer) String() string                       { return l.diffID.String() }
+func (l *unpackedLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+func (l *unpackedLayer) Digest() (v1.Hash, error) { return l.digest, nil }
+func (l *unpackedLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, err
+	}
+	// trivy reads the tar through a reader that cannot seek: buffered, it
+	// skips file contents in a few large reads instead of tens of
+	// thousands of small ones.
+	return layerFile{bufio.NewReaderSize(f, 256<<10), f}, nil
+}
+
+// layerFile reads an unpacked layer's file through a buffer.
+type layerFile struct {
+	*bufio.Reader
+	f *os.File
+}
+
+func (l layerFile) Close() error                          { return l.f.Close() }
+func (l layerFile) Name() string                          { return l.f.Name() }
+func (l *unpackedLayer) UncompressedSize() (int64, error) { return l.size, nil }
+func (l *unpackedLayer) String() string                   { return l.diffID.String() }
 
 func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir string, derived bool) (*unpackedLayer, error) {
 	n := i + 1 // people count layers from 1
