@@ -27,6 +27,8 @@ import (
 // scan of the SBOM (lotse scan --sbom, lotse rescan) can read it.
 const InstalledByProperty = "lotse:installedBy"
 
+const dpkgStatus = "/var/lib/dpkg/status"
+
 // Where apk and RPM keep their databases (trivy's apk and rpm analyzers
 // read these paths).
 var (
@@ -44,14 +46,16 @@ var (
 // layer must hold the database entry listing the file, as in trivy's
 // analysis, which sees one layer at a time:
 //   - a Debian package lists its files in its md5sums file (configuration
-//     files excluded), which must be in that layer;
+//     files excluded), which must be in that layer, beside dpkg's status
+//     file (a later layer that rewrites only the md5sums file leaves the
+//     package's files unmarked: more findings than trivy's, never fewer);
 //   - apk and RPM list every package's files in one database, which that
 //     layer must contain.
 //
 // A later layer that rewrites the file without the package manager (pip
 // over an apt-installed package) makes it a language package again.
 // hasFile says whether a layer (by diff ID) itself holds a path; nil when
-// the layers cannot be read, which leaves apk and RPM packages out.
+// the layers cannot be read, which marks nothing.
 func installedBy(s *syftsbom.SBOM, hasFile func(layer, path string) bool) map[artifact.ID][]artifact.ID {
 	var layers []string
 	if m, ok := s.Source.Metadata.(source.ImageMetadata); ok {
@@ -95,9 +99,12 @@ func installedBy(s *syftsbom.SBOM, hasFile func(layer, path string) bool) map[ar
 					files = append(files, f.Path)
 				}
 			}
+			// trivy counts an md5sums file only beside dpkg's status
+			// file: one planted in a layer apt did not run in does not
+			// make a pip package the distribution's.
 			var in []string
 			for _, l := range p.Locations.ToSlice() {
-				if strings.HasSuffix(l.RealPath, ".md5sums") {
+				if strings.HasSuffix(l.RealPath, ".md5sums") && hasFile != nil && hasFile(l.FileSystemID, dpkgStatus) {
 					in = append(in, l.FileSystemID)
 				}
 			}

@@ -58,6 +58,7 @@ func TestSBOMSystemInstalledPackages(t *testing.T) {
 		thirdParty = "opt/gh/lib/python3/site-packages/requests-2.30.0.dist-info/METADATA"       // GitHub's .deb: kept
 		replaced   = "usr/lib/python3/dist-packages/requests-2.27.0.egg-info/PKG-INFO"           // a .deb's, then pip's in layer 2: kept
 		pip        = "usr/local/lib/python3.11/dist-packages/requests-2.31.0.dist-info/METADATA" // pip's: kept
+		planted    = "usr/local/lib/python3.11/dist-packages/requests-2.22.0.dist-info/METADATA" // listed by a planted md5sums file: kept
 		apkReq     = "usr/lib/python3.12/site-packages/requests-2.26.0.dist-info/METADATA"       // py3-requests: left out
 		apkPip     = "usr/local/lib/python3.12/site-packages/requests-2.25.0.dist-info/METADATA"
 		apkOver    = "usr/lib/python3.12/site-packages/requests-2.23.0.dist-info/METADATA" // py3-requests', then pip's in layer 3: kept
@@ -80,6 +81,13 @@ func TestSBOMSystemInstalledPackages(t *testing.T) {
 		append(fixture.DebianFiles(debs), requests("2.28.1", debReq), fixture.File{Path: debGo, Mode: 0o755, Data: bin},
 			requests("2.30.0", thirdParty), requests("2.27.0", replaced)),
 		[]fixture.File{status, requests("2.29.0", replaced), requests("2.31.0", pip)},
+		// A Developer's layer, without apt, plants an md5sums file for an
+		// installed package that lists their pip package: trivy still
+		// reports it, and so must the SBOM scan.
+		[]fixture.File{requests("2.22.0", planted), {
+			Path: "var/lib/dpkg/info/python3-requests-old.md5sums",
+			Data: []byte("00000000000000000000000000000000  " + replaced + "\n00000000000000000000000000000000  " + planted + "\n"),
+		}},
 	)
 	apks := append(slices.Clone(fixture.AlpinePackages),
 		fixture.AlpinePackage{Name: "py3-requests", Version: "2.26.0-r0", Origin: "py3-requests", Files: []string{apkReq, apkOver}})
@@ -100,7 +108,7 @@ func TestSBOMSystemInstalledPackages(t *testing.T) {
 		kept, out   []string
 		installedBy int // components with the property
 	}{
-		{"debian", debian, []string{req("2.29.0"), req("2.30.0"), req("2.31.0")}, []string{req("2.28.1"), req("2.27.0"), goFinding}, 5}, // python3-requests, the Go binary's three modules, gh
+		{"debian", debian, []string{req("2.29.0"), req("2.30.0"), req("2.31.0"), req("2.22.0")}, []string{req("2.28.1"), req("2.27.0"), goFinding}, 5}, // python3-requests, the Go binary's three modules, gh
 		{"alpine", alpine, []string{req("2.25.0"), req("2.24.0")}, []string{req("2.26.0"), req("2.23.0")}, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
