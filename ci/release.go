@@ -98,9 +98,10 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	if sf.key == "" && a.env.get("SIGSTORE_ID_TOKEN") == "" {
 		return usagef("no signing key: give --key (a file, env://VAR or a KMS URI) or set SIGSTORE_ID_TOKEN (GitLab id_tokens, aud sigstore)")
 	}
-	// syft's license scanner takes most of a second to build and bounds the
-	// whole release when it is needed: it starts while the image is
-	// unpacked, unless the layer cache holds what it would find.
+	// syft's license scanner (loaded from lotse's snapshot; compiled, in
+	// half a second, by a lotse built with another licensecheck) starts
+	// while the image is unpacked, unless the layer cache holds what it
+	// would find.
 	layers, err := a.openLayerCache(df)
 	if err != nil {
 		return err
