@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/lotse/lotse/internal/layercache"
 	"github.com/lotse/lotse/internal/oci"
 	"github.com/lotse/lotse/internal/sbom"
 )
@@ -38,10 +41,16 @@ func (l *loaded) sbomDir(u *oci.Unpacked) string {
 // read the image it returns; nothing reads a layer before it was checked,
 // so no analysis, report or cache entry can rest on a false claim. cat
 // (or nil) foresees from each layer whether to build its license scanner.
-func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger) (*oci.Unpacked, error) {
+// The layer cache (or nil) remembers which diff ID a checked layer digest
+// decompresses to, so that a layer seen before is hashed once, not twice
+// (oci.KnownDiffIDs).
+func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layercache.Cache) (*oci.Unpacked, error) {
 	var opts []oci.UnpackOption
 	if cat != nil {
 		opts = append(opts, oci.OnLayer(cat.Foresee))
+	}
+	if layers != nil {
+		opts = append(opts, oci.KnownDiffIDs(layerDiffIDs{layers}))
 	}
 	if l.src.Kind == oci.Archive {
 		// `docker save` lists layer files; their digests are computed
@@ -91,4 +100,23 @@ func (a *app) load(ctx context.Context, ref string, rf *registryFlags, publishTo
 		return nil, err
 	}
 	return l, nil
+}
+
+// layerDiffIDs keeps oci.KnownDiffIDs' pairs in the layer cache, which a
+// release trusts as it trusts the layer analyses there.
+type layerDiffIDs struct{ c *layercache.Cache }
+
+func (k layerDiffIDs) key(digest v1.Hash) string { return "oci/diffid/1/" + digest.String() }
+
+func (k layerDiffIDs) DiffID(digest v1.Hash) (v1.Hash, bool) {
+	b, ok := k.c.Get(k.key(digest))
+	if !ok {
+		return v1.Hash{}, false
+	}
+	h, err := v1.NewHash(string(b))
+	return h, err == nil
+}
+
+func (k layerDiffIDs) Remember(digest, diffID v1.Hash) {
+	k.c.Put(k.key(digest), []byte(diffID.String())) //nolint:errcheck // a pair not kept costs the next release one hash
 }

@@ -249,9 +249,9 @@ gives the findings, with their files, of scanning the image.`,
 				}
 				defer img.close()
 			}
+			var lc *layercache.Cache
 			if img != nil {
-				lc, err := a.openLayerCache(&df)
-				if err != nil {
+				if lc, err = a.openLayerCache(&df); err != nil {
 					return err
 				}
 				defer a.closeLayerCache(ctx, lc)
@@ -270,7 +270,7 @@ gives the findings, with their files, of scanning the image.`,
 					// trivy (and the layer cache) name a layer's analysis
 					// by what the image claims about it: unpack checks the
 					// claims before trivy reads a layer.
-					unpacked, err := img.unpack(ctx, nil)
+					unpacked, err := img.unpack(ctx, nil, lc)
 					if err != nil {
 						return err
 					}

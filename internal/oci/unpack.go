@@ -84,7 +84,7 @@ func Unpack(ctx context.Context, img v1.Image, dir string, opts ...UnpackOption)
 	for i, l := range layers {
 		g.Go(func() error {
 			var err error
-			ul[i], err = unpackLayer(gctx, i, l, cf.RootFS.DiffIDs[i], dir, cfg.derived)
+			ul[i], err = unpackLayer(gctx, i, l, cf.RootFS.DiffIDs[i], dir, cfg.derived, cfg.known)
 			if err == nil && cfg.each != nil {
 				cfg.each(ul[i].path)
 			}
@@ -129,6 +129,24 @@ type UnpackOption func(*unpackConfig)
 type unpackConfig struct {
 	derived bool
 	each    func(path string)
+	known   DiffIDs
+}
+
+// DiffIDs remembers which diff ID a layer's compressed bytes decompress to,
+// once Unpack checked both (lotse keeps them in the layer cache).
+type DiffIDs interface {
+	DiffID(digest v1.Hash) (v1.Hash, bool)
+	Remember(digest, diffID v1.Hash)
+}
+
+// KnownDiffIDs skips hashing the uncompressed bytes of a layer whose digest
+// known has seen decompress to the diff ID the config claims: its
+// compressed bytes, still checked against the digest, are the bytes that
+// were checked then, and decompress to the same bytes. Any other claim is
+// checked in full. Layers checked in full are remembered in known. A
+// 128 MiB layer costs one SHA-256 pass less (about 0.1 s of a core).
+func KnownDiffIDs(known DiffIDs) UnpackOption {
+	return func(c *unpackConfig) { c.known = known }
 }
 
 // DerivedDigests is for an image whose layer digests nobody claimed: a
@@ -201,7 +219,7 @@ func (l layerFile) Name() string                          { return l.f.Name() }
 func (l *unpackedLayer) UncompressedSize() (int64, error) { return l.size, nil }
 func (l *unpackedLayer) String() string                   { return l.diffID.String() }
 
-func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir string, derived bool) (*unpackedLayer, error) {
+func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir string, derived bool, known DiffIDs) (*unpackedLayer, error) {
 	n := i + 1 // people count layers from 1
 	digest, err := l.Digest()
 	if err != nil {
@@ -239,8 +257,20 @@ func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir str
 		f.Close()
 		os.Remove(f.Name()) // fails once renamed into place
 	}()
-	uh := sha256.New()
-	size, err := io.Copy(io.MultiWriter(f, uh), content)
+	// The diff ID needs no second look when the compressed bytes, checked
+	// below, were seen to decompress to it before (KnownDiffIDs).
+	var seen bool
+	if !derived && known != nil {
+		id, ok := known.DiffID(digest)
+		seen = ok && id == diffID
+	}
+	var uh hash.Hash
+	dst := io.Writer(f)
+	if !seen {
+		uh = sha256.New()
+		dst = io.MultiWriter(f, uh)
+	}
+	size, err := io.Copy(dst, content)
 	if err != nil {
 		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
 	}
@@ -254,8 +284,13 @@ func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir str
 			return nil, fmt.Errorf("layer %d: the manifest names it %s, but its content is %s", n, digest, got)
 		}
 	}
-	if got := sum(uh); got != diffID.String() {
-		return nil, fmt.Errorf("layer %d (%s): the image config says its diff ID is %s, but its content is %s", n, digest, diffID, got)
+	if uh != nil {
+		if got := sum(uh); got != diffID.String() {
+			return nil, fmt.Errorf("layer %d (%s): the image config says its diff ID is %s, but its content is %s", n, digest, diffID, got)
+		}
+		if !derived && known != nil {
+			known.Remember(digest, diffID)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("layer %d: %w", n, err)

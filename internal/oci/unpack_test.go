@@ -357,3 +357,81 @@ func TestUnpackDockerSave(t *testing.T) {
 		t.Fatalf("a docker save tarball whose config lies about layer 2: %v", err)
 	}
 }
+
+// knownIDs is a DiffIDs in memory that counts what it was told.
+type knownIDs struct {
+	mu         sync.Mutex
+	m          map[v1.Hash]v1.Hash
+	remembered int
+}
+
+func (k *knownIDs) DiffID(d v1.Hash) (v1.Hash, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	id, ok := k.m[d]
+	return id, ok
+}
+
+func (k *knownIDs) Remember(d, id v1.Hash) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.m[d] = id
+	k.remembered++
+}
+
+// A layer checked once is remembered; the next unpack checks its digest
+// only. A config that claims another diff ID for it is still refused, and
+// a layer whose digest is unknown is checked in full.
+func TestUnpackKnownDiffIDs(t *testing.T) {
+	ctx := context.Background()
+	img, err := random.Image(2048, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, img = writeLayout(t, img)
+	known := &knownIDs{m: map[v1.Hash]v1.Hash{}}
+	if _, err := Unpack(ctx, img, t.TempDir(), KnownDiffIDs(known)); err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, _ := img.Layers()
+	for i, l := range ls {
+		d, _ := l.Digest()
+		if known.m[d] != cf.RootFS.DiffIDs[i] {
+			t.Errorf("layer %d: remembered %v, want %v", i+1, known.m[d], cf.RootFS.DiffIDs[i])
+		}
+	}
+	known.remembered = 0
+	dir := t.TempDir()
+	u, err := Unpack(ctx, img, dir, KnownDiffIDs(known))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if known.remembered != 0 {
+		t.Errorf("%d layers checked in full again", known.remembered)
+	}
+	for i, l := range must(u.Layers()) {
+		rc := must(l.Uncompressed())
+		got := sha256.New()
+		io.Copy(got, rc) //nolint:errcheck // compared below
+		rc.Close()
+		if sum(got) != cf.RootFS.DiffIDs[i].String() {
+			t.Errorf("layer %d: served bytes are not its diff ID's", i+1)
+		}
+	}
+
+	// Layer 3 claims layer 1's diff ID: known names another one for its
+	// digest, so it is checked in full, and refused.
+	cf = cf.DeepCopy()
+	cf.RootFS.DiffIDs[2] = cf.RootFS.DiffIDs[0]
+	lying, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Unpack(ctx, lying, t.TempDir(), KnownDiffIDs(known)); err == nil || !strings.Contains(err.Error(), "layer 3") {
+		t.Fatalf("a layer that claims another's diff ID, with known diff IDs: %v", err)
+	}
+}
