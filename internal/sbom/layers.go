@@ -20,6 +20,7 @@ import (
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Cache keeps each layer's catalog between runs (lotse's
@@ -58,7 +59,7 @@ const layerSchema = "1"
 // distribution than the image (a later layer changed /etc/os-release), so
 // its packages' identifiers would differ from syft's; or syft relates
 // packages across layers in ways a layer's catalog cannot see.
-func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc Cache) (*syftsbom.SBOM, LayerStats, error) {
+func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc Cache, pre *cachedLayers) (*syftsbom.SBOM, LayerStats, error) {
 	var stats LayerStats
 	full := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
 	whole, err := full.FileResolver(source.SquashedScope)
@@ -69,13 +70,11 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 	chain := ""
 	for i, l := range si.Layers {
 		chain = chainID(chain, l.Metadata.Digest)
-		key := "syft/" + syftVersion() + "/" + layerSchema + "/" + chain
-		if b, ok := lc.Get(key); ok {
-			if s, _, _, err := syftjson.NewFormatDecoder().Decode(bytes.NewReader(b)); err == nil && s != nil {
-				layers[i] = s
-				stats.Cached++
-				continue
-			}
+		key := layerKey(chain)
+		if s := pre.get(key, lc); s != nil {
+			layers[i] = s
+			stats.Cached++
+			continue
 		}
 		view := *si
 		view.Layers = si.Layers[:i+1]
@@ -100,6 +99,63 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 	out.Source = full.Describe()
 	out.Descriptor = syftsbom.Descriptor{Name: cfg.ToolName, Version: cfg.ToolVersion, Configuration: cfg.ToolConfiguration}
 	return out, stats, nil
+}
+
+// layerKey names the catalog of the layer whose chain ID is chain.
+func layerKey(chain string) string { return "syft/" + syftVersion() + "/" + layerSchema + "/" + chain }
+
+// cachedLayers are the layer catalogs the cache holds for an image, read
+// and decoded (which takes longer than indexing a layer of a few thousand
+// files) while stereoscope indexes the layers.
+type cachedLayers struct {
+	done  chan struct{}
+	sboms map[string]*syftsbom.SBOM // by layerKey
+}
+
+// readCachedLayers starts reading the cached catalogs of img's layers, by
+// the chain IDs of the diff IDs its config claims (Unpack checked them).
+func readCachedLayers(img v1.Image, lc Cache) *cachedLayers {
+	p := &cachedLayers{done: make(chan struct{}), sboms: map[string]*syftsbom.SBOM{}}
+	cf, err := img.ConfigFile()
+	if err != nil || cf == nil {
+		close(p.done)
+		return p
+	}
+	diffIDs := cf.RootFS.DiffIDs
+	go func() {
+		defer close(p.done)
+		chain := ""
+		for _, d := range diffIDs {
+			chain = chainID(chain, d.String())
+			if s := decodeLayer(lc, layerKey(chain)); s != nil {
+				p.sboms[layerKey(chain)] = s
+			}
+		}
+	}()
+	return p
+}
+
+// get is the catalog of key: read ahead, or else from lc.
+func (p *cachedLayers) get(key string, lc Cache) *syftsbom.SBOM {
+	if p != nil {
+		<-p.done
+		if s, ok := p.sboms[key]; ok {
+			return s
+		}
+	}
+	return decodeLayer(lc, key)
+}
+
+func decodeLayer(lc Cache, key string) *syftsbom.SBOM {
+	b, ok := lc.Get(key)
+	if !ok {
+		return nil
+	}
+	s, _, _, err := syftjson.NewFormatDecoder().Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	return s
 }
 
 // merge combines the layers' catalogs (bottom first) into the image's; see

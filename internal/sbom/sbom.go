@@ -173,6 +173,10 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 			si.Cleanup() //nolint:errcheck // best effort: the directories are temporary
 		}()
 	}()
+	var pre *cachedLayers
+	if layers != nil {
+		pre = readCachedLayers(img, layers)
+	}
 	if err := si.Read(ctx); err != nil {
 		return nil, fmt.Errorf("read image layers: %w", err)
 	}
@@ -185,7 +189,7 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		err   error
 	)
 	if layers != nil {
-		s, stats, err = c.catalogLayers(ctx, si, ref, cfg, layers)
+		s, stats, err = c.catalogLayers(ctx, si, ref, cfg, layers, pre)
 	} else {
 		stats = LayerStats{Cataloged: len(si.Layers), Whole: true}
 		if s, err = c.catalog(ctx, src, cfg); err != nil {
