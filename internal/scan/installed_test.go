@@ -136,17 +136,7 @@ func TestSBOMSystemInstalledPackages(t *testing.T) {
 			if n := strings.Count(string(b), `"name":"`+sbom.InstalledByProperty+`"`); n != tc.installedBy {
 				t.Errorf("%d %s properties, want %d", n, sbom.InstalledByProperty, tc.installedBy)
 			}
-			sres := scanSBOM(t, s, doc, sbom.CycloneDXJSON)
-			if got := keys(sres.Report.Findings); !slices.Equal(got, want) {
-				t.Errorf("SBOM scan findings:\n got %q\nwant %q", got, want)
-			}
-			if got, want := places(sres.Report.Findings), places(res.Report.Findings); !slices.Equal(got, want) {
-				t.Errorf("SBOM scan findings' files:\n got %q\nwant %q", got, want)
-			}
-			s.Close()
-			if got := trivyImage(t, tc.img); !slices.Equal(got, want) {
-				t.Errorf("trivy image findings:\n got %q\nwant %q", got, want)
-			}
+			sameAsImage(t, s, tc.img, doc, res)
 		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/package-url/packageurl-go"
 
-	"github.com/lotse/lotse/internal/sbom"
 	"github.com/lotse/lotse/test/fixture"
 )
 
@@ -42,14 +41,7 @@ func TestSBOMThirdPartyPackages(t *testing.T) {
 	if len(want) == 0 || len(want) >= len(all) || slices.ContainsFunc(want, func(k string) bool { return strings.Contains(k, "ssl") }) {
 		t.Fatalf("image scan: %q; want Debian's findings without OpenSSL's (%q)", want, all)
 	}
-	sres := scanSBOM(t, s, sbomOf(t, img), sbom.CycloneDXJSON)
-	if got := keys(sres.Report.Findings); !slices.Equal(got, want) {
-		t.Errorf("SBOM scan findings:\n got %q\nwant %q", got, want)
-	}
-	s.Close()
-	if got := trivyImage(t, img); !slices.Equal(got, want) {
-		t.Errorf("trivy image findings:\n got %q\nwant %q", got, want)
-	}
+	sameAsImage(t, s, img, sbomOf(t, img), res)
 }
 
 // RPMs are official when trivy's vendor rule says so (Amazon's may have

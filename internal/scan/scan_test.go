@@ -110,6 +110,25 @@ func scanSBOM(t *testing.T, s *Scanner, doc *sbom.SBOM, f sbom.Format) *Result {
 	return res
 }
 
+// sameAsImage checks that scanning doc, lotse's CycloneDX SBOM of img,
+// finds what the image scan res found, with the same files and targets,
+// and that `trivy image` finds it too. It closes s (trivy opens the DB).
+func sameAsImage(t *testing.T, s *Scanner, img v1.Image, doc *sbom.SBOM, res *Result) {
+	t.Helper()
+	want := keys(res.Report.Findings)
+	sres := scanSBOM(t, s, doc, sbom.CycloneDXJSON)
+	if got := keys(sres.Report.Findings); !slices.Equal(got, want) {
+		t.Errorf("SBOM scan findings:\n got %q\nwant %q", got, want)
+	}
+	if got, want := places(sres.Report.Findings), places(res.Report.Findings); !slices.Equal(got, want) {
+		t.Errorf("SBOM scan findings' files and targets:\n got %q\nwant %q", got, want)
+	}
+	s.Close()
+	if got := trivyImage(t, img); !slices.Equal(got, want) {
+		t.Errorf("trivy image findings:\n got %q\nwant %q", got, want)
+	}
+}
+
 // keys renders findings as "ID package@version SEVERITY", sorted.
 func keys(fs []vuln.Finding) []string {
 	var out []string
