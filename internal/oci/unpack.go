@@ -208,16 +208,17 @@ func (l *unpackedLayer) Uncompressed() (io.ReadCloser, error) {
 	return layerFile{bufio.NewReaderSize(f, 256<<10), f}, nil
 }
 
+func (l *unpackedLayer) UncompressedSize() (int64, error) { return l.size, nil }
+func (l *unpackedLayer) String() string                   { return l.diffID.String() }
+
 // layerFile reads an unpacked layer's file through a buffer.
 type layerFile struct {
 	*bufio.Reader
 	f *os.File
 }
 
-func (l layerFile) Close() error                          { return l.f.Close() }
-func (l layerFile) Name() string                          { return l.f.Name() }
-func (l *unpackedLayer) UncompressedSize() (int64, error) { return l.size, nil }
-func (l *unpackedLayer) String() string                   { return l.diffID.String() }
+func (l layerFile) Close() error { return l.f.Close() }
+func (l layerFile) Name() string { return l.f.Name() }
 
 func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir string, derived bool, known DiffIDs) (*unpackedLayer, error) {
 	n := i + 1 // people count layers from 1
