@@ -147,3 +147,33 @@ func TestInstalledByProperty(t *testing.T) {
 		t.Fatalf("scan reads %q, sbom writes %q", installedByProperty, sbom.InstalledByProperty)
 	}
 }
+
+// A Rocky Linux 8 image with a real RPM database (CentOS 8.2's, with
+// module streams): the image scan finds what the fixture DB says, looking
+// nodejs up by its module stream (nodejs:10), and leaves out python3-six's
+// metadata, which the RPM database lists; the scan of lotse's SBOM finds
+// the same, from the vendor, the module stream and the mark syft's
+// CycloneDX does not carry on its own.
+func TestRPMFindings(t *testing.T) {
+	img, err := fixture.RockyImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openScanner(t)
+	res, err := s.Image(context.Background(), img, "fixture.invalid/app:1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := keys(res.Report.Findings), expected(t, "rocky"); !slices.Equal(got, want) {
+		t.Errorf("image scan findings:\n got %q\nwant %q", got, want)
+	}
+	doc := sbomOf(t, img)
+	b, err := doc.Bytes(sbom.CycloneDXJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `"name":"`+sbom.InstalledByProperty+`"`); n != 1 {
+		t.Errorf("%d %s properties, want 1 (python3-six's metadata)", n, sbom.InstalledByProperty)
+	}
+	sameAsImage(t, s, img, doc, res)
+}
