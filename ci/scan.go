@@ -206,7 +206,10 @@ The findings are those 'trivy image' reports for the same image and DB. A
 CycloneDX SBOM from syft keeps which source package each binary package comes
 from (libssl3 from openssl), each package's file and each jar's SHA-1, which
 is looked up in trivy's Java DB as 'trivy image' does: scanning the SBOM
-gives the findings, with their files, of scanning the image.`,
+gives the findings, with their files, of scanning the image. lotse's own
+SBOM also marks the language packages an OS package installed (Debian's
+python3-requests, a Go binary from a .deb), which 'trivy image' leaves out;
+a syft CLI SBOM does not, so its scan may report them.`,
 		Example: `  lotse scan registry.example.com/team/app:1.2.3 --fail-on high --gitlab-report gl-container-scanning-report.json
   lotse scan --sbom gl-sbom-app.cdx.json --offline --format sarif -o trivy.sarif`,
 		Args: func(cmd *cobra.Command, args []string) error {
