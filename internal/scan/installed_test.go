@@ -113,10 +113,7 @@ func TestSBOMSystemInstalledPackages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openScanner(t)
-			res, err := s.Image(ctx, tc.img, "fixture.invalid/app:1", Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := scanImage(t, s, tc.img)
 			want := keys(res.Report.Findings)
 			for _, k := range tc.kept {
 				if !slices.Contains(want, k) {
@@ -160,10 +157,7 @@ func TestRPMFindings(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := openScanner(t)
-	res, err := s.Image(context.Background(), img, "fixture.invalid/app:1", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := scanImage(t, s, img)
 	if got, want := keys(res.Report.Findings), expected(t, "rocky"); !slices.Equal(got, want) {
 		t.Errorf("image scan findings:\n got %q\nwant %q", got, want)
 	}

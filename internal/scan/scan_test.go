@@ -110,6 +110,16 @@ func scanSBOM(t *testing.T, s *Scanner, doc *sbom.SBOM, f sbom.Format) *Result {
 	return res
 }
 
+// scanImage is s's scan of img, named as the tests name images.
+func scanImage(t *testing.T, s *Scanner, img v1.Image) *Result {
+	t.Helper()
+	res, err := s.Image(context.Background(), img, "fixture.invalid/app:1", Options{})
+	if err != nil {
+		t.Fatalf("Image: %v", err)
+	}
+	return res
+}
+
 // sameAsImage checks that scanning doc, lotse's CycloneDX SBOM of img,
 // finds what the image scan res found, with the same files and targets,
 // and that `trivy image` finds it too. It closes s (trivy opens the DB).
