@@ -24,10 +24,7 @@ func TestInstalledBy(t *testing.T) {
 	)
 	pkgs := append(slices.Clone(fixture.DebianPackages),
 		fixture.DebPackage{Name: "python3-requests", Version: "2.28.1+dfsg-1", Source: "requests", Arch: "all", Files: []string{apt, pip}})
-	pkgInfo := func(name, version, path string) fixture.File {
-		return fixture.File{Path: path, Data: []byte("Metadata-Version: 2.1\nName: " + name + "\nVersion: " + version + "\n\nfixture\n")}
-	}
-	l1, err := fixture.Layer(append(fixture.DebianFiles(pkgs), pkgInfo("requests", "2.28.1", apt), pkgInfo("urllib3", "1.26.12", pip))...)
+	l1, err := fixture.Layer(append(fixture.DebianFiles(pkgs), fixture.PythonMetadata("requests", "2.28.1", apt), fixture.PythonMetadata("urllib3", "1.26.12", pip))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +36,7 @@ func TestInstalledBy(t *testing.T) {
 			status = f
 		}
 	}
-	l2, err := fixture.Layer(status, pkgInfo("urllib3", "2.2.2", pip))
+	l2, err := fixture.Layer(status, fixture.PythonMetadata("urllib3", "2.2.2", pip))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package sbom
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/binary"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -151,7 +153,9 @@ func writeLicensecheckSnapshot(w io.Writer, s *licensecheck.Scanner, version str
 		keys = append(keys, [2]int32{int32(k.Index(0).Int()), int32(k.Index(1).Int())})
 	}
 	// Map order is random; the file is not.
-	sortPairs(keys)
+	slices.SortFunc(keys, func(a, b [2]int32) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	})
 	for _, k := range keys {
 		u32(int(uint32(k[0])))
 		u32(int(uint32(k[1])))
@@ -164,14 +168,6 @@ func writeLicensecheckSnapshot(w io.Writer, s *licensecheck.Scanner, version str
 		return err
 	}
 	return zw.Close()
-}
-
-func sortPairs(ps [][2]int32) {
-	for i := 1; i < len(ps); i++ { // a few hundred pairs
-		for j := i; j > 0 && (ps[j][0] < ps[j-1][0] || ps[j][0] == ps[j-1][0] && ps[j][1] < ps[j-1][1]); j-- {
-			ps[j], ps[j-1] = ps[j-1], ps[j]
-		}
-	}
 }
 
 // loadLicensecheck makes the scanner the snapshot holds, if it was made by

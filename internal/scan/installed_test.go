@@ -15,7 +15,7 @@ import (
 
 // requests is the metadata file of a requests distribution at path.
 func requests(version, path string) fixture.File {
-	return fixture.File{Path: path, Data: []byte("Metadata-Version: 2.1\nName: requests\nVersion: " + version + "\nSummary: Python HTTP for Humans.\n\nfixture\n")}
+	return fixture.PythonMetadata("requests", version, path)
 }
 
 func layeredImage(t *testing.T, layers ...[]fixture.File) v1.Image {
