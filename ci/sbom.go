@@ -78,7 +78,8 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 // for the first license text layers (the layer cache, or nil) does not
 // hold, or ahead, while the image is unpacked, when a layer has a file syft
 // may scan and the cache has not been through a cataloging
-// (sbom.Cataloger.Foresee); the collector is relaxed while it builds.
+// (sbom.Cataloger.Foresee); the collector is relaxed while it compiles,
+// when lotse's snapshot of it does not fit.
 func (a *app) newCataloger(layers *layercache.Cache) *sbom.Cataloger {
 	opts := []sbom.Option{sbom.WithBuildWindow(func(built <-chan struct{}) {
 		gcpace.RelaxUntil(scannerGOGC, built)

@@ -41,15 +41,6 @@ var licensecheckSnapshot []byte
 
 const snapshotMagic = "lotse licensecheck snapshot 1\n"
 
-// newLicensecheckScanner is licensecheck.NewScanner(BuiltinLicenses()),
-// loaded from the snapshot when it fits.
-func newLicensecheckScanner() (*licensecheck.Scanner, error) {
-	if s, err := loadLicensecheck(licensecheckSnapshot, moduleVersion("github.com/google/licensecheck")); err == nil {
-		return s, nil
-	}
-	return licensecheck.NewScanner(licensecheck.BuiltinLicenses())
-}
-
 // licensesDigest identifies the licenses a scanner is compiled from.
 func licensesDigest(ls []licensecheck.License) string {
 	h := sha256.New()

@@ -104,3 +104,25 @@ func BenchmarkLoadLicensecheck(b *testing.B) {
 		}
 	}
 }
+
+// The build window opens only around compiling the scanner (a test binary
+// does not know licensecheck's version, so it compiles), once, and closes
+// when the scanner is built.
+func TestBuildWindowOnlyWhileCompiling(t *testing.T) {
+	calls := 0
+	var built <-chan struct{}
+	l := newLicenseScanner(nil, func(b <-chan struct{}) { calls++; built = b })
+	l.build()
+	l.build()
+	if calls != 1 {
+		t.Fatalf("window opened %d times, want once", calls)
+	}
+	select {
+	case <-built:
+	default:
+		t.Error("window still open after the build")
+	}
+	if l.scanner == nil || l.err != nil {
+		t.Fatalf("scanner %v, err %v", l.scanner, l.err)
+	}
+}

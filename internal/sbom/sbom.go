@@ -127,8 +127,9 @@ func WithLicenseCache(cache Cache) Option {
 	return func(o *cataloger) { o.cache = cache }
 }
 
-// WithBuildWindow calls f as the license scanner starts building, with a
-// channel closed when it is built. The build makes 300 MB of short-lived
+// WithBuildWindow calls f as the license scanner starts compiling (when
+// lotse's snapshot of it does not fit the licensecheck linked), with a
+// channel closed when it is built. Compiling makes 300 MB of short-lived
 // garbage; a command relaxes the collector for that window.
 func WithBuildWindow(f func(built <-chan struct{})) Option {
 	return func(o *cataloger) { o.window = f }
