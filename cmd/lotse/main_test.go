@@ -121,10 +121,16 @@ func setupShared(t *testing.T) *shared {
 		}
 		return img
 	}
+	// rocky:1 has a real RPM database (CentOS 8.2's, with module streams)
+	// and python3-six's metadata, which that database lists.
+	rocky, err := fixture.RockyImage()
+	if err != nil {
+		t.Fatal(err)
+	}
 	licensed1 := licensed(deb, "a")
 	licensed2 := licensed(licensed1, "b")
 	s.digests = map[string]string{}
-	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang, "liar:1": liar, "licensed:1": licensed1, "licensed:2": licensed2} {
+	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang, "liar:1": liar, "licensed:1": licensed1, "licensed:2": licensed2, "rocky:1": rocky} {
 		d, err := img.Digest()
 		if err != nil {
 			t.Fatal(err)
