@@ -27,13 +27,13 @@ func (l *loaded) close() { os.RemoveAll(l.dir) }
 // layersDir holds the unpacked layers.
 func (l *loaded) layersDir() string { return filepath.Join(l.dir, "layers") }
 
-// sbomDir is the content directory of syft's cataloging (which removes it
-// when done): it holds links to the unpacked layers, so that syft reads
-// them instead of writing its own copies.
-func (l *loaded) sbomDir(u *oci.Unpacked) string {
-	dir := filepath.Join(l.dir, "sbom")
-	u.LinkLayers(dir)
-	return dir
+// forSBOM makes the content directory of syft's cataloging (which removes
+// it when done; name tells one cataloging from another): it holds links to
+// the unpacked layers, so that syft reads them instead of writing its own
+// copies. The image returned says which layers were linked as outlines.
+func (l *loaded) forSBOM(u *oci.Unpacked, name string) (*oci.Linked, string) {
+	dir := filepath.Join(l.dir, name)
+	return u.LinkLayers(dir), dir
 }
 
 // unpack reads every layer once, checks what the image claims about it and
@@ -44,13 +44,23 @@ func (l *loaded) sbomDir(u *oci.Unpacked) string {
 // The layer cache (or nil) remembers which diff ID a checked layer digest
 // decompresses to, so that a layer seen before is hashed once, not twice
 // (oci.KnownDiffIDs).
-func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layercache.Cache) (*oci.Unpacked, error) {
+//
+// With outline (a release), a layer whose catalog the layer cache holds is
+// put in place as its outline, without reading it, when the layer was read
+// and checked before (oci.WithOutlines); the SBOM needs its file tree only.
+// Only a registry's layers are outlined: they are named by their content.
+func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layercache.Cache, outline bool) (*oci.Unpacked, error) {
 	var opts []oci.UnpackOption
 	if cat != nil {
 		opts = append(opts, oci.OnLayer(cat.Foresee))
 	}
 	if layers != nil {
 		opts = append(opts, oci.KnownDiffIDs(layerDiffIDs{layers}))
+		if outline && l.src.Kind == oci.Registry {
+			if cf, err := l.art.Image.ConfigFile(); err == nil && cf != nil {
+				opts = append(opts, oci.WithOutlines(layerOutlines{c: layers, enough: sbom.CachedLayers(cf.RootFS.DiffIDs, layers)}))
+			}
+		}
 	}
 	if l.src.Kind == oci.Archive {
 		// `docker save` lists layer files; their digests are computed
@@ -119,4 +129,23 @@ func (k layerDiffIDs) DiffID(digest v1.Hash) (v1.Hash, bool) {
 
 func (k layerDiffIDs) Remember(digest, diffID v1.Hash) {
 	k.c.Put(k.key(digest), []byte(diffID.String())) //nolint:errcheck // a pair not kept costs the next release one hash
+}
+
+// layerOutlines keeps the outlines of layers (oci.WithOutlines) in the
+// layer cache; enough says which layers' catalogs the cache holds.
+type layerOutlines struct {
+	c      *layercache.Cache
+	enough []bool
+}
+
+func (o layerOutlines) key(diffID v1.Hash) string { return "oci/outline/1/" + diffID.String() }
+
+func (o layerOutlines) Enough(i int, _ v1.Hash) bool { return i < len(o.enough) && o.enough[i] }
+
+func (o layerOutlines) Outline(diffID v1.Hash) ([]byte, bool) { return o.c.Get(o.key(diffID)) }
+
+func (o layerOutlines) Has(diffID v1.Hash) bool { return o.c.Has(o.key(diffID)) }
+
+func (o layerOutlines) Keep(diffID v1.Hash, outline []byte) {
+	o.c.Put(o.key(diffID), outline) //nolint:errcheck // an outline not kept costs the next release a layer's read
 }

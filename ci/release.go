@@ -187,7 +187,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		// the scan read it from disk; nothing is analysed, cached, reported
 		// or published on a false claim.
 		t := a.now()
-		unpacked, err := img.unpack(ctx, cat, layers)
+		unpacked, err := img.unpack(ctx, cat, layers, true)
 		if err != nil {
 			return err
 		}
@@ -195,8 +195,22 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			t := a.now()
+			linked, dir := img.forSBOM(unpacked, "sbom")
 			var err error
-			if doc, err = cat.Generate(gctx, unpacked, srcArg, img.sbomDir(unpacked), sbomLayers); err != nil {
+			doc, err = cat.Generate(gctx, linked, srcArg, dir, sbomLayers)
+			if errors.Is(err, sbom.ErrOutlined) {
+				// A layer read as its outline is needed after all (its
+				// cached catalog was lost, or syft read one of its files
+				// from a layer above): read the outlined layers in full
+				// and catalog again.
+				a.log.InfoContext(ctx, "reading outlined layers in full", "why", err.Error())
+				if err = unpacked.Fill(gctx); err != nil {
+					return err
+				}
+				linked, dir = img.forSBOM(unpacked, "sbom-filled")
+				doc, err = cat.Generate(gctx, linked, srcArg, dir, sbomLayers)
+			}
+			if err != nil {
 				return err
 			}
 			a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))
@@ -257,6 +271,9 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		how := "sbom"
 		if sl.Whole {
 			how = "sbom, the image whole" // see sbom.LayerStats
+		}
+		if sl.Outlined > 0 {
+			how += fmt.Sprintf(", %d read as outlines", sl.Outlined)
 		}
 		printf(a.stdout, "layers   %d cached, %d analysed (%s); %d cached, %d analysed (scan); cache %s\n",
 			sl.Cached, sl.Cataloged, how, res.Layers.Cached, res.Layers.Analysed, layers.Dir())

@@ -46,11 +46,12 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 			defer cat.Close() // first: it removes the layers it unpacked into img.dir
 			var doc *sbom.SBOM
 			err = a.section("sbom", "SBOM of "+args[0], func() error {
-				unpacked, err := img.unpack(ctx, cat, nil)
+				unpacked, err := img.unpack(ctx, cat, nil, false)
 				if err != nil {
 					return err
 				}
-				doc, err = cat.Generate(ctx, unpacked, args[0], img.sbomDir(unpacked), nil)
+				linked, dir := img.forSBOM(unpacked, "sbom")
+				doc, err = cat.Generate(ctx, linked, args[0], dir, nil)
 				return err
 			})
 			if err != nil {

@@ -273,7 +273,7 @@ a syft CLI SBOM does not, so its scan may report them.`,
 					// trivy (and the layer cache) name a layer's analysis
 					// by what the image claims about it: unpack checks the
 					// claims before trivy reads a layer.
-					unpacked, err := img.unpack(ctx, nil, lc)
+					unpacked, err := img.unpack(ctx, nil, lc, false)
 					if err != nil {
 						return err
 					}

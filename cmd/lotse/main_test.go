@@ -127,10 +127,20 @@ func setupShared(t *testing.T) *shared {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// lang:2 is lang:1 with a layer that rewrites requests' METADATA:
+	// syft reads its RECORD from the layer under it.
+	rewrite, err := fixture.Layer(fixture.PythonMetadata("requests", "2.31.0", fixture.LangPackages[0].Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lang2, err := mutate.AppendLayers(lang, rewrite)
+	if err != nil {
+		t.Fatal(err)
+	}
 	licensed1 := licensed(deb, "a")
 	licensed2 := licensed(licensed1, "b")
 	s.digests = map[string]string{}
-	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang, "liar:1": liar, "licensed:1": licensed1, "licensed:2": licensed2, "rocky:1": rocky} {
+	for tag, img := range map[string]v1.Image{"debian:12": deb, "alpine:3.20": alp, "clean:1": clean, "java:1": java, "lang:1": lang, "lang:2": lang2, "liar:1": liar, "licensed:1": licensed1, "licensed:2": licensed2, "rocky:1": rocky} {
 		d, err := img.Digest()
 		if err != nil {
 			t.Fatal(err)

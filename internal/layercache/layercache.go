@@ -93,6 +93,16 @@ func (c *Cache) Get(key string) ([]byte, bool) {
 	return v, true
 }
 
+// Has says whether an entry of key is kept, without reading it: Get may
+// still find it corrupted.
+func (c *Cache) Has(key string) bool {
+	if c == nil {
+		return false
+	}
+	_, err := os.Stat(c.path(key))
+	return err == nil
+}
+
 // Put stores value as the entry of key, replacing any entry of key.
 func (c *Cache) Put(key string, value []byte) error {
 	if c == nil {

@@ -21,7 +21,7 @@ func open(t *testing.T, max int64) *Cache {
 
 func TestRoundTrip(t *testing.T) {
 	c := open(t, 1<<20)
-	if _, ok := c.Get("trivy/sha256:a"); ok {
+	if _, ok := c.Get("trivy/sha256:a"); ok || c.Has("trivy/sha256:a") {
 		t.Fatal("hit in an empty cache")
 	}
 	v := bytes.Repeat([]byte(`{"packages":[]}`), 100)
@@ -32,7 +32,10 @@ func TestRoundTrip(t *testing.T) {
 	if !ok || !bytes.Equal(got, v) {
 		t.Fatalf("Get = %q, %v", got, ok)
 	}
-	if _, ok := c.Get("syft/sha256:a"); ok {
+	if !c.Has("trivy/sha256:a") {
+		t.Fatal("Has misses an entry Get finds")
+	}
+	if _, ok := c.Get("syft/sha256:a"); ok || c.Has("syft/sha256:a") {
 		t.Fatal("another key hit")
 	}
 	// Replacing an entry.
@@ -187,7 +190,7 @@ func TestNilCacheCachesNothing(t *testing.T) {
 	if err := c.Put("k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := c.Get("k"); ok {
+	if _, ok := c.Get("k"); ok || c.Has("k") {
 		t.Fatal("nil cache hit")
 	}
 	if n, err := c.Trim(); n != 0 || err != nil {

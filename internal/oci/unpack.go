@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/gzip"
@@ -83,12 +84,21 @@ func Unpack(ctx context.Context, img v1.Image, dir string, opts ...UnpackOption)
 	g.SetLimit(2)
 	for i, l := range layers {
 		g.Go(func() error {
+			diffID := cf.RootFS.DiffIDs[i]
+			if ol := cfg.outlined(i, l, diffID, dir); ol != nil {
+				ul[i] = ol
+				return nil
+			}
 			var err error
-			ul[i], err = unpackLayer(gctx, i, l, cf.RootFS.DiffIDs[i], dir, cfg.derived, cfg.known)
-			if err == nil && cfg.each != nil {
+			ul[i], err = unpackLayer(gctx, i, l, diffID, dir, cfg.derived, cfg.known)
+			if err != nil {
+				return err
+			}
+			if cfg.each != nil {
 				cfg.each(ul[i].path)
 			}
-			return err
+			cfg.keepOutline(ul[i])
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -113,23 +123,34 @@ func Unpack(ctx context.Context, img v1.Image, dir string, opts ...UnpackOption)
 // SBOM is done, while the scan may still read the layers. Where a link
 // cannot be made, stereoscope copies that layer from Uncompressed, which is
 // slower, not wrong.
-func (u *Unpacked) LinkLayers(dir string) {
+//
+// A layer that is an outline (WithOutlines) is linked as one, and Linked
+// says so, even if it is filled meanwhile.
+func (u *Unpacked) LinkLayers(dir string) *Linked {
+	linked := &Linked{Unpacked: u, outlines: map[string]*outline{}}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return
+		return linked
 	}
 	for _, l := range u.layers {
-		p := l.(*unpackedLayer).path
-		os.Link(p, filepath.Join(dir, filepath.Base(p))) //nolint:errcheck // see above
+		ul := l.(*unpackedLayer)
+		ul.mu.Lock()
+		if ul.outline != nil {
+			linked.outlines[ul.diffID.String()] = ul.outline
+		}
+		os.Link(ul.path, filepath.Join(dir, filepath.Base(ul.path))) //nolint:errcheck // see above
+		ul.mu.Unlock()
 	}
+	return linked
 }
 
 // UnpackOption changes what Unpack checks.
 type UnpackOption func(*unpackConfig)
 
 type unpackConfig struct {
-	derived bool
-	each    func(path string)
-	known   DiffIDs
+	derived  bool
+	each     func(path string)
+	known    DiffIDs
+	outlines Outlines
 }
 
 // DiffIDs remembers which diff ID a layer's compressed bytes decompress to,
@@ -193,11 +214,22 @@ type unpackedLayer struct {
 	digest, diffID v1.Hash
 	path           string
 	size           int64
+
+	// An outlined layer (see Outlines) is filled, read in full, when its
+	// contents are first read.
+	mu      sync.Mutex
+	outline *outline
+	fill    func(ctx context.Context) (*unpackedLayer, error)
 }
 
 func (l *unpackedLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
 func (l *unpackedLayer) Digest() (v1.Hash, error) { return l.digest, nil }
 func (l *unpackedLayer) Uncompressed() (io.ReadCloser, error) {
+	// trivy reads a layer its cache does not hold. The layer's reads use
+	// the context the image was opened with.
+	if err := l.filled(context.Background()); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(l.path)
 	if err != nil {
 		return nil, err
@@ -296,11 +328,17 @@ func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir str
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("layer %d: %w", n, err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%d-%s", i, strings.ReplaceAll(diffID.String(), ":", "-")))
+	path := layerPath(dir, i, diffID)
 	if err := os.Rename(f.Name(), path); err != nil {
 		return nil, fmt.Errorf("layer %d: %w", n, err)
 	}
 	return &unpackedLayer{Layer: l, digest: digest, diffID: diffID, path: path, size: size}, nil
+}
+
+// layerPath is where layer i's uncompressed file is put: named as
+// stereoscope names its own copy (see Unpack).
+func layerPath(dir string, i int, diffID v1.Hash) string {
+	return filepath.Join(dir, fmt.Sprintf("%d-%s", i, strings.ReplaceAll(diffID.String(), ":", "-")))
 }
 
 var (

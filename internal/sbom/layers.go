@@ -35,7 +35,10 @@ type Cache interface {
 // whole (in one pass, not layer by layer).
 type LayerStats struct {
 	Cached, Cataloged int
-	Whole             bool
+	// Outlined counts the cached layers that were read as outlines (their
+	// file trees only), not in full.
+	Outlined int
+	Whole    bool
 }
 
 // layerSchema is bumped when what a cached layer catalog holds changes.
@@ -59,7 +62,11 @@ const layerSchema = "1"
 // distribution than the image (a later layer changed /etc/os-release), so
 // its packages' identifiers would differ from syft's; or syft relates
 // packages across layers in ways a layer's catalog cannot see.
-func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc Cache, pre *cachedLayers) (*syftsbom.SBOM, LayerStats, error) {
+//
+// A layer given as an outline (guard) must have its catalog cached: it is
+// never cataloged itself, nor is the image whole; either returns
+// ErrOutlined.
+func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc Cache, pre *cachedLayers, guard *outlineGuard) (*syftsbom.SBOM, LayerStats, error) {
 	var stats LayerStats
 	full := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
 	whole, err := full.FileResolver(source.SquashedScope)
@@ -74,13 +81,19 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 		if s := pre.get(key, lc); s != nil {
 			layers[i] = s
 			stats.Cached++
+			if guard.outlined(l.Metadata.Digest) {
+				stats.Outlined++
+			}
 			continue
+		}
+		if guard.outlined(l.Metadata.Digest) {
+			return nil, stats, fmt.Errorf("%w: layer %d (%s) is not in the layer cache", ErrOutlined, i+1, l.Metadata.Digest)
 		}
 		view := *si
 		view.Layers = si.Layers[:i+1]
 		view.SquashedSearchContext = l.SquashedSearchContext
 		src := layerSource{Source: stereoscopesource.New(&view, stereoscopesource.ImageConfig{Reference: ref}), layer: l.Metadata.Digest}
-		s, err := c.catalog(ctx, src, cfg)
+		s, err := c.catalog(ctx, src, cfg, guard)
 		if err != nil {
 			return nil, stats, fmt.Errorf("catalog layer %d (%s): %w", i+1, l.Metadata.Digest, err)
 		}
@@ -92,13 +105,34 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 		}
 	}
 	out, ok := merge(layers, si, whole)
+	if !ok && guard != nil {
+		return nil, stats, fmt.Errorf("%w: the image must be cataloged whole", ErrOutlined)
+	}
 	if !ok {
-		s, err := c.catalog(ctx, full, cfg)
+		s, err := c.catalog(ctx, full, cfg, nil)
 		return s, LayerStats{Cataloged: len(si.Layers), Whole: true}, err
 	}
 	out.Source = full.Describe()
 	out.Descriptor = syftsbom.Descriptor{Name: cfg.ToolName, Version: cfg.ToolVersion, Configuration: cfg.ToolConfiguration}
 	return out, stats, nil
+}
+
+// CachedLayers says, for each layer of an image with these diff IDs (the
+// config's, bottom first), whether lc holds its catalog: such a layer is
+// not cataloged again, so its file tree is all the SBOM reads of it (see
+// ErrOutlined).
+func CachedLayers(diffIDs []v1.Hash, lc Cache) []bool {
+	has := func(key string) bool { _, ok := lc.Get(key); return ok }
+	if h, ok := lc.(interface{ Has(key string) bool }); ok {
+		has = h.Has
+	}
+	out := make([]bool, len(diffIDs))
+	chain := ""
+	for i, d := range diffIDs {
+		chain = chainID(chain, d.String())
+		out[i] = has(layerKey(chain))
+	}
+	return out
 }
 
 // layerKey names the catalog of the layer whose chain ID is chain.

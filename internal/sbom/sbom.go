@@ -181,6 +181,11 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	if err := si.Read(ctx); err != nil {
 		return nil, fmt.Errorf("read image layers: %w", err)
 	}
+	diffIDs := make([]string, len(si.Layers))
+	for i, l := range si.Layers {
+		diffIDs[i] = l.Metadata.Digest
+	}
+	guard := newOutlineGuard(img, diffIDs)
 	before := c.licenses.stats()
 	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
 	cfg := syft.DefaultCreateSBOMConfig().WithTool(c.tool.Name, c.tool.Version)
@@ -189,11 +194,15 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		stats LayerStats
 		err   error
 	)
-	if layers != nil {
-		s, stats, err = c.catalogLayers(ctx, si, ref, cfg, layers, pre)
-	} else {
+	switch {
+	case layers != nil:
+		s, stats, err = c.catalogLayers(ctx, si, ref, cfg, layers, pre, guard)
+	case guard != nil:
+		// Cataloged whole, an outlined layer would be searched too.
+		err = fmt.Errorf("%w: no layer cache", ErrOutlined)
+	default:
 		stats = LayerStats{Cataloged: len(si.Layers), Whole: true}
-		if s, err = c.catalog(ctx, src, cfg); err != nil {
+		if s, err = c.catalog(ctx, src, cfg, nil); err != nil {
 			err = fmt.Errorf("catalog packages: %w", err)
 		}
 	}
@@ -210,14 +219,22 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 // dictionary (which syft would otherwise do while cataloging) happens
 // first, while the scanner may still be building. syft cannot be told
 // during a scan that the scanner failed to build, so catalog asks after.
-func (c *Cataloger) catalog(ctx context.Context, src source.Source, cfg *syft.CreateSBOMConfig) (*syftsbom.SBOM, error) {
+func (c *Cataloger) catalog(ctx context.Context, src source.Source, cfg *syft.CreateSBOMConfig, guard *outlineGuard) (*syftsbom.SBOM, error) {
 	cpe.DictionaryFind(pkg.Package{})
 	if c.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", c.err)
 	}
+	if guard != nil {
+		src = guardedSource{Source: src, guard: guard}
+	}
 	s, err := syft.CreateSBOM(withValues(ctx, c.lic), copyingSource{src}, cfg)
 	if err == nil {
 		err = c.licenses.failed()
+	}
+	// A cataloger that could not read a file goes on without it: the
+	// guard's record says whether that was a file an outline left out.
+	if gerr := guard.err(); gerr != nil {
+		return nil, gerr
 	}
 	return s, err
 }

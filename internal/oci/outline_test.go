@@ -1,0 +1,388 @@
+package oci
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+type tarEntry struct {
+	hdr  tar.Header
+	data string
+}
+
+func tarBytes(t testing.TB, entries ...tarEntry) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range entries {
+		h := e.hdr
+		h.Size = int64(len(e.data))
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// outlineLayer is a layer with what an outline must keep: long names (PAX
+// and GNU records), a symlink, a hard link, a directory, /etc files (kept)
+// and a large /etc file and binaries (left out), and a file a later entry
+// replaces.
+func outlineLayer(t testing.TB) []byte {
+	long := "usr/lib/" + strings.Repeat("very-long-directory-name/", 6) + "lib.so"
+	return tarBytes(t,
+		tarEntry{hdr: tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		tarEntry{hdr: tar.Header{Name: "etc/os-release", Typeflag: tar.TypeReg}, data: "ID=debian\nVERSION_ID=\"12\"\n"},
+		tarEntry{hdr: tar.Header{Name: "etc/big.conf", Typeflag: tar.TypeReg}, data: strings.Repeat("x", keepContentMax+1)},
+		tarEntry{hdr: tar.Header{Name: "usr/bin/app", Typeflag: tar.TypeReg, Mode: 0o755}, data: "\x7fELF" + strings.Repeat("\x01", 5000)},
+		tarEntry{hdr: tar.Header{Name: long, Typeflag: tar.TypeReg, PAXRecords: map[string]string{"user.note": "ü"}}, data: "shared object"},
+		tarEntry{hdr: tar.Header{Name: "usr/" + strings.Repeat("g", 120), Typeflag: tar.TypeReg, Format: tar.FormatGNU}, data: "gnu long name"},
+		tarEntry{hdr: tar.Header{Name: "usr/bin/app-link", Typeflag: tar.TypeSymlink, Linkname: "app"}},
+		tarEntry{hdr: tar.Header{Name: "usr/bin/app-hard", Typeflag: tar.TypeLink, Linkname: "usr/bin/app"}},
+		tarEntry{hdr: tar.Header{Name: "etc/hostname", Typeflag: tar.TypeReg}, data: "old"},
+		tarEntry{hdr: tar.Header{Name: "etc/hostname", Typeflag: tar.TypeReg}, data: strings.Repeat("n", keepContentMax+1)},
+		tarEntry{hdr: tar.Header{Name: "empty", Typeflag: tar.TypeReg}},
+	)
+}
+
+// zeroedContents is layer with every regular file's content that an
+// outline leaves out turned to zeros, byte for byte.
+func zeroedContents(t testing.TB, layer []byte) []byte {
+	t.Helper()
+	out := bytes.Clone(layer)
+	pr := &posReader{r: bytes.NewReader(layer)}
+	tr := tar.NewReader(pr)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg && !keepContent(path.Clean("/"+hdr.Name), hdr.Size) {
+			clear(out[pr.pos : pr.pos+hdr.Size])
+		}
+	}
+}
+
+func writeOutline(t testing.TB, enc []byte) []byte {
+	t.Helper()
+	o, err := decodeOutline(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(t.TempDir(), "outline")
+	if err := o.write(name); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Written out, an outline is the layer with the contents it leaves out
+// zeroed: every header, name record, link and size where the layer has
+// them, and the /etc files syft reads kept.
+func TestOutlineIsTheLayerWithoutContents(t *testing.T) {
+	layer := outlineLayer(t)
+	enc, err := outlineOf(bytes.NewReader(layer), int64(len(layer)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(enc) > len(layer)/3 {
+		t.Errorf("outline is %d bytes of a %d-byte layer", len(enc), len(layer))
+	}
+	got := writeOutline(t, enc)
+	if want := zeroedContents(t, layer); !bytes.Equal(got, want) {
+		t.Fatalf("written outline differs from the layer with contents zeroed")
+	}
+	o, err := decodeOutline(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{
+		"/etc/os-release": true,
+		"/etc/big.conf":   false, // too large
+		"/etc/hostname":   false, // the later, large entry replaced the kept one
+		"/usr/bin/app":    false,
+	} {
+		if o.kept[p] != want {
+			t.Errorf("kept[%s] = %v, want %v", p, o.kept[p], want)
+		}
+	}
+	// A tar reader walks it as it walks the layer.
+	tr := tar.NewReader(bytes.NewReader(got))
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, hdr.Name)
+		if hdr.Name == "etc/os-release" {
+			if b, _ := io.ReadAll(tr); !strings.HasPrefix(string(b), "ID=debian") {
+				t.Errorf("os-release in the outline: %q", b)
+			}
+		}
+	}
+	if len(names) != 11 {
+		t.Errorf("outline holds %d entries, want 11: %q", len(names), names)
+	}
+}
+
+// An encoded outline from the cache is checked: truncations and extents
+// out of order or past the layer are refused.
+func TestDecodeOutlineRefusesMalformed(t *testing.T) {
+	layer := outlineLayer(t)
+	enc, err := outlineOf(bytes.NewReader(layer), int64(len(layer)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, len(outlineMagic), len(enc) / 2, len(enc) - 1} {
+		if _, err := decodeOutline(enc[:n]); err == nil {
+			t.Errorf("outline cut to %d bytes decoded", n)
+		}
+	}
+	o, err := decodeOutline(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.size = o.extents[len(o.extents)-1].off // the last extent past the end
+	if _, err := decodeOutline(o.encode()); err == nil {
+		t.Error("outline with an extent past the layer's end decoded")
+	}
+	o, _ = decodeOutline(enc)
+	o.extents[0], o.extents[1] = o.extents[1], o.extents[0]
+	if _, err := decodeOutline(o.encode()); err == nil {
+		t.Error("outline with extents out of order decoded")
+	}
+	if _, err := decodeOutline(append(bytes.Clone(enc), 0)); err == nil {
+		t.Error("outline with trailing bytes decoded")
+	}
+}
+
+func FuzzDecodeOutline(f *testing.F) {
+	layer := outlineLayer(f)
+	enc, err := outlineOf(bytes.NewReader(layer), int64(len(layer)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(enc)
+	f.Add([]byte(outlineMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := decodeOutline(b)
+		if err != nil {
+			return
+		}
+		end := int64(0)
+		for _, e := range o.extents {
+			if e.off < end || e.off+int64(len(e.data)) > o.size {
+				t.Fatalf("extent at %d (%d bytes) in a %d-byte layer after %d", e.off, len(e.data), o.size, end)
+			}
+			end = e.off + int64(len(e.data))
+		}
+		if again, err := decodeOutline(o.encode()); err != nil || again.size != o.size || len(again.extents) != len(o.extents) {
+			t.Fatalf("re-encoded outline: %v", err)
+		}
+	})
+}
+
+// countingLayer counts the reads of a layer's compressed bytes.
+type countingLayer struct {
+	v1.Layer
+	reads *atomic.Int32
+}
+
+func (l countingLayer) Compressed() (io.ReadCloser, error) {
+	l.reads.Add(1)
+	return l.Layer.Compressed()
+}
+
+// memOutlines keeps outlines in memory.
+type memOutlines struct {
+	mu     sync.Mutex
+	enough []bool
+	kept   map[v1.Hash][]byte
+}
+
+func newMemOutlines() *memOutlines { return &memOutlines{kept: map[v1.Hash][]byte{}} }
+
+// with says which layers need only their outlines.
+func (m *memOutlines) with(enough ...bool) *memOutlines {
+	m.enough = enough
+	return m
+}
+
+func (m *memOutlines) Enough(i int, _ v1.Hash) bool { return i < len(m.enough) && m.enough[i] }
+
+func (m *memOutlines) Outline(d v1.Hash) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.kept[d]
+	return b, ok
+}
+
+func (m *memOutlines) Has(d v1.Hash) bool {
+	_, ok := m.Outline(d)
+	return ok
+}
+
+func (m *memOutlines) Keep(d v1.Hash, b []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kept[d] = b
+}
+
+func readAll(t *testing.T, rc io.ReadCloser) []byte {
+	t.Helper()
+	defer rc.Close()
+	return must(io.ReadAll(rc))
+}
+
+func unpackedPath(u *Unpacked, i int) string { return u.layers[i].(*unpackedLayer).path }
+
+// A layer read and checked before, whose reader needs only its outline, is
+// put in place as its outline without reading the registry's blob; its
+// contents are read (and checked) when first asked for, and a directory
+// linked before that keeps the outline.
+func TestUnpackOutlines(t *testing.T) {
+	ctx := context.Background()
+	base := outlineLayer(t)
+	l1 := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(base)), nil }))
+	l2 := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(tarOf(t, "app/main", "top"))), nil
+	}))
+	_, img := writeLayout(t, must(mutate.AppendLayers(empty.Image, l1, l2)))
+	known := &knownIDs{m: map[v1.Hash]v1.Hash{}}
+	outlines := newMemOutlines()
+
+	// Read in full the first time; both outlines are kept.
+	u, err := Unpack(ctx, img, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.with(true, true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outlines.kept) != 2 {
+		t.Fatalf("%d outlines kept, want 2", len(outlines.kept))
+	}
+	if got := must(os.ReadFile(unpackedPath(u, 0))); !bytes.Equal(got, base) {
+		t.Fatal("first unpack did not read the layer in full")
+	}
+
+	// The second time the base layer is an outline, not read.
+	var reads atomic.Int32
+	layers := must(img.Layers())
+	counted := &layersOverride{Image: img, layers: []v1.Layer{countingLayer{layers[0], &reads}, layers[1]}}
+	u, err = Unpack(ctx, counted, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.with(true, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := reads.Load(); n != 0 {
+		t.Errorf("the outlined layer's blob was read %d times", n)
+	}
+	if got, want := must(os.ReadFile(unpackedPath(u, 0))), zeroedContents(t, base); !bytes.Equal(got, want) {
+		t.Error("the outlined layer's file is not its outline")
+	}
+	linkDir := t.TempDir()
+	linked := u.LinkLayers(linkDir)
+	diffIDs := must(img.ConfigFile()).RootFS.DiffIDs
+	kept, ok := linked.Outlined(diffIDs[0].String())
+	if !ok || !kept("/etc/os-release") || kept("/usr/bin/app") {
+		t.Fatalf("Linked.Outlined(base) = %v; want the outline, keeping /etc/os-release and not /usr/bin/app", ok)
+	}
+	if _, ok := linked.Outlined(diffIDs[1].String()); ok {
+		t.Error("the top layer, read in full, is linked as an outline")
+	}
+
+	// trivy reads the layer: it is read from the blob and checked first.
+	if got := readAll(t, must(must(u.LayerByDiffID(diffIDs[0])).Uncompressed())); !bytes.Equal(got, base) {
+		t.Error("Uncompressed of an outlined layer is not the layer")
+	}
+	if n := reads.Load(); n != 1 {
+		t.Errorf("the blob was read %d times to fill the layer, want 1", n)
+	}
+	// What was linked before stays the outline; a new link is the layer.
+	linkedFile := filepath.Join(linkDir, filepath.Base(unpackedPath(u, 0)))
+	if got := must(os.ReadFile(linkedFile)); !bytes.Equal(got, zeroedContents(t, base)) {
+		t.Error("the file linked before the layer was filled changed")
+	}
+	if _, ok := u.LinkLayers(t.TempDir()).Outlined(diffIDs[0].String()); ok {
+		t.Error("a filled layer is linked as an outline")
+	}
+	if err := u.Fill(ctx); err != nil || reads.Load() != 1 {
+		t.Errorf("Fill after the layer was filled: %v, %d reads", err, reads.Load())
+	}
+}
+
+// Without a diff ID seen for the blob's digest, or with another one, a layer
+// is read and checked in full although an outline is kept: the outline may
+// be of another layer the image only claims to hold.
+func TestUnpackOutlinesNeedTheCheckedDiffID(t *testing.T) {
+	ctx := context.Background()
+	base := outlineLayer(t)
+	l1 := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(base)), nil }))
+	_, img := writeLayout(t, must(mutate.AppendLayers(empty.Image, l1)))
+	diffID := must(img.ConfigFile()).RootFS.DiffIDs[0]
+	digest := must(must(img.Layers())[0].Digest())
+	outlines := newMemOutlines()
+	outlines.kept[diffID] = must(outlineOf(bytes.NewReader(base), int64(len(base))))
+	for name, known := range map[string]*knownIDs{
+		"no diff ID seen":  {m: map[v1.Hash]v1.Hash{}},
+		"another diff ID":  {m: map[v1.Hash]v1.Hash{digest: {Algorithm: "sha256", Hex: strings.Repeat("0", 64)}}},
+		"no known diff ID": nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts := []UnpackOption{WithOutlines(outlines.with(true))}
+			if known != nil {
+				opts = append(opts, KnownDiffIDs(known))
+			}
+			u, err := Unpack(ctx, img, t.TempDir(), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := must(os.ReadFile(unpackedPath(u, 0))); !bytes.Equal(got, base) {
+				t.Error("layer outlined")
+			}
+		})
+	}
+}
+
+// layersOverride serves other layers objects for an image's layers.
+type layersOverride struct {
+	v1.Image
+	layers []v1.Layer
+}
+
+func (o *layersOverride) Layers() ([]v1.Layer, error) { return o.layers, nil }

@@ -1,0 +1,186 @@
+package sbom
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/lotse/lotse/internal/layercache"
+	"github.com/lotse/lotse/internal/oci"
+	"github.com/lotse/lotse/test/fixture"
+)
+
+// memLayers keeps diff IDs (oci.DiffIDs) and outlines (oci.Outlines) in
+// memory, as lotse keeps them in the layer cache.
+type memLayers struct {
+	mu       sync.Mutex
+	diffIDs  map[v1.Hash]v1.Hash
+	outlines map[v1.Hash][]byte
+	enough   []bool
+}
+
+func newMemLayers() *memLayers {
+	return &memLayers{diffIDs: map[v1.Hash]v1.Hash{}, outlines: map[v1.Hash][]byte{}}
+}
+
+func (m *memLayers) DiffID(d v1.Hash) (v1.Hash, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id, ok := m.diffIDs[d]
+	return id, ok
+}
+
+func (m *memLayers) Remember(d, id v1.Hash) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.diffIDs[d] = id
+}
+
+func (m *memLayers) Enough(i int, _ v1.Hash) bool { return i < len(m.enough) && m.enough[i] }
+
+func (m *memLayers) Outline(d v1.Hash) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.outlines[d]
+	return b, ok
+}
+
+func (m *memLayers) Has(d v1.Hash) bool {
+	_, ok := m.Outline(d)
+	return ok
+}
+
+func (m *memLayers) Keep(d v1.Hash, b []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.outlines[d] = b
+}
+
+// unpackForSBOM unpacks img as a release does: a layer whose catalog lc
+// holds is put in place as its outline when it was read before.
+func unpackForSBOM(t *testing.T, img v1.Image, lc Cache, m *memLayers) *oci.Unpacked {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.enough = CachedLayers(cf.RootFS.DiffIDs, lc)
+	u, err := oci.Unpack(context.Background(), img, filepath.Join(t.TempDir(), "layers"), oci.KnownDiffIDs(m), oci.WithOutlines(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func generateLinked(u *oci.Unpacked, dir string, lc Cache) (*SBOM, error) {
+	c := NewCataloger(Tool{Name: "lotse", Version: "test"})
+	defer c.Close()
+	return c.Generate(context.Background(), u.LinkLayers(dir), "registry.example.com/team/app:1.0", dir, lc)
+}
+
+// A release whose lower layers were cataloged before reads them as
+// outlines, their file trees without their contents, and writes the SBOM
+// syft writes for the whole image.
+func TestOutlinedLayersCatalogLikeTheWholeImage(t *testing.T) {
+	lc, err := layercache.Open(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMemLayers()
+	first := unpackForSBOM(t, layeredImage(t, "12"), lc, m)
+	s, err := generateLinked(first, filepath.Join(t.TempDir(), "sbom"), lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Layers().Outlined != 0 || len(m.outlines) != 4 {
+		t.Fatalf("first release: %+v, %d outlines kept; want none outlined, 4 kept", s.Layers(), len(m.outlines))
+	}
+
+	img := layeredImage(t, "12", fixture.File{Path: "app/node_modules/left-pad/package.json", Data: []byte(`{"name": "left-pad", "version": "1.3.0", "license": "WTFPL"}`)})
+	u := unpackForSBOM(t, img, lc, m)
+	got, err := generateLinked(u, filepath.Join(t.TempDir(), "sbom"), lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (LayerStats{Cached: 4, Outlined: 4, Cataloged: 1}); got.Layers() != want {
+		t.Errorf("layers: %+v, want %+v", got.Layers(), want)
+	}
+	if want := catalog(t, img, nil); cdx(t, got) != cdx(t, want) {
+		t.Error("the SBOM with outlined layers differs from the whole image's")
+	}
+}
+
+// hidingCache loses the entries whose keys contain hide.
+type hidingCache struct {
+	Cache
+	hide string
+}
+
+func (c hidingCache) Get(key string) ([]byte, bool) {
+	if strings.Contains(key, c.hide) {
+		return nil, false
+	}
+	return c.Cache.Get(key)
+}
+
+// An outline is all a release reads of a layer only while what syft needs
+// of it is cached: when a new layer's cataloging reads a file an outline
+// left out (a package's RECORD under a METADATA the new layer rewrote), or
+// an outlined layer's catalog is gone from the cache, Generate says
+// ErrOutlined instead of an SBOM that misses what the file held; the
+// layers filled, the SBOM is the whole image's.
+func TestOutlinedLayersNeededInFull(t *testing.T) {
+	lc, err := layercache.Open(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMemLayers()
+	if _, err := generateLinked(unpackForSBOM(t, layeredImage(t, "12"), lc, m), filepath.Join(t.TempDir(), "sbom"), lc); err != nil {
+		t.Fatal(err)
+	}
+
+	rewritten := layeredImage(t, "12", fixture.PythonMetadata("requests", "2.31.0", fixture.LangPackages[0].Path))
+	u := unpackForSBOM(t, rewritten, lc, m)
+	_, err = generateLinked(u, filepath.Join(t.TempDir(), "sbom"), lc)
+	if !errors.Is(err, ErrOutlined) || !strings.Contains(err.Error(), "requests-2.31.0.dist-info/RECORD") {
+		t.Fatalf("a new layer that reads an outlined layer's RECORD: %v, want ErrOutlined naming RECORD", err)
+	}
+	if err := u.Fill(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := generateLinked(u, filepath.Join(t.TempDir(), "sbom-filled"), lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Layers().Outlined != 0 {
+		t.Errorf("filled layers read as outlines: %+v", got.Layers())
+	}
+	if want := catalog(t, rewritten, nil); cdx(t, got) != cdx(t, want) {
+		t.Error("the SBOM of the filled layers differs from the whole image's")
+	}
+
+	// The catalog of an outlined layer, lost between unpack and Generate.
+	img := layeredImage(t, "12", fixture.File{Path: "app/readme.txt", Data: []byte("hi\n")})
+	u = unpackForSBOM(t, img, lc, m)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := chainID(cf.RootFS.DiffIDs[0].String(), cf.RootFS.DiffIDs[1].String())
+	_, err = generateLinked(u, filepath.Join(t.TempDir(), "sbom"), hidingCache{Cache: lc, hide: second})
+	if !errors.Is(err, ErrOutlined) || !strings.Contains(err.Error(), "layer 2") {
+		t.Fatalf("an outlined layer without its catalog: %v, want ErrOutlined naming layer 2", err)
+	}
+	// Nor is an image with outlined layers cataloged whole.
+	c := NewCataloger(Tool{Name: "lotse", Version: "test"})
+	defer c.Close()
+	dir := filepath.Join(t.TempDir(), "sbom")
+	if _, err := c.Generate(context.Background(), u.LinkLayers(dir), "app", dir, nil); !errors.Is(err, ErrOutlined) {
+		t.Fatalf("outlined layers without a layer cache: %v, want ErrOutlined", err)
+	}
+}
