@@ -16,13 +16,22 @@ import (
 // loaded is an image opened for analysis (and, in release, publishing); see
 // load.
 type loaded struct {
-	src  oci.Source
-	art  *oci.Artifact
-	opts oci.Options
-	dir  string // temporary directory: the local copy and unpacked layers
+	src      oci.Source
+	art      *oci.Artifact
+	opts     oci.Options
+	dir      string // temporary directory: the local copy and unpacked layers
+	unpacked *oci.Unpacked
 }
 
-func (l *loaded) close() { os.RemoveAll(l.dir) }
+// close removes the local copy and the unpacked layers, once the outlines
+// of layers read in full are kept (in the layer cache, which is closed
+// after).
+func (l *loaded) close() {
+	if l.unpacked != nil {
+		l.unpacked.WaitOutlines()
+	}
+	os.RemoveAll(l.dir)
+}
 
 // layersDir holds the unpacked layers.
 func (l *loaded) layersDir() string { return filepath.Join(l.dir, "layers") }
@@ -71,6 +80,7 @@ func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layerc
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", l.src, err)
 	}
+	l.unpacked = u
 	return u, nil
 }
 

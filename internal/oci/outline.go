@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -71,32 +72,16 @@ type extent struct {
 // after its last entry than an outline should hold.
 var errNoOutline = errors.New("layer cannot be outlined")
 
-// outlineOf reads the tar in f (size bytes) and returns its outline,
-// encoded. Only headers are read; contents are skipped by seeking.
-func outlineOf(f io.ReadSeeker, size int64) ([]byte, error) {
-	pr := &posReader{r: f}
-	tr := tar.NewReader(pr)
-	o := outline{size: size, kept: map[string]bool{}}
-	keep := func(from, to int64) error {
-		if to <= from {
-			return nil
-		}
-		b := make([]byte, to-from)
-		if _, err := f.Seek(from, io.SeekStart); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(f, b); err != nil {
-			return err
-		}
-		_, err := f.Seek(pr.pos, io.SeekStart)
-		if n := len(o.extents); n > 0 && o.extents[n-1].off+int64(len(o.extents[n-1].data)) == from {
-			o.extents[n-1].data = append(o.extents[n-1].data, b...)
-		} else {
-			o.extents = append(o.extents, extent{off: from, data: b})
-		}
-		return err
-	}
-	var next int64 // where the bytes not yet kept or left out start
+// outlineOf reads the tar of a layer of size bytes from r and returns its
+// outline, encoded. The tar reader reads the headers and seeks past the
+// contents an outline leaves out: a layer of 15,000 files costs about as
+// many reads of a few KiB, not a read of the whole layer. What it reads is
+// kept, at its offset; what it seeks past is a hole (the contents, and the
+// zeros that pad them to a block).
+func outlineOf(r io.ReaderAt, size int64) ([]byte, error) {
+	o := &outline{size: size, kept: map[string]bool{}}
+	sr := &outlineReader{r: r, size: size}
+	tr := tar.NewReader(sr)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -108,30 +93,189 @@ func outlineOf(f io.ReadSeeker, size int64) ([]byte, error) {
 		if hdr.Typeflag == tar.TypeGNUSparse || hasSparseRecords(hdr) {
 			return nil, errNoOutline
 		}
-		start := pr.pos // of this entry's content
-		if err := keep(next, start); err != nil {
-			return nil, err
-		}
-		next = start
-		if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA { //nolint:staticcheck // old tars still use TypeRegA
-			continue // its bytes, if any, are kept with the next header
-		}
+		regular := hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA //nolint:staticcheck // old tars still use TypeRegA
 		p := path.Clean("/" + hdr.Name)
-		if keepContent(p, hdr.Size) {
-			o.kept[p] = true
+		if regular && !keepContent(p, hdr.Size) {
+			delete(o.kept, p) // a later entry at the path replaces the content
+			// The tar reader seeks past the content and reads its last
+			// byte: a hole too.
+			sr.skipTo = sr.pos + hdr.Size
 			continue
 		}
-		delete(o.kept, p) // a later entry at the path replaces the content
-		next = start + hdr.Size
+		if regular {
+			o.kept[p] = true
+		}
+		// Kept: the content, or whatever bytes another type of entry has.
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return nil, err
+		}
 	}
 	// The end-of-archive blocks and whatever padding follows them.
-	if size-next > 1<<20 {
+	if size-sr.pos > 1<<20 {
 		return nil, errNoOutline
 	}
-	if err := keep(next, size); err != nil {
+	if _, err := io.Copy(io.Discard, sr); err != nil {
 		return nil, err
 	}
-	return o.encode(), nil
+	return sr.kept.encode(size, o.kept), nil
+}
+
+// outlineBuilder collects the bytes outlineOf keeps, in chunks that are
+// never copied to grow.
+type outlineBuilder struct {
+	chunks [][]byte
+	n      int    // bytes kept
+	spans  []span // each ends where the next starts
+}
+
+type span struct {
+	off int64 // in the layer
+	end int   // of its bytes, among all kept
+}
+
+const outlineChunk = 1 << 20
+
+// add keeps a copy of data at off. Offsets only grow; adjacent bytes make
+// one extent.
+func (b *outlineBuilder) add(off int64, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	adjacent := false
+	if n := len(b.spans); n > 0 {
+		start := 0
+		if n > 1 {
+			start = b.spans[n-2].end
+		}
+		last := b.spans[n-1]
+		adjacent = last.off+int64(last.end-start) == off
+	}
+	for len(data) > 0 {
+		if len(b.chunks) == 0 || len(b.chunks[len(b.chunks)-1]) == outlineChunk {
+			b.chunks = append(b.chunks, make([]byte, 0, outlineChunk))
+		}
+		c := &b.chunks[len(b.chunks)-1]
+		k := min(len(data), outlineChunk-len(*c))
+		*c = append(*c, data[:k]...)
+		data = data[k:]
+		b.n += k
+	}
+	if adjacent {
+		b.spans[len(b.spans)-1].end = b.n
+	} else {
+		b.spans = append(b.spans, span{off: off, end: b.n})
+	}
+}
+
+// encode encodes the outline of a layer of size bytes with these bytes,
+// as outline.encode does, from the chunks.
+func (b *outlineBuilder) encode(size int64, kept map[string]bool) []byte {
+	o := outline{size: size, kept: kept}
+	out := o.header(len(b.spans), b.n)
+	start := 0
+	chunk, at := 0, 0 // where the next kept byte is
+	for _, s := range b.spans {
+		n := s.end - start
+		out = binary.AppendUvarint(out, uint64(s.off))
+		out = binary.AppendUvarint(out, uint64(n))
+		for n > 0 {
+			c := b.chunks[chunk][at:]
+			k := min(n, len(c))
+			out = append(out, c[:k]...)
+			n -= k
+			if at += k; at == len(b.chunks[chunk]) {
+				chunk, at = chunk+1, 0
+			}
+		}
+		start = s.end
+	}
+	return o.trailer(out)
+}
+
+// outlineReader reads a layer's tar for outlineOf: it adds the bytes read
+// to the outline, except those before skipTo (a content left out), and
+// seeks without reading. Reads go through a window of the layer (most
+// headers of small files are in one).
+type outlineReader struct {
+	r         io.ReaderAt
+	size, pos int64
+	skipTo    int64
+	kept      outlineBuilder
+
+	window    []byte
+	windowOff int64
+}
+
+// outlineWindow is the most a read for a header reads ahead: the headers
+// of files smaller than it share reads; a larger file's header costs one.
+const outlineWindow = 8 << 10
+
+func (s *outlineReader) Read(b []byte) (int, error) {
+	if s.pos >= s.size {
+		return 0, io.EOF
+	}
+	if rest := s.size - s.pos; int64(len(b)) > rest {
+		b = b[:rest]
+	}
+	n, err := s.readAt(b, s.pos)
+	if n < len(b) && err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF // shorter than its size
+	}
+	from := s.pos
+	s.pos += int64(n)
+	if s.pos > s.skipTo {
+		keep := b[:n]
+		if from < s.skipTo {
+			keep, from = keep[s.skipTo-from:], s.skipTo
+		}
+		s.kept.add(from, keep)
+	}
+	return n, err
+}
+
+// readAt reads from the window, moved to off when it does not hold it.
+func (s *outlineReader) readAt(b []byte, off int64) (int, error) {
+	if len(b) >= outlineWindow {
+		return s.r.ReadAt(b, off)
+	}
+	if off < s.windowOff || off+int64(len(b)) > s.windowOff+int64(len(s.window)) {
+		if s.window == nil {
+			s.window = make([]byte, outlineWindow)
+		}
+		s.window = s.window[:cap(s.window)]
+		if rest := s.size - off; rest < int64(len(s.window)) {
+			s.window = s.window[:rest]
+		}
+		n, err := s.r.ReadAt(s.window, off)
+		s.window, s.windowOff = s.window[:n], off
+		if n < len(b) {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return copy(b, s.window), err
+		}
+	}
+	return copy(b, s.window[off-s.windowOff:]), nil
+}
+
+func (s *outlineReader) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += s.pos
+	case io.SeekEnd:
+		off += s.size
+	default:
+		return 0, errors.New("seek: bad whence")
+	}
+	if off < 0 {
+		return 0, errors.New("seek: negative position")
+	}
+	s.pos = off
+	return off, nil
 }
 
 func hasSparseRecords(hdr *tar.Header) bool {
@@ -144,14 +288,34 @@ func hasSparseRecords(hdr *tar.Header) bool {
 }
 
 func (o *outline) encode() []byte {
-	b := []byte(outlineMagic)
-	b = binary.AppendUvarint(b, uint64(o.size))
-	b = binary.AppendUvarint(b, uint64(len(o.extents)))
+	n := 0
+	for _, e := range o.extents {
+		n += len(e.data)
+	}
+	b := o.header(len(o.extents), n)
 	for _, e := range o.extents {
 		b = binary.AppendUvarint(b, uint64(e.off))
 		b = binary.AppendUvarint(b, uint64(len(e.data)))
 		b = append(b, e.data...)
 	}
+	return o.trailer(b)
+}
+
+// header starts an encoded outline of extents holding n bytes, with room
+// for all of it.
+func (o *outline) header(extents, n int) []byte {
+	n += len(outlineMagic) + 2*binary.MaxVarintLen64 + 2*binary.MaxVarintLen64*extents
+	for p := range o.kept {
+		n += binary.MaxVarintLen64 + len(p)
+	}
+	b := make([]byte, 0, n+binary.MaxVarintLen64)
+	b = append(b, outlineMagic...)
+	b = binary.AppendUvarint(b, uint64(o.size))
+	return binary.AppendUvarint(b, uint64(extents))
+}
+
+// trailer ends an encoded outline with the paths whose contents it kept.
+func (o *outline) trailer(b []byte) []byte {
 	kept := make([]string, 0, len(o.kept))
 	for p := range o.kept {
 		kept = append(kept, p)
@@ -239,27 +403,6 @@ func (o *outline) write(name string) error {
 	return f.Close()
 }
 
-// posReader counts where in its reader the tar reader is: it reads headers
-// and seeks over contents.
-type posReader struct {
-	r   io.ReadSeeker
-	pos int64
-}
-
-func (p *posReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.pos += int64(n)
-	return n, err
-}
-
-func (p *posReader) Seek(off int64, whence int) (int64, error) {
-	n, err := p.r.Seek(off, whence)
-	if err == nil {
-		p.pos = n
-	}
-	return n, err
-}
-
 // Outlines keeps the outlines of layers read in full (lotse keeps them in
 // the layer cache, by diff ID) and says which layers their reader needs
 // no more than outlined.
@@ -330,20 +473,28 @@ func (c *unpackConfig) outlined(i int, l v1.Layer, diffID v1.Hash, dir string) *
 	}
 }
 
-// keepOutline keeps the outline of a layer read in full, unless kept.
-func (c *unpackConfig) keepOutline(l *unpackedLayer) {
+// keepOutline keeps the outline of a layer read in full, unless kept, in
+// the background (see WaitOutlines): it reads the layer's headers from the
+// file just written, while the layers are analysed.
+func (c *unpackConfig) keepOutline(wg *sync.WaitGroup, l *unpackedLayer) {
 	if c.outlines == nil || c.outlines.Has(l.diffID) {
 		return
 	}
-	f, err := os.Open(l.path)
+	f, err := os.Open(l.path) // read even once the file is removed
 	if err != nil {
 		return
 	}
-	defer f.Close()
-	if b, err := outlineOf(f, l.size); err == nil {
-		c.outlines.Keep(l.diffID, b)
-	}
+	wg.Go(func() {
+		defer f.Close()
+		if b, err := outlineOf(f, l.size); err == nil {
+			c.outlines.Keep(l.diffID, b)
+		}
+	})
 }
+
+// WaitOutlines waits until the outlines of the layers read in full are
+// kept (WithOutlines).
+func (u *Unpacked) WaitOutlines() { u.outlining.Wait() }
 
 // filled reads an outlined layer in full, in place of its outline. Files
 // linked to the outline (LinkLayers) keep it.

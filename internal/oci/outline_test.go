@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
@@ -77,7 +79,7 @@ func outlineLayer(t testing.TB) []byte {
 func zeroedContents(t testing.TB, layer []byte) []byte {
 	t.Helper()
 	out := bytes.Clone(layer)
-	pr := &posReader{r: bytes.NewReader(layer)}
+	pr := &outlineReader{r: bytes.NewReader(layer), size: int64(len(layer))}
 	tr := tar.NewReader(pr)
 	for {
 		hdr, err := tr.Next()
@@ -160,6 +162,51 @@ func TestOutlineIsTheLayerWithoutContents(t *testing.T) {
 	}
 	if len(names) != 11 {
 		t.Errorf("outline holds %d entries, want 11: %q", len(names), names)
+	}
+}
+
+// Tars of every format archive/tar writes, with contents of sizes around
+// the block size and the read window: the written outline is always the
+// tar with the contents it leaves out zeroed.
+func TestOutlineOfManyTars(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	sizes := []int{0, 1, 511, 512, 513, outlineWindow - 1, outlineWindow, outlineWindow + 1, 3 * outlineWindow}
+	formats := []tar.Format{tar.FormatUnknown, tar.FormatUSTAR, tar.FormatPAX, tar.FormatGNU}
+	for i := range 200 {
+		var entries []tarEntry
+		for j := range 1 + rng.IntN(20) {
+			dir := []string{"etc/", "usr/bin/", "usr/share/doc/" + strings.Repeat("d", rng.IntN(150)) + "/"}[rng.IntN(3)]
+			e := tarEntry{hdr: tar.Header{Name: fmt.Sprintf("%sf%d", dir, j), Typeflag: tar.TypeReg, Format: formats[rng.IntN(len(formats))]}}
+			if e.hdr.Format == tar.FormatUSTAR && len(e.hdr.Name) > 100 {
+				e.hdr.Format = tar.FormatPAX
+			}
+			switch rng.IntN(6) {
+			case 0:
+				e.hdr.Typeflag, e.hdr.Linkname = tar.TypeSymlink, "target"
+			case 1:
+				e.hdr.Typeflag, e.hdr.Name = tar.TypeDir, e.hdr.Name+"/"
+			default:
+				b := make([]byte, sizes[rng.IntN(len(sizes))])
+				for k := range b {
+					b[k] = byte(1 + rng.IntN(255))
+				}
+				e.data = string(b)
+			}
+			entries = append(entries, e)
+		}
+		if i == 0 { // kept contents over several of the builder's chunks
+			for j := range 40 {
+				entries = append(entries, tarEntry{hdr: tar.Header{Name: fmt.Sprintf("etc/conf%d", j), Typeflag: tar.TypeReg}, data: strings.Repeat(string(rune('a'+j%26)), keepContentMax-j)})
+			}
+		}
+		layer := tarBytes(t, entries...)
+		enc, err := outlineOf(bytes.NewReader(layer), int64(len(layer)))
+		if err != nil {
+			t.Fatalf("tar %d: %v", i, err)
+		}
+		if got := writeOutline(t, enc); !bytes.Equal(got, zeroedContents(t, layer)) {
+			t.Fatalf("tar %d: written outline differs from the tar with contents zeroed", i)
+		}
 	}
 }
 
@@ -294,6 +341,7 @@ func TestUnpackOutlines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	u.WaitOutlines()
 	if len(outlines.kept) != 2 {
 		t.Fatalf("%d outlines kept, want 2", len(outlines.kept))
 	}

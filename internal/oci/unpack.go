@@ -40,9 +40,10 @@ import (
 // Manifest, config and compressed layers are the source image's.
 type Unpacked struct {
 	v1.Image
-	layers   []v1.Layer
-	byDiffID map[v1.Hash]*unpackedLayer
-	byDigest map[v1.Hash]*unpackedLayer
+	layers    []v1.Layer
+	outlining sync.WaitGroup // WithOutlines: outlines being taken
+	byDiffID  map[v1.Hash]*unpackedLayer
+	byDigest  map[v1.Hash]*unpackedLayer
 }
 
 // Unpack reads every layer of img once, checks both claims and writes the
@@ -97,7 +98,7 @@ func Unpack(ctx context.Context, img v1.Image, dir string, opts ...UnpackOption)
 			if cfg.each != nil {
 				cfg.each(ul[i].path)
 			}
-			cfg.keepOutline(ul[i])
+			cfg.keepOutline(&u.outlining, ul[i])
 			return nil
 		})
 	}

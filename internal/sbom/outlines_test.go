@@ -74,6 +74,7 @@ func unpackForSBOM(t *testing.T, img v1.Image, lc Cache, m *memLayers) *oci.Unpa
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(u.WaitOutlines)
 	return u
 }
 
@@ -97,6 +98,7 @@ func TestOutlinedLayersCatalogLikeTheWholeImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	first.WaitOutlines()
 	if s.Layers().Outlined != 0 || len(m.outlines) != 4 {
 		t.Fatalf("first release: %+v, %d outlines kept; want none outlined, 4 kept", s.Layers(), len(m.outlines))
 	}
@@ -140,9 +142,11 @@ func TestOutlinedLayersNeededInFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newMemLayers()
-	if _, err := generateLinked(unpackForSBOM(t, layeredImage(t, "12"), lc, m), filepath.Join(t.TempDir(), "sbom"), lc); err != nil {
+	first := unpackForSBOM(t, layeredImage(t, "12"), lc, m)
+	if _, err := generateLinked(first, filepath.Join(t.TempDir(), "sbom"), lc); err != nil {
 		t.Fatal(err)
 	}
+	first.WaitOutlines()
 
 	rewritten := layeredImage(t, "12", fixture.PythonMetadata("requests", "2.31.0", fixture.LangPackages[0].Path))
 	u := unpackForSBOM(t, rewritten, lc, m)
