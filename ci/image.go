@@ -3,6 +3,7 @@ package ci
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -54,20 +55,29 @@ func (l *loaded) forSBOM(u *oci.Unpacked, name string) (*oci.Linked, string) {
 // decompresses to, so that a layer seen before is hashed once, not twice
 // (oci.KnownDiffIDs).
 //
-// With outline (a release), a layer whose catalog the layer cache holds is
-// put in place as its outline, without reading it, when the layer was read
-// and checked before (oci.WithOutlines); the SBOM needs its file tree only.
-// Only a registry's layers are outlined: they are named by their content.
-func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layercache.Cache, outline bool) (*oci.Unpacked, error) {
+// With the layer cache, a layer that was read and checked before may be
+// put in place as its outline, without reading it (oci.WithOutlines), as
+// outline says; it is read in full when its contents are first read. Only
+// a registry's layers are outlined: they are named by their content.
+func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layercache.Cache, outline outlining) (*oci.Unpacked, error) {
 	var opts []oci.UnpackOption
 	if cat != nil {
 		opts = append(opts, oci.OnLayer(cat.Foresee))
 	}
 	if layers != nil {
 		opts = append(opts, oci.KnownDiffIDs(layerDiffIDs{layers}))
-		if outline && l.src.Kind == oci.Registry {
+		if outline != noOutlines && l.src.Kind == oci.Registry {
 			if cf, err := l.art.Image.ConfigFile(); err == nil && cf != nil {
-				opts = append(opts, oci.WithOutlines(layerOutlines{c: layers, enough: sbom.CachedLayers(cf.RootFS.DiffIDs, layers)}))
+				enough := make([]bool, len(cf.RootFS.DiffIDs))
+				switch outline {
+				case outlineCataloged:
+					enough = sbom.CachedLayers(cf.RootFS.DiffIDs, layers)
+				case outlineSeen:
+					for i := range enough {
+						enough[i] = true
+					}
+				}
+				opts = append(opts, oci.WithOutlines(layerOutlines{c: layers, enough: enough}))
 			}
 		}
 	}
@@ -83,6 +93,19 @@ func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layerc
 	l.unpacked = u
 	return u, nil
 }
+
+// outlining says which layers unpack may put in place as outlines.
+type outlining int
+
+const (
+	noOutlines outlining = iota
+	// outlineCataloged: the layers whose SBOM catalogs the layer cache
+	// holds (release: the SBOM reads their file trees, trivy its cache).
+	outlineCataloged
+	// outlineSeen: every layer read before (scan: trivy reads a layer only
+	// when its cache misses it, and then the layer is read in full).
+	outlineSeen
+)
 
 // load parses ref and opens the image. Its layers are read when it is
 // unpacked. A registry image that is to be published to another registry
@@ -152,7 +175,7 @@ func (o layerOutlines) key(diffID v1.Hash) string { return "oci/outline/1/" + di
 
 func (o layerOutlines) Enough(i int, _ v1.Hash) bool { return i < len(o.enough) && o.enough[i] }
 
-func (o layerOutlines) Outline(diffID v1.Hash) ([]byte, bool) { return o.c.Get(o.key(diffID)) }
+func (o layerOutlines) Outline(diffID v1.Hash) (io.ReadCloser, bool) { return o.c.Open(o.key(diffID)) }
 
 func (o layerOutlines) Has(diffID v1.Hash) bool { return o.c.Has(o.key(diffID)) }
 

@@ -187,7 +187,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		// the scan read it from disk; nothing is analysed, cached, reported
 		// or published on a false claim.
 		t := a.now()
-		unpacked, err := img.unpack(ctx, cat, layers, true)
+		unpacked, err := img.unpack(ctx, cat, layers, outlineCataloged)
 		if err != nil {
 			return err
 		}

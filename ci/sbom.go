@@ -46,7 +46,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 			defer cat.Close() // first: it removes the layers it unpacked into img.dir
 			var doc *sbom.SBOM
 			err = a.section("sbom", "SBOM of "+args[0], func() error {
-				unpacked, err := img.unpack(ctx, cat, nil, false)
+				unpacked, err := img.unpack(ctx, cat, nil, noOutlines)
 				if err != nil {
 					return err
 				}

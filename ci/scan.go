@@ -273,10 +273,11 @@ a syft CLI SBOM does not, so its scan may report them.`,
 					// trivy (and the layer cache) name a layer's analysis
 					// by what the image claims about it: unpack checks the
 					// claims before trivy reads a layer.
-					unpacked, err := img.unpack(ctx, nil, lc, false)
+					unpacked, err := img.unpack(ctx, nil, lc, outlineSeen)
 					if err != nil {
 						return err
 					}
+					a.log.DebugContext(ctx, "layers unpacked", "outlines", unpacked.Outlines())
 					res, err = sc.Image(ctx, unpacked, target, opts)
 					return err
 				}

@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -92,6 +93,79 @@ func (c *Cache) Get(key string) ([]byte, bool) {
 	os.Chtimes(p, now, now) //nolint:errcheck // only Trim's order depends on it
 	return v, true
 }
+
+// Open returns a reader of the entry of key that checks the entry as it
+// is read, for an entry too large to hold in memory twice: reading past
+// its end returns an error, instead of io.EOF, when the entry is damaged
+// (and removes it), so a reader that read to io.EOF read what was put.
+func (c *Cache) Open(key string) (io.ReadCloser, bool) {
+	if c == nil {
+		return nil, false
+	}
+	p := c.path(key)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, false
+	}
+	br := bufio.NewReader(f)
+	var head [3]string
+	for i := range head {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			f.Close()
+			os.Remove(p) //nolint:errcheck // recomputed and written again
+			return nil, false
+		}
+		head[i] = strings.TrimSuffix(line, "\n")
+	}
+	if head[0] != magic || head[1] != key {
+		f.Close()
+		os.Remove(p) //nolint:errcheck // recomputed and written again
+		return nil, false
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		f.Close()
+		os.Remove(p) //nolint:errcheck // recomputed and written again
+		return nil, false
+	}
+	now := time.Now()
+	os.Chtimes(p, now, now) //nolint:errcheck // only Trim's order depends on it
+	return &checkedReader{r: io.LimitReader(zr, maxEntry+1), f: f, path: p, sum: head[2], h: sha256.New()}, true
+}
+
+// checkedReader reads an entry and checks its size and SHA-256 at its end.
+type checkedReader struct {
+	r    io.Reader
+	f    *os.File
+	path string
+	sum  string
+	h    hash.Hash
+	n    int64
+}
+
+func (r *checkedReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	r.h.Write(b[:n])
+	r.n += int64(n)
+	if r.n > maxEntry {
+		return n, r.corrupt()
+	}
+	if errors.Is(err, io.EOF) && hex.EncodeToString(r.h.Sum(nil)) != r.sum {
+		return n, r.corrupt()
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, r.corrupt()
+	}
+	return n, err
+}
+
+func (r *checkedReader) corrupt() error {
+	os.Remove(r.path) //nolint:errcheck // recomputed and written again
+	return fmt.Errorf("layer cache: %w", errCorrupt)
+}
+
+func (r *checkedReader) Close() error { return r.f.Close() }
 
 // Has says whether an entry of key is kept, without reading it: Get may
 // still find it corrupted.

@@ -3,6 +3,7 @@ package layercache
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -34,6 +35,17 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !c.Has("trivy/sha256:a") {
 		t.Fatal("Has misses an entry Get finds")
+	}
+	rc, ok := c.Open("trivy/sha256:a")
+	if !ok {
+		t.Fatal("Open misses an entry Get finds")
+	}
+	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("Open read %d bytes, %v", len(got), err)
+	}
+	rc.Close()
+	if _, ok := c.Open("syft/sha256:a"); ok {
+		t.Fatal("Open of another key hit")
 	}
 	if _, ok := c.Get("syft/sha256:a"); ok || c.Has("syft/sha256:a") {
 		t.Fatal("another key hit")
@@ -73,7 +85,18 @@ func TestCorruptedEntriesAreRecomputed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(p, damage(b), 0o600); err != nil {
+			if err := os.WriteFile(p, damage(bytes.Clone(b)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Open, for entries read as a stream, fails before io.EOF.
+			if rc, ok := c.Open("k1"); ok {
+				v, err := io.ReadAll(rc)
+				rc.Close()
+				if err == nil {
+					t.Fatalf("a damaged entry was read to its end through Open: %q", v)
+				}
+			}
+			if err := os.WriteFile(p, damage(bytes.Clone(b)), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if v, ok := c.Get("k1"); ok {

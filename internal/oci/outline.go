@@ -2,7 +2,7 @@ package oci
 
 import (
 	"archive/tar"
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -331,76 +331,85 @@ func (o *outline) trailer(b []byte) []byte {
 
 var errBadOutline = errors.New("malformed outline")
 
-// decodeOutline reads an encoded outline, checking that its extents are in
-// order, within the layer and do not overlap.
-func decodeOutline(b []byte) (*outline, error) {
-	rest, ok := bytes.CutPrefix(b, []byte(outlineMagic))
-	if !ok {
+// writeOutline reads an encoded outline from r and writes it out as a new
+// file at name: the layer's size, holes where contents were left out. It
+// checks that the extents are in order, within the layer and do not
+// overlap, and that r ends where the outline does (the layer cache checks
+// an entry when it reaches its end). The outline it returns holds no
+// extents. On error, nothing is left at name.
+func writeOutline(r io.Reader, name string) (o *outline, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic := make([]byte, len(outlineMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != outlineMagic {
 		return nil, errBadOutline
 	}
-	uv := func() uint64 {
-		v, n := binary.Uvarint(rest)
-		if n <= 0 {
-			ok = false
-			return 0
-		}
-		rest = rest[n:]
-		return v
-	}
-	bytesOf := func(n uint64) []byte {
-		if !ok || n > uint64(len(rest)) {
-			ok = false
-			return nil
-		}
-		v := rest[:n]
-		rest = rest[n:]
-		return v
-	}
-	o := &outline{kept: map[string]bool{}}
-	size := uv()
-	if size > 1<<40 {
+	size, err := binary.ReadUvarint(br)
+	if err != nil || size > 1<<40 {
 		return nil, errBadOutline
 	}
-	o.size = int64(size)
-	n := uv()
-	end := int64(0)
-	for i := uint64(0); ok && i < n; i++ {
-		off := uv()
-		data := bytesOf(uv())
-		if !ok || off > size || int64(off) < end || uint64(len(data)) > size-off {
+	n, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, errBadOutline
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(name)
+			o = nil
+		}
+	}()
+	if err := f.Truncate(int64(size)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 64<<10)
+	end := uint64(0)
+	for range n {
+		off, err := binary.ReadUvarint(br)
+		if err != nil {
 			return nil, errBadOutline
 		}
-		o.extents = append(o.extents, extent{off: int64(off), data: data})
-		end = int64(off) + int64(len(data))
+		length, err := binary.ReadUvarint(br)
+		if err != nil || off < end || off > size || length > size-off {
+			return nil, errBadOutline
+		}
+		end = off + length
+		for length > 0 {
+			k := min(length, uint64(len(buf)))
+			if _, err := io.ReadFull(br, buf[:k]); err != nil {
+				return nil, errBadOutline
+			}
+			if _, err := f.WriteAt(buf[:k], int64(off)); err != nil {
+				return nil, fmt.Errorf("write outline: %w", err)
+			}
+			off, length = off+k, length-k
+		}
 	}
-	k := uv()
-	for i := uint64(0); ok && i < k; i++ {
-		o.kept[string(bytesOf(uv()))] = true
+	o = &outline{size: int64(size), kept: map[string]bool{}}
+	k, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, errBadOutline
 	}
-	if !ok || len(rest) != 0 {
+	for range k {
+		l, err := binary.ReadUvarint(br)
+		if err != nil || l > 4096 {
+			return nil, errBadOutline
+		}
+		if _, err := io.ReadFull(br, buf[:l]); err != nil {
+			return nil, errBadOutline
+		}
+		o.kept[string(buf[:l])] = true
+	}
+	// The end, where the layer cache checks what was read.
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		return nil, errBadOutline
 	}
 	return o, nil
-}
-
-// write puts the outline in a new file at path: the layer's size, holes
-// where contents were left out.
-func (o *outline) write(name string) error {
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := f.Truncate(o.size); err != nil {
-		f.Close()
-		return err
-	}
-	for _, e := range o.extents {
-		if _, err := f.WriteAt(e.data, e.off); err != nil {
-			f.Close()
-			return fmt.Errorf("write outline: %w", err)
-		}
-	}
-	return f.Close()
 }
 
 // Outlines keeps the outlines of layers read in full (lotse keeps them in
@@ -410,8 +419,9 @@ type Outlines interface {
 	// Enough says whether layer i (from 0), with that diff ID, needs only
 	// its outline: syft's catalog of it is cached, say.
 	Enough(i int, diffID v1.Hash) bool
-	// Outline returns the encoded outline of the layer with diffID.
-	Outline(diffID v1.Hash) ([]byte, bool)
+	// Outline opens the encoded outline of the layer with diffID. A
+	// damaged outline makes its reader fail before io.EOF.
+	Outline(diffID v1.Hash) (io.ReadCloser, bool)
 	// Has says whether an outline of the layer is kept.
 	Has(diffID v1.Hash) bool
 	// Keep keeps the encoded outline of a layer that was read in full.
@@ -445,25 +455,21 @@ func (c *unpackConfig) outlined(i int, l v1.Layer, diffID v1.Hash, dir string) *
 	if id, ok := c.known.DiffID(digest); !ok || id != diffID {
 		return nil
 	}
-	b, ok := c.outlines.Outline(diffID)
+	rc, ok := c.outlines.Outline(diffID)
 	if !ok {
 		return nil
 	}
-	o, err := decodeOutline(b)
-	if err != nil {
-		return nil
-	}
+	defer rc.Close()
 	path := layerPath(dir, i, diffID)
 	tmp := path + ".outline"
-	if err := o.write(tmp); err != nil {
-		os.Remove(tmp)
+	o, err := writeOutline(rc, tmp)
+	if err != nil {
 		return nil
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return nil
 	}
-	o.extents = nil // in the file now; what is left says which contents it kept
 	known := c.known
 	return &unpackedLayer{
 		Layer: l, digest: digest, diffID: diffID, path: path, size: o.size, outline: o,
@@ -490,6 +496,17 @@ func (c *unpackConfig) keepOutline(wg *sync.WaitGroup, l *unpackedLayer) {
 			c.outlines.Keep(l.diffID, b)
 		}
 	})
+}
+
+// Outlines counts the layers Unpack put in place as outlines.
+func (u *Unpacked) Outlines() int {
+	n := 0
+	for _, l := range u.layers {
+		if l.(*unpackedLayer).fill != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // WaitOutlines waits until the outlines of the layers read in full are

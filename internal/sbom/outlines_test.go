@@ -1,8 +1,10 @@
 package sbom
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,15 +45,17 @@ func (m *memLayers) Remember(d, id v1.Hash) {
 
 func (m *memLayers) Enough(i int, _ v1.Hash) bool { return i < len(m.enough) && m.enough[i] }
 
-func (m *memLayers) Outline(d v1.Hash) ([]byte, bool) {
+func (m *memLayers) Outline(d v1.Hash) (io.ReadCloser, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b, ok := m.outlines[d]
-	return b, ok
+	return io.NopCloser(bytes.NewReader(b)), ok
 }
 
 func (m *memLayers) Has(d v1.Hash) bool {
-	_, ok := m.Outline(d)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.outlines[d]
 	return ok
 }
 
