@@ -394,6 +394,44 @@ func TestUnpackOutlines(t *testing.T) {
 	}
 }
 
+// trivy's workers, the SBOM's fill and a new link may ask for an outlined
+// layer at once: the layer is read once, and every reader gets it whole.
+func TestOutlinedLayerFilledOnceAtOnce(t *testing.T) {
+	ctx := context.Background()
+	base := outlineLayer(t)
+	l1 := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(base)), nil }))
+	_, img := writeLayout(t, must(mutate.AppendLayers(empty.Image, l1)))
+	known := &knownIDs{m: map[v1.Hash]v1.Hash{}}
+	outlines := newMemOutlines()
+	first := must(Unpack(ctx, img, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.with(true))))
+	first.WaitOutlines()
+	var reads atomic.Int32
+	counted := &layersOverride{Image: img, layers: []v1.Layer{countingLayer{must(img.Layers())[0], &reads}}}
+	u := must(Unpack(ctx, counted, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.with(true))))
+	diffID := must(img.ConfigFile()).RootFS.DiffIDs[0]
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			switch i % 3 {
+			case 0:
+				if got := readAll(t, must(must(u.LayerByDiffID(diffID)).Uncompressed())); !bytes.Equal(got, base) {
+					t.Error("a reader got another layer")
+				}
+			case 1:
+				if err := u.Fill(ctx); err != nil {
+					t.Error(err)
+				}
+			default:
+				u.LinkLayers(t.TempDir())
+			}
+		})
+	}
+	wg.Wait()
+	if n := reads.Load(); n != 1 {
+		t.Errorf("the layer was read %d times, want 1", n)
+	}
+}
+
 // Without a diff ID seen for the blob's digest, or with another one, a layer
 // is read and checked in full although an outline is kept: the outline may
 // be of another layer the image only claims to hold.
