@@ -65,7 +65,7 @@ func (a *app) defaultCacheDir() string {
 // addLayerCacheFlag adds --layer-cache-size to the commands that analyse
 // image layers (scan, release).
 func addLayerCacheFlag(fs *pflag.FlagSet, df *dbFlags) {
-	fs.IntVar(&df.layersMiB, "layer-cache-size", 512, "MiB of per-layer analysis results kept in CACHE-DIR/layers, so that layers seen before are not analysed again (least recently used dropped first; 0 turns it off)")
+	fs.IntVar(&df.layersMiB, "layer-cache-size", 512, "MiB of per-layer analysis results (and layer outlines) kept in CACHE-DIR/layers, so that a registry's layers seen before are not read or analysed again (least recently used dropped first; 0 turns it off)")
 }
 
 // openLayerCache opens CACHE-DIR/layers, or nothing with
