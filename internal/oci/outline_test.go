@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/lotse/lotse/internal/oci/ocitest"
 )
 
 type tarEntry struct {
@@ -276,43 +278,6 @@ func (l countingLayer) Compressed() (io.ReadCloser, error) {
 	return l.Layer.Compressed()
 }
 
-// memOutlines keeps outlines in memory.
-type memOutlines struct {
-	mu     sync.Mutex
-	enough []bool
-	kept   map[v1.Hash][]byte
-}
-
-func newMemOutlines() *memOutlines { return &memOutlines{kept: map[v1.Hash][]byte{}} }
-
-// with says which layers need only their outlines.
-func (m *memOutlines) with(enough ...bool) *memOutlines {
-	m.enough = enough
-	return m
-}
-
-func (m *memOutlines) Enough(i int, _ v1.Hash) bool { return i < len(m.enough) && m.enough[i] }
-
-func (m *memOutlines) Outline(d v1.Hash) (io.ReadCloser, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.kept[d]
-	return io.NopCloser(bytes.NewReader(b)), ok
-}
-
-func (m *memOutlines) Has(d v1.Hash) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ok := m.kept[d]
-	return ok
-}
-
-func (m *memOutlines) Keep(d v1.Hash, b []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.kept[d] = b
-}
-
 func readAll(t *testing.T, rc io.ReadCloser) []byte {
 	t.Helper()
 	defer rc.Close()
@@ -333,17 +298,17 @@ func TestUnpackOutlines(t *testing.T) {
 		return io.NopCloser(bytes.NewReader(tarOf(t, "app/main", "top"))), nil
 	}))
 	_, img := writeLayout(t, must(mutate.AppendLayers(empty.Image, l1, l2)))
-	known := &knownIDs{m: map[v1.Hash]v1.Hash{}}
-	outlines := newMemOutlines()
+	known := ocitest.NewLayers()
+	outlines := ocitest.NewLayers()
 
 	// Read in full the first time; both outlines are kept.
-	u, err := Unpack(ctx, img, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.with(true, true)))
+	u, err := Unpack(ctx, img, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.Need(true, true)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.WaitOutlines()
-	if len(outlines.kept) != 2 {
-		t.Fatalf("%d outlines kept, want 2", len(outlines.kept))
+	if outlines.Kept() != 2 {
+		t.Fatalf("%d outlines kept, want 2", outlines.Kept())
 	}
 	if got := must(os.ReadFile(unpackedPath(u, 0))); !bytes.Equal(got, base) {
 		t.Fatal("first unpack did not read the layer in full")
@@ -353,7 +318,7 @@ func TestUnpackOutlines(t *testing.T) {
 	var reads atomic.Int32
 	layers := must(img.Layers())
 	counted := &layersOverride{Image: img, layers: []v1.Layer{countingLayer{layers[0], &reads}, layers[1]}}
-	u, err = Unpack(ctx, counted, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.with(true, false)))
+	u, err = Unpack(ctx, counted, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.Need(true, false)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,13 +366,13 @@ func TestOutlinedLayerFilledOnceAtOnce(t *testing.T) {
 	base := outlineLayer(t)
 	l1 := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(base)), nil }))
 	_, img := writeLayout(t, must(mutate.AppendLayers(empty.Image, l1)))
-	known := &knownIDs{m: map[v1.Hash]v1.Hash{}}
-	outlines := newMemOutlines()
-	first := must(Unpack(ctx, img, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.with(true))))
+	known := ocitest.NewLayers()
+	outlines := ocitest.NewLayers()
+	first := must(Unpack(ctx, img, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.Need(true))))
 	first.WaitOutlines()
 	var reads atomic.Int32
 	counted := &layersOverride{Image: img, layers: []v1.Layer{countingLayer{must(img.Layers())[0], &reads}}}
-	u := must(Unpack(ctx, counted, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.with(true))))
+	u := must(Unpack(ctx, counted, t.TempDir(), KnownDiffIDs(known), WithOutlines(outlines.Need(true))))
 	diffID := must(img.ConfigFile()).RootFS.DiffIDs[0]
 	var wg sync.WaitGroup
 	for i := range 6 {
@@ -442,15 +407,17 @@ func TestUnpackOutlinesNeedTheCheckedDiffID(t *testing.T) {
 	_, img := writeLayout(t, must(mutate.AppendLayers(empty.Image, l1)))
 	diffID := must(img.ConfigFile()).RootFS.DiffIDs[0]
 	digest := must(must(img.Layers())[0].Digest())
-	outlines := newMemOutlines()
-	outlines.kept[diffID] = must(outlineOf(bytes.NewReader(base), int64(len(base))))
-	for name, known := range map[string]*knownIDs{
-		"no diff ID seen":  {m: map[v1.Hash]v1.Hash{}},
-		"another diff ID":  {m: map[v1.Hash]v1.Hash{digest: {Algorithm: "sha256", Hex: strings.Repeat("0", 64)}}},
+	outlines := ocitest.NewLayers()
+	outlines.Keep(diffID, must(outlineOf(bytes.NewReader(base), int64(len(base)))))
+	other := ocitest.NewLayers()
+	other.Remember(digest, v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("0", 64)})
+	for name, known := range map[string]*ocitest.Layers{
+		"no diff ID seen":  ocitest.NewLayers(),
+		"another diff ID":  other,
 		"no known diff ID": nil,
 	} {
 		t.Run(name, func(t *testing.T) {
-			opts := []UnpackOption{WithOutlines(outlines.with(true))}
+			opts := []UnpackOption{WithOutlines(outlines.Need(true))}
 			if known != nil {
 				opts = append(opts, KnownDiffIDs(known))
 			}

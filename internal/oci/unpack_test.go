@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/lotse/lotse/internal/oci/ocitest"
 )
 
 // writeLayout writes img to an OCI layout and reads it back, so that its
@@ -358,27 +360,6 @@ func TestUnpackDockerSave(t *testing.T) {
 	}
 }
 
-// knownIDs is a DiffIDs in memory that counts what it was told.
-type knownIDs struct {
-	mu         sync.Mutex
-	m          map[v1.Hash]v1.Hash
-	remembered int
-}
-
-func (k *knownIDs) DiffID(d v1.Hash) (v1.Hash, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	id, ok := k.m[d]
-	return id, ok
-}
-
-func (k *knownIDs) Remember(d, id v1.Hash) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[d] = id
-	k.remembered++
-}
-
 // A layer checked once is remembered; the next unpack checks its digest
 // only. A config that claims another diff ID for it is still refused, and
 // a layer whose digest is unknown is checked in full.
@@ -389,7 +370,7 @@ func TestUnpackKnownDiffIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, img = writeLayout(t, img)
-	known := &knownIDs{m: map[v1.Hash]v1.Hash{}}
+	known := ocitest.NewLayers()
 	if _, err := Unpack(ctx, img, t.TempDir(), KnownDiffIDs(known)); err != nil {
 		t.Fatal(err)
 	}
@@ -400,18 +381,18 @@ func TestUnpackKnownDiffIDs(t *testing.T) {
 	ls, _ := img.Layers()
 	for i, l := range ls {
 		d, _ := l.Digest()
-		if known.m[d] != cf.RootFS.DiffIDs[i] {
-			t.Errorf("layer %d: remembered %v, want %v", i+1, known.m[d], cf.RootFS.DiffIDs[i])
+		if got, _ := known.DiffID(d); got != cf.RootFS.DiffIDs[i] {
+			t.Errorf("layer %d: remembered %v, want %v", i+1, got, cf.RootFS.DiffIDs[i])
 		}
 	}
-	known.remembered = 0
+	known.Remembered()
 	dir := t.TempDir()
 	u, err := Unpack(ctx, img, dir, KnownDiffIDs(known))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if known.remembered != 0 {
-		t.Errorf("%d layers checked in full again", known.remembered)
+	if n := known.Remembered(); n != 0 {
+		t.Errorf("%d layers checked in full again", n)
 	}
 	for i, l := range must(u.Layers()) {
 		rc := must(l.Uncompressed())

@@ -1,79 +1,29 @@
 package sbom
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/lotse/lotse/internal/layercache"
 	"github.com/lotse/lotse/internal/oci"
+	"github.com/lotse/lotse/internal/oci/ocitest"
 	"github.com/lotse/lotse/test/fixture"
 )
 
-// memLayers keeps diff IDs (oci.DiffIDs) and outlines (oci.Outlines) in
-// memory, as lotse keeps them in the layer cache.
-type memLayers struct {
-	mu       sync.Mutex
-	diffIDs  map[v1.Hash]v1.Hash
-	outlines map[v1.Hash][]byte
-	enough   []bool
-}
-
-func newMemLayers() *memLayers {
-	return &memLayers{diffIDs: map[v1.Hash]v1.Hash{}, outlines: map[v1.Hash][]byte{}}
-}
-
-func (m *memLayers) DiffID(d v1.Hash) (v1.Hash, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	id, ok := m.diffIDs[d]
-	return id, ok
-}
-
-func (m *memLayers) Remember(d, id v1.Hash) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.diffIDs[d] = id
-}
-
-func (m *memLayers) Enough(i int, _ v1.Hash) bool { return i < len(m.enough) && m.enough[i] }
-
-func (m *memLayers) Outline(d v1.Hash) (io.ReadCloser, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b, ok := m.outlines[d]
-	return io.NopCloser(bytes.NewReader(b)), ok
-}
-
-func (m *memLayers) Has(d v1.Hash) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ok := m.outlines[d]
-	return ok
-}
-
-func (m *memLayers) Keep(d v1.Hash, b []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.outlines[d] = b
-}
-
 // unpackForSBOM unpacks img as a release does: a layer whose catalog lc
 // holds is put in place as its outline when it was read before.
-func unpackForSBOM(t *testing.T, img v1.Image, lc Cache, m *memLayers) *oci.Unpacked {
+func unpackForSBOM(t *testing.T, img v1.Image, lc Cache, m *ocitest.Layers) *oci.Unpacked {
 	t.Helper()
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.enough = CachedLayers(cf.RootFS.DiffIDs, lc)
+	m.Need(CachedLayers(cf.RootFS.DiffIDs, lc)...)
 	u, err := oci.Unpack(context.Background(), img, filepath.Join(t.TempDir(), "layers"), oci.KnownDiffIDs(m), oci.WithOutlines(m))
 	if err != nil {
 		t.Fatal(err)
@@ -96,15 +46,15 @@ func TestOutlinedLayersCatalogLikeTheWholeImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMemLayers()
+	m := ocitest.NewLayers()
 	first := unpackForSBOM(t, layeredImage(t, "12"), lc, m)
 	s, err := generateLinked(first, filepath.Join(t.TempDir(), "sbom"), lc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first.WaitOutlines()
-	if s.Layers().Outlined != 0 || len(m.outlines) != 4 {
-		t.Fatalf("first release: %+v, %d outlines kept; want none outlined, 4 kept", s.Layers(), len(m.outlines))
+	if s.Layers().Outlined != 0 || m.Kept() != 4 {
+		t.Fatalf("first release: %+v, %d outlines kept; want none outlined, 4 kept", s.Layers(), m.Kept())
 	}
 
 	img := layeredImage(t, "12", fixture.File{Path: "app/node_modules/left-pad/package.json", Data: []byte(`{"name": "left-pad", "version": "1.3.0", "license": "WTFPL"}`)})
@@ -145,7 +95,7 @@ func TestOutlinedLayersNeededInFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMemLayers()
+	m := ocitest.NewLayers()
 	first := unpackForSBOM(t, layeredImage(t, "12"), lc, m)
 	if _, err := generateLinked(first, filepath.Join(t.TempDir(), "sbom"), lc); err != nil {
 		t.Fatal(err)
