@@ -108,11 +108,13 @@ const (
 )
 
 // load parses ref and opens the image. Its layers are read when it is
-// unpacked. A registry image that is to be published to another registry
-// (publishTo, a registry host; "" when nothing is published) is first
-// copied to disk, so that the registry is read once: the copy is unpacked
-// and pushed. Within one registry nothing is copied: the push mounts the
-// blobs from the source repository.
+// unpacked. For a registry image that is to be published to another
+// registry (publishTo, a registry host; "" when nothing is published), the
+// layers unpacked are kept on disk as they are read, so that the registry
+// is read once: the push reads them from there (oci.Spool). A layer read
+// as its outline is read by the push only if the destination lacks it; a
+// multi-platform index is copied to disk whole first. Within one registry
+// nothing is copied: the push mounts the blobs from the source repository.
 func (a *app) load(ctx context.Context, ref string, rf *registryFlags, publishTo string) (*loaded, error) {
 	src, err := oci.ParseSource(ref, rf.insecure)
 	if err != nil {
@@ -138,7 +140,7 @@ func (a *app) load(ctx context.Context, ref string, rf *registryFlags, publishTo
 	if publishTo == "" || src.Kind != oci.Registry || src.Ref.Context().RegistryStr() == publishTo {
 		return l, nil
 	}
-	if l.art, err = oci.Localize(src, art, dir+"/layout"); err != nil {
+	if l.art, err = oci.Spool(src, art, dir+"/blobs"); err != nil {
 		l.close()
 		return nil, err
 	}

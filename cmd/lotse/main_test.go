@@ -49,6 +49,8 @@ func TestMain(m *testing.M) {
 // images, the fixture vulnerability DB and a key pair.
 type shared struct {
 	registry string
+	// registry2 is another registry (GitLab's registry to Harbor).
+	registry2 string
 	cacheDir string
 	keysDir  string
 	files    string            // OCI layout and docker archive of the Debian image
@@ -65,7 +67,9 @@ func setupShared(t *testing.T) *shared {
 	t.Helper()
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
-	s := &shared{registry: strings.TrimPrefix(srv.URL, "http://"), cacheDir: t.TempDir(), keysDir: t.TempDir(), files: t.TempDir()}
+	srv2 := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv2.Close)
+	s := &shared{registry: strings.TrimPrefix(srv.URL, "http://"), registry2: strings.TrimPrefix(srv2.URL, "http://"), cacheDir: t.TempDir(), keysDir: t.TempDir(), files: t.TempDir()}
 	if err := fixture.WriteVulnDB(s.cacheDir, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +241,7 @@ func TestScripts(t *testing.T) {
 			}
 			// Each script pushes to its own repository.
 			e.Setenv("REPO", s.registry+"/"+strings.ToLower(filepath.Base(e.WorkDir)))
+			e.Setenv("REPO2", s.registry2+"/"+strings.ToLower(filepath.Base(e.WorkDir)))
 			// and writes to its own GitOps project (made by simproject).
 			e.Setenv("LOTSE_GITLAB_URL", s.simURL)
 			e.Setenv("LOTSE_GITLAB_TOKEN", s.botToken)
