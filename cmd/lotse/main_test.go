@@ -51,13 +51,13 @@ type shared struct {
 	registry string
 	// registry2 is another registry (GitLab's registry to Harbor).
 	registry2 string
-	cacheDir string
-	keysDir  string
-	files    string            // OCI layout and docker archive of the Debian image
-	digests  map[string]string // DEBIAN_DIGEST, ALPINE_DIGEST, CLEAN_DIGEST, JAVA_DIGEST
-	sim      *gitlabsim.Sim    // the GitLab simulator; each script makes its own GitOps project
-	simURL   string
-	botToken string // token of the user lotse writes as
+	cacheDir  string
+	keysDir   string
+	files     string            // OCI layout and docker archive of the Debian image
+	digests   map[string]string // DEBIAN_DIGEST, ALPINE_DIGEST, CLEAN_DIGEST, JAVA_DIGEST
+	sim       *gitlabsim.Sim    // the GitLab simulator; each script makes its own GitOps project
+	simURL    string
+	botToken  string // token of the user lotse writes as
 	// sigstore is a private Sigstore whose trusted root is
 	// $KEYS/trusted_root.json; keylesssign and keylessattest sign with it.
 	sigstore *sigstoretest.Sigstore
