@@ -178,7 +178,22 @@ func Attest(ctx context.Context, ref string, t AttestationType, predicateFile st
 	}
 	args := append([]string{"attest", "--type", string(t), "--predicate", predicateFile}, sa...)
 	args = append(args, o.registryArgs()...)
-	if err := run(ctx, append(args, ref)...); err != nil {
+	args = append(args, ref)
+	if _, ok := documentTypes[t]; ok {
+		// An SBOM: the statement embeds the document as it is (see
+		// attestDocument), unless the options ask for cosign's legacy
+		// bundle format.
+		cosignMu.Lock()
+		err := attestDocument(ctx, args[1:])
+		cosignMu.Unlock()
+		if !errors.Is(err, errLegacyBundle) {
+			if err != nil {
+				return fmt.Errorf("attest %s: %s", ref, cleanError(err))
+			}
+			return nil
+		}
+	}
+	if err := run(ctx, args...); err != nil {
 		return fmt.Errorf("attest %s: %w", ref, err)
 	}
 	return nil

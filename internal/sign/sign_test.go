@@ -1,7 +1,9 @@
 package sign
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -190,5 +192,69 @@ func TestLoadedKey(t *testing.T) {
 	key.Close()
 	if err := Sign(ctx, img, opts); err == nil || !strings.Contains(err.Error(), "no such key") {
 		t.Errorf("Sign after Close: %v", err)
+	}
+}
+
+// An SBOM's attestation embeds the document byte for byte (cosign would
+// parse it and write it again, numbers as floats); cosign's
+// verify-attestation checks it like one cosign made. With cosign's legacy
+// bundle format asked for, cosign's own attest runs.
+func TestAttestDocumentVerify(t *testing.T) {
+	ctx := context.Background()
+	k := writeKeys(t)
+	img, _ := twoImages(t)
+	doc := []byte(`{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,"metadata":{"component":{"name":"app","properties":[{"name":"size","value":"9007199254740993"}]}},"components":[{"name":"zlib","version":"1.3","x-big":9007199254740993,"note":"ü <&>"}]}`)
+	pred := filepath.Join(t.TempDir(), "sbom.cdx.json")
+	if err := os.WriteFile(pred, append(doc, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Key: k.priv, Offline: true}
+	if err := Attest(ctx, img, CycloneDX, pred, opts); err != nil {
+		t.Fatalf("Attest: %v", err)
+	}
+	out, err := VerifyAttestation(ctx, img, CycloneDX, VerifyOptions{Options: opts, Key: k.pub})
+	if err != nil {
+		t.Fatalf("VerifyAttestation: %v", err)
+	}
+	var env struct{ Payload []byte }
+	if err := json.Unmarshal(bytes.SplitN(bytes.TrimSpace(out), []byte("\n"), 2)[0], &env); err != nil {
+		t.Fatalf("envelope: %v\n%s", err, out)
+	}
+	var st struct {
+		Type          string          `json:"_type"`
+		PredicateType string          `json:"predicateType"`
+		Predicate     json.RawMessage `json:"predicate"`
+		Subject       []struct {
+			Name   string            `json:"name"`
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if err := json.Unmarshal(env.Payload, &st); err != nil {
+		t.Fatal(err)
+	}
+	repo, digest, _ := strings.Cut(img, "@sha256:")
+	if st.Type != "https://in-toto.io/Statement/v0.1" || st.PredicateType != "https://cyclonedx.org/bom" ||
+		len(st.Subject) != 1 || st.Subject[0].Name != repo || st.Subject[0].Digest["sha256"] != digest {
+		t.Errorf("statement: %s %s %+v", st.Type, st.PredicateType, st.Subject)
+	}
+	if !bytes.Equal(st.Predicate, bytes.TrimSpace(doc)) {
+		t.Errorf("attested predicate differs from the document:\n%s\nwant\n%s", st.Predicate, doc)
+	}
+	if _, err := VerifyAttestation(ctx, img, CycloneDX, VerifyOptions{Options: opts, Key: k.otherPub}); err == nil {
+		t.Error("verified with the wrong key")
+	}
+	notJSON := filepath.Join(t.TempDir(), "sbom.txt")
+	os.WriteFile(notJSON, []byte("not json"), 0o644) //nolint:errcheck // read below
+	if err := Attest(ctx, img, SPDX, notJSON, opts); err == nil || !strings.Contains(err.Error(), "not a JSON object") {
+		t.Errorf("a predicate that is not JSON: %v", err)
+	}
+
+	t.Setenv("COSIGN_NEW_BUNDLE_FORMAT", "false")
+	img2, _ := twoImages(t)
+	if err := Attest(ctx, img2, CycloneDX, pred, opts); err != nil {
+		t.Fatalf("Attest, legacy bundle format: %v", err)
+	}
+	if _, err := VerifyAttestation(ctx, img2, CycloneDX, VerifyOptions{Options: opts, Key: k.pub}); err != nil {
+		t.Fatalf("VerifyAttestation, legacy bundle format: %v", err)
 	}
 }
