@@ -3,7 +3,9 @@
 // cosign CLI, so that what lotse signs the cosign CLI verifies and the
 // reverse: signatures and attestations are Sigstore bundles attached as OCI
 // referrers (or sha256-<digest> tags on registries without the referrers
-// API).
+// API). An SBOM's attestation is the one thing built here: its in-toto
+// statement embeds the document as it is (see attestDocument), and is
+// signed and attached with cosign's functions.
 //
 // Keys are a file, env://VAR or a KMS URI (awskms://, gcpkms://, azurekms://,
 // hashivault://). Without a key, signing is keyless with an OIDC identity
