@@ -21,6 +21,7 @@ import (
 	"github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // Cache keeps each layer's catalog between runs (lotse's
@@ -74,11 +75,13 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 		return nil, stats, fmt.Errorf("catalog packages: %w", err)
 	}
 	layers := make([]*syftsbom.SBOM, len(si.Layers))
+	keys := make([]string, len(si.Layers))
+	var todo []int // the layers to catalog
 	chain := ""
 	for i, l := range si.Layers {
 		chain = chainID(chain, l.Metadata.Digest)
-		key := layerKey(chain)
-		if s := pre.get(key, lc); s != nil {
+		keys[i] = layerKey(chain)
+		if s := pre.get(keys[i], lc); s != nil {
 			layers[i] = s
 			stats.Cached++
 			if guard.outlined(l.Metadata.Digest) {
@@ -89,21 +92,36 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 		if guard.outlined(l.Metadata.Digest) {
 			return nil, stats, fmt.Errorf("%w: layer %d (%s) is not in the layer cache", ErrOutlined, i+1, l.Metadata.Digest)
 		}
-		view := *si
-		view.Layers = si.Layers[:i+1]
-		view.SquashedSearchContext = l.SquashedSearchContext
-		src := layerSource{Source: stereoscopesource.New(&view, stereoscopesource.ImageConfig{Reference: ref}), layer: l.Metadata.Digest}
-		s, err := c.catalog(ctx, src, cfg, guard)
-		if err != nil {
-			return nil, stats, fmt.Errorf("catalog layer %d (%s): %w", i+1, l.Metadata.Digest, err)
-		}
-		layers[i] = s
-		stats.Cataloged++
-		var b bytes.Buffer
-		if err := syftjson.NewFormatEncoder().Encode(&b, *s); err == nil {
-			lc.Put(key, b.Bytes()) //nolint:errcheck // a cache that cannot be written only costs the next release time
-		}
+		todo = append(todo, i)
 	}
+	// Each layer is cataloged in its own view of the image, so two at a
+	// time: syft runs a layer's catalogers side by side, but one of them
+	// (dpkg's, hashing the files of 400 packages) often takes most of it.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2)
+	for _, i := range todo {
+		l := si.Layers[i]
+		g.Go(func() error {
+			view := *si
+			view.Layers = si.Layers[:i+1]
+			view.SquashedSearchContext = l.SquashedSearchContext
+			src := layerSource{Source: stereoscopesource.New(&view, stereoscopesource.ImageConfig{Reference: ref}), layer: l.Metadata.Digest}
+			s, err := c.catalog(gctx, src, cfg, guard)
+			if err != nil {
+				return fmt.Errorf("catalog layer %d (%s): %w", i+1, l.Metadata.Digest, err)
+			}
+			layers[i] = s
+			var b bytes.Buffer
+			if err := syftjson.NewFormatEncoder().Encode(&b, *s); err == nil {
+				lc.Put(keys[i], b.Bytes()) //nolint:errcheck // a cache that cannot be written only costs the next release time
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, stats, err
+	}
+	stats.Cataloged = len(todo)
 	out, ok := merge(layers, si, whole)
 	if !ok && guard != nil {
 		return nil, stats, fmt.Errorf("%w: the image must be cataloged whole", ErrOutlined)
