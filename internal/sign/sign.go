@@ -181,7 +181,7 @@ func Attest(ctx context.Context, ref string, t AttestationType, predicateFile st
 	args := append([]string{"attest", "--type", string(t), "--predicate", predicateFile}, sa...)
 	args = append(args, o.registryArgs()...)
 	args = append(args, ref)
-	if _, ok := documentTypes[t]; ok {
+	if documentTypes[t] {
 		// An SBOM: the statement embeds the document as it is (see
 		// attestDocument), unless the options ask for cosign's legacy
 		// bundle format.

@@ -31,11 +31,8 @@ import (
 // another way for (the legacy bundle format) go through cosign's command.
 
 // documentTypes are the attestation types whose predicate is a JSON
-// document embedded as it is, with their predicate type URIs.
-var documentTypes = map[AttestationType]string{
-	CycloneDX: in_toto.PredicateCycloneDX,
-	SPDX:      in_toto.PredicateSPDX,
-}
+// document embedded as it is.
+var documentTypes = map[AttestationType]bool{CycloneDX: true, SPDX: true}
 
 // errLegacyBundle says the options ask for cosign's legacy bundle format,
 // which attestDocument leaves to cosign's command.
