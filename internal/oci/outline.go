@@ -55,16 +55,10 @@ func keepContent(p string, size int64) bool {
 	return strings.HasPrefix(p, "/etc/") || p == "/usr/lib/os-release"
 }
 
-// outline is a decoded outline.
+// outline is what is known of an outline once written out.
 type outline struct {
-	size    int64           // of the uncompressed layer
-	extents []extent        // the bytes kept, by offset
-	kept    map[string]bool // regular files whose contents the outline keeps
-}
-
-type extent struct {
-	off  int64
-	data []byte
+	size int64           // of the uncompressed layer
+	kept map[string]bool // regular files whose contents the outline keeps
 }
 
 // errNoOutline says a layer cannot be outlined: its tar has sparse entries
@@ -167,8 +161,12 @@ func (b *outlineBuilder) add(off int64, data []byte) {
 	}
 }
 
-// encode encodes the outline of a layer of size bytes with these bytes,
-// as outline.encode does, from the chunks.
+// encode encodes the outline of a layer of size bytes with the bytes kept
+// and the paths whose contents were kept:
+//
+//	"lotse-outline 1\n" size n (offset length bytes)*n k (length path)*k
+//
+// numbers as unsigned varints; writeOutline reads it.
 func (b *outlineBuilder) encode(size int64, kept map[string]bool) []byte {
 	o := outline{size: size, kept: kept}
 	out := o.header(len(b.spans), b.n)
@@ -285,20 +283,6 @@ func hasSparseRecords(hdr *tar.Header) bool {
 		}
 	}
 	return false
-}
-
-func (o *outline) encode() []byte {
-	n := 0
-	for _, e := range o.extents {
-		n += len(e.data)
-	}
-	b := o.header(len(o.extents), n)
-	for _, e := range o.extents {
-		b = binary.AppendUvarint(b, uint64(e.off))
-		b = binary.AppendUvarint(b, uint64(len(e.data)))
-		b = append(b, e.data...)
-	}
-	return o.trailer(b)
 }
 
 // header starts an encoded outline of extents holding n bytes, with room

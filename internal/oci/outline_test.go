@@ -216,22 +216,25 @@ func TestWriteOutlineRefusesMalformed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := outline{size: 2048, extents: []extent{{off: 0, data: []byte("a")}, {off: 512, data: []byte("b")}}, kept: map[string]bool{"/etc/x": true}}
-	if _, o := written(t, ok.encode()); o.size != 2048 || !o.kept["/etc/x"] {
+	// encode encodes an outline of size bytes with these extents.
+	encode := func(size int64, offs ...int64) []byte {
+		var b outlineBuilder
+		for _, off := range offs {
+			b.add(off, []byte("x"))
+		}
+		return b.encode(size, map[string]bool{"/etc/x": true})
+	}
+	if _, o := written(t, encode(2048, 0, 512)); o.size != 2048 || !o.kept["/etc/x"] {
 		t.Fatalf("a valid outline read back as %+v", o)
 	}
-	past := ok
-	past.size = 512
-	swapped := ok
-	swapped.extents = []extent{ok.extents[1], ok.extents[0]}
 	cases := map[string][]byte{
 		"empty":                nil,
 		"magic only":           []byte(outlineMagic),
 		"cut in half":          enc[:len(enc)/2],
 		"cut short":            enc[:len(enc)-1],
 		"trailing byte":        append(bytes.Clone(enc), 0),
-		"extent past end":      past.encode(),
-		"extents out of order": swapped.encode(),
+		"extent past end":      encode(512, 0, 512),
+		"extents out of order": encode(2048, 512, 0),
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
