@@ -97,6 +97,9 @@ func attestDocument(ctx context.Context, args []string) error {
 			if !o.NewBundleFormat {
 				return errLegacyBundle
 			}
+			if o.NoUpload && o.BundlePath == "" {
+				return fmt.Errorf("must enable upload to the OCI registry or specify a local --bundle path with --new-bundle-format")
+			}
 			return attestDocumentRun(cmd.Context(), o, args[0])
 		},
 	}
