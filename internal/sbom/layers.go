@@ -126,6 +126,11 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 	if !ok && guard != nil {
 		return nil, stats, fmt.Errorf("%w: the image must be cataloged whole", ErrOutlined)
 	}
+	if !ok && len(keys) > 1 {
+		// The next release on these lower layers likely needs the whole
+		// image too: it reads them in full rather than as outlines.
+		lc.Put(wholeKey(keys[len(keys)-2]), []byte{1}) //nolint:errcheck // costs the next release an outline read
+	}
 	if !ok {
 		s, err := c.catalog(ctx, full, cfg, nil)
 		return s, LayerStats{Cataloged: len(si.Layers), Whole: true}, err
@@ -139,19 +144,31 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 // config's, bottom first), whether lc holds its catalog: such a layer is
 // not cataloged again, so its file tree is all the SBOM reads of it (see
 // ErrOutlined).
+//
+// When an image on the same lower layers (all but the top one) had to be
+// cataloged whole, the SBOM needs every layer in full: none is reported.
 func CachedLayers(diffIDs []v1.Hash, lc Cache) []bool {
 	has := func(key string) bool { _, ok := lc.Get(key); return ok }
 	if h, ok := lc.(interface{ Has(key string) bool }); ok {
 		has = h.Has
 	}
 	out := make([]bool, len(diffIDs))
+	keys := make([]string, len(diffIDs))
 	chain := ""
 	for i, d := range diffIDs {
 		chain = chainID(chain, d.String())
-		out[i] = has(layerKey(chain))
+		keys[i] = layerKey(chain)
+		out[i] = has(keys[i])
+	}
+	if len(keys) > 1 && has(wholeKey(keys[len(keys)-2])) {
+		clear(out)
 	}
 	return out
 }
+
+// wholeKey marks the lower layers (whose top layer's catalog is layerKey)
+// of an image that had to be cataloged whole.
+func wholeKey(layerKey string) string { return layerKey + "/whole-above" }
 
 // layerKey names the catalog of the layer whose chain ID is chain.
 func layerKey(chain string) string { return "syft/" + syftVersion() + "/" + layerSchema + "/" + chain }

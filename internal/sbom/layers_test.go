@@ -241,6 +241,19 @@ func TestLayersSyftRelatesCatalogWhole(t *testing.T) {
 			if got := s.Layers(); !got.Whole {
 				t.Errorf("stats %+v: want the image cataloged whole", got)
 			}
+			// A release on the same lower layers reads them in full, not
+			// as outlines (it would have to read them again).
+			cf, err := img.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := CachedLayers(cf.RootFS.DiffIDs, lc); slices.Contains(got, true) {
+				t.Errorf("CachedLayers after a whole catalog = %v, want none", got)
+			}
+			next := append(slices.Clone(cf.RootFS.DiffIDs[:len(cf.RootFS.DiffIDs)-1]), v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)})
+			if got := CachedLayers(next, lc); slices.Contains(got, true) {
+				t.Errorf("CachedLayers of a new top layer on those lower layers = %v, want none", got)
+			}
 			if got, want := cdx(t, s), cdx(t, whole); got != want {
 				t.Fatalf("by layer:\n%s\nwhole:\n%s", got, want)
 			}

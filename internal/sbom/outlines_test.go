@@ -142,3 +142,55 @@ func TestOutlinedLayersNeededInFull(t *testing.T) {
 		t.Fatalf("outlined layers without a layer cache: %v, want ErrOutlined", err)
 	}
 }
+
+// An image whose layers' catalogs cannot be merged (Python packages in two
+// layers) is cataloged whole, which outlines cannot serve: Generate says
+// ErrOutlined, and the next release on those lower layers reads them in
+// full (CachedLayers reports none).
+func TestOutlinedLayersOfAnImageCatalogedWhole(t *testing.T) {
+	lc, err := layercache.Open(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := "usr/local/lib/python3.12/site-packages/"
+	base, err := fixture.Layer(append(fixture.DebianFiles(fixture.DebianPackages), fixture.PythonMetadata("urllib3", "2.2.1", site+"urllib3-2.2.1.dist-info/METADATA"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := fixture.Layer(fixture.PythonMetadata("requests", "2.31.0", site+"requests-2.31.0.dist-info/METADATA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := fixture.Image(base, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ocitest.NewLayers()
+	first := unpackForSBOM(t, img, lc, m)
+	s, err := generateLinked(first, filepath.Join(t.TempDir(), "sbom"), lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.WaitOutlines()
+	if !s.Layers().Whole {
+		t.Fatalf("fixture: %+v, want the image cataloged whole", s.Layers())
+	}
+	// Outlines forced on the base layer, whose catalog is cached.
+	u, err := oci.Unpack(context.Background(), img, filepath.Join(t.TempDir(), "layers"), oci.KnownDiffIDs(m), oci.WithOutlines(m.Need(true, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Outlines() != 1 {
+		t.Fatalf("%d layers outlined, want 1", u.Outlines())
+	}
+	if _, err := generateLinked(u, filepath.Join(t.TempDir(), "sbom"), lc); !errors.Is(err, ErrOutlined) || !strings.Contains(err.Error(), "cataloged whole") {
+		t.Fatalf("outlines of an image cataloged whole: %v, want ErrOutlined", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := CachedLayers(cf.RootFS.DiffIDs, lc); got[0] || got[1] {
+		t.Errorf("CachedLayers = %v, want none: the image was cataloged whole", got)
+	}
+}
