@@ -14,41 +14,10 @@ import (
 // copy's blobs back their origin: remote.Write mounts what it is handed as
 // remote.MountableLayer, and uploads only when the registry declines.
 
-type mountableImage struct {
-	v1.Image
-	from name.Reference
-}
+type mountableImage struct{ layerMapped }
 
-func (m mountableImage) mountable(l v1.Layer) v1.Layer {
-	return &remote.MountableLayer{Layer: l, Reference: m.from}
-}
-
-func (m mountableImage) Layers() ([]v1.Layer, error) {
-	ls, err := m.Image.Layers()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Layer, len(ls))
-	for i, l := range ls {
-		out[i] = m.mountable(l)
-	}
-	return out, nil
-}
-
-func (m mountableImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
-	l, err := m.Image.LayerByDigest(h)
-	if err != nil {
-		return nil, err
-	}
-	return m.mountable(l), nil
-}
-
-func (m mountableImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
-	l, err := m.Image.LayerByDiffID(h)
-	if err != nil {
-		return nil, err
-	}
-	return m.mountable(l), nil
+func newMountableImage(img v1.Image, from name.Reference) mountableImage {
+	return mountableImage{layerMapped{Image: img, with: func(l v1.Layer) v1.Layer { return &remote.MountableLayer{Layer: l, Reference: from} }}}
 }
 
 // ConfigLayer lets remote.Write mount the config blob too.
@@ -57,7 +26,7 @@ func (m mountableImage) ConfigLayer() (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.mountable(l), nil
+	return m.with(l), nil
 }
 
 // Descriptor keeps the descriptor (platform, annotations) the index gave.
@@ -79,7 +48,7 @@ func (m mountableIndex) Image(h v1.Hash) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return mountableImage{Image: img, from: m.from}, nil
+	return newMountableImage(img, m.from), nil
 }
 
 func (m mountableIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
@@ -92,4 +61,38 @@ func (m mountableIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
 
 func (m mountableIndex) Descriptor() (*v1.Descriptor, error) {
 	return partial.Descriptor(m.imageIndex)
+}
+
+// layerMapped is an image whose layers are served through with.
+type layerMapped struct {
+	v1.Image
+	with func(v1.Layer) v1.Layer
+}
+
+func (m layerMapped) Layers() ([]v1.Layer, error) {
+	ls, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = m.with(l)
+	}
+	return out, nil
+}
+
+func (m layerMapped) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := m.Image.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return m.with(l), nil
+}
+
+func (m layerMapped) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	l, err := m.Image.LayerByDiffID(h)
+	if err != nil {
+		return nil, err
+	}
+	return m.with(l), nil
 }

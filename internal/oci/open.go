@@ -246,7 +246,7 @@ func Push(ctx context.Context, art *Artifact, repo name.Repository, opts Options
 	dst := repo.Digest(art.Digest.String())
 	img, idx := art.Image, art.Index
 	if art.mountFrom != nil {
-		img = mountableImage{Image: img, from: art.mountFrom}
+		img = newMountableImage(img, art.mountFrom)
 		if idx != nil {
 			idx = mountableIndex{imageIndex: idx, from: art.mountFrom}
 		}

@@ -30,42 +30,8 @@ func Spool(src Source, art *Artifact, dir string) (*Artifact, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory: %w", err)
 	}
-	return &Artifact{Image: spooledImage{Image: art.Image, dir: dir}, Digest: art.Digest, mountFrom: src.Ref}, nil
-}
-
-type spooledImage struct {
-	v1.Image
-	dir string
-}
-
-func (s spooledImage) spooled(l v1.Layer) v1.Layer { return spooledLayer{Layer: l, dir: s.dir} }
-
-func (s spooledImage) Layers() ([]v1.Layer, error) {
-	ls, err := s.Image.Layers()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Layer, len(ls))
-	for i, l := range ls {
-		out[i] = s.spooled(l)
-	}
-	return out, nil
-}
-
-func (s spooledImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
-	l, err := s.Image.LayerByDigest(h)
-	if err != nil {
-		return nil, err
-	}
-	return s.spooled(l), nil
-}
-
-func (s spooledImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
-	l, err := s.Image.LayerByDiffID(h)
-	if err != nil {
-		return nil, err
-	}
-	return s.spooled(l), nil
+	spooled := layerMapped{Image: art.Image, with: func(l v1.Layer) v1.Layer { return spooledLayer{Layer: l, dir: dir} }}
+	return &Artifact{Image: spooled, Digest: art.Digest, mountFrom: src.Ref}, nil
 }
 
 // spooledLayer serves a registry layer's compressed bytes from dir when
