@@ -112,9 +112,9 @@ const (
 // registry (publishTo, a registry host; "" when nothing is published), the
 // layers unpacked are kept on disk as they are read, so that the registry
 // is read once: the push reads them from there (oci.Spool). A layer read
-// as its outline is read by the push only if the destination lacks it; a
-// multi-platform index is copied to disk whole first. Within one registry
-// nothing is copied: the push mounts the blobs from the source repository.
+// as its outline, or another platform's, is read by the push only if the
+// destination lacks it. Within one registry nothing is copied: the push
+// mounts the blobs from the source repository.
 func (a *app) load(ctx context.Context, ref string, rf *registryFlags, publishTo string) (*loaded, error) {
 	src, err := oci.ParseSource(ref, rf.insecure)
 	if err != nil {

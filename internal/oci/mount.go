@@ -7,12 +7,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// A local copy of a registry image forgets where its blobs came from, so
-// pushing it would upload every blob, where crane copy asks the destination
-// to mount it from the source repository (free within one registry, as
-// between two Harbor projects). mountableImage and mountableIndex give the
-// copy's blobs back their origin: remote.Write mounts what it is handed as
-// remote.MountableLayer, and uploads only when the registry declines.
+// A registry image whose layers lotse serves its own way (Spool) forgets
+// where its blobs came from, so pushing it would upload every blob, where
+// crane copy asks the destination to mount it from the source repository
+// (free within one registry, as between two Harbor projects).
+// mountableImage and mountableIndex give the blobs back their origin:
+// remote.Write mounts what it is handed as remote.MountableLayer, and
+// uploads only when the registry declines.
 
 type mountableImage struct{ layerMapped }
 
@@ -27,11 +28,6 @@ func (m mountableImage) ConfigLayer() (v1.Layer, error) {
 		return nil, err
 	}
 	return m.with(l), nil
-}
-
-// Descriptor keeps the descriptor (platform, annotations) the index gave.
-func (m mountableImage) Descriptor() (*v1.Descriptor, error) {
-	return partial.Descriptor(m.Image)
 }
 
 // imageIndex names the embedded index so that mountableIndex can have an
@@ -95,4 +91,9 @@ func (m layerMapped) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 		return nil, err
 	}
 	return m.with(l), nil
+}
+
+// Descriptor keeps the descriptor (platform, annotations) the index gave.
+func (m layerMapped) Descriptor() (*v1.Descriptor, error) {
+	return partial.Descriptor(m.Image)
 }

@@ -121,7 +121,7 @@ func TestPushMountsFromSource(t *testing.T) {
 					t.Fatal(err)
 				}
 				if local {
-					if art, err = Localize(s, art, filepath.Join(t.TempDir(), "copy")); err != nil {
+					if art, err = Spool(s, art, filepath.Join(t.TempDir(), "copy")); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -79,7 +79,7 @@ func loopback(t *testing.T) string {
 }
 
 // Publishing keeps the digest, from every kind of source, and tags last.
-func TestOpenLocalizePush(t *testing.T) {
+func TestOpenSpoolPush(t *testing.T) {
 	ctx := context.Background()
 	reg := loopback(t)
 	img, err := random.Image(1024, 2)
@@ -113,9 +113,9 @@ func TestOpenLocalizePush(t *testing.T) {
 			t.Fatalf("Open(%s): %v", in, err)
 		}
 		copyDir := filepath.Join(t.TempDir(), "copy")
-		art, err = Localize(s, art, copyDir)
+		art, err = Spool(s, art, copyDir)
 		if err != nil {
-			t.Fatalf("Localize(%s): %v", in, err)
+			t.Fatalf("Spool(%s): %v", in, err)
 		}
 		dst, _ := ParseRepository(reg+"/dst/app", false)
 		d, err := Push(ctx, art, dst, Options{})
@@ -168,7 +168,7 @@ func TestIndex(t *testing.T) {
 		t.Errorf("picked %s (artifact %s), want image %s of index %s", got, art.Digest, want, idxDigest)
 	}
 	copyDir := t.TempDir()
-	art, err = Localize(s, art, copyDir)
+	art, err = Spool(s, art, copyDir)
 	if err != nil {
 		t.Fatal(err)
 	}

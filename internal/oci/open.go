@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -75,7 +74,7 @@ type Artifact struct {
 }
 
 // Open resolves a source to an artifact. Registry sources are read lazily;
-// call Localize to copy them to disk once before several readers use them.
+// Spool keeps what is read of them for a push to another registry.
 func Open(ctx context.Context, src Source, opts Options) (*Artifact, error) {
 	switch src.Kind {
 	case Registry:
@@ -181,50 +180,6 @@ func fromIndex(idx v1.ImageIndex, plat v1.Platform) (*Artifact, error) {
 		}
 	}
 	return nil, fmt.Errorf("index %s has no image for platform %s", d, plat)
-}
-
-// Localize copies the artifact into an OCI layout under dir and returns the
-// same artifact read from there, so that every later reader (SBOM, scan,
-// publish) reads local files instead of the registry. Local sources are
-// returned as they are.
-func Localize(src Source, art *Artifact, dir string) (*Artifact, error) {
-	if src.Kind != Registry {
-		return art, nil
-	}
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return nil, fmt.Errorf("create local copy: %w", err)
-	}
-	if art.Index != nil {
-		if err := p.AppendIndex(art.Index); err != nil {
-			return nil, fmt.Errorf("copy index to disk: %w", explainRemote(src.String(), err))
-		}
-		idx, err := p.ImageIndex()
-		if err != nil {
-			return nil, err
-		}
-		child, err := idx.ImageIndex(art.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("reopen local copy: %w", err)
-		}
-		imgDigest, err := art.Image.Digest()
-		if err != nil {
-			return nil, err
-		}
-		img, err := child.Image(imgDigest)
-		if err != nil {
-			return nil, fmt.Errorf("reopen local copy: %w", err)
-		}
-		return &Artifact{Image: img, Index: child, Digest: art.Digest, mountFrom: src.Ref}, nil
-	}
-	if err := p.AppendImage(art.Image); err != nil {
-		return nil, fmt.Errorf("copy image to disk: %w", explainRemote(src.String(), err))
-	}
-	img, err := p.Image(art.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("reopen local copy: %w", err)
-	}
-	return &Artifact{Image: img, Digest: art.Digest, mountFrom: src.Ref}, nil
 }
 
 // CheckTags reports the first tag that is not a valid OCI tag.

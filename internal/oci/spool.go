@@ -11,27 +11,62 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 )
 
-// Spool prepares a registry image that is to be published to another
-// registry: each layer read from the registry (to be unpacked) is kept in
-// dir as it is read, once its digest checked, so that the push reads it
-// from there instead of the registry again. A layer that is not read (an
-// outline, see WithOutlines) is read from the registry by the push only if
-// the destination lacks it. Localize copies every blob first instead; an
-// index (several platforms, each pushed) is still localized.
+// Spool prepares a registry image (or index) that is to be published to
+// another registry: each layer read from the registry (to be unpacked) is
+// kept in dir as it is read, once its digest checked, so that the push
+// reads it from there instead of the registry again. A layer that is not
+// read (an outline, see WithOutlines; another platform's) is read from
+// the registry by the push only if the destination lacks it.
 func Spool(src Source, art *Artifact, dir string) (*Artifact, error) {
 	if src.Kind != Registry {
 		return art, nil
 	}
-	if art.Index != nil {
-		return Localize(src, art, dir)
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory: %w", err)
 	}
-	spooled := layerMapped{Image: art.Image, with: func(l v1.Layer) v1.Layer { return spooledLayer{Layer: l, dir: dir} }}
-	return &Artifact{Image: spooled, Digest: art.Digest, mountFrom: src.Ref}, nil
+	spool := func(img v1.Image) v1.Image {
+		return layerMapped{Image: img, with: func(l v1.Layer) v1.Layer { return spooledLayer{Layer: l, dir: dir} }}
+	}
+	out := &Artifact{Image: spool(art.Image), Digest: art.Digest, mountFrom: src.Ref}
+	if art.Index != nil {
+		d, err := art.Image.Digest()
+		if err != nil {
+			return nil, err
+		}
+		out.Index = spooledIndex{imageIndex: art.Index, spool: spool, analysed: d, image: out.Image}
+	}
+	return out, nil
+}
+
+// spooledIndex serves its images' layers through the spool, and the image
+// analysed as it was read (its config, say, is not read again).
+type spooledIndex struct {
+	imageIndex
+	spool    func(v1.Image) v1.Image
+	analysed v1.Hash
+	image    v1.Image
+}
+
+func (s spooledIndex) Image(h v1.Hash) (v1.Image, error) {
+	if h == s.analysed && s.image != nil {
+		return s.image, nil
+	}
+	img, err := s.imageIndex.Image(h)
+	if err != nil {
+		return nil, err
+	}
+	return s.spool(img), nil
+}
+
+func (s spooledIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	idx, err := s.imageIndex.ImageIndex(h)
+	if err != nil {
+		return nil, err
+	}
+	return spooledIndex{imageIndex: idx, spool: s.spool, analysed: s.analysed, image: s.image}, nil
 }
 
 // spooledLayer serves a registry layer's compressed bytes from dir when
@@ -106,4 +141,8 @@ func (s *spoolingReader) finish(keep bool) {
 func (s *spoolingReader) Close() error {
 	s.finish(false) // not read to its end: not kept
 	return s.rc.Close()
+}
+
+func (s spooledIndex) Descriptor() (*v1.Descriptor, error) {
+	return partial.Descriptor(s.imageIndex)
 }

@@ -117,3 +117,64 @@ func TestSpoolReadsEachLayerOnce(t *testing.T) {
 		}
 	}
 }
+
+// A multi-platform index: the platform analysed is read once, as above;
+// the other platforms' blobs are read by the push, once, and only those
+// the destination lacks.
+func TestSpoolIndex(t *testing.T) {
+	ctx := context.Background()
+	base := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(outlineLayer(t))), nil }))
+	app := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(tarOf(t, "app/main", "top"))), nil
+	}))
+	amd := must(mutate.AppendLayers(empty.Image, base, app))
+	arm := must(mutate.AppendLayers(empty.Image, must(tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(tarOf(t, "app/main", "arm"))), nil
+	}))))
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	src, srcHost := countingLoopback(t)
+	ref := must(name.NewTag(srcHost + "/ci/app:1"))
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	m := ocitest.NewLayers()
+	release := func(t *testing.T, dstHost string) {
+		t.Helper()
+		s := must(ParseSource(ref.String(), false))
+		art := must(Open(ctx, s, Options{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}))
+		art = must(Spool(s, art, filepath.Join(t.TempDir(), "blobs")))
+		u, err := Unpack(ctx, art.Image, t.TempDir(), KnownDiffIDs(m), WithOutlines(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.WaitOutlines()
+		d, err := Push(ctx, art, must(ParseRepository(dstHost+"/prod/app", false)), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := must(idx.Digest()); d.DigestStr() != want.String() {
+			t.Errorf("pushed %s, want the index %s", d.DigestStr(), want)
+		}
+	}
+	_, dst1 := countingLoopback(t)
+	src.gets.Store(0)
+	release(t, dst1)
+	// amd64: config and two layers, read to analyse; arm64: config and one
+	// layer, read by the push.
+	if n := src.gets.Load(); n != 5 {
+		t.Errorf("cold: %d blob downloads, want 5", n)
+	}
+	_, dst2 := countingLoopback(t)
+	if err := remote.Write(must(name.NewTag(dst2+"/prod/app:base")), must(mutate.AppendLayers(empty.Image, base))); err != nil {
+		t.Fatal(err)
+	}
+	m.Need(true, false)
+	src.gets.Store(0)
+	release(t, dst2)
+	// The base layer, outlined and at the destination, is not read.
+	if n := src.gets.Load(); n != 4 {
+		t.Errorf("warm, the base at the destination: %d blob downloads, want 4", n)
+	}
+}
