@@ -107,23 +107,7 @@ func (c *Cache) Open(key string) (io.ReadCloser, bool) {
 	if err != nil {
 		return nil, false
 	}
-	br := bufio.NewReader(f)
-	var head [3]string
-	for i := range head {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			f.Close()
-			os.Remove(p) //nolint:errcheck // recomputed and written again
-			return nil, false
-		}
-		head[i] = strings.TrimSuffix(line, "\n")
-	}
-	if head[0] != magic || head[1] != key {
-		f.Close()
-		os.Remove(p) //nolint:errcheck // recomputed and written again
-		return nil, false
-	}
-	zr, err := gzip.NewReader(br)
+	r, err := entryReader(f, key)
 	if err != nil {
 		f.Close()
 		os.Remove(p) //nolint:errcheck // recomputed and written again
@@ -131,41 +115,26 @@ func (c *Cache) Open(key string) (io.ReadCloser, bool) {
 	}
 	now := time.Now()
 	os.Chtimes(p, now, now) //nolint:errcheck // only Trim's order depends on it
-	return &checkedReader{r: io.LimitReader(zr, maxEntry+1), f: f, path: p, sum: head[2], h: sha256.New()}, true
+	return &openEntry{r: r, f: f, path: p}, true
 }
 
-// checkedReader reads an entry and checks its size and SHA-256 at its end.
-type checkedReader struct {
+// openEntry is an entry read from its file; a damaged one is removed.
+type openEntry struct {
 	r    io.Reader
 	f    *os.File
 	path string
-	sum  string
-	h    hash.Hash
-	n    int64
 }
 
-func (r *checkedReader) Read(b []byte) (int, error) {
-	n, err := r.r.Read(b)
-	r.h.Write(b[:n])
-	r.n += int64(n)
-	if r.n > maxEntry {
-		return n, r.corrupt()
-	}
-	if errors.Is(err, io.EOF) && hex.EncodeToString(r.h.Sum(nil)) != r.sum {
-		return n, r.corrupt()
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return n, r.corrupt()
+func (e *openEntry) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if errors.Is(err, errCorrupt) {
+		os.Remove(e.path) //nolint:errcheck // recomputed and written again
+		err = fmt.Errorf("layer cache: %w", err)
 	}
 	return n, err
 }
 
-func (r *checkedReader) corrupt() error {
-	os.Remove(r.path) //nolint:errcheck // recomputed and written again
-	return fmt.Errorf("layer cache: %w", errCorrupt)
-}
-
-func (r *checkedReader) Close() error { return r.f.Close() }
+func (e *openEntry) Close() error { return e.f.Close() }
 
 // Has says whether an entry of key is kept, without reading it: Get may
 // still find it corrupted.
@@ -230,30 +199,57 @@ func encode(w io.Writer, key string, value []byte) error {
 var errCorrupt = errors.New("corrupted entry")
 
 func decode(b []byte, key string) ([]byte, error) {
+	r, err := entryReader(bytes.NewReader(b), key)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
+
+// entryReader reads the value of an encoded entry of key from r, checking
+// it as it goes: past its end it returns errCorrupt, instead of io.EOF,
+// when the value is not the one put (its size or SHA-256).
+func entryReader(r io.Reader, key string) (io.Reader, error) {
+	br := bufio.NewReader(r)
 	var head [3]string
 	for i := range head {
-		line, rest, ok := bytes.Cut(b, []byte{'\n'})
-		if !ok {
+		line, err := br.ReadString('\n')
+		if err != nil {
 			return nil, errCorrupt
 		}
-		head[i], b = string(line), rest
+		head[i] = strings.TrimSuffix(line, "\n")
 	}
 	if head[0] != magic || head[1] != key {
 		return nil, errCorrupt
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	zr, err := gzip.NewReader(br)
 	if err != nil {
 		return nil, errCorrupt
 	}
-	v, err := io.ReadAll(io.LimitReader(zr, maxEntry+1))
-	if err != nil || len(v) > maxEntry {
-		return nil, errCorrupt
+	return &checkedReader{r: io.LimitReader(zr, maxEntry+1), sum: head[2], h: sha256.New()}, nil
+}
+
+// checkedReader reads a value and checks its size and SHA-256 at its end.
+type checkedReader struct {
+	r   io.Reader
+	sum string
+	h   hash.Hash
+	n   int64
+}
+
+func (r *checkedReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	r.h.Write(b[:n])
+	r.n += int64(n)
+	switch {
+	case r.n > maxEntry:
+		return n, errCorrupt
+	case errors.Is(err, io.EOF) && hex.EncodeToString(r.h.Sum(nil)) != r.sum:
+		return n, errCorrupt
+	case err != nil && !errors.Is(err, io.EOF):
+		return n, errCorrupt
 	}
-	sum := sha256.Sum256(v)
-	if hex.EncodeToString(sum[:]) != head[2] {
-		return nil, errCorrupt
-	}
-	return v, nil
+	return n, err
 }
 
 // Trim removes the entries used least recently until the cache holds at
