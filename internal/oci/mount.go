@@ -11,7 +11,7 @@ import (
 // where its blobs came from, so pushing it would upload every blob, where
 // crane copy asks the destination to mount it from the source repository
 // (free within one registry, as between two Harbor projects).
-// mountableImage and mountableIndex give the blobs back their origin:
+// newMountableImage and newMountableIndex give the blobs back their origin:
 // remote.Write mounts what it is handed as remote.MountableLayer, and
 // uploads only when the registry declines.
 
@@ -30,32 +30,43 @@ func (m mountableImage) ConfigLayer() (v1.Layer, error) {
 	return m.with(l), nil
 }
 
-// imageIndex names the embedded index so that mountableIndex can have an
+func newMountableIndex(idx v1.ImageIndex, from name.Reference) v1.ImageIndex {
+	return imageMapped{imageIndex: idx, with: func(img v1.Image) v1.Image { return newMountableImage(img, from) }}
+}
+
+// imageIndex names the embedded index so that imageMapped can have an
 // ImageIndex method.
 type imageIndex = v1.ImageIndex
 
-type mountableIndex struct {
+// imageMapped is an index whose images (those of its child indexes too)
+// are served through with; an image in known is served as it is.
+type imageMapped struct {
 	imageIndex
-	from name.Reference
+	with  func(v1.Image) v1.Image
+	known map[v1.Hash]v1.Image
 }
 
-func (m mountableIndex) Image(h v1.Hash) (v1.Image, error) {
+func (m imageMapped) Image(h v1.Hash) (v1.Image, error) {
+	if img, ok := m.known[h]; ok {
+		return img, nil
+	}
 	img, err := m.imageIndex.Image(h)
 	if err != nil {
 		return nil, err
 	}
-	return newMountableImage(img, m.from), nil
+	return m.with(img), nil
 }
 
-func (m mountableIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+func (m imageMapped) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
 	idx, err := m.imageIndex.ImageIndex(h)
 	if err != nil {
 		return nil, err
 	}
-	return mountableIndex{imageIndex: idx, from: m.from}, nil
+	return imageMapped{imageIndex: idx, with: m.with, known: m.known}, nil
 }
 
-func (m mountableIndex) Descriptor() (*v1.Descriptor, error) {
+// Descriptor keeps the descriptor (platform, annotations) the parent gave.
+func (m imageMapped) Descriptor() (*v1.Descriptor, error) {
 	return partial.Descriptor(m.imageIndex)
 }
 

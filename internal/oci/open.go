@@ -203,7 +203,7 @@ func Push(ctx context.Context, art *Artifact, repo name.Repository, opts Options
 	if art.mountFrom != nil {
 		img = newMountableImage(img, art.mountFrom)
 		if idx != nil {
-			idx = mountableIndex{imageIndex: idx, from: art.mountFrom}
+			idx = newMountableIndex(idx, art.mountFrom)
 		}
 	}
 	if idx != nil {

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
 )
 
 // Spool prepares a registry image (or index) that is to be published to
@@ -36,37 +35,11 @@ func Spool(src Source, art *Artifact, dir string) (*Artifact, error) {
 		if err != nil {
 			return nil, err
 		}
-		out.Index = spooledIndex{imageIndex: art.Index, spool: spool, analysed: d, image: out.Image}
+		// The image analysed is pushed as it was read (its config, say,
+		// is not read again).
+		out.Index = imageMapped{imageIndex: art.Index, with: spool, known: map[v1.Hash]v1.Image{d: out.Image}}
 	}
 	return out, nil
-}
-
-// spooledIndex serves its images' layers through the spool, and the image
-// analysed as it was read (its config, say, is not read again).
-type spooledIndex struct {
-	imageIndex
-	spool    func(v1.Image) v1.Image
-	analysed v1.Hash
-	image    v1.Image
-}
-
-func (s spooledIndex) Image(h v1.Hash) (v1.Image, error) {
-	if h == s.analysed && s.image != nil {
-		return s.image, nil
-	}
-	img, err := s.imageIndex.Image(h)
-	if err != nil {
-		return nil, err
-	}
-	return s.spool(img), nil
-}
-
-func (s spooledIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
-	idx, err := s.imageIndex.ImageIndex(h)
-	if err != nil {
-		return nil, err
-	}
-	return spooledIndex{imageIndex: idx, spool: s.spool, analysed: s.analysed, image: s.image}, nil
 }
 
 // spooledLayer serves a registry layer's compressed bytes from dir when
@@ -141,8 +114,4 @@ func (s *spoolingReader) finish(keep bool) {
 func (s *spoolingReader) Close() error {
 	s.finish(false) // not read to its end: not kept
 	return s.rc.Close()
-}
-
-func (s spooledIndex) Descriptor() (*v1.Descriptor, error) {
-	return partial.Descriptor(s.imageIndex)
 }

@@ -48,7 +48,6 @@ func countingLoopback(t *testing.T) (*countingRegistry, string) {
 // layer read as its outline is not downloaded when the destination has it
 // (the base layers of a release), and is when it lacks it.
 func TestSpoolReadsEachLayerOnce(t *testing.T) {
-	ctx := context.Background()
 	base := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(outlineLayer(t))), nil }))
 	app := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(tarOf(t, "app/main", "top"))), nil
@@ -62,23 +61,10 @@ func TestSpoolReadsEachLayerOnce(t *testing.T) {
 	}
 	release := func(t *testing.T, dstHost string, m *ocitest.Layers) {
 		t.Helper()
-		s := must(ParseSource(ref.String(), false))
-		art := must(Open(ctx, s, Options{}))
-		art = must(Spool(s, art, filepath.Join(t.TempDir(), "blobs")))
-		u, err := Unpack(ctx, art.Image, t.TempDir(), KnownDiffIDs(m), WithOutlines(m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.WaitOutlines()
-		d, err := Push(ctx, art, must(ParseRepository(dstHost+"/prod/app", false)), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := must(img.Digest()); d.DigestStr() != want.String() {
-			t.Errorf("pushed %s, want %s", d.DigestStr(), want)
+		if d := spoolRelease(t, ref, nil, dstHost, m); d.DigestStr() != must(img.Digest()).String() {
+			t.Errorf("pushed %s, want %s", d.DigestStr(), must(img.Digest()))
 		}
 	}
-
 	m := ocitest.NewLayers()
 	_, dst1 := countingLoopback(t)
 	src.gets.Store(0)
@@ -122,7 +108,6 @@ func TestSpoolReadsEachLayerOnce(t *testing.T) {
 // the other platforms' blobs are read by the push, once, and only those
 // the destination lacks.
 func TestSpoolIndex(t *testing.T) {
-	ctx := context.Background()
 	base := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(outlineLayer(t))), nil }))
 	app := must(tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(tarOf(t, "app/main", "top"))), nil
@@ -142,20 +127,9 @@ func TestSpoolIndex(t *testing.T) {
 	m := ocitest.NewLayers()
 	release := func(t *testing.T, dstHost string) {
 		t.Helper()
-		s := must(ParseSource(ref.String(), false))
-		art := must(Open(ctx, s, Options{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}))
-		art = must(Spool(s, art, filepath.Join(t.TempDir(), "blobs")))
-		u, err := Unpack(ctx, art.Image, t.TempDir(), KnownDiffIDs(m), WithOutlines(m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.WaitOutlines()
-		d, err := Push(ctx, art, must(ParseRepository(dstHost+"/prod/app", false)), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := must(idx.Digest()); d.DigestStr() != want.String() {
-			t.Errorf("pushed %s, want the index %s", d.DigestStr(), want)
+		amd64 := &v1.Platform{OS: "linux", Architecture: "amd64"}
+		if d := spoolRelease(t, ref, amd64, dstHost, m); d.DigestStr() != must(idx.Digest()).String() {
+			t.Errorf("pushed %s, want the index %s", d.DigestStr(), must(idx.Digest()))
 		}
 	}
 	_, dst1 := countingLoopback(t)
@@ -177,4 +151,24 @@ func TestSpoolIndex(t *testing.T) {
 	if n := src.gets.Load(); n != 4 {
 		t.Errorf("warm, the base at the destination: %d blob downloads, want 4", n)
 	}
+}
+
+// spoolRelease does what a release to another registry does with ref:
+// open (the platform's image), spool, unpack (outlines as m says), push.
+func spoolRelease(t *testing.T, ref name.Reference, platform *v1.Platform, dstHost string, m *ocitest.Layers) name.Digest {
+	t.Helper()
+	ctx := context.Background()
+	s := must(ParseSource(ref.String(), false))
+	art := must(Open(ctx, s, Options{Platform: platform}))
+	art = must(Spool(s, art, filepath.Join(t.TempDir(), "blobs")))
+	u, err := Unpack(ctx, art.Image, t.TempDir(), KnownDiffIDs(m), WithOutlines(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.WaitOutlines()
+	d, err := Push(ctx, art, must(ParseRepository(dstHost+"/prod/app", false)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
