@@ -3,11 +3,9 @@ package sbom
 import (
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 
 	"github.com/anchore/syft/syft/file"
-	"github.com/anchore/syft/syft/source"
 )
 
 // ErrOutlined says that an SBOM needed the contents of a layer it was given
@@ -87,37 +85,4 @@ func (g *outlineGuard) err() error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrOutlined, g.miss)
-}
-
-// guardedSource hands syft a resolver that refuses what an outline left out.
-type guardedSource struct {
-	source.Source
-	guard *outlineGuard
-}
-
-func (s guardedSource) FileResolver(scope source.Scope) (file.Resolver, error) {
-	r, err := s.Source.FileResolver(scope)
-	if err != nil {
-		return nil, err
-	}
-	return guardedResolver{Resolver: r, guard: s.guard}, nil
-}
-
-type guardedResolver struct {
-	file.Resolver
-	guard *outlineGuard
-}
-
-func (r guardedResolver) FileContentsByLocation(l file.Location) (io.ReadCloser, error) {
-	if err := r.guard.check(l); err != nil {
-		return nil, err
-	}
-	return r.Resolver.FileContentsByLocation(l)
-}
-
-func (r guardedResolver) FileMetadataByLocation(l file.Location) (file.Metadata, error) {
-	if err := r.guard.check(l); err != nil {
-		return file.Metadata{}, err
-	}
-	return r.Resolver.FileMetadataByLocation(l)
 }

@@ -15,19 +15,38 @@ import (
 // zeroing and as many more collections. copyingSource hands syft readers
 // that write themselves out through a pooled buffer; what they read is
 // unchanged.
-type copyingSource struct{ source.Source }
+//
+// The same readers refuse what an outline left out (guard, nil for none;
+// see ErrOutlined).
+type copyingSource struct {
+	source.Source
+	guard *outlineGuard
+}
 
 func (s copyingSource) FileResolver(scope source.Scope) (file.Resolver, error) {
 	r, err := s.Source.FileResolver(scope)
 	if err != nil {
 		return nil, err
 	}
-	return copyingResolver{Resolver: r}, nil
+	return copyingResolver{Resolver: r, guard: s.guard}, nil
 }
 
-type copyingResolver struct{ file.Resolver }
+type copyingResolver struct {
+	file.Resolver
+	guard *outlineGuard
+}
+
+func (r copyingResolver) FileMetadataByLocation(l file.Location) (file.Metadata, error) {
+	if err := r.guard.check(l); err != nil {
+		return file.Metadata{}, err
+	}
+	return r.Resolver.FileMetadataByLocation(l)
+}
 
 func (r copyingResolver) FileContentsByLocation(l file.Location) (io.ReadCloser, error) {
+	if err := r.guard.check(l); err != nil {
+		return nil, err
+	}
 	rc, err := r.Resolver.FileContentsByLocation(l)
 	if err != nil || rc == nil {
 		return rc, err

@@ -39,7 +39,7 @@ func TestCopyingResolver(t *testing.T) {
 		return section{io.NewSectionReader(strings.NewReader(data), 0, int64(len(data)))}
 	}}
 	plain := contents{open: func() io.ReadCloser { return io.NopCloser(strings.NewReader(data)) }}
-	for name, r := range map[string]file.Resolver{"seekable": copyingResolver{seekable}, "plain": copyingResolver{plain}} {
+	for name, r := range map[string]file.Resolver{"seekable": copyingResolver{Resolver: seekable}, "plain": copyingResolver{Resolver: plain}} {
 		t.Run(name, func(t *testing.T) {
 			rc, err := r.FileContentsByLocation(file.Location{})
 			if err != nil {

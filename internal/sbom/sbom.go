@@ -224,10 +224,7 @@ func (c *Cataloger) catalog(ctx context.Context, src source.Source, cfg *syft.Cr
 	if c.err != nil {
 		return nil, fmt.Errorf("license scanner: %w", c.err)
 	}
-	if guard != nil {
-		src = guardedSource{Source: src, guard: guard}
-	}
-	s, err := syft.CreateSBOM(withValues(ctx, c.lic), copyingSource{src}, cfg)
+	s, err := syft.CreateSBOM(withValues(ctx, c.lic), copyingSource{Source: src, guard: guard}, cfg)
 	if err == nil {
 		err = c.licenses.failed()
 	}
