@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/aquasecurity/trivy/pkg/dependency/parser/java/jar"
+	"github.com/aquasecurity/trivy/pkg/digest"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	"github.com/aquasecurity/trivy/pkg/javadb"
 	"github.com/aquasecurity/trivy/pkg/types"
@@ -91,6 +92,14 @@ func syftFacts(data []byte) map[string]componentFacts {
 	}
 	walk(doc.Components)
 	return facts
+}
+
+// digestSHA1 is the hex SHA-1 a package digest ("sha1:...") holds, or "".
+func digestSHA1(d digest.Digest) string {
+	if d.Algorithm() != digest.SHA1 || !isSHA1(d.Encoded()) {
+		return ""
+	}
+	return strings.ToLower(d.Encoded())
 }
 
 func isSHA1(s string) bool {
@@ -192,9 +201,20 @@ func resolveJars(bom *types.SBOM, facts map[string]componentFacts, open func() (
 		}
 		for i := range app.Packages {
 			p := &app.Packages[i]
-			sha1 := facts[p.Identifier.BOMRef].sha1
+			f := facts[p.Identifier.BOMRef]
+			sha1 := f.sha1
+			if sha1 == "" {
+				// trivy's decoder keeps a component's first hash: an SPDX
+				// package's checksum (syft's SPDX gives a jar its SHA-1
+				// there), or a CycloneDX component's from another tool.
+				sha1 = digestSHA1(p.Digest)
+			}
 			if sha1 == "" {
 				continue
+			}
+			path := f.path
+			if path == "" {
+				path = p.FilePath
 			}
 			if db == nil {
 				if db, err = open(); err != nil {
@@ -211,7 +231,7 @@ func resolveJars(bom *types.SBOM, facts map[string]componentFacts, open func() (
 					continue
 				}
 			}
-			looked = append(looked, facts[p.Identifier.BOMRef].path)
+			looked = append(looked, path)
 			props, err := db.SearchBySHA1(sha1)
 			if errors.Is(err, jar.ArtifactNotFoundErr) {
 				continue

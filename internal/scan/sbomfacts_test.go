@@ -102,6 +102,37 @@ func TestResolveJars(t *testing.T) {
 	}
 }
 
+// A jar whose SBOM component carries its SHA-1 as the package's checksum
+// (syft's SPDX, another tool's CycloneDX), where lotse reads no facts, is
+// looked up too: scanning an SPDX document found one finding fewer than
+// the CycloneDX of the same image (a jar only the Java DB names).
+func TestResolveJarsByPackageDigest(t *testing.T) {
+	db := &fakeJavaDB{bySHA1: map[string]jar.Properties{
+		"0123456789abcdef0123456789abcdef01234567": {GroupID: "com.fasterxml.jackson.core", ArtifactID: "jackson-databind", Version: "2.9.8"},
+	}}
+	databind := jarPkg("", "databind:databind", "")
+	databind.FilePath = "opt/lib/databind.jar"
+	databind.Digest = "sha1:0123456789ABCDEF0123456789ABCDEF01234567"
+	other := jarPkg("", "x:y", "")
+	other.Digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	short := jarPkg("", "z:z", "")
+	short.Digest = "sha1:0123"
+	bom := &types.SBOM{Applications: []ftypes.Application{{Type: ftypes.Jar, Packages: []ftypes.Package{databind, other, short}}}}
+	looked, err := resolveJars(bom, nil, func() (javaDB, error) { return db, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bom.Applications[0].Packages[0]; got.Name != "com.fasterxml.jackson.core:jackson-databind" || got.Version != "2.9.8" {
+		t.Errorf("jar = %s@%s, want it named from the Java DB by its SHA-1", got.Name, got.Version)
+	}
+	if !slices.Equal(db.asked, []string{"0123456789abcdef0123456789abcdef01234567"}) {
+		t.Errorf("looked up %q: only a SHA-1 is one", db.asked)
+	}
+	if !slices.Equal(looked, []string{"opt/lib/databind.jar"}) {
+		t.Errorf("looked = %q, want the package's file", looked)
+	}
+}
+
 // Language packages get their files, aggregated ecosystems per package,
 // the others one application per file; trivy's own applications are left.
 func TestRestorePaths(t *testing.T) {
