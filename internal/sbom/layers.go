@@ -43,7 +43,7 @@ type LayerStats struct {
 }
 
 // layerSchema is bumped when what a cached layer catalog holds changes.
-const layerSchema = "1"
+const layerSchema = "2"
 
 // catalogLayers catalogs si one layer at a time, each layer through the
 // layer cache, and merges the layers into the image's SBOM.

@@ -6,6 +6,7 @@ package sbom
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"github.com/anchore/stereoscope/pkg/image"
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/artifact"
+	"github.com/anchore/syft/syft/cataloging"
+	"github.com/anchore/syft/syft/cataloging/filecataloging"
 	"github.com/anchore/syft/syft/format"
 	"github.com/anchore/syft/syft/format/common/cyclonedxhelpers"
 	"github.com/anchore/syft/syft/format/cyclonedxjson"
@@ -188,7 +191,7 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	guard := newOutlineGuard(img, diffIDs)
 	before := c.licenses.stats()
 	src := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
-	cfg := syft.DefaultCreateSBOMConfig().WithTool(c.tool.Name, c.tool.Version)
+	cfg := c.config()
 	var (
 		s     *syftsbom.SBOM
 		stats LayerStats
@@ -213,6 +216,24 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	now := c.licenses.stats()
 	lic := LicenseStats{Cached: now.Cached - before.Cached, Scanned: now.Scanned - before.Scanned, Built: now.Built}
 	return &SBOM{s: s, layers: stats, licenses: lic, installed: installedBy(s, layerFiles(si))}, nil
+}
+
+// config is what syft catalogs with: what syft's command line (syft scan)
+// catalogs with by default, where its library's defaults differ. Each
+// file an OS package owns gets its SHA-1 and SHA-256, not SHA-256 alone;
+// and the unknowns (in syft's JSON only) include the executables no
+// package was found in and the archives not cataloged. The command line
+// keeps a file's cataloging errors among them even when a package was
+// found in the file: its remove-when-packages-defined setting does not
+// reach the library (syft v1.54.1's ToUnknownsConfig), so neither does it
+// here. TestSBOMIsSyftCLIs compares both with syft's command line.
+func (c *Cataloger) config() *syft.CreateSBOMConfig {
+	unknowns := cataloging.DefaultUnknownsConfig()
+	unknowns.RemoveWhenPackagesDefined = false
+	return syft.DefaultCreateSBOMConfig().
+		WithTool(c.tool.Name, c.tool.Version).
+		WithFilesConfig(filecataloging.DefaultConfig().WithHashers(crypto.SHA1, crypto.SHA256)).
+		WithUnknownsConfig(unknowns)
 }
 
 // catalog runs syft on src with the license scanner. Loading syft's CPE
