@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -327,9 +330,12 @@ func (b *bench) outcome(u usage, trivyJSON, cdxJSON string) (outcome, error) {
 	return outcome{usage: u, findings: f, components: c, deps: d}, err
 }
 
-// components reads a CycloneDX SBOM's components as sorted "type purl"
-// keys (a file: "file name"), and its dependencies as sorted "purl ->
-// purl" keys.
+// components reads a CycloneDX SBOM's components as sorted "type purl
+// content" keys (a file: "file name content"), where content is a digest
+// of what the component says besides its name: hashes, licenses, CPE,
+// properties (but lotse's own, lotse:installedBy), publisher, author,
+// description and external references; and its dependencies as sorted
+// "purl -> purl" keys.
 func components(path string) (comps, deps []string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -339,6 +345,12 @@ func components(path string) (comps, deps []string, err error) {
 		Components []struct {
 			Type, Name, Version, Purl string
 			BOMRef                    string `json:"bom-ref"`
+			Hashes, Licenses          json.RawMessage
+			CPE                       string
+			Properties                []struct{ Name, Value string }
+			Publisher, Author         string
+			Description               string
+			ExternalReferences        json.RawMessage
 		}
 		Dependencies []struct {
 			Ref       string
@@ -355,7 +367,13 @@ func components(path string) (comps, deps []string, err error) {
 			k = c.Name + "@" + c.Version
 		}
 		id[c.BOMRef] = k
-		comps = append(comps, c.Type+" "+k)
+		c.Properties = slices.DeleteFunc(c.Properties, func(p struct{ Name, Value string }) bool { return p.Name == "lotse:installedBy" })
+		content, err := json.Marshal([]any{c.Hashes, c.Licenses, c.CPE, c.Properties, c.Publisher, c.Author, c.Description, c.ExternalReferences})
+		if err != nil {
+			return nil, nil, err
+		}
+		sum := sha256.Sum256(content)
+		comps = append(comps, c.Type+" "+k+" "+hex.EncodeToString(sum[:8]))
 	}
 	for _, d := range bom.Dependencies {
 		for _, on := range d.DependsOn {
