@@ -24,9 +24,10 @@ import (
 // every component with its hashes (the files' SHA-1 and SHA-256, where
 // syft's library alone gives SHA-256), licenses, CPEs and properties, and
 // every dependency; cataloged whole, one layer at a time, and from the
-// layer cache. Only what names the document (serial number, timestamp,
-// tool, the image's name) and lotse's own property (lotse:installedBy)
-// differ.
+// layer cache; and the unknowns of syft's JSON. Cataloged whole, its syft
+// JSON and SPDX are syft's too. Only what names the document (serial
+// number, namespace, timestamps, tool, the image's name and its own
+// relations) and lotse's own property (lotse:installedBy) differ.
 func TestSBOMIsSyftCLIs(t *testing.T) {
 	alpine, err := fixture.AlpineImage()
 	if err != nil {
@@ -56,9 +57,13 @@ func TestSBOMIsSyftCLIs(t *testing.T) {
 	}
 	for _, tc := range images {
 		t.Run(tc.name, func(t *testing.T) {
-			want, wantUnknowns := syftScan(t, tc.img)
+			want, wantJSON, wantSPDX := syftScan(t, tc.img)
+			wantUnknowns := unknowns(t, wantJSON)
 			if tc.name == "an executable without a package" && !slices.Contains(wantUnknowns, "/usr/local/bin/tool: unknowns-labeler: no package identified in executable file") {
 				t.Fatalf("syft's unknowns %q lack the executable: the test would not tell the configurations apart", wantUnknowns)
+			}
+			if !strings.Contains(wantSPDX, `"SPDXRef-Package-`) {
+				t.Fatal("syft's SPDX lists no packages")
 			}
 			if !strings.Contains(want, `"SHA-1"`) {
 				t.Fatal("syft's SBOM has no SHA-1 digests: the test would not tell the configurations apart")
@@ -87,6 +92,20 @@ func TestSBOMIsSyftCLIs(t *testing.T) {
 				if got := unknowns(t, b); !slices.Equal(got, wantUnknowns) {
 					t.Errorf("%s: unknowns\n got %q\nwant %q (syft's)", how.name, got, wantUnknowns)
 				}
+				// Cataloged whole (lotse sbom), syft's JSON and SPDX are
+				// syft's: the merge of layer catalogs does not rebuild
+				// every relationship these formats hold.
+				if how.lc == nil {
+					if got, want := syftJSONComparable(t, b), syftJSONComparable(t, wantJSON); got != want {
+						t.Errorf("%s: lotse's syft JSON differs from syft's:\n%s", how.name, firstDifference(got, want))
+					}
+					if b, err = s.Bytes(SPDXJSON); err != nil {
+						t.Fatal(err)
+					}
+					if got := spdxComparable(t, b); got != wantSPDX {
+						t.Errorf("%s: lotse's SPDX differs from syft's:\n%s", how.name, firstDifference(got, wantSPDX))
+					}
+				}
 			}
 		})
 	}
@@ -108,8 +127,9 @@ func TestMain(m *testing.M) {
 }
 
 // syftScan runs the syft command line on a docker archive of img and
-// returns its CycloneDX (comparable) and the unknowns of its syft JSON.
-func syftScan(t *testing.T, img v1.Image) (cdx string, unknownFiles []string) {
+// returns its CycloneDX (comparable), its syft JSON and its SPDX
+// (comparable).
+func syftScan(t *testing.T, img v1.Image) (cdx string, syftJSON []byte, spdx string) {
 	t.Helper()
 	dir := t.TempDir()
 	archive := filepath.Join(dir, "image.tar")
@@ -122,7 +142,8 @@ func syftScan(t *testing.T, img v1.Image) (cdx string, unknownFiles []string) {
 	// and redaction store, once per process: it runs as a process of its
 	// own, the test binary started as syft (TestMain).
 	outJSON := filepath.Join(dir, "syft.json")
-	cmd := exec.Command(os.Args[0], "scan", "docker-archive:"+archive, "-q", "-o", "cyclonedx-json="+out, "-o", "syft-json="+outJSON)
+	outSPDX := filepath.Join(dir, "syft.spdx.json")
+	cmd := exec.Command(os.Args[0], "scan", "docker-archive:"+archive, "-q", "-o", "cyclonedx-json="+out, "-o", "syft-json="+outJSON, "-o", "spdx-json="+outSPDX)
 	cmd.Env = append(os.Environ(), runSyftEnv+"=1",
 		"HOME="+dir, "XDG_CONFIG_HOME="+dir, // no user configuration
 		"SYFT_CHECK_FOR_APP_UPDATE=false")
@@ -137,7 +158,69 @@ func syftScan(t *testing.T, img v1.Image) (cdx string, unknownFiles []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return comparable(t, b), unknowns(t, j)
+	sp, err := os.ReadFile(outSPDX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return comparable(t, b), j, spdxComparable(t, sp)
+}
+
+// spdxComparable is an SPDX document's packages, files and relationships,
+// as indented JSON: not the image's own package (named otherwise), the
+// document's name, namespace and creation, nor what relates to them.
+func spdxComparable(t *testing.T, doc []byte) string {
+	t.Helper()
+	var d struct {
+		Packages      []map[string]any `json:"packages"`
+		Files         any              `json:"files"`
+		Relationships []map[string]any `json:"relationships"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil {
+		t.Fatal(err)
+	}
+	root := map[string]bool{"SPDXRef-DOCUMENT": true}
+	for _, r := range d.Relationships {
+		if r["spdxElementId"] == "SPDXRef-DOCUMENT" && r["relationshipType"] == "DESCRIBES" {
+			root[r["relatedSpdxElement"].(string)] = true
+		}
+	}
+	d.Packages = slices.DeleteFunc(d.Packages, func(p map[string]any) bool { return root[p["SPDXID"].(string)] })
+	d.Relationships = slices.DeleteFunc(d.Relationships, func(r map[string]any) bool {
+		return root[r["spdxElementId"].(string)] || root[r["relatedSpdxElement"].(string)]
+	})
+	out, err := json.MarshalIndent(d, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// syftJSONComparable is a syft JSON document's packages, files and
+// relationships, as indented JSON: not the source (the image, which lotse
+// names otherwise) nor its relationships to the packages, nor the tool.
+func syftJSONComparable(t *testing.T, doc []byte) string {
+	t.Helper()
+	var d struct {
+		Artifacts             any              `json:"artifacts"`
+		ArtifactRelationships []map[string]any `json:"artifactRelationships"`
+		Files                 any              `json:"files"`
+		Distro                any              `json:"distro"`
+		Source                struct {
+			ID string `json:"id"`
+		} `json:"source"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil {
+		t.Fatal(err)
+	}
+	d.ArtifactRelationships = slices.DeleteFunc(d.ArtifactRelationships, func(r map[string]any) bool {
+		return r["parent"] == d.Source.ID || r["child"] == d.Source.ID
+	})
+	d.Source.ID = ""
+	out, err := json.MarshalIndent(d, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
 
 // unknowns lists a syft JSON document's unknowns as "path: unknown".
