@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -212,10 +213,7 @@ func resolveJars(bom *types.SBOM, facts map[string]componentFacts, open func() (
 			if sha1 == "" {
 				continue
 			}
-			path := f.path
-			if path == "" {
-				path = p.FilePath
-			}
+			path := cmp.Or(f.path, p.FilePath, p.Name) // what a warning names it by
 			if db == nil {
 				if db, err = open(); err != nil {
 					return looked, fmt.Errorf("the SBOM's jars need trivy's Java DB, to name them by SHA-1: %w", err)
