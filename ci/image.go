@@ -12,6 +12,7 @@ import (
 	"github.com/lotse/lotse/internal/layercache"
 	"github.com/lotse/lotse/internal/oci"
 	"github.com/lotse/lotse/internal/sbom"
+	"github.com/lotse/lotse/internal/scan"
 )
 
 // loaded is an image opened for analysis (and, in release, publishing); see
@@ -32,6 +33,15 @@ func (l *loaded) close() {
 		l.unpacked.WaitOutlines()
 	}
 	os.RemoveAll(l.dir)
+}
+
+// repoNames are the names a report gives a registry image in its
+// repository, as trivy's (scan.RegistryNames); none for other sources.
+func (l *loaded) repoNames() (tags, digests []string) {
+	if l.src.Kind != oci.Registry {
+		return nil, nil
+	}
+	return scan.RegistryNames(l.src.Ref, l.art.Digest)
 }
 
 // layersDir holds the unpacked layers.

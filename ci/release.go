@@ -223,6 +223,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		g.Go(func() error {
 			t := a.now()
 			var err error
+			scanOpts.RepoTags, scanOpts.RepoDigests = img.repoNames()
 			if res, err = sc.Image(gctx, unpacked, srcArg, scanOpts); err != nil {
 				return err
 			}

@@ -278,6 +278,7 @@ a syft CLI SBOM does not, so its scan may report them.`,
 						return err
 					}
 					a.log.DebugContext(ctx, "layers unpacked", "outlines", unpacked.Outlines())
+					opts.RepoTags, opts.RepoDigests = img.repoNames()
 					res, err = sc.Image(ctx, unpacked, target, opts)
 					return err
 				}

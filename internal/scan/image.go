@@ -9,6 +9,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/fanal/artifact"
 	artimage "github.com/aquasecurity/trivy/pkg/fanal/artifact/image"
 	fimage "github.com/aquasecurity/trivy/pkg/fanal/image"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	// trivy registers its analyzers and OS/language detectors through init();
@@ -21,7 +22,7 @@ import (
 // sources, copied to disk once). name is the reference reports show.
 func (s *Scanner) Image(ctx context.Context, img v1.Image, name string, opts Options) (*Result, error) {
 	c := newLayerCache(opts.Layers, JavaDBDir(s.cfg.CacheDir), s.noJavaDB)
-	art, err := artimage.NewArtifact(namedImage{Image: img, name: name}, c, artifact.Option{
+	art, err := artimage.NewArtifact(namedImage{Image: img, name: name, tags: opts.RepoTags, digests: opts.RepoDigests}, c, artifact.Option{
 		DisabledAnalyzers: vulnOnlyDisabledAnalyzers(),
 		Offline:           s.cfg.Offline,
 		NoProgress:        true,
@@ -76,10 +77,31 @@ func vulnOnlyDisabledAnalyzers() []analyzer.Type {
 // namedImage gives a v1.Image the names trivy's image artifact records.
 type namedImage struct {
 	v1.Image
-	name string
+	name          string
+	tags, digests []string
 }
 
 func (i namedImage) Name() string          { return i.name }
 func (i namedImage) ID() (string, error)   { return fimage.ID(i.Image) }
-func (i namedImage) RepoTags() []string    { return nil }
-func (i namedImage) RepoDigests() []string { return nil }
+func (i namedImage) RepoTags() []string    { return i.tags }
+func (i namedImage) RepoDigests() []string { return i.digests }
+
+// RegistryNames are the names trivy records for an image it reads from a
+// registry by ref, whose manifest (or index) has digest: the tag, and the
+// digest, each in the image's repository ("alpine" on Docker Hub,
+// "registry.example.com/team/app" elsewhere). A report names the image by
+// them (Metadata.RepoTags, RepoDigests, Reference), and identifies it by
+// its ID in that repository (ArtifactID), from which each finding's
+// Fingerprint is made: given these, lotse's reports carry the identifiers
+// trivy's would.
+func RegistryNames(ref name.Reference, digest v1.Hash) (tags, digests []string) {
+	repo := ref.Context().RegistryStr() + "/" + ref.Context().RepositoryStr()
+	if ref.Context().RegistryStr() == name.DefaultRegistry {
+		repo = strings.TrimPrefix(ref.Context().RepositoryStr(), "library/")
+	}
+	tags = []string{}
+	if t, ok := ref.(name.Tag); ok {
+		tags = []string{repo + ":" + t.TagStr()}
+	}
+	return tags, []string{repo + "@" + digest.String()}
+}

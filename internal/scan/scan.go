@@ -202,6 +202,10 @@ type Options struct {
 	// Layers, when set, keeps each layer's analysis between scans (Image
 	// only): a layer analysed before is read from it, not analysed again.
 	Layers Cache
+	// RepoTags and RepoDigests name the image in its repository (Image
+	// only), as trivy names an image it reads from a registry
+	// (RegistryNames) or a docker archive (its tags).
+	RepoTags, RepoDigests []string
 }
 
 // Cache keeps each layer's analysis between scans (lotse's
