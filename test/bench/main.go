@@ -314,20 +314,20 @@ func (b *bench) sbomScan(lotse string) (outcome, error) {
 	return b.outcome(u, "lotse-sbom-trivy.json", "lotse-sbom.cdx.json")
 }
 
-// outcome is what one side did: its cost, its findings and its SBOM's
-// components.
+// outcome is what one side did: its cost, its findings (and, from a scan
+// of the image, their fingerprints) and its SBOM's components.
 type outcome struct {
 	usage
-	findings, components, deps []string
+	findings, fingerprints, components, deps []string
 }
 
 func (b *bench) outcome(u usage, trivyJSON, cdxJSON string) (outcome, error) {
-	f, err := findings(filepath.Join(b.dir, trivyJSON))
+	f, fp, err := findings(filepath.Join(b.dir, trivyJSON))
 	if err != nil {
 		return outcome{}, err
 	}
 	c, d, err := components(filepath.Join(b.dir, cdxJSON))
-	return outcome{usage: u, findings: f, components: c, deps: d}, err
+	return outcome{usage: u, findings: f, fingerprints: fp, components: c, deps: d}, err
 }
 
 // components reads a CycloneDX SBOM's components as sorted "type purl
@@ -385,28 +385,35 @@ func components(path string) (comps, deps []string, err error) {
 	return comps, deps, nil
 }
 
-// findings reads a trivy JSON report as sorted "ID package@version" keys.
-func findings(path string) ([]string, error) {
+// findings reads a trivy JSON report as sorted "ID package@version
+// severity path" keys, and, for a report of a container image, the
+// findings' sorted fingerprints (trivy makes them from the image's ID in
+// its repository).
+func findings(path string) (keys, fingerprints []string, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var rep struct {
-		Results []struct {
-			Vulnerabilities []struct{ VulnerabilityID, PkgName, PkgPath, InstalledVersion, Severity string }
+		ArtifactType string
+		Results      []struct {
+			Vulnerabilities []struct{ VulnerabilityID, PkgName, PkgPath, InstalledVersion, Severity, Fingerprint string }
 		}
 	}
 	if err := json.Unmarshal(data, &rep); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var out []string
 	for _, r := range rep.Results {
 		for _, v := range r.Vulnerabilities {
-			out = append(out, v.VulnerabilityID+" "+v.PkgName+"@"+v.InstalledVersion+" "+v.Severity+" "+v.PkgPath)
+			keys = append(keys, v.VulnerabilityID+" "+v.PkgName+"@"+v.InstalledVersion+" "+v.Severity+" "+v.PkgPath)
+			if rep.ArtifactType == "container_image" {
+				fingerprints = append(fingerprints, v.Fingerprint)
+			}
 		}
 	}
-	sort.Strings(out)
-	return out, nil
+	sort.Strings(keys)
+	sort.Strings(fingerprints)
+	return keys, fingerprints, nil
 }
 
 func median(os []outcome) usage {

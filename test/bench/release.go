@@ -232,6 +232,9 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 			d := fmt.Sprint(len(last.deps))
 			if ref != nil {
 				f += " " + same(last.findings, ref[len(ref)-1].findings)
+				if fp, rfp := last.fingerprints, ref[len(ref)-1].fingerprints; fp != nil && rfp != nil && !slices.Equal(fp, rfp) {
+					f += ", fingerprints differ"
+				}
 				c += " " + same(last.components, ref[len(ref)-1].components)
 				d += " " + same(last.deps, ref[len(ref)-1].deps)
 			}
@@ -253,7 +256,7 @@ func run(ctx context.Context, lotse, tools string, runs, largeMB int) error {
 	}
 	fmt.Printf("\nmedians of %d runs; chain = syft + trivy image + crane copy + cosign sign + 2 x cosign attest, run in a row;\n"+
 		"peak MiB is the largest single process's peak RSS, anon MiB its largest sampled anonymous set (heap, stacks); warm = release 2 after release 1 (only the application layer differs),\n"+
-		"trivy's CACHE/fanal and lotse's CACHE/layers kept; findings, components (with their hashes, licenses, CPEs and properties) and dependencies compared with the chain's (trivy, syft);\n"+
+		"trivy's CACHE/fanal and lotse's CACHE/layers kept; findings (and, from the image, their fingerprints), components (with their hashes, licenses, CPEs and properties) and dependencies compared with the chain's (trivy, syft);\n"+
 		"from SBOM = lotse scan --sbom of lotse's cold SBOM alone (the findings a release could take from its SBOM, issue 16)\n", runs)
 	return nil
 }
