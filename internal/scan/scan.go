@@ -204,7 +204,7 @@ type Options struct {
 	Layers Cache
 	// RepoTags and RepoDigests name the image in its repository (Image
 	// only), as trivy names an image it reads from a registry
-	// (RegistryNames) or a docker archive (its tags).
+	// (RegistryNames).
 	RepoTags, RepoDigests []string
 }
 
