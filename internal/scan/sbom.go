@@ -47,10 +47,16 @@ func (s *Scanner) SBOM(ctx context.Context, r io.Reader, name string, opts Optio
 		restoreSource(&bom.Packages[i].Packages)
 	}
 	facts := syftFacts(data)
+	unkey := func() {}
+	if format == sbom.FormatSPDXJSON {
+		facts = spdxFacts(data)
+		unkey = keySPDXPackages(&bom, facts)
+	}
 	restorePaths(&bom, facts)
 	restoreRepositories(&bom, facts)
 	dropSystemInstalled(&bom, facts)
 	looked, err := resolveJars(&bom, facts, openJavaDB)
+	unkey()
 	if err != nil {
 		return nil, fmt.Errorf("read SBOM %s: %w", name, err)
 	}
