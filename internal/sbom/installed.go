@@ -1,6 +1,7 @@
 package sbom
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/CycloneDX/cyclonedx-go"
@@ -11,12 +12,15 @@ import (
 	"github.com/anchore/syft/syft/pkg"
 	syftsbom "github.com/anchore/syft/syft/sbom"
 	"github.com/anchore/syft/syft/source"
+	"github.com/spdx/tools-golang/spdx/v2/common"
+	"github.com/spdx/tools-golang/spdx/v2/v2_3"
 )
 
 // InstalledByProperty is the CycloneDX property lotse adds to a language
 // package (a Python distribution, a Go binary, a jar...) whose file an OS
 // package manager installed, once per OS package that lists the file; its
-// value is that package's bom-ref.
+// value is that package's bom-ref. In SPDX it is an annotation of the
+// package, "lotse:installedBy: SPDXRef-..." (see addInstalledBySPDX).
 //
 // `trivy image` does not report such a package as a language package: the
 // distribution patches and versions it (Debian's python3-requests, a Go
@@ -186,5 +190,45 @@ func addInstalledBy(bom *cyclonedx.BOM, s *syftsbom.SBOM, by map[artifact.ID][]a
 			}
 		}
 		comps[i].Properties = &props
+	}
+}
+
+// addInstalledBySPDX annotates the SPDX packages of by's language packages
+// with the SPDX IDs of the OS packages that installed their files: an
+// annotation "lotse:installedBy: SPDXRef-..." per OS package (SPDX has no
+// properties; trivy's decoder reads an annotation "name: value" as one and
+// ignores this one). A package's SPDX ID ends with its syft ID.
+func addInstalledBySPDX(doc *v2_3.Document, s *syftsbom.SBOM, by map[artifact.ID][]artifact.ID) {
+	if len(by) == 0 {
+		return
+	}
+	pkgs := map[artifact.ID]*v2_3.Package{}
+	for _, p := range doc.Packages {
+		id := string(p.PackageSPDXIdentifier)
+		if i := strings.LastIndexByte(id, '-'); i >= 0 {
+			pkgs[artifact.ID(id[i+1:])] = p
+		}
+	}
+	tool := common.Annotator{Annotator: s.Descriptor.Name + "-" + s.Descriptor.Version, AnnotatorType: "Tool"}
+	created := ""
+	if doc.CreationInfo != nil {
+		created = doc.CreationInfo.Created
+	}
+	for id, owners := range by {
+		p := pkgs[id]
+		if p == nil {
+			continue
+		}
+		for _, o := range owners {
+			if op := pkgs[o]; op != nil {
+				p.Annotations = append(p.Annotations, v2_3.Annotation{
+					Annotator:         tool,
+					AnnotationDate:    created,
+					AnnotationType:    "OTHER",
+					AnnotationComment: InstalledByProperty + ": SPDXRef-" + string(op.PackageSPDXIdentifier),
+				})
+			}
+		}
+		slices.SortFunc(p.Annotations, func(a, b v2_3.Annotation) int { return strings.Compare(a.AnnotationComment, b.AnnotationComment) })
 	}
 }

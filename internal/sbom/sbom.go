@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/anchore/syft/syft/cataloging/filecataloging"
 	"github.com/anchore/syft/syft/format"
 	"github.com/anchore/syft/syft/format/common/cyclonedxhelpers"
+	"github.com/anchore/syft/syft/format/common/spdxhelpers"
 	"github.com/anchore/syft/syft/format/cyclonedxjson"
 	"github.com/anchore/syft/syft/format/spdxjson"
 	"github.com/anchore/syft/syft/format/syftjson"
@@ -32,6 +34,8 @@ import (
 	"github.com/anchore/syft/syft/source"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spdx/tools-golang/convert"
+	"github.com/spdx/tools-golang/spdx/v2/v2_3"
 
 	// syft's RPM cataloger reads newer rpmdb files through database/sql and
 	// needs a driver registered; modernc's is pure Go.
@@ -297,7 +301,19 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 		}
 		return nil
 	case SPDXJSON:
-		enc, err = spdxjson.NewFormatEncoderWithConfig(spdxjson.DefaultEncoderConfig())
+		// syft's encoder (SPDX 2.3, as spdxjson's default), with lotse's
+		// annotation added (see installedBy).
+		var doc v2_3.Document
+		if err := convert.Document(spdxhelpers.ToFormatModel(*s.s), &doc); err != nil {
+			return fmt.Errorf("encode %s SBOM: %w", f, err)
+		}
+		addInstalledBySPDX(&doc, s.s, s.installed)
+		e := json.NewEncoder(w)
+		e.SetEscapeHTML(false)
+		if err := e.Encode(doc); err != nil {
+			return fmt.Errorf("encode %s SBOM: %w", f, err)
+		}
+		return nil
 	case SyftJSON:
 		enc, err = syftjson.NewFormatEncoderWithConfig(syftjson.DefaultEncoderConfig())
 	default:

@@ -185,6 +185,18 @@ func spdxComparable(t *testing.T, doc []byte) string {
 		}
 	}
 	d.Packages = slices.DeleteFunc(d.Packages, func(p map[string]any) bool { return root[p["SPDXID"].(string)] })
+	for _, p := range d.Packages { // lotse's own annotation
+		anns, _ := p["annotations"].([]any)
+		anns = slices.DeleteFunc(anns, func(a any) bool {
+			c, _ := a.(map[string]any)["comment"].(string)
+			return strings.HasPrefix(c, InstalledByProperty+": ")
+		})
+		if len(anns) == 0 {
+			delete(p, "annotations")
+		} else {
+			p["annotations"] = anns
+		}
+	}
 	d.Relationships = slices.DeleteFunc(d.Relationships, func(r map[string]any) bool {
 		return root[r["spdxElementId"].(string)] || root[r["relatedSpdxElement"].(string)]
 	})

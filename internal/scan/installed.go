@@ -43,7 +43,7 @@ func dropSystemInstalled(bom *types.SBOM, facts map[string]componentFacts) {
 			if !ok {
 				continue // not in the document: nothing says who it is
 			}
-			if strings.HasPrefix(ref, "pkg:deb/") && trivyDpkgThirdParty(owner.publisher) {
+			if strings.HasPrefix(strings.TrimPrefix(ref, spdxKey("")), "pkg:deb/") && trivyDpkgThirdParty(owner.publisher) {
 				continue
 			}
 			return true

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lotse/lotse/internal/sbom"
 	"github.com/lotse/lotse/test/fixture"
+	"github.com/lotse/lotse/test/reportschema"
 )
 
 // requests is the metadata file of a requests distribution at path.
@@ -132,6 +133,20 @@ func TestSBOMSystemInstalledPackages(t *testing.T) {
 			}
 			if n := strings.Count(string(b), `"name":"`+sbom.InstalledByProperty+`"`); n != tc.installedBy {
 				t.Errorf("%d %s properties, want %d", n, sbom.InstalledByProperty, tc.installedBy)
+			}
+			// lotse's SPDX carries the mark as annotations, and its scan
+			// leaves out the same packages.
+			if b, err = doc.Bytes(sbom.SPDXJSON); err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(b), `"comment":"`+sbom.InstalledByProperty+`: SPDXRef-`); n != tc.installedBy {
+				t.Errorf("%d %s annotations in the SPDX, want %d", n, sbom.InstalledByProperty, tc.installedBy)
+			}
+			if err := reportschema.Validate(reportschema.SPDX, b); err != nil {
+				t.Errorf("the SPDX with annotations: %v", err)
+			}
+			if got := keys(scanSBOM(t, s, doc, sbom.SPDXJSON).Report.Findings); !slices.Equal(got, want) {
+				t.Errorf("SPDX scan findings:\n got %q\nwant %q", got, want)
 			}
 			sameAsImage(t, s, tc.img, doc, res)
 		})

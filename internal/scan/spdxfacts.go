@@ -12,8 +12,10 @@ import (
 // spdxFacts reads, from an SPDX JSON document syft wrote (lotse's SPDX is
 // syft's), the facts syftFacts reads from syft's CycloneDX, where SPDX
 // records them: the file a package was found in (the file its
-// "evident-by" relationship names) and a Debian package's maintainer (its
-// supplier). It returns nil for other documents.
+// "evident-by" relationship names), a Debian package's maintainer (its
+// supplier), and the OS packages lotse marked as having installed a
+// language package's file (an annotation "lotse:installedBy: SPDXRef-...";
+// see sbom.InstalledByProperty). It returns nil for other documents.
 //
 // trivy's SPDX decoder keeps no identifier of a package but its purl, so
 // the facts are keyed by purl (spdxKey), and only for the purls that name
@@ -28,8 +30,11 @@ func spdxFacts(data []byte) map[string]componentFacts {
 			Creators []string `json:"creators"`
 		} `json:"creationInfo"`
 		Packages []struct {
-			SPDXID       string `json:"SPDXID"`
-			Supplier     string `json:"supplier"`
+			SPDXID      string `json:"SPDXID"`
+			Supplier    string `json:"supplier"`
+			Annotations []struct {
+				Comment string `json:"comment"`
+			} `json:"annotations"`
 			ExternalRefs []struct {
 				Type    string `json:"referenceType"`
 				Locator string `json:"referenceLocator"`
@@ -71,6 +76,7 @@ func spdxFacts(data []byte) map[string]componentFacts {
 	}
 	facts := map[string]componentFacts{}
 	count := map[string]int{}
+	keyOf := map[string]string{} // SPDXID -> key
 	for _, p := range doc.Packages {
 		var purl *packageurl.PackageURL
 		for _, r := range p.ExternalRefs {
@@ -84,6 +90,7 @@ func spdxFacts(data []byte) map[string]componentFacts {
 			continue
 		}
 		key := spdxKey(purl.ToString())
+		keyOf[p.SPDXID] = key
 		if count[key]++; count[key] > 1 {
 			continue
 		}
@@ -104,6 +111,21 @@ func spdxFacts(data []byte) map[string]componentFacts {
 		if n > 1 {
 			delete(facts, key) // which package is which is not known
 		}
+	}
+	// lotse's mark (sbom.InstalledByProperty): the OS packages that
+	// installed a language package's file, by SPDX ID.
+	for _, p := range doc.Packages {
+		f, ok := facts[keyOf[p.SPDXID]]
+		if !ok {
+			continue
+		}
+		for _, a := range p.Annotations {
+			owner, ok := strings.CutPrefix(a.Comment, installedByProperty+": ")
+			if ok && keyOf[owner] != "" {
+				f.installedBy = append(f.installedBy, keyOf[owner])
+			}
+		}
+		facts[keyOf[p.SPDXID]] = f
 	}
 	return facts
 }
