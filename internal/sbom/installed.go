@@ -20,7 +20,7 @@ import (
 // package (a Python distribution, a Go binary, a jar...) whose file an OS
 // package manager installed, once per OS package that lists the file; its
 // value is that package's bom-ref. In SPDX it is an annotation of the
-// package, "lotse:installedBy: SPDXRef-..." (see addInstalledBySPDX).
+// package, "lotse:installedBy: SPDXRef-..." (see annotateSPDX).
 //
 // `trivy image` does not report such a package as a language package: the
 // distribution patches and versions it (Debian's python3-requests, a Go
@@ -193,15 +193,16 @@ func addInstalledBy(bom *cyclonedx.BOM, s *syftsbom.SBOM, by map[artifact.ID][]a
 	}
 }
 
-// addInstalledBySPDX annotates the SPDX packages of by's language packages
-// with the SPDX IDs of the OS packages that installed their files: an
+// annotateSPDX adds to lotse's SPDX what lotse adds to its CycloneDX. It
+// annotates the SPDX packages of by's language packages with the SPDX IDs of the OS packages that installed their files: an
 // annotation "lotse:installedBy: SPDXRef-..." per OS package (SPDX has no
 // properties; trivy's decoder reads an annotation "name: value" as one and
-// ignores this one). A package's SPDX ID ends with its syft ID.
-func addInstalledBySPDX(doc *v2_3.Document, s *syftsbom.SBOM, by map[artifact.ID][]artifact.ID) {
-	if len(by) == 0 {
-		return
-	}
+// ignores this one). It also gives a modular RPM its module stream, which
+// syft's SPDX leaves out, as trivy's own SPDX does: an annotation
+// "Modularitylabel: nodejs:10:...", which trivy's decoder reads, so that
+// the RPM is matched by its module stream (nodejs:10, not nodejs). A
+// package's SPDX ID ends with its syft ID.
+func annotateSPDX(doc *v2_3.Document, s *syftsbom.SBOM, by map[artifact.ID][]artifact.ID) {
 	pkgs := map[artifact.ID]*v2_3.Package{}
 	for _, p := range doc.Packages {
 		id := string(p.PackageSPDXIdentifier)
@@ -214,6 +215,16 @@ func addInstalledBySPDX(doc *v2_3.Document, s *syftsbom.SBOM, by map[artifact.ID
 	if doc.CreationInfo != nil {
 		created = doc.CreationInfo.Created
 	}
+	annotate := func(p *v2_3.Package, comment string) {
+		p.Annotations = append(p.Annotations, v2_3.Annotation{Annotator: tool, AnnotationDate: created, AnnotationType: "OTHER", AnnotationComment: comment})
+	}
+	for p := range s.Artifacts.Packages.Enumerate() {
+		if m, ok := p.Metadata.(pkg.RpmDBEntry); ok && m.ModularityLabel != nil && *m.ModularityLabel != "" {
+			if sp := pkgs[p.ID()]; sp != nil {
+				annotate(sp, trivyModularityLabel+": "+*m.ModularityLabel)
+			}
+		}
+	}
 	for id, owners := range by {
 		p := pkgs[id]
 		if p == nil {
@@ -221,14 +232,16 @@ func addInstalledBySPDX(doc *v2_3.Document, s *syftsbom.SBOM, by map[artifact.ID
 		}
 		for _, o := range owners {
 			if op := pkgs[o]; op != nil {
-				p.Annotations = append(p.Annotations, v2_3.Annotation{
-					Annotator:         tool,
-					AnnotationDate:    created,
-					AnnotationType:    "OTHER",
-					AnnotationComment: InstalledByProperty + ": SPDXRef-" + string(op.PackageSPDXIdentifier),
-				})
+				annotate(p, InstalledByProperty+": SPDXRef-"+string(op.PackageSPDXIdentifier))
 			}
 		}
+	}
+	for _, p := range doc.Packages {
 		slices.SortFunc(p.Annotations, func(a, b v2_3.Annotation) int { return strings.Compare(a.AnnotationComment, b.AnnotationComment) })
 	}
 }
+
+// trivyModularityLabel is the name trivy's SBOMs give an RPM's module
+// stream (trivy's core.PropertyModularitylabel), which its decoder reads
+// from an SPDX annotation "Modularitylabel: ...".
+const trivyModularityLabel = "Modularitylabel"

@@ -307,7 +307,7 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 		if err := convert.Document(spdxhelpers.ToFormatModel(*s.s), &doc); err != nil {
 			return fmt.Errorf("encode %s SBOM: %w", f, err)
 		}
-		addInstalledBySPDX(&doc, s.s, s.installed)
+		annotateSPDX(&doc, s.s, s.installed)
 		e := json.NewEncoder(w)
 		e.SetEscapeHTML(false)
 		if err := e.Encode(doc); err != nil {

@@ -189,7 +189,7 @@ func spdxComparable(t *testing.T, doc []byte) string {
 		anns, _ := p["annotations"].([]any)
 		anns = slices.DeleteFunc(anns, func(a any) bool {
 			c, _ := a.(map[string]any)["comment"].(string)
-			return strings.HasPrefix(c, InstalledByProperty+": ")
+			return strings.HasPrefix(c, InstalledByProperty+": ") || strings.HasPrefix(c, trivyModularityLabel+": ")
 		})
 		if len(anns) == 0 {
 			delete(p, "annotations")

@@ -184,5 +184,19 @@ func TestRPMFindings(t *testing.T) {
 	if n := strings.Count(string(b), `"name":"`+sbom.InstalledByProperty+`"`); n != 1 {
 		t.Errorf("%d %s properties, want 1 (python3-six's metadata)", n, sbom.InstalledByProperty)
 	}
+	// From lotse's SPDX too: the vendor is the supplier, the release the
+	// end of the version, the module stream trivy's own annotation.
+	if b, err = doc.Bytes(sbom.SPDXJSON); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"comment":"Modularitylabel: nodejs:10:`) {
+		t.Error("the SPDX gives nodejs no module stream")
+	}
+	if err := reportschema.Validate(reportschema.SPDX, b); err != nil {
+		t.Errorf("the SPDX: %v", err)
+	}
+	if got := keys(scanSBOM(t, s, doc, sbom.SPDXJSON).Report.Findings); !slices.Equal(got, keys(res.Report.Findings)) {
+		t.Errorf("SPDX scan findings:\n got %q\nwant %q", got, keys(res.Report.Findings))
+	}
 	sameAsImage(t, s, img, doc, res)
 }

@@ -12,8 +12,8 @@ import (
 // spdxFacts reads, from an SPDX JSON document syft wrote (lotse's SPDX is
 // syft's), the facts syftFacts reads from syft's CycloneDX, where SPDX
 // records them: the file a package was found in (the file its
-// "evident-by" relationship names), a Debian package's maintainer (its
-// supplier), and the OS packages lotse marked as having installed a
+// "evident-by" relationship names), an OS package's maintainer or vendor
+// (its supplier) and an RPM's release, and the OS packages lotse marked as having installed a
 // language package's file (an annotation "lotse:installedBy: SPDXRef-...";
 // see sbom.InstalledByProperty). It returns nil for other documents.
 //
@@ -31,6 +31,7 @@ func spdxFacts(data []byte) map[string]componentFacts {
 		} `json:"creationInfo"`
 		Packages []struct {
 			SPDXID      string `json:"SPDXID"`
+			Version     string `json:"versionInfo"`
 			Supplier    string `json:"supplier"`
 			Annotations []struct {
 				Comment string `json:"comment"`
@@ -94,13 +95,16 @@ func spdxFacts(data []byte) map[string]componentFacts {
 		if count[key]++; count[key] > 1 {
 			continue
 		}
-		// A Debian package's supplier is its maintainer, which tells a
-		// third-party package (restoreRepositories). An RPM's class needs
-		// its release and module stream too, which syft's SPDX does not
-		// record: RPMs are left unclassified, as for any other document.
-		f := componentFacts{syft: purl.Type != packageurl.TypeRPM}
-		if purl.Type == packageurl.TypeDebian {
-			f.publisher = spdxPublisher(p.Supplier)
+		// A Debian package's supplier is its maintainer, an RPM's its
+		// vendor, which tell a third-party package (restoreRepositories,
+		// which for an RPM also needs its release: the end of its
+		// version). An RPM's module stream is trivy's own annotation,
+		// which lotse's SPDX carries and trivy's decoder reads.
+		f := componentFacts{syft: true, publisher: spdxPublisher(p.Supplier)}
+		if purl.Type == packageurl.TypeRPM {
+			if i := strings.LastIndexByte(p.Version, '-'); i >= 0 {
+				f.release = p.Version[i+1:]
+			}
 		}
 		if path, ok := evident[p.SPDXID]; ok && (purl.Type != packageurl.TypeMaven || packagesOf[path] == 1) {
 			f.path = printable(strings.TrimPrefix(path, "/"))
