@@ -3,6 +3,7 @@ package sbom
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -112,6 +113,7 @@ func normalize(t *testing.T, b []byte, dropLotse bool) string {
 	}
 	delete(doc, "serialNumber")
 	delete(doc["metadata"].(map[string]any), "timestamp")
+	delete(doc["metadata"].(map[string]any), "tools") // see TestCreditTools
 	if dropLotse {
 		for _, c := range doc["components"].([]any) {
 			c := c.(map[string]any)
@@ -127,4 +129,32 @@ func normalize(t *testing.T, b []byte, dropLotse bool) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// lotse's CycloneDX names lotse as the tool that wrote it, without syft's
+// author, and syft, the library that cataloged, with its version.
+func TestCreditTools(t *testing.T) {
+	img, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := generate(t, img).Bytes(CycloneDXJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Metadata struct {
+			Tools struct {
+				Components []struct{ Type, Author, Name, Version string }
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(doc.Metadata.Tools.Components)
+	want := fmt.Sprint([]struct{ Type, Author, Name, Version string }{{"application", "", "lotse", "test"}, {"library", "anchore", "syft", syftVersion()}})
+	if got != want {
+		t.Errorf("tools %s, want %s", got, want)
+	}
 }

@@ -293,6 +293,7 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 		// syft's encoder, with lotse's property added (see installedBy).
 		bom := cyclonedxhelpers.ToFormatModel(*s.s)
 		addInstalledBy(bom, s.s, s.installed)
+		creditTools(bom, s.s.Descriptor)
 		e := cyclonedx.NewBOMEncoder(w, cyclonedx.BOMFileFormatJSON)
 		e.SetPretty(false)
 		e.SetEscapeHTML(false)
@@ -326,6 +327,24 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 		return fmt.Errorf("encode %s SBOM: %w", f, err)
 	}
 	return nil
+}
+
+// creditTools names the tools that made the SBOM. syft's encoder names the
+// tool it was given (lotse) with syft's author, Anchore; lotse's SBOM
+// names lotse without an author, and syft, the library that cataloged the
+// image, beside it, with its version.
+func creditTools(bom *cyclonedx.BOM, d syftsbom.Descriptor) {
+	if d.Name == "syft" || bom.Metadata == nil || bom.Metadata.Tools == nil || bom.Metadata.Tools.Components == nil {
+		return
+	}
+	tools := *bom.Metadata.Tools.Components
+	for i := range tools {
+		if tools[i].Name == d.Name && tools[i].Author == "anchore" {
+			tools[i].Author = ""
+		}
+	}
+	tools = append(tools, cyclonedx.Component{Type: cyclonedx.ComponentTypeLibrary, Author: "anchore", Name: "syft", Version: syftVersion()})
+	bom.Metadata.Tools.Components = &tools
 }
 
 // Bytes encodes the SBOM in format f.
