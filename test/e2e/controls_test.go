@@ -323,7 +323,12 @@ func TestOutageLongerThanRetries(t *testing.T) {
 	iid := toProduction(t, w, img)
 	w.sim.Faults(gitlabsim.Fault{Status: 503})
 	approve(t, w, iid, "alice", "bob")
-	eventually(t, "the approvals' deliveries to die", 20*time.Second, func() (bool, string) {
+	// Each delivery dies after its GitLab calls gave up (about 2 s of
+	// retries), one at a time per app, between the app's timer ticks,
+	// which wait as long: four deliveries (the push, the pipeline, two
+	// approvals) took 16 s on a quiet machine and over 20 s beside the
+	// other packages' tests.
+	eventually(t, "the approvals' deliveries to die", 60*time.Second, func() (bool, string) {
 		var dead []struct{ Event string }
 		apiGet(t, base, "/api/v1/events?state=dead", &dead)
 		n := 0
