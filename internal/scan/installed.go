@@ -7,6 +7,7 @@ import (
 
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
 	"github.com/aquasecurity/trivy/pkg/types"
+	"github.com/package-url/packageurl-go"
 )
 
 // installedByProperty is the CycloneDX property lotse's SBOM gives a
@@ -43,7 +44,7 @@ func dropSystemInstalled(bom *types.SBOM, facts map[string]componentFacts) {
 			if !ok {
 				continue // not in the document: nothing says who it is
 			}
-			if strings.HasPrefix(strings.TrimPrefix(ref, spdxKey("")), "pkg:deb/") && trivyDpkgThirdParty(owner.publisher) {
+			if owner.purlType == packageurl.TypeDebian && trivyDpkgThirdParty(owner.publisher) {
 				continue
 			}
 			return true

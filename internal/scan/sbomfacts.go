@@ -27,6 +27,7 @@ type componentFacts struct {
 	path, sha1         string
 	publisher, release string
 	modularity         string // an RPM's module stream (nodejs:18:...)
+	purlType           string // deb, rpm, pypi...: what kind of package it is
 	syft               bool
 	// installedBy are the bom-refs of the OS packages that installed a
 	// language package's file, as lotse records them (installedByProperty).
@@ -70,6 +71,9 @@ func syftFacts(data []byte) map[string]componentFacts {
 				}
 			}
 			f.publisher = c.Publisher
+			if u, err := packageurl.FromString(c.Purl); err == nil {
+				f.purlType = u.Type
+			}
 			// trivy names a jar inside another by joining the paths:
 			// app.jar/BOOT-INF/lib/x.jar, where syft writes app.jar:BOOT-INF/lib/x.jar.
 			f.path = strings.TrimPrefix(location, "/")
@@ -118,6 +122,7 @@ type cdxHash struct {
 
 type cdxComponent struct {
 	BOMRef     string `json:"bom-ref"`
+	Purl       string `json:"purl"`
 	Publisher  string `json:"publisher"`
 	Properties []struct {
 		Name  string `json:"name"`

@@ -100,7 +100,7 @@ func spdxFacts(data []byte) map[string]componentFacts {
 		// which for an RPM also needs its release: the end of its
 		// version). An RPM's module stream is trivy's own annotation,
 		// which lotse's SPDX carries and trivy's decoder reads.
-		f := componentFacts{syft: true, publisher: spdxPublisher(p.Supplier)}
+		f := componentFacts{syft: true, publisher: spdxPublisher(p.Supplier), purlType: purl.Type}
 		if purl.Type == packageurl.TypeRPM {
 			if i := strings.LastIndexByte(p.Version, '-'); i >= 0 {
 				f.release = p.Version[i+1:]

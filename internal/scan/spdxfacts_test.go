@@ -50,13 +50,13 @@ func TestSPDXFacts(t *testing.T) {
 	got := spdxFacts([]byte(doc))
 	key := func(purl string) string { return spdxKey(purl) }
 	want := map[string]componentFacts{
-		key("pkg:deb/debian/gh@2.40.0?arch=amd64"):            {syft: true, publisher: "GitHub <cli@github.com>"},
-		key("pkg:deb/debian/python3-requests@2.28.1"):         {syft: true, publisher: "Debian Python Team <team+python@tracker.debian.org>"},
-		key("pkg:pypi/requests@2.28.1"):                       {syft: true, path: "usr/lib/python3/dist-packages/requests-2.28.1.egg-info/PKG-INFO", installedBy: []string{key("pkg:deb/debian/python3-requests@2.28.1")}},
-		key("pkg:rpm/amazon/bash@2.0-1.amzn2023.0.1?epoch=1"): {syft: true, release: "1.amzn2023.0.1"},
-		key("pkg:maven/com.example/app@1.0"):                  {syft: true},
-		key("pkg:maven/org.yaml/snakeyaml@1.33"):              {syft: true},
-		key("pkg:maven/org.example/lone@1.0"):                 {syft: true, path: "opt/lib/lone.jar"},
+		key("pkg:deb/debian/gh@2.40.0?arch=amd64"):            {syft: true, purlType: "deb", publisher: "GitHub <cli@github.com>"},
+		key("pkg:deb/debian/python3-requests@2.28.1"):         {syft: true, purlType: "deb", publisher: "Debian Python Team <team+python@tracker.debian.org>"},
+		key("pkg:pypi/requests@2.28.1"):                       {syft: true, purlType: "pypi", path: "usr/lib/python3/dist-packages/requests-2.28.1.egg-info/PKG-INFO", installedBy: []string{key("pkg:deb/debian/python3-requests@2.28.1")}},
+		key("pkg:rpm/amazon/bash@2.0-1.amzn2023.0.1?epoch=1"): {syft: true, purlType: "rpm", release: "1.amzn2023.0.1"},
+		key("pkg:maven/com.example/app@1.0"):                  {syft: true, purlType: "maven"},
+		key("pkg:maven/org.yaml/snakeyaml@1.33"):              {syft: true, purlType: "maven"},
+		key("pkg:maven/org.example/lone@1.0"):                 {syft: true, purlType: "maven", path: "opt/lib/lone.jar"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("facts:\n got %+v\nwant %+v", got, want)
