@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -130,10 +129,6 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 		go func() {
 			defer close(keyReady)
 			key, keyErr = sign.LoadKey(keyPEM, []byte(a.env.get("COSIGN_PASSWORD")))
-			// scrypt's buffer (tens of MiB) is garbage now. Collect it at
-			// once: a collection while it was live set the next heap goal
-			// from it, which made the heap peak of the release.
-			runtime.GC()
 		}()
 	} else {
 		close(keyReady)

@@ -319,7 +319,7 @@ type Key struct{ ref string }
 
 // LoadKey decrypts an encrypted cosign private key (PEM) with password.
 func LoadKey(pemBytes, password []byte) (*Key, error) {
-	sv, err := cosign.LoadPrivateKey(pemBytes, password, nil)
+	sv, err := loadPrivateKey(pemBytes, password)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w (is COSIGN_PASSWORD right?)", err)
 	}
