@@ -113,7 +113,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	ctx := cmd.Context()
 	start := a.now()
 	// The signature and both attestations use one decrypted key. Decrypting
-	// it (scrypt) takes a fifth of a second of CPU; it starts now, beside
+	// it (scrypt) takes 0.16 s of a core; it starts now, beside
 	// reading the image, and the scan lane waits for it before anything is
 	// pushed (a wrong password fails there).
 	keyPEM, err := a.readSigningKey(sf.key)

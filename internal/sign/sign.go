@@ -312,8 +312,8 @@ func GenerateKeyPair(password []byte) (private, public []byte, err error) {
 }
 
 // Key is a private key decrypted once for several Sign and Attest calls:
-// decrypting an encrypted cosign key (scrypt) takes about a fifth of a
-// second, and cosign's commands would do it on every call. Give Ref as
+// decrypting an encrypted cosign key (scrypt) takes about 0.16 s of a
+// core, and cosign's commands would do it on every call. Give Ref as
 // Options.Key; Close forgets the key.
 type Key struct{ ref string }
 
