@@ -94,7 +94,11 @@ func openEnvelope(data, password []byte) ([]byte, error) {
 	copy(nonce[:], e.Cipher.Nonce)
 	out, ok := secretbox.Open(nil, e.Ciphertext, &nonce, &k)
 	if !ok {
-		return nil, errors.New("encrypted: decryption failed")
+		return nil, errDecryptionFailed
 	}
 	return out, nil
 }
+
+// errDecryptionFailed is a wrong password, or an envelope changed since
+// it was written.
+var errDecryptionFailed = errors.New("encrypted: decryption failed")

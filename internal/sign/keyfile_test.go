@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -180,9 +181,12 @@ func TestLoadPrivateKeyIsCosigns(t *testing.T) {
 		"other cipher": editEnvelope(t, generated, func(m map[string]any) { m["cipher"].(map[string]any)["name"] = "aes" }),
 		"short nonce":  editEnvelope(t, generated, func(m map[string]any) { m["cipher"].(map[string]any)["nonce"] = "AAAA" }),
 		"tampered": editEnvelope(t, generated, func(m map[string]any) {
-			c := []byte(m["ciphertext"].(string))
+			c, err := base64.StdEncoding.DecodeString(m["ciphertext"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
 			c[10] ^= 1
-			m["ciphertext"] = string(c)
+			m["ciphertext"] = base64.StdEncoding.EncodeToString(c)
 		}),
 	}
 	for name, key := range bad {
@@ -202,6 +206,10 @@ func TestLoadPrivateKeyIsCosigns(t *testing.T) {
 	}
 	if _, err := LoadKey(generated, []byte("wrong")); err == nil || !strings.Contains(err.Error(), "decryption failed (is COSIGN_PASSWORD right?)") {
 		t.Errorf("LoadKey with a wrong password: %v", err)
+	}
+	// The password hint is for a wrong password only.
+	if _, err := LoadKey(bad["costlier scrypt"], pw); err == nil || strings.Contains(err.Error(), "COSIGN_PASSWORD") {
+		t.Errorf("LoadKey with a costlier scrypt: %v", err)
 	}
 }
 

@@ -320,8 +320,11 @@ type Key struct{ ref string }
 // LoadKey decrypts an encrypted cosign private key (PEM) with password.
 func LoadKey(pemBytes, password []byte) (*Key, error) {
 	sv, err := loadPrivateKey(pemBytes, password)
-	if err != nil {
+	if errors.Is(err, errDecryptionFailed) {
 		return nil, fmt.Errorf("signing key: %w (is COSIGN_PASSWORD right?)", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
 	}
 	return &Key{ref: loadedKeys.add(sv)}, nil
 }
