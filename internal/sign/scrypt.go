@@ -27,8 +27,9 @@ import (
 // until reused.
 //
 // salsaXOR, blockMix and smix are x/crypto's (scrypt.go, Copyright 2012
-// The Go Authors, BSD-style license: https://go.dev/LICENSE);
-// TestScryptKeyIsXCrypto compares the two.
+// The Go Authors, BSD-style license: https://go.dev/LICENSE), smix with
+// the trade-off; TestScryptKeyIsXCrypto and FuzzScryptKey compare the
+// keys with x/crypto's.
 func scryptKey(password, salt []byte, N, r, p, keyLen int) ([]byte, error) {
 	const maxInt = int(^uint(0) >> 1)
 	if N <= 1 || N&(N-1) != 0 {
