@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"github.com/lotse/lotse/ci"
@@ -46,7 +47,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}()
 	}
+	// LOTSE_TRACE=FILE writes an execution trace of the command (go tool
+	// trace FILE): which goroutines ran when, on how many cores.
+	if path := getenv("LOTSE_TRACE"); path != "" {
+		stopTrace, err := startTrace(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "lotse: LOTSE_TRACE: %v\n", err)
+			return ci.ExitError
+		}
+		defer stopTrace()
+	}
 	return ci.Run(ctx, ci.Info{Version: version}, args[1:], getenv, stdout, stderr)
+}
+
+func startTrace(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		trace.Stop()
+		f.Close()
+	}, nil
 }
 
 func writeHeapProfile(path string) error {
