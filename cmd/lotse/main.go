@@ -30,7 +30,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// LOTSE_CPUPROFILE=FILE writes a CPU profile of the command: make pgo
 	// collects them into default.pgo, which go build applies to lotse.
 	if path := getenv("LOTSE_CPUPROFILE"); path != "" {
-		stopProfile, err := startCPUProfile(path)
+		stopProfile, err := startRecording(path, pprof.StartCPUProfile, pprof.StopCPUProfile)
 		if err != nil {
 			fmt.Fprintf(stderr, "lotse: LOTSE_CPUPROFILE: %v\n", err)
 			return ci.ExitError
@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// LOTSE_TRACE=FILE writes an execution trace of the command (go tool
 	// trace FILE): which goroutines ran when, on how many cores.
 	if path := getenv("LOTSE_TRACE"); path != "" {
-		stopTrace, err := startTrace(path)
+		stopTrace, err := startRecording(path, trace.Start, trace.Stop)
 		if err != nil {
 			fmt.Fprintf(stderr, "lotse: LOTSE_TRACE: %v\n", err)
 			return ci.ExitError
@@ -58,21 +58,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer stopTrace()
 	}
 	return ci.Run(ctx, ci.Info{Version: version}, args[1:], getenv, stdout, stderr)
-}
-
-func startTrace(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := trace.Start(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() {
-		trace.Stop()
-		f.Close()
-	}, nil
 }
 
 func writeHeapProfile(path string) error {
@@ -87,17 +72,20 @@ func writeHeapProfile(path string) error {
 	return f.Close()
 }
 
-func startCPUProfile(path string) (stop func(), err error) {
+// startRecording creates path and starts a recorder writing to it (a CPU
+// profile, an execution trace); the function it returns stops it and
+// closes the file.
+func startRecording(path string, start func(io.Writer) error, stop func()) (func(), error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := start(f); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return func() {
-		pprof.StopCPUProfile()
+		stop()
 		f.Close()
 	}, nil
 }
