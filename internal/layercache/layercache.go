@@ -16,6 +16,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -257,7 +258,25 @@ func decode(b []byte, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return io.ReadAll(r)
+	var v bytes.Buffer
+	v.Grow(sizeHint(b) + bytes.MinRead)
+	if _, err := v.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return v.Bytes(), nil
+}
+
+// sizeHint is the size of the value in an encoded entry as its gzip
+// stream's trailer states it (ISIZE, the size modulo 2^32; a value is
+// smaller), so that decode reads it into one buffer instead of growing one
+// (a layer's catalog is 10 MB and more). A damaged entry may state any
+// size: the hint is bounded by what its length can decompress to.
+func sizeHint(entry []byte) int {
+	if len(entry) < 4 {
+		return 0
+	}
+	n := int64(binary.LittleEndian.Uint32(entry[len(entry)-4:]))
+	return int(min(n, maxEntry, int64(len(entry))*1032))
 }
 
 // entryReader reads the value of an encoded entry of key from r, checking

@@ -15,7 +15,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
-func open(t *testing.T, max int64) *Cache {
+func open(t testing.TB, max int64) *Cache {
 	t.Helper()
 	c, err := Open(t.TempDir(), max)
 	if err != nil {
@@ -340,5 +340,25 @@ func assertNoTemp(t *testing.T, c *Cache) {
 	}
 	if len(tmps) > 0 {
 		t.Fatalf("temporary files left: %v", tmps)
+	}
+}
+
+// BenchmarkGet reads back a layer's catalog of the size a 10,000-file
+// Debian layer has (11 MB of syft JSON).
+func BenchmarkGet(b *testing.B) {
+	c := open(b, 1<<30)
+	var v bytes.Buffer
+	for i := 0; v.Len() < 11<<20; i++ {
+		fmt.Fprintf(&v, `{"id":"%016x","location":{"path":"/usr/share/doc/pkg%d/copyright","layerID":"sha256:%064x"},"digests":[{"algorithm":"sha256","value":"%064x"}]},`, i, i, i, i*7)
+	}
+	if err := c.Put("k", v.Bytes()); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(v.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := c.Get("k"); !ok {
+			b.Fatal("miss")
+		}
 	}
 }
