@@ -298,15 +298,22 @@ func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir str
 		id, ok := known.DiffID(digest)
 		seen = ok && id == diffID
 	}
-	var uh hash.Hash
+	var follower *fileFollower
 	dst := io.Writer(f)
 	if !seen {
-		uh = sha256.New()
-		dst = io.MultiWriter(f, uh)
+		follower = followFile(f)
+		defer follower.Stop()
+		dst = follower
 	}
 	size, err := io.Copy(dst, content)
 	if err != nil {
 		return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+	}
+	var uh hash.Hash
+	if follower != nil {
+		if uh, err = follower.Sum(); err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", n, digest, err)
+		}
 	}
 	if br != nil {
 		// The rest of the compressed stream (gzip's trailer, padding)
