@@ -3,6 +3,7 @@ package layercache
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -67,12 +68,18 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestCorruptedEntriesAreRecomputed(t *testing.T) {
+	if got := sizeHint(entry(t, "k", make([]byte, 5000))); got != 5000 {
+		t.Fatalf("sizeHint of an entry of 5000 bytes = %d", got)
+	}
 	for name, damage := range map[string]func([]byte) []byte{
 		"flipped byte": func(b []byte) []byte { b[len(b)-5] ^= 0xff; return b },
 		"truncated":    func(b []byte) []byte { return b[:len(b)/2] },
 		"empty":        func([]byte) []byte { return nil },
 		"other key":    func(b []byte) []byte { return bytes.Replace(b, []byte("k1"), []byte("k2"), 1) },
-		"other magic":  func(b []byte) []byte { return bytes.Replace(b, []byte(magic), []byte("lotse-layercache 0"), 1) },
+		// gzip's trailer states the size Get reads the value into.
+		"size stated larger":  func(b []byte) []byte { binary.LittleEndian.PutUint32(b[len(b)-4:], 1<<31); return b },
+		"size stated smaller": func(b []byte) []byte { binary.LittleEndian.PutUint32(b[len(b)-4:], 3); return b },
+		"other magic":         func(b []byte) []byte { return bytes.Replace(b, []byte(magic), []byte("lotse-layercache 0"), 1) },
 		"wrong sum": func(b []byte) []byte {
 			lines := bytes.SplitN(b, []byte("\n"), 4)
 			lines[2] = bytes.Repeat([]byte("0"), 64)
