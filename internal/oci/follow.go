@@ -12,12 +12,14 @@ const followStep = 1 << 20
 
 // fileFollower hashes a file as it is written, on a goroutine of its own:
 // the goroutine that decompresses a layer (which bounds the unpack of a
-// large one) then only writes it, while the other core, idle meanwhile,
-// reads back from the page cache what was just written and hashes it. It
-// took the unpack of the bench's go-toolchain image (a 245 MB layer) from
-// 1.02 s to 0.95 s (medians of six). Unlike handing the bytes to another
-// goroutine, it copies nothing on the decompressing goroutine and makes no
-// buffers to fault in.
+// large one) then only writes it, while the follower reads back from the
+// page cache what was just written and hashes it. It took the unpack of
+// the bench's go-toolchain image (a 245 MB layer) from 1.02 s to 0.95 s
+// (medians of six). Unlike handing the bytes to another goroutine, it
+// copies nothing on the decompressing goroutine and makes no buffers to
+// fault in: the other core is not free (on the development machine, a
+// goroutine busy on it slows the decompression by 15 %), so what runs
+// there must take more off the decompressing goroutine than it costs it.
 //
 // Write writes to the file and tells the follower how far it got, a step
 // at a time; Sum waits until the follower has hashed all of it.
@@ -80,17 +82,13 @@ func (w *fileFollower) follow(at <-chan int64) {
 	for end := range at {
 		for err == nil && off < end {
 			want := min(int64(len(buf)), end-off)
-			var n int
-			n, err = w.f.ReadAt(buf[:want], off)
-			h.Write(buf[:n])
-			off += int64(n)
-			if err == nil && int64(n) < want {
-				err = fmt.Errorf("reading back %s: %d bytes at %d, not %d", w.f.Name(), n, off, want)
-			} else if err != nil && int64(n) == want {
-				err = nil // io.EOF with all of it
-			} else if err != nil {
-				err = fmt.Errorf("reading back %s: %w", w.f.Name(), err)
+			n, rerr := w.f.ReadAt(buf[:want], off)
+			if int64(n) < want { // ReadAt says why (io.EOF: the file is shorter)
+				err = fmt.Errorf("reading back %s at %d: %d bytes of %d: %w", w.f.Name(), off, n, want, rerr)
+				break
 			}
+			h.Write(buf[:n])
+			off += want
 		}
 	}
 	if err != nil {
