@@ -57,6 +57,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer stopTrace()
 	}
+	// LOTSE_PEAKPROFILE=FILE writes the heap profile taken when the
+	// command's resident set was highest (go tool pprof -sample_index=
+	// inuse_space FILE): what a peak RSS is made of.
+	if path := getenv("LOTSE_PEAKPROFILE"); path != "" {
+		stopPeak, err := startPeakProfile(path, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "lotse: LOTSE_PEAKPROFILE: %v\n", err)
+			return ci.ExitError
+		}
+		defer stopPeak()
+	}
 	return ci.Run(ctx, ci.Info{Version: version}, args[1:], getenv, stdout, stderr)
 }
 

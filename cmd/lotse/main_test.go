@@ -253,7 +253,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode":      cmdExitCode,
 			"expand":        cmdExpand,
-			"cpuprofile":    cmdCPUProfile,
+			"profile":       cmdProfile,
 			"manifest":      cmdManifest,
 			"simproject":    cmdSimProject,
 			"simlotse":      cmdSimLotse,
@@ -278,22 +278,25 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// cpuprofile FILE checks that FILE is a CPU profile as pprof reads it.
-func cmdCPUProfile(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: cpuprofile FILE")
+// profile FILE TYPE checks that FILE is a profile as pprof reads it, with
+// samples of TYPE (cpu, inuse_space...).
+func cmdProfile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: profile FILE TYPE")
 	}
 	f, err := os.Open(ts.MkAbs(args[0]))
 	ts.Check(err)
 	defer f.Close()
 	p, err := profile.Parse(f)
 	ts.Check(err)
+	var types []string
 	for _, st := range p.SampleType {
-		if st.Type == "cpu" && st.Unit == "nanoseconds" {
+		if st.Type == args[1] {
 			return
 		}
+		types = append(types, st.Type)
 	}
-	ts.Fatalf("%s: no cpu/nanoseconds samples, only %v", args[0], p.SampleType)
+	ts.Fatalf("%s: no %s samples, only %v", args[0], args[1], types)
 }
 
 // expand FILE replaces $VAR and ${VAR} in FILE with the script's

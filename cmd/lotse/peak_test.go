@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
+)
+
+// peakHolder is live while the resident set peaks, for the profile to name.
+var peakHolder [][]byte
+
+// The profile LOTSE_PEAKPROFILE leaves is the one taken at the highest
+// resident set: taken again as the set grows, not replaced when it falls.
+func TestPeakProfileFollowsTheResidentSet(t *testing.T) {
+	if _, err := os.Stat("/proc/self/statm"); err != nil {
+		t.Skip("needs /proc/self/statm")
+	}
+	path := filepath.Join(t.TempDir(), "peak.pprof")
+	var stderr bytes.Buffer
+	stop, err := startPeakProfile(path, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	debug.FreeOSMemory() // what an earlier test left is not counted twice
+	before := resident(t)
+	first := modified(t, path)
+	holdPeak(64 << 20)
+	// Sampled every 10 ms: wait until it was, on a busy machine too.
+	for deadline := time.Now().Add(5 * time.Second); modified(t, path).Equal(first) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	peakHolder = nil
+	debug.FreeOSMemory() // the set falls: the profile stays the peak's
+	time.Sleep(30 * time.Millisecond)
+	stop()
+
+	m := regexp.MustCompile(`^lotse: LOTSE_PEAKPROFILE: heap profile at (\d+) MiB resident, after \S+\n$`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("stderr: %q", stderr.String())
+	}
+	if at, _ := strconv.ParseInt(m[1], 10, 64); at<<20 < before+48<<20 {
+		t.Fatalf("profile taken at %d MiB, below the 64 MiB held above %d MiB", at, before>>20)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains([]byte(p.String()), []byte("holdPeak")) {
+		t.Fatal("the profile does not name what held the peak")
+	}
+}
+
+//go:noinline
+func holdPeak(n int) {
+	for range n >> 20 {
+		b := make([]byte, 1<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		peakHolder = append(peakHolder, b)
+	}
+	runtime.GC() // the profile's in-use figures are as of the last collection
+}
+
+func resident(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := bytes.Fields(b)
+	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+func modified(t *testing.T, path string) time.Time {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.ModTime()
+}
