@@ -14,9 +14,6 @@ import (
 	"github.com/google/pprof/profile"
 )
 
-// peakHolder is live while the resident set peaks, for the profile to name.
-var peakHolder [][]byte
-
 // The profile LOTSE_PEAKPROFILE leaves is the one taken at the highest
 // resident set: taken again as the set grows, not replaced when it falls.
 func TestPeakProfileFollowsTheResidentSet(t *testing.T) {
@@ -31,13 +28,14 @@ func TestPeakProfileFollowsTheResidentSet(t *testing.T) {
 	}
 	debug.FreeOSMemory() // what an earlier test left is not counted twice
 	before := resident(t)
-	first := modified(t, path)
-	holdPeak(64 << 20)
-	// Sampled every 10 ms: wait until it was, on a busy machine too.
-	for deadline := time.Now().Add(5 * time.Second); modified(t, path).Equal(first) && time.Now().Before(deadline); {
+	held := holdPeak(64 << 20)
+	// Sampled every 10 ms: wait for a profile of the whole set (none comes
+	// when one taken while it grew is within a step of it).
+	taken := modified(t, path)
+	for deadline := time.Now().Add(time.Second); modified(t, path).Equal(taken) && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	peakHolder = nil
+	runtime.KeepAlive(held)
 	debug.FreeOSMemory() // the set falls: the profile stays the peak's
 	time.Sleep(30 * time.Millisecond)
 	stop()
@@ -63,16 +61,20 @@ func TestPeakProfileFollowsTheResidentSet(t *testing.T) {
 	}
 }
 
+// holdPeak allocates and touches n bytes, for the profile to name.
+//
 //go:noinline
-func holdPeak(n int) {
+func holdPeak(n int) [][]byte {
+	var held [][]byte
 	for range n >> 20 {
 		b := make([]byte, 1<<20)
 		for i := range b {
 			b[i] = 1
 		}
-		peakHolder = append(peakHolder, b)
+		held = append(held, b)
 	}
 	runtime.GC() // the profile's in-use figures are as of the last collection
+	return held
 }
 
 func resident(t *testing.T) int64 {
