@@ -27,46 +27,50 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	// LOTSE_CPUPROFILE=FILE writes a CPU profile of the command: make pgo
-	// collects them into default.pgo, which go build applies to lotse.
-	if path := getenv("LOTSE_CPUPROFILE"); path != "" {
-		stopProfile, err := startRecording(path, pprof.StartCPUProfile, pprof.StopCPUProfile)
+	// Each recorder is switched on by its variable naming the file it
+	// writes; one that cannot start stops lotse before the command runs.
+	recorders := []struct {
+		env   string
+		start func(path string) (stop func(), err error)
+	}{
+		// A CPU profile of the command: make pgo collects them into
+		// default.pgo, which go build applies to lotse.
+		{"LOTSE_CPUPROFILE", func(path string) (func(), error) {
+			return startRecording(path, pprof.StartCPUProfile, pprof.StopCPUProfile)
+		}},
+		// The allocation profile of the command when it ends (go tool
+		// pprof -sample_index=alloc_space FILE).
+		{"LOTSE_MEMPROFILE", func(path string) (func(), error) {
+			runtime.MemProfileRate = 64 << 10
+			return func() {
+				if err := writeHeapProfile(path); err != nil {
+					fmt.Fprintf(stderr, "lotse: LOTSE_MEMPROFILE: %v\n", err)
+				}
+			}, nil
+		}},
+		// An execution trace (go tool trace FILE): which goroutines ran
+		// when, on how many cores.
+		{"LOTSE_TRACE", func(path string) (func(), error) {
+			return startRecording(path, trace.Start, trace.Stop)
+		}},
+		// The heap profile taken when the resident set was highest (go
+		// tool pprof -sample_index=inuse_space FILE): what a peak RSS is
+		// made of.
+		{"LOTSE_PEAKPROFILE", func(path string) (func(), error) {
+			return startPeakProfile(path, stderr)
+		}},
+	}
+	for _, r := range recorders {
+		path := getenv(r.env)
+		if path == "" {
+			continue
+		}
+		stop, err := r.start(path)
 		if err != nil {
-			fmt.Fprintf(stderr, "lotse: LOTSE_CPUPROFILE: %v\n", err)
+			fmt.Fprintf(stderr, "lotse: %s: %v\n", r.env, err)
 			return ci.ExitError
 		}
-		defer stopProfile()
-	}
-	// LOTSE_MEMPROFILE=FILE writes the allocation profile of the command
-	// when it ends (go tool pprof -sample_index=alloc_space FILE).
-	if path := getenv("LOTSE_MEMPROFILE"); path != "" {
-		runtime.MemProfileRate = 64 << 10
-		defer func() {
-			if err := writeHeapProfile(path); err != nil {
-				fmt.Fprintf(stderr, "lotse: LOTSE_MEMPROFILE: %v\n", err)
-			}
-		}()
-	}
-	// LOTSE_TRACE=FILE writes an execution trace of the command (go tool
-	// trace FILE): which goroutines ran when, on how many cores.
-	if path := getenv("LOTSE_TRACE"); path != "" {
-		stopTrace, err := startRecording(path, trace.Start, trace.Stop)
-		if err != nil {
-			fmt.Fprintf(stderr, "lotse: LOTSE_TRACE: %v\n", err)
-			return ci.ExitError
-		}
-		defer stopTrace()
-	}
-	// LOTSE_PEAKPROFILE=FILE writes the heap profile taken when the
-	// command's resident set was highest (go tool pprof -sample_index=
-	// inuse_space FILE): what a peak RSS is made of.
-	if path := getenv("LOTSE_PEAKPROFILE"); path != "" {
-		stopPeak, err := startPeakProfile(path, stderr)
-		if err != nil {
-			fmt.Fprintf(stderr, "lotse: LOTSE_PEAKPROFILE: %v\n", err)
-			return ci.ExitError
-		}
-		defer stopPeak()
+		defer stop()
 	}
 	return ci.Run(ctx, ci.Info{Version: version}, args[1:], getenv, stdout, stderr)
 }

@@ -66,14 +66,19 @@ func TestPeakProfileFollowsTheResidentSet(t *testing.T) {
 //go:noinline
 func holdPeak(n int) [][]byte {
 	var held [][]byte
-	for range n >> 20 {
+	for i := range n >> 20 {
 		b := make([]byte, 1<<20)
-		for i := range b {
-			b[i] = 1
+		for j := range b {
+			b[j] = 1
 		}
 		held = append(held, b)
+		if i%16 == 15 {
+			// A heap profile shows what the last collection saw: one
+			// taken while the set grows names this function too.
+			runtime.GC()
+		}
 	}
-	runtime.GC() // the profile's in-use figures are as of the last collection
+	runtime.GC()
 	return held
 }
 
