@@ -21,13 +21,15 @@ func TestPeakProfileFollowsTheResidentSet(t *testing.T) {
 		t.Skip("needs /proc/self/statm")
 	}
 	path := filepath.Join(t.TempDir(), "peak.pprof")
+	// Before the first sample: a set an earlier test left, released only
+	// after it, would be the peak the held memory never passes.
+	debug.FreeOSMemory()
+	before := resident(t)
 	var stderr bytes.Buffer
 	stop, err := startPeakProfile(path, &stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	debug.FreeOSMemory() // what an earlier test left is not counted twice
-	before := resident(t)
 	held := holdPeak(64 << 20)
 	// Sampled every 10 ms: wait for a profile of the whole set (none comes
 	// when one taken while it grew is within a step of it).
