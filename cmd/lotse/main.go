@@ -20,6 +20,7 @@ import (
 var version = "dev"
 
 func main() {
+	dropStartupPages() //nolint:errcheck // without it, lotse only holds more pages
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	stop()
