@@ -9,7 +9,7 @@ import (
 )
 
 // scryptKey is scrypt (RFC 7914) as golang.org/x/crypto/scrypt.Key
-// computes it, with a quarter of its table, outside the Go heap.
+// computes it, with half of its table, outside the Go heap.
 //
 // Decrypting a cosign key takes scrypt with N=2^16 and r=8: x/crypto
 // allocates a table of 64 MiB on the Go heap, and lotse release decrypts
@@ -19,9 +19,12 @@ import (
 // made lotse release's peak RSS 60 to 70 MB higher, above the chain's
 // largest process.
 //
-// Here smix keeps one block in four (16 MiB) and recomputes the others when
-// it reads them (see smix): a key takes half as long again, about 0.16 s
-// instead of 0.11 s of one core. The table is mapped from the operating
+// Here smix keeps one block in two (32 MiB) and recomputes the others when
+// it reads them (see smix): a key takes 0.12 s of one core instead of
+// 0.10 s (BenchmarkScryptKey). One block in four (16 MiB) took 0.155 s,
+// on the critical path of the small images' releases; the whole table
+// made their peaks 45 MB higher (node: 145 → 190 MB, against 160 with
+// this half). The table is mapped from the operating
 // system and unmapped the moment the key is derived, so the
 // password-derived state in it goes too, rather than lingering in the heap
 // until reused.
@@ -184,8 +187,8 @@ func integer(b []uint32, r int) uint64 {
 // smix is scrypt's ROMix on b. It keeps one in tableStride of the N
 // blocks it writes (v holds 32*r*N/tableStride(N) words) and recomputes
 // a block it reads back from the one kept before it: scrypt's time-memory
-// trade-off, with a quarter of the memory for 75 % more BlockMix steps
-// (half as long again: the smaller table is read from closer caches).
+// trade-off. A read costs (tableStride-1)/2 more BlockMix steps on
+// average, so half the memory takes 25 % more steps in all.
 // xy holds four blocks.
 func smix(b []byte, r, N int, v, xy []uint32) {
 	var tmp [16]uint32
@@ -220,4 +223,4 @@ func smix(b []byte, r, N int, v, xy []uint32) {
 }
 
 // tableStride is how many of scrypt's N blocks smix keeps one of.
-func tableStride(N int) int { return min(N, 4) }
+func tableStride(N int) int { return min(N, 2) }
