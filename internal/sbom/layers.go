@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/anchore/stereoscope/pkg/filetree"
 	"github.com/anchore/stereoscope/pkg/image"
 	"github.com/anchore/syft/syft"
 	"github.com/anchore/syft/syft/artifact"
@@ -105,12 +106,15 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 	// (dpkg's, hashing the files of 400 packages) often takes most of it.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
+	names := newBasenameIndex(si.FileCatalog)
 	for _, i := range todo {
 		l := si.Layers[i]
 		g.Go(func() error {
 			view := *si
 			view.Layers = si.Layers[:i+1]
-			view.SquashedSearchContext = l.SquashedSearchContext
+			// The layer's own search context, as stereoscope makes it,
+			// over an index whose basename globs are answered faster.
+			view.SquashedSearchContext = filetree.NewSearchContext(l.SquashedTree, names)
 			src := layerSource{Source: stereoscopesource.New(&view, stereoscopesource.ImageConfig{Reference: ref}), layer: l.Metadata.Digest}
 			s, err := c.catalog(gctx, src, cfg, guard)
 			if err != nil {
