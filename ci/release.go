@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lotse/lotse/internal/atomicfile"
+	"github.com/lotse/lotse/internal/gcpace"
 	"github.com/lotse/lotse/internal/oci"
 	"github.com/lotse/lotse/internal/sbom"
 	"github.com/lotse/lotse/internal/scan"
@@ -154,6 +155,15 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	})
 	defer removeCopies()
 	a.log.DebugContext(ctx, "image read", "took", a.now().Sub(start))
+	if layers != nil {
+		if cf, err := img.art.Image.ConfigFile(); err == nil && cf != nil && lowerLayersCached(sbom.CachedLayers(cf.RootFS.DiffIDs, layers)) {
+			done := make(chan struct{})
+			defer close(done)
+			if gcpace.RelaxUntil(warmGOGC, done) {
+				a.log.DebugContext(ctx, "lower layers cached: the collector runs at a higher percentage", "gogc", warmGOGC)
+			}
+		}
+	}
 	opts, err := a.ociOptions(rf, dst.RegistryStr())
 	if err != nil {
 		return err

@@ -5,16 +5,17 @@ package gcpace
 import "runtime/debug"
 
 // RelaxUntil sets the collector's percentage (GOGC) to percent until done
-// is closed, and then back. A percentage the user chose with GOGC is left
-// alone.
-func RelaxUntil(percent int, done <-chan struct{}) {
+// is closed, and then back, and says whether it did: a percentage the user
+// chose with GOGC, or another phase set, is left alone.
+func RelaxUntil(percent int, done <-chan struct{}) bool {
 	old := debug.SetGCPercent(percent)
 	if old != 100 {
 		debug.SetGCPercent(old)
-		return
+		return false
 	}
 	go func() {
 		<-done
 		debug.SetGCPercent(old)
 	}()
+	return true
 }

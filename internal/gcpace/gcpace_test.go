@@ -16,7 +16,9 @@ func gcPercent() int64 {
 func TestRelaxUntil(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	done := make(chan struct{})
-	RelaxUntil(300, done)
+	if !RelaxUntil(300, done) {
+		t.Fatal("RelaxUntil says it left the default alone")
+	}
 	if got := gcPercent(); got != 300 {
 		t.Fatalf("GOGC during the phase = %d, want 300", got)
 	}
@@ -29,7 +31,9 @@ func TestRelaxUntil(t *testing.T) {
 
 	// A percentage the user chose stays.
 	debug.SetGCPercent(50)
-	RelaxUntil(300, make(chan struct{}))
+	if RelaxUntil(300, make(chan struct{})) {
+		t.Error("RelaxUntil says it changed the user's percentage")
+	}
 	if got := gcPercent(); got != 50 {
 		t.Errorf("GOGC = %d, want the user's 50", got)
 	}
