@@ -148,20 +148,32 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	// The local copy and the unpacked layers are removed once both lanes
 	// are done, in the background while the SBOM is attested and the tags
 	// are set (they need only the manifest, which Push has read); at the
-	// latest on return.
+	// latest on return. Closing the cataloger writes the last layer's
+	// catalog into the layer cache first (see coldTailGOGC).
+	tail := make(chan struct{})
 	removeCopies := sync.OnceFunc(func() {
 		cat.Close()
+		close(tail)
 		img.close()
 	})
 	defer removeCopies()
 	a.log.DebugContext(ctx, "image read", "took", a.now().Sub(start))
+	warm := false
 	if layers != nil {
 		if cf, err := img.art.Image.ConfigFile(); err == nil && cf != nil && lowerLayersCached(sbom.CachedLayers(cf.RootFS.DiffIDs, layers)) {
+			warm = true
 			done := make(chan struct{})
 			defer close(done)
-			if gcpace.RelaxUntil(warmGOGC, done) {
+			if gcpace.SetUntil(warmGOGC, done) {
 				a.log.DebugContext(ctx, "lower layers cached: the collector runs at a higher percentage", "gogc", warmGOGC)
 			}
+		}
+	}
+	// cataloged lowers the collector's percentage for the rest of a cold
+	// release with a layer cache, once its SBOM is cataloged.
+	cataloged := func() {
+		if layers != nil && !warm && gcpace.SetUntil(coldTailGOGC, tail) {
+			a.log.DebugContext(ctx, "layers cataloged: the collector runs at a lower percentage", "gogc", coldTailGOGC)
 		}
 	}
 	opts, err := a.ociOptions(rf, dst.RegistryStr())
@@ -218,6 +230,7 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			if err != nil {
 				return err
 			}
+			cataloged()
 			a.log.DebugContext(ctx, "sbom done", "took", a.now().Sub(t))
 			b, err := doc.Bytes(sbom.CycloneDXJSON)
 			if err != nil {

@@ -83,7 +83,7 @@ is what GitLab's artifacts:reports:cyclonedx reads.`,
 // when lotse's snapshot of it does not fit.
 func (a *app) newCataloger(layers *layercache.Cache) *sbom.Cataloger {
 	opts := []sbom.Option{sbom.WithBuildWindow(func(built <-chan struct{}) {
-		gcpace.RelaxUntil(scannerGOGC, built)
+		gcpace.SetUntil(scannerGOGC, built)
 	})}
 	if layers != nil { // no typed nil in the interface
 		opts = append(opts, sbom.WithLicenseCache(layers))

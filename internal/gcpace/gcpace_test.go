@@ -13,11 +13,11 @@ func gcPercent() int64 {
 	return int64(s[0].Value.Uint64())
 }
 
-func TestRelaxUntil(t *testing.T) {
+func TestSetUntil(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	done := make(chan struct{})
-	if !RelaxUntil(300, done) {
-		t.Fatal("RelaxUntil says it left the default alone")
+	if !SetUntil(300, done) {
+		t.Fatal("SetUntil says it left the default alone")
 	}
 	if got := gcPercent(); got != 300 {
 		t.Fatalf("GOGC during the phase = %d, want 300", got)
@@ -31,8 +31,8 @@ func TestRelaxUntil(t *testing.T) {
 
 	// A percentage the user chose stays.
 	debug.SetGCPercent(50)
-	if RelaxUntil(300, make(chan struct{})) {
-		t.Error("RelaxUntil says it changed the user's percentage")
+	if SetUntil(300, make(chan struct{})) {
+		t.Error("SetUntil says it changed the user's percentage")
 	}
 	if got := gcPercent(); got != 50 {
 		t.Errorf("GOGC = %d, want the user's 50", got)

@@ -172,6 +172,37 @@ func TestLayersCatalogLikeTheWholeImage(t *testing.T) {
 	}
 }
 
+// The catalog of the layer cataloged last goes into the cache in the
+// background while the SBOM is encoded (see catalogLayers): encoding it
+// meanwhile reads what the write reads (go test -race checks that nothing
+// changes it), and once Close returns the cache holds every layer.
+func TestLastLayerWrittenWhileTheSBOMIsEncoded(t *testing.T) {
+	lc, err := layercache.Open(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := layeredImage(t, "12")
+	want := cdx(t, catalog(t, img, nil))
+	c := NewCataloger(Tool{Name: "lotse", Version: "test"})
+	s, err := c.Generate(context.Background(), img, "registry.example.com/team/app:1.0", t.TempDir(), lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cdx(t, s)
+	for _, f := range []Format{SPDXJSON, SyftJSON} {
+		if _, err := s.Bytes(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	if got != want {
+		t.Fatalf("by layer, encoded while the last layer was written:\n%s\nwhole:\n%s", got, want)
+	}
+	if got := catalog(t, img, lc).Layers(); got != (LayerStats{Cached: 4}) {
+		t.Errorf("after Close, the cache gives %+v, want all 4 layers cached", got)
+	}
+}
+
 // A layer that changes the distribution's version changes every OS
 // package's identifier: the image is cataloged whole.
 func TestLayersWithAnotherReleaseCatalogWhole(t *testing.T) {

@@ -117,6 +117,7 @@ type Cataloger struct {
 	lic      context.Context // carries syft's license scanner, scanning through licenses
 	err      error
 	removals sync.WaitGroup // of unpacked layers
+	writes   sync.WaitGroup // of layer catalogs into the layer cache
 }
 
 // Option configures a Cataloger.
@@ -183,6 +184,7 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	}()
 	var pre *cachedLayers
 	if layers != nil {
+		c.writes.Wait() // what an earlier Generate still writes is read, not cataloged again
 		pre = readCachedLayers(img, layers)
 	}
 	if err := si.Read(ctx); err != nil {
@@ -261,8 +263,12 @@ func (c *Cataloger) catalog(ctx context.Context, src source.Source, cfg *syft.Cr
 	return s, err
 }
 
-// Close waits until the unpacked layers of every SBOM generated are removed.
-func (c *Cataloger) Close() { c.removals.Wait() }
+// Close waits until the layer catalogs of every SBOM generated are in the
+// layer cache and their unpacked layers removed.
+func (c *Cataloger) Close() {
+	c.writes.Wait()
+	c.removals.Wait()
+}
 
 // withValues is ctx (its deadline and cancellation) that also answers the
 // values of vals: syft finds the prepared license scanner there.
