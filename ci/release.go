@@ -148,8 +148,9 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	// The local copy and the unpacked layers are removed once both lanes
 	// are done, in the background while the SBOM is attested and the tags
 	// are set (they need only the manifest, which Push has read); at the
-	// latest on return. Closing the cataloger writes the last layer's
-	// catalog into the layer cache first (see coldTailGOGC).
+	// latest on return. Closing the cataloger first waits until the
+	// catalog of the layer cataloged last, written in the background, is
+	// in the layer cache (see coldTailGOGC).
 	tail := make(chan struct{})
 	removeCopies := sync.OnceFunc(func() {
 		cat.Close()
