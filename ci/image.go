@@ -91,6 +91,11 @@ func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layerc
 			}
 		}
 	}
+	if l.src.Kind == oci.Registry {
+		// go-containerregistry checks each blob it reads from a registry
+		// against its digest.
+		opts = append(opts, oci.RegistryBlobs())
+	}
 	if l.src.Kind == oci.Archive {
 		// `docker save` lists layer files; their digests are computed
 		// here, not claimed: only the diff IDs are checked.

@@ -454,11 +454,10 @@ func (c *unpackConfig) outlined(i int, l v1.Layer, diffID v1.Hash, dir string) *
 		os.Remove(tmp)
 		return nil
 	}
-	known := c.known
 	return &unpackedLayer{
 		Layer: l, digest: digest, diffID: diffID, path: path, size: o.size, outline: o,
 		fill: func(ctx context.Context) (*unpackedLayer, error) {
-			return unpackLayer(ctx, i, l, diffID, dir, false, known)
+			return unpackLayer(ctx, i, l, diffID, dir, c)
 		},
 	}
 }
