@@ -300,10 +300,7 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 		bom := cyclonedxhelpers.ToFormatModel(*s.s)
 		addInstalledBy(bom, s.s, s.installed)
 		creditTools(bom, s.s.Descriptor)
-		e := cyclonedx.NewBOMEncoder(w, cyclonedx.BOMFileFormatJSON)
-		e.SetPretty(false)
-		e.SetEscapeHTML(false)
-		if err := e.EncodeVersion(bom, cyclonedxSpec); err != nil {
+		if err := encodeCycloneDX(w, bom); err != nil {
 			return fmt.Errorf("encode %s SBOM: %w", f, err)
 		}
 		return nil
