@@ -300,7 +300,10 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 		bom := cyclonedxhelpers.ToFormatModel(*s.s)
 		addInstalledBy(bom, s.s, s.installed)
 		creditTools(bom, s.s.Descriptor)
-		if err := encodeCycloneDX(w, bom); err != nil {
+		e := cyclonedx.NewBOMEncoder(w, cyclonedx.BOMFileFormatJSON)
+		e.SetPretty(false)
+		e.SetEscapeHTML(false)
+		if err := e.EncodeVersion(bom, cyclonedxSpec); err != nil {
 			return fmt.Errorf("encode %s SBOM: %w", f, err)
 		}
 		return nil
