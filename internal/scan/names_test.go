@@ -7,13 +7,10 @@ import (
 	"io"
 	"log"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	trivycmd "github.com/aquasecurity/trivy/pkg/commands"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -71,18 +68,7 @@ func TestReportNamesTheImageAsTrivy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out := filepath.Join(t.TempDir(), "trivy.json")
-	app := trivycmd.NewApp()
-	app.SetArgs([]string{"image", "--quiet", "--cache-dir", cacheDir, "--skip-db-update", "--skip-java-db-update",
-		"--skip-check-update", "--skip-version-check", "--offline-scan", "--disable-telemetry", "--scanners", "vuln",
-		"--image-src", "remote", "--insecure", "--format", "json", "--output", out, refStr})
-	if err := app.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("trivy image: %v", err)
-	}
-	want, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := runTrivyImage(t, "--image-src", "remote", "--insecure", refStr)
 
 	s := openScanner(t)
 	tags, digests := RegistryNames(ref, desc.Digest)

@@ -36,6 +36,7 @@ import (
 	"github.com/aquasecurity/trivy/pkg/types"
 	"github.com/aquasecurity/trivy/pkg/version/app"
 	"github.com/aquasecurity/trivy/pkg/vulnerability"
+	xos "github.com/aquasecurity/trivy/pkg/x/os"
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/lotse/lotse/internal/vuln"
@@ -111,13 +112,39 @@ func Open(ctx context.Context, cfg DB, log *slog.Logger) (*Scanner, error) {
 	dbInUse.Lock()
 	s := &Scanner{cfg: cfg, log: log}
 	if err := s.prepare(ctx); err != nil {
+		removeTrivyTempDir(log)
 		dbInUse.Unlock()
 		return nil, err
 	}
 	return s, nil
 }
 
+// trivy keeps the temporary files of its analyses (a layer's files for its
+// post-analyzers, large files, nested jars) in one directory per process,
+// named the first time it is needed (trivy-NNN in the system's temporary
+// directory), and removes it only as its CLI exits. A program that links
+// trivy has to do that itself, or every scan leaves a directory behind: on
+// a shell runner's /tmp, thousands of them make creating a file there 30
+// times slower. Open makes sure the directory is there (it was removed
+// when the previous Scanner of this process closed); Close removes it, once
+// nothing of trivy's runs any more (Scanners are one at a time).
+func ensureTrivyTempDir() error {
+	if err := os.MkdirAll(xos.TempDir(), 0o700); err != nil {
+		return fmt.Errorf("trivy's temporary directory: %w", err)
+	}
+	return nil
+}
+
+func removeTrivyTempDir(log *slog.Logger) {
+	if err := xos.Cleanup(); err != nil {
+		log.Warn("remove trivy's temporary directory", "dir", xos.TempDir(), "err", err)
+	}
+}
+
 func (s *Scanner) prepare(ctx context.Context) error {
+	if err := ensureTrivyTempDir(); err != nil {
+		return err
+	}
 	dir := db.Dir(s.cfg.CacheDir)
 	_, statErr := os.Stat(trivydb.Path(dir))
 	if s.cfg.Offline && errors.Is(statErr, fs.ErrNotExist) {
@@ -191,6 +218,7 @@ func (s *Scanner) Close() error {
 	s.closed = true
 	defer dbInUse.Unlock()
 	s.removeEmptyJavaDB()
+	removeTrivyTempDir(s.log)
 	return trivydb.Close()
 }
 

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	trivydb "github.com/aquasecurity/trivy-db/pkg/db"
 	"github.com/aquasecurity/trivy/pkg/db"
 	bolt "go.etcd.io/bbolt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +19,7 @@ import (
 
 	trivycmd "github.com/aquasecurity/trivy/pkg/commands"
 	ftypes "github.com/aquasecurity/trivy/pkg/fanal/types"
+	xos "github.com/aquasecurity/trivy/pkg/x/os"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -196,18 +200,7 @@ func trivyImage(t *testing.T, img v1.Image) []string {
 	if err := tarball.WriteToFile(archive, tag, img); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "trivy.json")
-	app := trivycmd.NewApp()
-	app.SetArgs([]string{"image", "--quiet", "--cache-dir", cacheDir, "--skip-db-update", "--skip-java-db-update",
-		"--skip-check-update", "--skip-version-check", "--offline-scan", "--disable-telemetry", "--scanners", "vuln",
-		"--format", "json", "--output", out, "--input", archive})
-	if err := app.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("trivy image: %v", err)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := runTrivyImage(t, "--input", archive)
 	var rep struct {
 		Results []struct {
 			Vulnerabilities []struct{ VulnerabilityID, PkgName, InstalledVersion, Severity string }
@@ -224,6 +217,69 @@ func trivyImage(t *testing.T, img v1.Image) []string {
 	}
 	slices.Sort(got)
 	return slices.Compact(got)
+}
+
+// runTrivyImage runs `trivy image --scanners vuln` in process, offline
+// against the fixture DB, on the image args name, and returns its JSON
+// report. Like a Scanner, it holds the process's DB handle, and trivy's
+// per-process temporary directory is there while it runs and removed after
+// (as trivy's CLI removes it when it exits).
+func runTrivyImage(t *testing.T, args ...string) []byte {
+	t.Helper()
+	dbInUse.Lock()
+	defer dbInUse.Unlock()
+	if err := ensureTrivyTempDir(); err != nil {
+		t.Fatal(err)
+	}
+	defer removeTrivyTempDir(slog.New(slog.DiscardHandler))
+	out := filepath.Join(t.TempDir(), "trivy.json")
+	app := trivycmd.NewApp()
+	app.SetArgs(append([]string{"image", "--quiet", "--cache-dir", cacheDir, "--skip-db-update", "--skip-java-db-update",
+		"--skip-check-update", "--skip-version-check", "--offline-scan", "--disable-telemetry", "--scanners", "vuln",
+		"--format", "json", "--output", out}, args...))
+	if err := app.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("trivy image: %v", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestTrivyTempDirRemoved checks that a Scanner leaves no directory of
+// trivy's behind once closed (trivy's CLI removes its per-process directory
+// as it exits; lotse links trivy, so its Scanner does), and that the next
+// Scanner of the process scans as well: the directory is made again.
+func TestTrivyTempDirRemoved(t *testing.T) {
+	deb, err := fixture.DebianImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := expected(t, "debian")
+	for i := range 2 {
+		s, err := Open(context.Background(), DB{CacheDir: cacheDir, Offline: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := xos.TempDir()
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			s.Close()
+			t.Fatalf("scanner %d: trivy's temporary directory %s is not there: %v", i, dir, err)
+		}
+		// dpkg's files go through the directory: the Debian image's
+		// analysis creates temporary files in it.
+		res := scanImage(t, s, deb)
+		if got := keys(res.Report.Findings); !slices.Equal(got, want) {
+			t.Errorf("scanner %d: findings %q, want %q", i, got, want)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("scanner %d: %s is left after Close (stat: %v)", i, dir, err)
+		}
+	}
 }
 
 // TestFindings checks, for every fixture image, that lotse finds exactly the
