@@ -156,7 +156,9 @@ func TestDuplicatesAndFaults(t *testing.T) {
 func (w *world) startChild(t *testing.T, addr, dbURL string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "LOTSED_E2E_CHILD=1")
+	// Its temporary directory is the test's: a killed lotsed cannot remove
+	// what it keeps there (the public keys it verifies with).
+	cmd.Env = append(os.Environ(), "LOTSED_E2E_CHILD=1", "TMPDIR="+t.TempDir())
 	for k, v := range w.env(addr, dbURL) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
