@@ -123,11 +123,11 @@ func Open(ctx context.Context, cfg DB, log *slog.Logger) (*Scanner, error) {
 // post-analyzers, large files, nested jars) in one directory per process,
 // named the first time it is needed (trivy-NNN in the system's temporary
 // directory), and removes it only as its CLI exits. A program that links
-// trivy has to do that itself, or every scan leaves a directory behind: on
-// a shell runner's /tmp, thousands of them make creating a file there 30
-// times slower. Open makes sure the directory is there (it was removed
-// when the previous Scanner of this process closed); Close removes it, once
-// nothing of trivy's runs any more (Scanners are one at a time).
+// trivy has to do that itself, or every scan leaves a directory behind (on
+// a shell runner, in its /tmp, for good). Open makes sure the directory is
+// there (it was removed when the previous Scanner of this process closed);
+// Close removes it, once nothing of trivy's runs any more (Scanners are one
+// at a time).
 func ensureTrivyTempDir() error {
 	if err := os.MkdirAll(xos.TempDir(), 0o700); err != nil {
 		return fmt.Errorf("trivy's temporary directory: %w", err)
