@@ -91,12 +91,14 @@ promql:
 
 # The service and its store under the race detector (it needs cgo, so this
 # is the one place built with CGO_ENABLED=1; webhook does not link trivy,
-# syft or cosign, which keeps that second build small); and the one test of
-# the SBOM that shares catalogs between goroutines, whose race build of
-# syft takes about 2.5 minutes on two cores from an empty cache.
+# syft or cosign, which keeps that second build small); the tests of the
+# SBOM that share catalogs and layer indexes between goroutines, whose race
+# build of syft takes about 2.5 minutes on two cores from an empty cache;
+# and the followers that read a layer as it is written.
 race:
 	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 ./webhook/ ./internal/store/
-	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 -run 'TestLastLayerWrittenWhileTheSBOMIsEncoded' ./internal/sbom/
+	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 -run 'TestLastLayerWrittenWhileTheSBOMIsEncoded|TestIndexIsStereoscopes|TestFollowedIndexOnlyForItsFile' ./internal/sbom/
+	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 -run 'Follow' ./internal/oci/
 
 lint:
 	scripts/check-format.sh

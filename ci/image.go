@@ -60,7 +60,8 @@ func (l *loaded) forSBOM(u *oci.Unpacked, name string) (*oci.Linked, string) {
 // keeps it uncompressed in layersDir (oci.Unpack). The SBOM and the scan
 // read the image it returns; nothing reads a layer before it was checked,
 // so no analysis, report or cache entry can rest on a false claim. cat
-// (or nil) foresees from each layer whether to build its license scanner.
+// (or nil) foresees from each layer whether to build its license scanner,
+// and indexes each layer as it is written (sbom.Cataloger.FollowLayer).
 // The layer cache (or nil) remembers which diff ID a checked layer digest
 // decompresses to, so that a layer seen before is hashed once, not twice
 // (oci.KnownDiffIDs).
@@ -72,7 +73,9 @@ func (l *loaded) forSBOM(u *oci.Unpacked, name string) (*oci.Linked, string) {
 func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layercache.Cache, outline outlining) (*oci.Unpacked, error) {
 	var opts []oci.UnpackOption
 	if cat != nil {
-		opts = append(opts, oci.OnLayer(cat.Foresee))
+		// Each layer read in full is indexed for the SBOM as it is
+		// written, on the core its decompression leaves idle.
+		opts = append(opts, oci.OnLayer(cat.Foresee), oci.Follow(cat.FollowLayer))
 	}
 	if layers != nil {
 		opts = append(opts, oci.KnownDiffIDs(layerDiffIDs{layers}))

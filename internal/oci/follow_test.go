@@ -2,11 +2,21 @@ package oci
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"testing/iotest"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/lotse/lotse/internal/oci/ocitest"
 )
 
 // A fileFollower's sum is the SHA-256 of the file written through it,
@@ -95,4 +105,140 @@ func TestFileFollowerReadBackFails(t *testing.T) {
 		t.Fatal("a file shorter than written was summed")
 	}
 	f.Close()
+}
+
+// Follow hands each layer Unpack reads to its function as the layer is
+// written: the stream is the layer's uncompressed bytes, read in pieces of
+// any size, and the file holds them too once the stream ended; whether the
+// diff ID is hashed or known. A layer put in place as its outline is not
+// followed.
+func TestFollowStreamsEachLayer(t *testing.T) {
+	ctx := context.Background()
+	img, err := random.Image(3*followStep+5, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, img = writeLayout(t, img)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		i            int
+		diffID       v1.Hash
+		stream, file []byte
+		err          error
+	}
+	m := ocitest.NewLayers()
+	for _, known := range []string{"hashed", "known"} {
+		out := make(chan got, len(layers))
+		if _, err := Unpack(ctx, img, t.TempDir(), KnownDiffIDs(m), Follow(func(i int, diffID v1.Hash, r io.Reader, f *os.File) {
+			defer f.Close()
+			b, err := io.ReadAll(iotest.HalfReader(r))
+			g := got{i: i, diffID: diffID, stream: b, err: err}
+			if err == nil {
+				g.file = make([]byte, len(b))
+				_, g.err = f.ReadAt(g.file, 0)
+			}
+			out <- g
+		})); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int]bool{}
+		for range layers {
+			g := <-out
+			if g.err != nil {
+				t.Fatalf("%s: layer %d: %v", known, g.i, g.err)
+			}
+			rc, err := layers[g.i].Uncompressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, _ := layers[g.i].DiffID()
+			if g.diffID != d || !bytes.Equal(g.stream, want) || !bytes.Equal(g.file, want) {
+				t.Fatalf("%s: layer %d (%s, want %s): streamed %d bytes, file %d, want %d", known, g.i, g.diffID, d, len(g.stream), len(g.file), len(want))
+			}
+			seen[g.i] = true
+		}
+		hashed := m.Remembered() // hashed and remembered, or known and not hashed
+		if len(seen) != len(layers) || (known == "hashed") != (hashed == len(layers)) || (known == "known") != (hashed == 0) {
+			t.Fatalf("%s: followed layers %v of %d, %d diff IDs hashed", known, seen, len(layers), hashed)
+		}
+	}
+
+	// Outlined, the layers are not followed.
+	u, err := Unpack(ctx, img, t.TempDir(), KnownDiffIDs(m), WithOutlines(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.WaitOutlines()
+	m.Need(true, true, true)
+	var followed atomic.Int32
+	u, err = Unpack(ctx, img, t.TempDir(), KnownDiffIDs(m), WithOutlines(m), Follow(func(_ int, _ v1.Hash, r io.Reader, f *os.File) {
+		followed.Add(1)
+		io.Copy(io.Discard, r) //nolint:errcheck // read to its end
+		f.Close()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if followed.Load() != 0 || u.Outlines() != len(layers) {
+		t.Fatalf("%d outlined layers followed (%d outlines)", followed.Load(), u.Outlines())
+	}
+}
+
+// A layer given up on ends its stream with an error, never with the end
+// of a layer.
+func TestFollowStreamGivenUp(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "layer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := &fileFollower{f: f}
+	s := w.stream(f)
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, s)
+		done <- err
+	}()
+	if _, err := w.Write(make([]byte, 2*followStep)); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+	if err := <-done; !errors.Is(err, errGivenUp) {
+		t.Fatalf("stream of a layer given up on ended with %v", err)
+	}
+}
+
+// Without a hash follower (the diff ID known), Sum ends the streams and
+// sums nothing.
+func TestFollowWithoutHash(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "layer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := &fileFollower{f: f}
+	s := w.stream(f)
+	done := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(s)
+		done <- b
+	}()
+	if _, err := w.Write([]byte("layer")); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := w.Sum(); h != nil || err != nil {
+		t.Fatalf("Sum without a hash follower: %v, %v", h, err)
+	}
+	w.Stop()
+	if b := <-done; string(b) != "layer" {
+		t.Fatalf("streamed %q", b)
+	}
 }

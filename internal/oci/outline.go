@@ -457,7 +457,11 @@ func (c *unpackConfig) outlined(i int, l v1.Layer, diffID v1.Hash, dir string) *
 	return &unpackedLayer{
 		Layer: l, digest: digest, diffID: diffID, path: path, size: o.size, outline: o,
 		fill: func(ctx context.Context) (*unpackedLayer, error) {
-			return unpackLayer(ctx, i, l, diffID, dir, c)
+			// A layer filled is not followed (Follow): what needs it in
+			// full reads its file.
+			nc := *c
+			nc.follow = nil
+			return unpackLayer(ctx, i, l, diffID, dir, &nc)
 		},
 	}
 }

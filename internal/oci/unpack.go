@@ -151,6 +151,7 @@ type unpackConfig struct {
 	derived  bool
 	checked  bool // RegistryBlobs
 	each     func(path string)
+	follow   func(i int, diffID v1.Hash, r io.Reader, f *os.File)
 	known    DiffIDs
 	outlines Outlines
 }
@@ -196,6 +197,19 @@ func RegistryBlobs() UnpackOption { return func(c *unpackConfig) { c.checked = t
 // layers are still being read. f is called from two goroutines at once.
 func OnLayer(f func(path string)) UnpackOption {
 	return func(c *unpackConfig) { c.each = f }
+}
+
+// Follow hands each layer Unpack reads in full to f as it is written, on a
+// goroutine of its own per layer: r reads the layer's uncompressed bytes
+// (its tar) as they are written and ends with io.EOF once all are, or with
+// an error if the layer is given up on; f is the layer's file, open for
+// reading (the caller's to close), which keeps its bytes where r read them
+// once the file is in place. r ends before Unpack checked the layer's diff
+// ID: what f makes of a layer must not be used unless Unpack returned the
+// image. A layer put in place as its outline (WithOutlines) is not read,
+// and not handed to f. r must be read to its end, or no more.
+func Follow(f func(i int, diffID v1.Hash, r io.Reader, file *os.File)) UnpackOption {
+	return func(c *unpackConfig) { c.follow = f }
 }
 
 // Layers returns the layers in manifest order, each served from its file.
@@ -316,10 +330,20 @@ func unpackLayer(ctx context.Context, i int, l v1.Layer, diffID v1.Hash, dir str
 	}
 	var follower *fileFollower
 	dst := io.Writer(f)
-	if !seen {
-		follower = followFile(f)
+	if !seen || cfg.follow != nil {
+		follower = &fileFollower{f: f}
 		defer follower.Stop()
 		dst = follower
+		if !seen {
+			follower.hash()
+		}
+		if cfg.follow != nil {
+			// The reader's own descriptor reads the file once it is renamed.
+			if rf, err := os.Open(f.Name()); err == nil {
+				s := follower.stream(rf)
+				go cfg.follow(i, diffID, s, rf)
+			}
+		}
 	}
 	size, err := io.Copy(dst, content)
 	if err != nil {

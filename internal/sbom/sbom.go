@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -118,6 +119,7 @@ type Cataloger struct {
 	err      error
 	removals sync.WaitGroup // of unpacked layers
 	writes   sync.WaitGroup // of layer catalogs into the layer cache
+	followed layerIndexes   // layers indexed as they were unpacked (FollowLayer)
 }
 
 // Option configures a Cataloger.
@@ -175,11 +177,13 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		return nil, fmt.Errorf("layer directory: %w", err)
 	}
 	si := image.New(img, file.NewTempDirGenerator("lotse-sbom"), tmpDir)
+	release := func() {}
 	c.removals.Add(1)
 	defer func() {
 		go func() {
 			defer c.removals.Done()
 			si.Cleanup() //nolint:errcheck // best effort: the directories are temporary
+			release()
 		}()
 	}()
 	var pre *cachedLayers
@@ -187,7 +191,12 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		c.writes.Wait() // what an earlier Generate still writes is read, not cataloged again
 		pre = readCachedLayers(img, layers)
 	}
-	if err := si.Read(ctx); err != nil {
+	rel, err := c.readImage(ctx, si, img, tmpDir)
+	if errors.Is(err, errIndexFallback) {
+		rel, err = func() {}, si.Read(ctx)
+	}
+	release = rel
+	if err != nil {
 		return nil, fmt.Errorf("read image layers: %w", err)
 	}
 	diffIDs := make([]string, len(si.Layers))
@@ -201,7 +210,6 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	var (
 		s     *syftsbom.SBOM
 		stats LayerStats
-		err   error
 	)
 	switch {
 	case layers != nil:
@@ -264,10 +272,12 @@ func (c *Cataloger) catalog(ctx context.Context, src source.Source, cfg *syft.Cr
 }
 
 // Close waits until the layer catalogs of every SBOM generated are in the
-// layer cache and their unpacked layers removed.
+// layer cache and their unpacked layers removed, and closes the layers
+// indexed for an SBOM that was never generated (FollowLayer).
 func (c *Cataloger) Close() {
 	c.writes.Wait()
 	c.removals.Wait()
+	c.closeFollowed()
 }
 
 // withValues is ctx (its deadline and cancellation) that also answers the
