@@ -107,7 +107,8 @@ func (c *Cataloger) FollowLayer(i int, diffID v1.Hash, r io.Reader, f *os.File) 
 	c.followed.layers[k] = il
 	c.followed.mu.Unlock()
 	defer close(il.done)
-	il.err = indexLayer(bufio.NewReaderSize(r, 256<<10), f, catalog, il.layer)
+	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
+	il.err = indexLayer(cr, func() int64 { return cr.n }, f, catalog, il.layer)
 	if il.err != nil {
 		io.Copy(io.Discard, r) //nolint:errcheck // read to its end, as oci.Follow asks
 	}
@@ -214,7 +215,8 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			il.err = indexLayer(bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 256<<10), f, catalog, il.layer)
+			ft := &fileTar{f: f, back: make([]byte, 32<<10)}
+			il.err = indexLayer(ft, func() int64 { return ft.pos }, f, catalog, il.layer)
 			return nil
 		})
 	}
@@ -345,14 +347,14 @@ func layerFile(dir string, i int, diffID string, l v1.Layer) (*os.File, error) {
 }
 
 // indexLayer builds layer l's file tree from its tar, read from r, into
-// catalog, as stereoscope's layerTarIndexer does; at reads the same tar
-// (the file contents the catalog's openers give). It sets l.Tree,
-// l.SearchContext and l.Metadata.Size.
-func indexLayer(r io.Reader, at io.ReaderAt, catalog *image.FileCatalog, l *image.Layer) error {
+// catalog, as stereoscope's layerTarIndexer does; pos is how far into the
+// tar r has read, and at reads the same tar (the file contents the
+// catalog's openers give). It sets l.Tree, l.SearchContext and
+// l.Metadata.Size.
+func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.FileCatalog, l *image.Layer) error {
 	tree := filetree.New()
 	builder := filetree.NewBuilder(tree, catalog.Index)
-	cr := &countingReader{r: r}
-	tr := tar.NewReader(cr)
+	tr := tar.NewReader(r)
 	openers := map[stfile.ID]stfile.Opener{} // this layer's, for hard links
 	for {
 		hdr, err := tr.Next()
@@ -365,7 +367,7 @@ func indexLayer(r io.Reader, at io.ReaderAt, catalog *image.FileCatalog, l *imag
 		if !indexable(hdr) {
 			return errIndexFallback
 		}
-		off := cr.n // where the entry's data starts
+		off := pos() // where the entry's data starts
 		metadata := stfile.NewMetadata(*hdr, tr)
 
 		var hardLinkOpener stfile.Opener
@@ -460,6 +462,58 @@ func adoptHardLink(ft filetree.Reader, catalog *image.FileCatalog, openers map[s
 	metadata.Type = target.Type
 	metadata.LinkDestination = target.LinkDestination
 	return opener, true
+}
+
+// fileTar reads a layer's tar from its file as stereoscope's index does:
+// archive/tar seeks past the contents it skips (an outline's are holes,
+// never read), and reads the rest through a small buffer rather than a
+// read per header.
+type fileTar struct {
+	f     io.ReaderAt
+	pos   int64
+	back  []byte // the buffer
+	buf   []byte // what it holds, read at bufAt
+	bufAt int64
+}
+
+func (r *fileTar) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.pos < r.bufAt || r.pos >= r.bufAt+int64(len(r.buf)) {
+		if len(p) >= len(r.back) {
+			n, err := r.f.ReadAt(p, r.pos)
+			r.pos += int64(n)
+			if n > 0 && errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return n, err
+		}
+		n, err := r.f.ReadAt(r.back, r.pos)
+		r.buf, r.bufAt = r.back[:n], r.pos
+		if n == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf[r.pos-r.bufAt:])
+	r.pos += int64(n)
+	return n, nil
+}
+
+// Seek moves within the tar (archive/tar seeks from where it is).
+func (r *fileTar) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		off += r.pos
+	case io.SeekStart:
+	default:
+		return r.pos, fmt.Errorf("seek from %d: not supported", whence)
+	}
+	if off < 0 {
+		return r.pos, fmt.Errorf("seek to %d: before the start", off)
+	}
+	r.pos = off
+	return r.pos, nil
 }
 
 // countingReader counts what was read through it.

@@ -537,3 +537,66 @@ func indexIsStereoscopes(t *testing.T, in []byte) {
 		}
 	}
 }
+
+// countingReaderAt counts the bytes read from it.
+type countingReaderAt struct {
+	r io.ReaderAt
+	n int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n += int64(n)
+	return n, err
+}
+
+// fileTar gives archive/tar the tar as it is, and lets it seek past the
+// contents it skips: indexing an outline (headers among holes) reads its
+// headers, not its holes.
+func TestFileTarSeeksPastContents(t *testing.T) {
+	big := bytes.Repeat([]byte{7}, 8<<20)
+	b, err := rawTar(
+		entry{typ: tar.TypeReg, name: "a", data: []byte("small")},
+		entry{typ: tar.TypeReg, name: "big", data: big},
+		entry{typ: tar.TypeDir, name: "d/"},
+		entry{typ: tar.TypeReg, name: "d/b", data: bytes.Repeat([]byte("x"), 40<<10)},
+		entry{typ: tar.TypeReg, name: "z", data: []byte("last")},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(r io.Reader, contents bool) (names []string, data [][]byte) {
+		tr := tar.NewReader(r)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				return names, data
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, h.Name)
+			if contents && h.Size < 1<<20 {
+				d, err := io.ReadAll(tr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data = append(data, d)
+			}
+		}
+	}
+	wantNames, wantData := read(bytes.NewReader(b), true)
+	ra := &countingReaderAt{r: bytes.NewReader(b)}
+	gotNames, gotData := read(&fileTar{f: ra, back: make([]byte, 32<<10)}, true)
+	if !slices.Equal(gotNames, wantNames) || len(gotData) != len(wantData) {
+		t.Fatalf("entries %v, want %v", gotNames, wantNames)
+	}
+	for i := range gotData {
+		if !bytes.Equal(gotData[i], wantData[i]) {
+			t.Fatalf("contents of entry %d differ", i)
+		}
+	}
+	if ra.n >= int64(len(big)) {
+		t.Fatalf("read %d bytes of a %d-byte tar: the big file was read, not skipped", ra.n, len(b))
+	}
+}
