@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	stfile "github.com/anchore/stereoscope/pkg/file"
@@ -598,5 +599,39 @@ func TestFileTarSeeksPastContents(t *testing.T) {
 	}
 	if ra.n >= int64(len(big)) {
 		t.Fatalf("read %d bytes of a %d-byte tar: the big file was read, not skipped", ra.n, len(b))
+	}
+}
+
+// mimeType is stereoscope's file.MIMEType: for empty contents, contents
+// of every kind the fixtures hold, and contents around mimetype's read
+// limit, including text that turns binary after the limit (whose type
+// depends on where the limit is).
+func TestMIMETypeIsStereoscopes(t *testing.T) {
+	elf, err := fixture.UnknownELF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	zip, err := fixture.Zip(fixture.File{Path: "a.txt", Data: []byte("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := bytes.Repeat([]byte("plain text "), 400)
+	contents := [][]byte{
+		nil, {0}, []byte("x"), []byte("#!/bin/sh\n"), []byte(`{"a": 1}`), []byte("<?xml version=\"1.0\"?><a/>"),
+		[]byte("<html><body></body></html>"), elf, zip, bytes.Repeat([]byte{0}, 5000),
+		text[:mimeReadLimit-1], text[:mimeReadLimit], text[:mimeReadLimit+1],
+		append(slices.Clone(text[:mimeReadLimit]), bytes.Repeat([]byte{0, 0xff}, 100)...),
+		append(slices.Clone(text[:mimeReadLimit-10]), bytes.Repeat([]byte{0, 0xff}, 100)...),
+		[]byte("\x1f\x8b\x08\x00\x00\x00\x00\x00"), []byte("%PDF-1.4\n"), []byte("\x89PNG\r\n\x1a\n"),
+	}
+	buf := make([]byte, mimeReadLimit)
+	for i, c := range contents {
+		want := stfile.MIMEType(bytes.NewReader(c))
+		if got := mimeType(bytes.NewReader(c), buf); got != want {
+			t.Errorf("contents %d (%d bytes): %q, stereoscope %q", i, len(c), got, want)
+		}
+		if got := mimeType(iotest.HalfReader(bytes.NewReader(c)), buf); got != want {
+			t.Errorf("contents %d (%d bytes), read in halves: %q, stereoscope %q", i, len(c), got, want)
+		}
 	}
 }
