@@ -192,45 +192,48 @@ func TestFollowStreamsEachLayer(t *testing.T) {
 	}
 }
 
-// A layer given up on ends its stream with an error, never with the end
-// of a layer.
-func TestFollowStreamGivenUp(t *testing.T) {
+// newFollowed is a follower of a new file with one stream, read to its end
+// on a goroutine of its own: what it read, and how it ended, arrive on
+// read.
+func newFollowed(t *testing.T) (w *fileFollower, read <-chan streamRead) {
+	t.Helper()
 	f, err := os.Create(filepath.Join(t.TempDir(), "layer"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	w := &fileFollower{f: f}
+	t.Cleanup(func() { f.Close() })
+	w = &fileFollower{f: f}
 	s := w.stream(f)
-	done := make(chan error, 1)
+	c := make(chan streamRead, 1)
 	go func() {
-		_, err := io.Copy(io.Discard, s)
-		done <- err
+		b, err := io.ReadAll(s)
+		c <- streamRead{b, err}
 	}()
+	return w, c
+}
+
+type streamRead struct {
+	b   []byte
+	err error
+}
+
+// A layer given up on ends its stream with an error, never with the end
+// of a layer.
+func TestFollowStreamGivenUp(t *testing.T) {
+	w, read := newFollowed(t)
 	if _, err := w.Write(make([]byte, 2*followStep)); err != nil {
 		t.Fatal(err)
 	}
 	w.Stop()
-	if err := <-done; !errors.Is(err, errGivenUp) {
-		t.Fatalf("stream of a layer given up on ended with %v", err)
+	if r := <-read; !errors.Is(r.err, errGivenUp) {
+		t.Fatalf("stream of a layer given up on ended with %v", r.err)
 	}
 }
 
 // Without a hash follower (the diff ID known), Sum ends the streams and
 // sums nothing.
 func TestFollowWithoutHash(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "layer"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := &fileFollower{f: f}
-	s := w.stream(f)
-	done := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(s)
-		done <- b
-	}()
+	w, read := newFollowed(t)
 	if _, err := w.Write([]byte("layer")); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +241,7 @@ func TestFollowWithoutHash(t *testing.T) {
 		t.Fatalf("Sum without a hash follower: %v, %v", h, err)
 	}
 	w.Stop()
-	if b := <-done; string(b) != "layer" {
-		t.Fatalf("streamed %q", b)
+	if r := <-read; string(r.b) != "layer" || r.err != nil {
+		t.Fatalf("streamed %q, %v", r.b, r.err)
 	}
 }

@@ -274,29 +274,10 @@ func describe(t testing.TB, si *image.Image) string {
 // contents, layers and searches, built from the layers' files or while
 // they are unpacked, for the fixture images and for one made to be awkward.
 func TestIndexIsStereoscopes(t *testing.T) {
-	alpine, err := fixture.AlpineImage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lang, err := fixture.LangImage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	java, err := fixture.JavaImage()
-	if err != nil {
-		t.Fatal(err)
-	}
-	images := []struct {
-		name string
-		img  v1.Image
-	}{
+	images := append([]namedImage{
 		{"awkward, gzip", awkwardImage(t, true)},
 		{"awkward, uncompressed", awkwardImage(t, false)},
-		{"debian, java and apt layers", layeredImage(t, "12")},
-		{"alpine", alpine},
-		{"python, node, .NET, PHP and rust", lang},
-		{"java", java},
-	}
+	}, fixtureImages(t)...)
 	for _, tc := range images {
 		t.Run(tc.name, func(t *testing.T) {
 			want, err := stereoscopeRead(t, tc.img)

@@ -20,15 +20,16 @@ import (
 	"github.com/lotse/lotse/test/fixture"
 )
 
-// The SBOM lotse writes holds what `syft scan` writes of the same image:
-// every component with its hashes (the files' SHA-1 and SHA-256, where
-// syft's library alone gives SHA-256), licenses, CPEs and properties, and
-// every dependency; cataloged whole, one layer at a time, and from the
-// layer cache; and the unknowns of syft's JSON. Cataloged whole, its syft
-// JSON and SPDX are syft's too. Only what names the document (serial
-// number, namespace, timestamps, tool, the image's name and its own
-// relations) and lotse's own property (lotse:installedBy) differ.
-func TestSBOMIsSyftCLIs(t *testing.T) {
+// namedImage is a test image and what a subtest calls it.
+type namedImage struct {
+	name string
+	img  v1.Image
+}
+
+// fixtureImages are the fixture images the SBOM is checked on: Debian with
+// Java and apt layers, Alpine, the language ecosystems, and Java services.
+func fixtureImages(t *testing.T) []namedImage {
+	t.Helper()
 	alpine, err := fixture.AlpineImage()
 	if err != nil {
 		t.Fatal(err)
@@ -41,20 +42,29 @@ func TestSBOMIsSyftCLIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	elf, err := fixture.UnknownELF()
-	if err != nil {
-		t.Fatal(err)
-	}
-	images := []struct {
-		name string
-		img  v1.Image
-	}{
+	return []namedImage{
 		{"debian, java and apt layers", layeredImage(t, "12")},
-		{"an executable without a package", layeredImage(t, "12", fixture.File{Path: "usr/local/bin/tool", Mode: 0o755, Data: elf})},
 		{"alpine", alpine},
 		{"python, node, .NET, PHP and rust", lang},
 		{"java", java},
 	}
+}
+
+// The SBOM lotse writes holds what `syft scan` writes of the same image:
+// every component with its hashes (the files' SHA-1 and SHA-256, where
+// syft's library alone gives SHA-256), licenses, CPEs and properties, and
+// every dependency; cataloged whole, one layer at a time, and from the
+// layer cache; and the unknowns of syft's JSON. Cataloged whole, its syft
+// JSON and SPDX are syft's too. Only what names the document (serial
+// number, namespace, timestamps, tool, the image's name and its own
+// relations) and lotse's own property (lotse:installedBy) differ.
+func TestSBOMIsSyftCLIs(t *testing.T) {
+	elf, err := fixture.UnknownELF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := append(fixtureImages(t),
+		namedImage{"an executable without a package", layeredImage(t, "12", fixture.File{Path: "usr/local/bin/tool", Mode: 0o755, Data: elf})})
 	for _, tc := range images {
 		t.Run(tc.name, func(t *testing.T) {
 			want, wantJSON, wantSPDX := syftScan(t, tc.img)
