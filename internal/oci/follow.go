@@ -63,8 +63,8 @@ func (w *fileFollower) hash() {
 }
 
 // stream returns a follower that reads the file through r (the file, or
-// another descriptor of it) as it is written. It must be read to its end,
-// or its reading goroutine must stop reading; nothing waits for it.
+// another descriptor of it) as it is written. Nothing waits for it: the
+// writer never blocks on a follower, which may stop reading at any point.
 func (w *fileFollower) stream(r io.ReaderAt) *layerStream {
 	c := make(chan int64, 1)
 	w.tell = append(w.tell, c)

@@ -207,7 +207,8 @@ func OnLayer(f func(path string)) UnpackOption {
 // once the file is in place. r ends before Unpack checked the layer's diff
 // ID: what f makes of a layer must not be used unless Unpack returned the
 // image. A layer put in place as its outline (WithOutlines) is not read,
-// and not handed to f. r must be read to its end, or no more.
+// and not handed to f. Unpack never waits for f, nor for r to be read:
+// f may stop reading it at any point.
 func Follow(f func(i int, diffID v1.Hash, r io.Reader, file *os.File)) UnpackOption {
 	return func(c *unpackConfig) { c.follow = f }
 }

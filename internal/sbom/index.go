@@ -84,10 +84,12 @@ type layerKeyAt struct {
 // FollowLayer indexes layer i of the image being unpacked, whose diff ID
 // is diffID, from r as it is written, for the next Generate; f is the
 // layer's file, which the index reads file contents from (see oci.Follow,
-// whose function it is). It reads r to its end. The next Generate uses the
-// index only for an image whose layer i has that diff ID and is served
-// from f itself (see servedFrom): a layer that failed its checks, or is
-// served as its outline, is indexed again from the file it is served from.
+// whose function it is). It reads r until the index is built or fails (a
+// layer stereoscope must read: see errIndexFallback). The next Generate
+// uses the index only for an image whose layer i has that diff ID and is
+// served from f itself (see servedFrom): a layer that failed its checks,
+// or is served as its outline, is indexed again from the file it is
+// served from.
 func (c *Cataloger) FollowLayer(i int, diffID v1.Hash, r io.Reader, f *os.File) {
 	c.followed.mu.Lock()
 	if c.followed.catalog == nil {
@@ -102,7 +104,8 @@ func (c *Cataloger) FollowLayer(i int, diffID v1.Hash, r io.Reader, f *os.File) 
 	}
 	k := layerKeyAt{i, diffID.String()}
 	if old := c.followed.layers[k]; old != nil {
-		// The same layer unpacked again (filled): the newer index stands.
+		// The same layer unpacked again before a Generate took the
+		// first index: the newer one stands.
 		go func() { <-old.done; old.file.Close() }()
 	}
 	c.followed.layers[k] = il
@@ -110,9 +113,6 @@ func (c *Cataloger) FollowLayer(i int, diffID v1.Hash, r io.Reader, f *os.File) 
 	defer close(il.done)
 	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
 	il.err = indexLayer(cr, func() int64 { return cr.n }, f, catalog, il.layer)
-	if il.err != nil {
-		io.Copy(io.Discard, r) //nolint:errcheck // read to its end, as oci.Follow asks
-	}
 }
 
 // closeFollowed closes the files of layers indexed but never taken (an
