@@ -137,9 +137,11 @@ func (c *Cataloger) takeFollowed() (*image.FileCatalog, map[layerKeyAt]*indexedL
 // readImage fills si (made by image.New from img; tmpDir holds the layers'
 // files, named as stereoscope names them) as stereoscope's Read does,
 // taking the layers indexed while they were unpacked and indexing the
-// others from their files. It returns errIndexFallback, having filled
-// nothing, where stereoscope must read the image itself. close releases
-// the layers' files once the SBOM is done.
+// others from their files. The layers indexed while unpacked are taken
+// only all together, each for the very file the image serves (servedFrom):
+// their catalog then holds no other layer's files. It returns
+// errIndexFallback, having filled nothing, where stereoscope must read the
+// image itself. release closes the layers' files once the SBOM is done.
 func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image, tmpDir string) (release func(), err error) {
 	catalog, followed := c.takeFollowed()
 	var files []*os.File
@@ -161,9 +163,6 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 			}
 		}
 	}()
-	if catalog == nil {
-		catalog = image.NewFileCatalog()
-	}
 	md, err := imageMetadata(img)
 	if err != nil {
 		return release, err
@@ -193,11 +192,21 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		}
 		diffIDs[i] = h.String()
 	}
+	take := followed
+	for k, il := range followed {
+		if k.i >= len(diffIDs) || diffIDs[k.i] != k.diffID || !servedFrom(il.file, layerPath(tmpDir, k.i, k.diffID)) {
+			take = nil
+			break
+		}
+	}
+	if take == nil {
+		catalog = image.NewFileCatalog()
+	}
 	layers := make([]*indexedLayer, len(v1Layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
 	for i, l := range v1Layers {
-		if il := followed[layerKeyAt{i, diffIDs[i]}]; il != nil && servedFrom(il.file, layerPath(tmpDir, i, diffIDs[i])) {
+		if il := take[layerKeyAt{i, diffIDs[i]}]; il != nil {
 			used[il] = true
 			files = append(files, il.file)
 			layers[i] = il

@@ -339,6 +339,9 @@ func TestFollowedIndexOnlyForItsFile(t *testing.T) {
 	if got, w := describe(t, si), describe(t, want); got != w {
 		t.Fatalf("an index of other bytes was taken:\n%s", firstDifference(got, w))
 	}
+	if planted, err := si.FileCatalog.GetByBasename("planted"); err != nil || len(planted) > 0 {
+		t.Fatalf("the catalog holds the files of the index not taken: %v, %v", planted, err)
+	}
 }
 
 // A layer whose contents archive/tar reads otherwise than stereoscope
