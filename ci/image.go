@@ -23,6 +23,20 @@ type loaded struct {
 	opts     oci.Options
 	dir      string // temporary directory: the local copy and unpacked layers
 	unpacked *oci.Unpacked
+	cached   []bool // cachedLayers' answer, once asked
+}
+
+// cachedLayers says which of the image's layers have their catalogs in the
+// layer cache (sbom.CachedLayers; nil if the config cannot be read). A
+// release asks twice (is it warm; which layers to outline) before anything
+// is written into the cache: it is read once.
+func (l *loaded) cachedLayers(layers *layercache.Cache) []bool {
+	if l.cached == nil {
+		if cf, err := l.art.Image.ConfigFile(); err == nil && cf != nil {
+			l.cached = sbom.CachedLayers(cf.RootFS.DiffIDs, layers)
+		}
+	}
+	return l.cached
 }
 
 // close removes the local copy and the unpacked layers, once the outlines
@@ -84,7 +98,9 @@ func (l *loaded) unpack(ctx context.Context, cat *sbom.Cataloger, layers *layerc
 				enough := make([]bool, len(cf.RootFS.DiffIDs))
 				switch outline {
 				case outlineCataloged:
-					enough = sbom.CachedLayers(cf.RootFS.DiffIDs, layers)
+					if c := l.cachedLayers(layers); len(c) == len(enough) {
+						enough = c
+					}
 				case outlineSeen:
 					for i := range enough {
 						enough[i] = true

@@ -160,14 +160,12 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	defer removeCopies()
 	a.log.DebugContext(ctx, "image read", "took", a.now().Sub(start))
 	warm := false
-	if layers != nil {
-		if cf, err := img.art.Image.ConfigFile(); err == nil && cf != nil && lowerLayersCached(sbom.CachedLayers(cf.RootFS.DiffIDs, layers)) {
-			warm = true
-			done := make(chan struct{})
-			defer close(done)
-			if gcpace.SetUntil(warmGOGC, done) {
-				a.log.DebugContext(ctx, "lower layers cached: the collector runs at a higher percentage", "gogc", warmGOGC)
-			}
+	if layers != nil && lowerLayersCached(img.cachedLayers(layers)) {
+		warm = true
+		done := make(chan struct{})
+		defer close(done)
+		if gcpace.SetUntil(warmGOGC, done) {
+			a.log.DebugContext(ctx, "lower layers cached: the collector runs at a higher percentage", "gogc", warmGOGC)
 		}
 	}
 	// cataloged lowers the collector's percentage for the rest of a cold
