@@ -66,6 +66,9 @@ type indexedLayer struct {
 	file  *os.File // the layer's tar, which the catalog's openers read
 	done  chan struct{}
 	err   error // once done
+	// whiteouts says whether a path of the layer's tree may be a
+	// whiteout (a name starting with .wh.), once done.
+	whiteouts bool
 }
 
 // layerIndexes are the layers indexed as they were unpacked (FollowLayer),
@@ -112,7 +115,7 @@ func (c *Cataloger) FollowLayer(i int, diffID v1.Hash, r io.Reader, f *os.File) 
 	c.followed.mu.Unlock()
 	defer close(il.done)
 	cr := &countingReader{r: bufio.NewReaderSize(r, 256<<10)}
-	il.err = indexLayer(cr, func() int64 { return cr.n }, f, catalog, il.layer)
+	il.whiteouts, il.err = indexLayer(cr, func() int64 { return cr.n }, f, catalog, il.layer)
 }
 
 // closeFollowed closes the files of layers indexed but never taken (an
@@ -142,7 +145,8 @@ func (c *Cataloger) takeFollowed() (*image.FileCatalog, map[layerKeyAt]*indexedL
 // their catalog then holds no other layer's files. It returns
 // errIndexFallback, having filled nothing, where stereoscope must read the
 // image itself. release closes the layers' files once the SBOM is done.
-func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image, tmpDir string) (release func(), err error) {
+// reads says which layers' squashed trees syft reads (see squashLayers).
+func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image, tmpDir string, reads func(i int) bool) (release func(), err error) {
 	catalog, followed := c.takeFollowed()
 	var files []*os.File
 	release = func() {
@@ -226,14 +230,14 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 				return gctx.Err()
 			}
 			ft := &fileTar{f: f, back: make([]byte, 32<<10)}
-			il.err = indexLayer(ft, func() int64 { return ft.pos }, f, catalog, il.layer)
+			il.whiteouts, il.err = indexLayer(ft, func() int64 { return ft.pos }, f, catalog, il.layer)
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return release, err
 	}
-	var last filetree.ReadWriter
+	whiteouts := false
 	for i, il := range layers {
 		select {
 		case <-il.done:
@@ -248,20 +252,7 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		}
 		il.layer.Metadata.MediaType = mts[i]
 		md.Size += il.layer.Metadata.Size
-		// Squashed as stereoscope's squashLayers does: the lowest layer
-		// too, which drops its whiteouts.
-		union := filetree.NewUnionFileTree()
-		if i > 0 {
-			union.PushTree(last)
-		}
-		union.PushTree(il.layer.Tree.(filetree.ReadWriter))
-		squashed, err := union.Squash()
-		if err != nil {
-			return release, fmt.Errorf("failed to squash tree %d: %w", i, err)
-		}
-		il.layer.SquashedTree = squashed
-		il.layer.SquashedSearchContext = filetree.NewSearchContext(squashed, catalog.Index)
-		last = squashed
+		whiteouts = whiteouts || i == 0 && il.whiteouts
 	}
 	si.Metadata = md
 	si.Layers = make([]*image.Layer, len(layers))
@@ -269,6 +260,9 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		si.Layers[i] = il.layer
 	}
 	si.FileCatalog = catalog
+	if err := squashLayers(si.Layers, whiteouts, catalog.Index, reads); err != nil {
+		return release, err
+	}
 	if n := len(si.Layers); n > 0 {
 		si.SquashedSearchContext = si.Layers[n-1].SquashedSearchContext
 	} else {
@@ -360,8 +354,10 @@ func layerFile(dir string, i int, diffID string, l v1.Layer) (*os.File, error) {
 // catalog, as stereoscope's layerTarIndexer does; pos is how far into the
 // tar r has read, and at reads the same tar (the file contents the
 // catalog's openers give). It sets l.Tree, l.SearchContext and
-// l.Metadata.Size.
-func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.FileCatalog, l *image.Layer) error {
+// l.Metadata.Size, and says whether a path in the tree may be a whiteout:
+// an entry's name has a part that starts with .wh. (the parents the tree
+// adds for an entry are parts of its name).
+func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.FileCatalog, l *image.Layer) (whiteouts bool, err error) {
 	tree := filetree.New()
 	builder := filetree.NewBuilder(tree, catalog.Index)
 	tr := tar.NewReader(r)
@@ -373,10 +369,10 @@ func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.Fi
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("failed to read layer=%q tar : %w", l.Metadata.Digest, err)
+			return false, fmt.Errorf("failed to read layer=%q tar : %w", l.Metadata.Digest, err)
 		}
 		if !indexable(hdr) {
-			return errIndexFallback
+			return false, errIndexFallback
 		}
 		off := pos() // where the entry's data starts
 		h := *hdr
@@ -391,6 +387,7 @@ func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.Fi
 			GroupID:         h.Gid,
 			MIMEType:        mimeType(tr, mimeBuf),
 		}
+		whiteouts = whiteouts || strings.Contains(metadata.Path, "/"+stfile.WhiteoutPrefix)
 
 		var hardLinkOpener stfile.Opener
 		var preAdoption *stfile.Metadata
@@ -404,12 +401,12 @@ func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.Fi
 		ref, err := builder.Add(metadata)
 		if err != nil {
 			if preAdoption == nil {
-				return fmt.Errorf("failed to read layer=%q tar : failed visitor on tar indexEntry: %w", l.Metadata.Digest, err)
+				return false, fmt.Errorf("failed to read layer=%q tar : failed visitor on tar indexEntry: %w", l.Metadata.Digest, err)
 			}
 			metadata = *preAdoption
 			hardLinkOpener = nil
 			if ref, err = builder.Add(metadata); err != nil {
-				return fmt.Errorf("failed to read layer=%q tar : failed visitor on tar indexEntry: %w", l.Metadata.Digest, err)
+				return false, fmt.Errorf("failed to read layer=%q tar : failed visitor on tar indexEntry: %w", l.Metadata.Digest, err)
 			}
 		}
 		l.Metadata.Size += hdr.Size
@@ -426,7 +423,7 @@ func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.Fi
 	}
 	l.Tree = tree
 	l.SearchContext = filetree.NewSearchContext(tree, catalog.Index)
-	return nil
+	return whiteouts, nil
 }
 
 // mimeReadLimit is how much of a file mimetype reads to detect its type

@@ -146,6 +146,32 @@ func awkwardImage(t testing.TB, gz bool) v1.Image {
 	return img
 }
 
+// lowestWhiteoutsImage is an image whose lowest layer carries whiteouts,
+// which its squash drops (a lowest layer without any is its own squash);
+// with asParent, its only whiteout is a directory the tree adds as the
+// parent of a file.
+func lowestWhiteoutsImage(t testing.TB, asParent bool) v1.Image {
+	t.Helper()
+	lowest := rawLayer(t, true,
+		entry{typ: tar.TypeReg, name: "etc/os-release", data: []byte("ID=debian\n")},
+		entry{typ: tar.TypeReg, name: "etc/.wh.gone"},
+		entry{typ: tar.TypeReg, name: "usr/.wh..wh..opq"},
+		entry{typ: tar.TypeReg, name: "usr/bin/tool", data: []byte("#!/bin/sh\n")},
+	)
+	if asParent {
+		lowest = rawLayer(t, true,
+			entry{typ: tar.TypeReg, name: "etc/os-release", data: []byte("ID=debian\n")},
+			entry{typ: tar.TypeReg, name: "srv/.wh.dir/file", data: []byte("x\n")},
+		)
+	}
+	upper := rawLayer(t, true, entry{typ: tar.TypeReg, name: "srv/app", data: []byte("app\n")})
+	img, err := fixture.Image(lowest, upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // stereoscopeRead is stereoscope's own Read of img.
 func stereoscopeRead(t testing.TB, img v1.Image) (*image.Image, error) {
 	t.Helper()
@@ -156,7 +182,16 @@ func stereoscopeRead(t testing.TB, img v1.Image) (*image.Image, error) {
 
 // lotseRead reads img as Generate does: with followed, from oci.Unpack
 // following each layer as it writes it; without, from the layers' files.
+// Every layer's squashed tree is read.
 func lotseRead(t testing.TB, img v1.Image, followed bool) (*image.Image, error) {
+	t.Helper()
+	return lotseReadSquashed(t, img, followed, func(int) bool { return true })
+}
+
+// lotseReadSquashed is lotseRead where syft reads the squashed trees of the
+// layers reads names (the others are merged into the next one's), and
+// then every layer's squashed tree is asked for (squashedAgain).
+func lotseReadSquashed(t testing.TB, img v1.Image, followed bool, reads func(int) bool) (*image.Image, error) {
 	t.Helper()
 	c := &Cataloger{}
 	src := img
@@ -170,9 +205,24 @@ func lotseRead(t testing.TB, img v1.Image, followed bool) (*image.Image, error) 
 		src = u.LinkLayers(dir)
 	}
 	si := image.New(src, stfile.NewTempDirGenerator("lotse-test"), dir)
-	release, err := c.readImage(context.Background(), si, src, dir)
+	return si, readSquashed(t, c, si, src, dir, reads)
+}
+
+// readSquashed is c.readImage of img into si, and then every layer's
+// squashed tree asked for.
+func readSquashed(t testing.TB, c *Cataloger, si *image.Image, img v1.Image, dir string, reads func(int) bool) error {
+	t.Helper()
+	release, err := c.readImage(context.Background(), si, img, dir, reads)
 	t.Cleanup(func() { si.Cleanup(); release() }) //nolint:errcheck // temporary
-	return si, err
+	if err != nil {
+		return err
+	}
+	for i := range si.Layers {
+		if err := squashedAgain(si.Layers, i, si.FileCatalog); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // describe is everything syft can read of an image's index, by path: each
@@ -277,6 +327,8 @@ func TestIndexIsStereoscopes(t *testing.T) {
 	images := append([]namedImage{
 		{"awkward, gzip", awkwardImage(t, true)},
 		{"awkward, uncompressed", awkwardImage(t, false)},
+		{"whiteouts in the lowest layer", lowestWhiteoutsImage(t, false)},
+		{"a whiteout's name as a directory in the lowest layer", lowestWhiteoutsImage(t, true)},
 	}, fixtureImages(t)...)
 	for _, tc := range images {
 		t.Run(tc.name, func(t *testing.T) {
@@ -292,6 +344,21 @@ func TestIndexIsStereoscopes(t *testing.T) {
 				}
 				if gotDesc := describe(t, got); gotDesc != wantDesc {
 					t.Errorf("followed %v: index differs from stereoscope's at\n%s", followed, firstDifference(gotDesc, wantDesc))
+				}
+			}
+			// Squashed trees syft was not to read, merged into the one
+			// above them, are built again when asked for: all of them, or
+			// every other one.
+			for name, reads := range map[string]func(int) bool{
+				"none":        func(int) bool { return false },
+				"every other": func(i int) bool { return i%2 == 1 },
+			} {
+				got, err := lotseReadSquashed(t, tc.img, false, reads)
+				if err != nil {
+					t.Fatalf("reads %s: %v", name, err)
+				}
+				if gotDesc := describe(t, got); gotDesc != wantDesc {
+					t.Errorf("reads %s: index differs from stereoscope's at\n%s", name, firstDifference(gotDesc, wantDesc))
 				}
 			}
 		})
@@ -330,12 +397,9 @@ func TestFollowedIndexOnlyForItsFile(t *testing.T) {
 		c.FollowLayer(i, d, bytes.NewReader(other), f)
 	}
 	si := image.New(img, stfile.NewTempDirGenerator("lotse-test"), dir)
-	release, err := c.readImage(context.Background(), si, img, dir)
-	if err != nil {
+	if err := readSquashed(t, c, si, img, dir, func(int) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
-	defer release()
-	defer si.Cleanup() //nolint:errcheck // temporary
 	if got, w := describe(t, si), describe(t, want); got != w {
 		t.Fatalf("an index of other bytes was taken:\n%s", firstDifference(got, w))
 	}

@@ -83,12 +83,9 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 		return nil, stats, fmt.Errorf("catalog packages: %w", err)
 	}
 	layers := make([]*syftsbom.SBOM, len(si.Layers))
-	keys := make([]string, len(si.Layers))
+	keys := layerKeys(si.Layers)
 	var todo []int // the layers to catalog
-	chain := ""
 	for i, l := range si.Layers {
-		chain = chainID(chain, l.Metadata.Digest)
-		keys[i] = layerKey(chain)
 		if s := pre.get(keys[i], lc); s != nil {
 			layers[i] = s
 			stats.Cached++
@@ -126,6 +123,11 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 	for _, i := range todo {
 		l := si.Layers[i]
 		g.Go(func() error {
+			// Its squashed tree, should readImage have merged it into
+			// the next one's (see squashLayers).
+			if err := squashedAgain(si.Layers, i, si.FileCatalog); err != nil {
+				return err
+			}
 			view := *si
 			view.Layers = si.Layers[:i+1]
 			// The layer's own search context, as stereoscope makes it,
@@ -238,6 +240,28 @@ func readCachedLayers(img v1.Image, lc Cache) *cachedLayers {
 		}
 	}()
 	return p
+}
+
+// holds says whether the catalog of key was read ahead.
+func (p *cachedLayers) holds(key string) bool {
+	if p == nil {
+		return false
+	}
+	<-p.done
+	_, ok := p.sboms[key]
+	return ok
+}
+
+// layerKeys are the layer cache's keys of layers, bottom first: their
+// chain IDs (see catalogLayers).
+func layerKeys(layers []*image.Layer) []string {
+	keys := make([]string, len(layers))
+	chain := ""
+	for i, l := range layers {
+		chain = chainID(chain, l.Metadata.Digest)
+		keys[i] = layerKey(chain)
+	}
+	return keys
 }
 
 // get is the catalog of key: read ahead, or else from lc.

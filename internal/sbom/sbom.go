@@ -191,7 +191,15 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 		c.writes.Wait() // what an earlier Generate still writes is read, not cataloged again
 		pre = readCachedLayers(img, layers)
 	}
-	rel, err := c.readImage(ctx, si, img, tmpDir)
+	// The squashed trees syft reads: with a layer cache, those of the
+	// layers it catalogs (the ones whose catalogs the cache does not
+	// hold) and the top layer's; without, only the top layer's (the image
+	// is cataloged whole).
+	reads := func(int) bool { return false }
+	if layers != nil {
+		reads = func(i int) bool { return !pre.holds(layerKeys(si.Layers)[i]) }
+	}
+	rel, err := c.readImage(ctx, si, img, tmpDir, reads)
 	if errors.Is(err, errIndexFallback) {
 		rel, err = func() {}, si.Read(ctx)
 	}
