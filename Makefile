@@ -97,7 +97,7 @@ promql:
 # and the followers that read a layer as it is written.
 race:
 	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 ./webhook/ ./internal/store/
-	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 -run 'TestLastLayerWrittenWhileTheSBOMIsEncoded|TestIndexIsStereoscopes|TestFollowedIndexOnlyForItsFile' ./internal/sbom/
+	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 -run 'TestLastLayerWrittenWhileTheSBOMIsEncoded|TestLayersCatalogLikeTheWholeImage|TestIndexIsStereoscopes|TestFollowedIndexOnlyForItsFile' ./internal/sbom/
 	CGO_ENABLED=1 $(GO) test -race -pgo=off -count=1 -run 'Follow' ./internal/oci/
 
 lint:

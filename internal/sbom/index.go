@@ -145,8 +145,9 @@ func (c *Cataloger) takeFollowed() (*image.FileCatalog, map[layerKeyAt]*indexedL
 // their catalog then holds no other layer's files. It returns
 // errIndexFallback, having filled nothing, where stereoscope must read the
 // image itself. release closes the layers' files once the SBOM is done.
-// reads says which layers' squashed trees syft reads (see squashLayers).
-func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image, tmpDir string, reads func(i int) bool) (release func(), err error) {
+// reads says which layers' squashed trees syft reads, and top builds the
+// top layer's where it is left to be built later (see squashLayers).
+func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image, tmpDir string, reads func(i int) bool) (top func() error, release func(), err error) {
 	catalog, followed := c.takeFollowed()
 	var files []*os.File
 	release = func() {
@@ -169,11 +170,11 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 	}()
 	md, err := imageMetadata(img)
 	if err != nil {
-		return release, err
+		return nil, release, err
 	}
 	v1Layers, err := img.Layers()
 	if err != nil {
-		return release, err
+		return nil, release, err
 	}
 	// As stereoscope, every layer's media type is checked before any is
 	// read.
@@ -181,10 +182,10 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 	diffIDs := make([]string, len(v1Layers))
 	for i, l := range v1Layers {
 		if mts[i], err = l.MediaType(); err != nil {
-			return release, fmt.Errorf("unable to get media type for layer %d: %w", i, err)
+			return nil, release, fmt.Errorf("unable to get media type for layer %d: %w", i, err)
 		}
 		if !standardLayer(mts[i]) {
-			return release, errIndexFallback
+			return nil, release, errIndexFallback
 		}
 		if ids := md.Config.RootFS.DiffIDs; len(ids) == len(v1Layers) {
 			diffIDs[i] = ids[i].String()
@@ -192,7 +193,7 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		}
 		h, err := l.DiffID()
 		if err != nil {
-			return release, err
+			return nil, release, err
 		}
 		diffIDs[i] = h.String()
 	}
@@ -219,7 +220,7 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		f, err := layerFile(tmpDir, i, diffIDs[i], l)
 		if err != nil {
 			g.Wait() //nolint:errcheck // the layers being indexed are given up
-			return release, fmt.Errorf("failed to fetch layer %d: %w", i, err)
+			return nil, release, fmt.Errorf("failed to fetch layer %d: %w", i, err)
 		}
 		files = append(files, f)
 		il := &indexedLayer{layer: &image.Layer{Metadata: image.LayerMetadata{Index: uint(i), Digest: diffIDs[i]}}, file: f, done: make(chan struct{})}
@@ -235,20 +236,20 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return release, err
+		return nil, release, err
 	}
 	whiteouts := false
 	for i, il := range layers {
 		select {
 		case <-il.done:
 		case <-ctx.Done():
-			return release, ctx.Err()
+			return nil, release, ctx.Err()
 		}
 		if il.err != nil {
 			if errors.Is(il.err, errIndexFallback) {
-				return release, errIndexFallback
+				return nil, release, errIndexFallback
 			}
-			return release, fmt.Errorf("failed to index layer %d: %w", i, il.err)
+			return nil, release, fmt.Errorf("failed to index layer %d: %w", i, il.err)
 		}
 		il.layer.Metadata.MediaType = mts[i]
 		md.Size += il.layer.Metadata.Size
@@ -260,15 +261,8 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		si.Layers[i] = il.layer
 	}
 	si.FileCatalog = catalog
-	if err := squashLayers(si.Layers, whiteouts, catalog.Index, reads); err != nil {
-		return release, err
-	}
-	if n := len(si.Layers); n > 0 {
-		si.SquashedSearchContext = si.Layers[n-1].SquashedSearchContext
-	} else {
-		si.SquashedSearchContext = filetree.NewSearchContext(filetree.New(), catalog)
-	}
-	return release, nil
+	top, err = squashLayers(si, whiteouts, catalog.Index, reads)
+	return top, release, err
 }
 
 // imageMetadata is stereoscope's readImageMetadata.

@@ -208,15 +208,20 @@ func lotseReadSquashed(t testing.TB, img v1.Image, followed bool, reads func(int
 	return si, readSquashed(t, c, si, src, dir, reads)
 }
 
-// readSquashed is c.readImage of img into si, and then every layer's
-// squashed tree asked for.
+// readSquashed is c.readImage of img into si, the top layer's squashed
+// tree built, and then every layer's asked for (the one under the top
+// layer's too, which the top one may have been merged onto).
 func readSquashed(t testing.TB, c *Cataloger, si *image.Image, img v1.Image, dir string, reads func(int) bool) error {
 	t.Helper()
-	release, err := c.readImage(context.Background(), si, img, dir, reads)
+	top, release, err := c.readImage(context.Background(), si, img, dir, reads)
 	t.Cleanup(func() { si.Cleanup(); release() }) //nolint:errcheck // temporary
 	if err != nil {
 		return err
 	}
+	if err := top(); err != nil {
+		return err
+	}
+	topSearch(si)
 	for i := range si.Layers {
 		if err := squashedAgain(si.Layers, i, si.FileCatalog); err != nil {
 			return err

@@ -75,14 +75,14 @@ const layerSchema = "2"
 // A layer given as an outline (guard) must have its catalog cached: it is
 // never cataloged itself, nor is the image whole; either returns
 // ErrOutlined.
-func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref string, cfg *syft.CreateSBOMConfig, lc Cache, pre *cachedLayers, guard *outlineGuard) (*syftsbom.SBOM, LayerStats, error) {
+//
+// top builds the top layer's squashed tree, should readImage have left it
+// to be built onto the squashed tree under it once the layer under the top
+// one is cataloged (see squashLayers).
+func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, top func() error, ref string, cfg *syft.CreateSBOMConfig, lc Cache, pre *cachedLayers, guard *outlineGuard) (*syftsbom.SBOM, LayerStats, error) {
 	var stats LayerStats
-	full := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
-	whole, err := full.FileResolver(source.SquashedScope)
-	if err != nil {
-		return nil, stats, fmt.Errorf("catalog packages: %w", err)
-	}
-	layers := make([]*syftsbom.SBOM, len(si.Layers))
+	n := len(si.Layers)
+	layers := make([]*syftsbom.SBOM, n)
 	keys := layerKeys(si.Layers)
 	var todo []int // the layers to catalog
 	for i, l := range si.Layers {
@@ -120,9 +120,28 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
 	names := newBasenameIndex(si.FileCatalog)
+	cataloged := make([]chan struct{}, n) // closed once layer i is cataloged, or failed
+	for _, i := range todo {
+		cataloged[i] = make(chan struct{})
+	}
 	for _, i := range todo {
 		l := si.Layers[i]
 		g.Go(func() error {
+			defer close(cataloged[i])
+			if i == n-1 {
+				// The layers are started bottom first: the one under the
+				// top one has been, and is not waited for in vain.
+				if i > 0 && cataloged[i-1] != nil {
+					select {
+					case <-cataloged[i-1]:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				}
+				if err := top(); err != nil {
+					return err
+				}
+			}
 			// Its squashed tree, should readImage have merged it into
 			// the next one's (see squashLayers).
 			if err := squashedAgain(si.Layers, i, si.FileCatalog); err != nil {
@@ -151,6 +170,17 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, ref stri
 		return nil, stats, err
 	}
 	stats.Cataloged = len(todo)
+	if len(todo) == 0 || todo[len(todo)-1] != n-1 {
+		if err := top(); err != nil {
+			return nil, stats, err
+		}
+	}
+	topSearch(si)
+	full := stereoscopesource.New(si, stereoscopesource.ImageConfig{Reference: ref})
+	whole, err := full.FileResolver(source.SquashedScope)
+	if err != nil {
+		return nil, stats, fmt.Errorf("catalog packages: %w", err)
+	}
 	out, ok := merge(layers, si, whole)
 	if !ok && guard != nil {
 		return nil, stats, fmt.Errorf("%w: the image must be cataloged whole", ErrOutlined)

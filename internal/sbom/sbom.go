@@ -199,9 +199,9 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	if layers != nil {
 		reads = func(i int) bool { return !pre.holds(layerKeys(si.Layers)[i]) }
 	}
-	rel, err := c.readImage(ctx, si, img, tmpDir, reads)
+	top, rel, err := c.readImage(ctx, si, img, tmpDir, reads)
 	if errors.Is(err, errIndexFallback) {
-		rel, err = func() {}, si.Read(ctx)
+		top, rel, err = func() error { return nil }, func() {}, si.Read(ctx)
 	}
 	release = rel
 	if err != nil {
@@ -221,12 +221,16 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	)
 	switch {
 	case layers != nil:
-		s, stats, err = c.catalogLayers(ctx, si, ref, cfg, layers, pre, guard)
+		s, stats, err = c.catalogLayers(ctx, si, top, ref, cfg, layers, pre, guard)
 	case guard != nil:
 		// Cataloged whole, an outlined layer would be searched too.
 		err = fmt.Errorf("%w: no layer cache", ErrOutlined)
 	default:
 		stats = LayerStats{Cataloged: len(si.Layers), Whole: true}
+		if err = top(); err != nil {
+			break
+		}
+		topSearch(si)
 		if s, err = c.catalog(ctx, src, cfg, nil); err != nil {
 			err = fmt.Errorf("catalog packages: %w", err)
 		}
