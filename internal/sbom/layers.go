@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/anchore/stereoscope/pkg/filetree"
@@ -120,14 +121,17 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, top func
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
 	names := newBasenameIndex(si.FileCatalog)
-	cataloged := make([]chan struct{}, n) // closed once layer i is cataloged, or failed
+	cataloged := make([]chan struct{}, n) // closed once layer i is cataloged, or failed (see doneReading)
 	for _, i := range todo {
 		cataloged[i] = make(chan struct{})
 	}
 	for _, i := range todo {
 		l := si.Layers[i]
 		g.Go(func() error {
-			defer close(cataloged[i])
+			// Closed once syft no longer reads the layer's squashed tree,
+			// before its catalog is written into the cache.
+			doneReading := sync.OnceFunc(func() { close(cataloged[i]) })
+			defer doneReading()
 			if i == n-1 {
 				// The layers are started bottom first: the one under the
 				// top one has been, and is not waited for in vain.
@@ -154,6 +158,7 @@ func (c *Cataloger) catalogLayers(ctx context.Context, si *image.Image, top func
 			view.SquashedSearchContext = filetree.NewSearchContext(l.SquashedTree, names)
 			src := layerSource{Source: stereoscopesource.New(&view, stereoscopesource.ImageConfig{Reference: ref}), layer: l.Metadata.Digest}
 			s, err := c.catalog(gctx, src, cfg, guard)
+			doneReading()
 			if err != nil {
 				return fmt.Errorf("catalog layer %d (%s): %w", i+1, l.Metadata.Digest, err)
 			}
