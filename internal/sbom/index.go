@@ -25,17 +25,19 @@ import (
 
 // lotse builds stereoscope's index of an image's layers (each layer's file
 // tree, the image's file catalog, the squashed trees) itself, as
-// stereoscope's Image.Read does, with one difference: a layer can be
+// stereoscope's Image.Read does, with two differences: a layer can be
 // indexed while it is unpacked (FollowLayer), from the bytes being
-// written, instead of once it is on disk. On the bench's go-toolchain
+// written, instead of once it is on disk (on the bench's go-toolchain
 // image, indexing the 15,000 files of its toolchain layer took a core 0.3 s
 // after the unpack, before syft could start; it now runs on the core the
-// unpack leaves idle.
+// unpack leaves idle); and the squashed trees are copied only where syft
+// reads them (see squashLayers).
 //
 // The index is stereoscope's: the same file trees, built by stereoscope's
 // filetree.Builder from stereoscope's file.Metadata (MIME types detected by
 // stereoscope from the same bytes), hard links adopted as stereoscope
-// adopts them, and the layers squashed by stereoscope's union trees.
+// adopts them, and the layers squashed by stereoscope's union trees and
+// merges.
 // TestIndexIsStereoscopes compares the two on every fixture and on archives
 // made to be awkward, FuzzIndexIsStereoscopes on archives it makes up. A
 // layer lotse does not index as stereoscope would (a sparse file, a
