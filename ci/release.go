@@ -208,10 +208,14 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 			return err
 		}
 		a.log.DebugContext(ctx, "layers unpacked", "took", a.now().Sub(t))
+		// The SBOM's view of the layers is taken before the scan lane
+		// starts: trivy reads an outlined layer whose analysis is not
+		// cached in full, and the SBOM would otherwise read that layer
+		// in full too, or not, as the two lanes happened to start.
+		linked, dir := img.forSBOM(unpacked, "sbom")
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			t := a.now()
-			linked, dir := img.forSBOM(unpacked, "sbom")
 			var err error
 			doc, err = cat.Generate(gctx, linked, srcArg, dir, sbomLayers)
 			if errors.Is(err, sbom.ErrOutlined) {
