@@ -240,7 +240,6 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 	if err := g.Wait(); err != nil {
 		return nil, release, err
 	}
-	whiteouts := false
 	for i, il := range layers {
 		select {
 		case <-il.done:
@@ -255,7 +254,6 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		}
 		il.layer.Metadata.MediaType = mts[i]
 		md.Size += il.layer.Metadata.Size
-		whiteouts = whiteouts || i == 0 && il.whiteouts
 	}
 	si.Metadata = md
 	si.Layers = make([]*image.Layer, len(layers))
@@ -263,6 +261,7 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		si.Layers[i] = il.layer
 	}
 	si.FileCatalog = catalog
+	whiteouts := len(layers) > 0 && layers[0].whiteouts
 	top, err = squashLayers(si, whiteouts, catalog.Index, reads)
 	return top, release, err
 }

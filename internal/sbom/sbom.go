@@ -197,7 +197,13 @@ func (c *Cataloger) Generate(ctx context.Context, img v1.Image, ref string, tmpD
 	// is cataloged whole).
 	reads := func(int) bool { return false }
 	if layers != nil {
-		reads = func(i int) bool { return !pre.holds(layerKeys(si.Layers)[i]) }
+		var keys []string // si's, once readImage has read its layers
+		reads = func(i int) bool {
+			if keys == nil {
+				keys = layerKeys(si.Layers)
+			}
+			return !pre.holds(keys[i])
+		}
 	}
 	top, rel, err := c.readImage(ctx, si, img, tmpDir, reads)
 	if errors.Is(err, errIndexFallback) {
