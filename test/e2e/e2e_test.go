@@ -37,13 +37,15 @@ import (
 // A child process of the test binary runs lotsed (see startChild).
 func TestMain(m *testing.M) {
 	// As cmd/lotsed does: cosign's progress messages go to os.Stderr; the
-	// tests' own output goes to stdout, panics to file descriptor 2.
+	// tests' own output goes to stdout, panics to file descriptor 2. A
+	// child lotsed logs to the real standard error, as cmd/lotsed does.
+	stderr := os.Stderr
 	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
 		os.Stderr = null
 	}
 	if os.Getenv("LOTSED_E2E_CHILD") == "1" {
 		ctx, stop := signalContext()
-		code := webhook.Run(ctx, "e2e", os.Args[1:], os.Getenv, os.Stdout, os.Stderr, signing.Verifier, signing.Attester)
+		code := webhook.Run(ctx, "e2e", os.Args[1:], os.Getenv, os.Stdout, stderr, signing.Verifier, signing.Attester)
 		stop()
 		os.Exit(code)
 	}

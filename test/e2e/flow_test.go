@@ -194,7 +194,7 @@ func waitMR(t *testing.T, w *world, stage string) (mr struct{ IID int64 }) {
 	eventually(t, "the "+stage+" MR", 90*time.Second, func() (bool, string) {
 		m, ok := w.openMR(stage)
 		mr.IID, sha = m.IID, m.SHA
-		return ok, fmt.Sprintf("statuses %v", w.statuses())
+		return ok, w.describeStatuses()
 	})
 	w.greenPipeline("lotse/shop/"+stage, sha)
 	return mr

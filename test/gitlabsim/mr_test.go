@@ -1,7 +1,9 @@
 package gitlabsim_test
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -256,6 +258,30 @@ func TestMergeConflictAndFastForward(t *testing.T) {
 	mr, _, err = ff.client(t, "maintainer").MergeRequests.AcceptMergeRequest(ff.project, 1, nil)
 	if err != nil || branchHead(t, ff, "main") != mr.SHA {
 		t.Fatalf("ff merge %v", err)
+	}
+}
+
+// TestClientGoneWhileOpening: a client that disconnects while GitLab opens
+// its MR (lotsed killed mid-request) leaves the MR as GitLab computes it,
+// mergeable, not in "conflict" from a git command stopped half-way.
+func TestClientGoneWhileOpening(t *testing.T) {
+	e := newEnv(t)
+	e.branch(t, "f")
+	e.commit(t, "developer", "f", map[string]string{"envs/dev/values.yaml": "image: f\n"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	body := `{"source_branch":"f","target_branch":"main","title":"Promote f"}`
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/v4/projects/team%2Fdeploy/merge_requests", strings.NewReader(body))
+	req.Header.Set("PRIVATE-TOKEN", e.users["developer"].Token)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	e.sim.ServeHTTP(rec, req)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create with the client gone: %d %s", rec.Code, rec.Body)
+	}
+	getMR(t, e, "maintainer", 1) // the first read reports "checking"
+	if mr := getMR(t, e, "maintainer", 1); mr.DetailedMergeStatus != "mergeable" || mr.HasConflicts {
+		t.Fatalf("status %s, conflicts %v", mr.DetailedMergeStatus, mr.HasConflicts)
 	}
 }
 

@@ -232,7 +232,14 @@ func newUUID() string {
 // ServeHTTP implements http.Handler.
 func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.learnBaseURL(r)
-	s.mux.ServeHTTP(w, r)
+	// GitLab finishes a request whose client went away: a write is done
+	// whole, and what it derives (an MR's mergeability) is computed, not
+	// left as the error of a git command killed half-way. Only closing
+	// the simulator stops a request.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	s.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 
 func (s *Sim) learnBaseURL(r *http.Request) {
