@@ -3,6 +3,7 @@ package sbom
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -261,7 +262,7 @@ func (c *Cataloger) readImage(ctx context.Context, si *image.Image, img v1.Image
 		si.Layers[i] = il.layer
 	}
 	si.FileCatalog = catalog
-	whiteouts := len(layers) > 0 && layers[0].whiteouts
+	whiteouts := func(i int) bool { return layers[i].whiteouts }
 	top, err = squashLayers(si, whiteouts, catalog.Index, reads)
 	return top, release, err
 }
@@ -357,7 +358,7 @@ func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.Fi
 	builder := filetree.NewBuilder(tree, catalog.Index)
 	tr := tar.NewReader(r)
 	openers := map[stfile.ID]stfile.Opener{} // this layer's, for hard links
-	mimeBuf := make([]byte, mimeReadLimit)
+	mime := newMIMEDetector()
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -372,7 +373,8 @@ func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.Fi
 		off := pos() // where the entry's data starts
 		h := *hdr
 		// stereoscope's file.NewMetadata, reading the MIME type's bytes
-		// into one buffer rather than a new one per file (see mimeType).
+		// into one buffer rather than a new one per file (see
+		// mimeDetector).
 		metadata := stfile.Metadata{
 			FileInfo:        h.FileInfo(),
 			Path:            path.Clean(stfile.DirSeparator + h.Name),
@@ -380,7 +382,7 @@ func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.Fi
 			LinkDestination: h.Linkname,
 			UserID:          h.Uid,
 			GroupID:         h.Gid,
-			MIMEType:        mimeType(tr, mimeBuf),
+			MIMEType:        mime.detect(tr),
 		}
 		whiteouts = whiteouts || strings.Contains(metadata.Path, "/"+stfile.WhiteoutPrefix)
 
@@ -425,19 +427,42 @@ func indexLayer(r io.Reader, pos func() int64, at io.ReaderAt, catalog *image.Fi
 // (its default read limit, which nothing in lotse changes).
 const mimeReadLimit = 4096
 
-// mimeType is stereoscope's file.MIMEType of the contents r reads, with
-// buf (mimeReadLimit bytes) holding what mimetype.DetectReader would
+// mimeDetector gives stereoscope's file.MIMEType of a file's contents.
+// Its buffer (mimeReadLimit bytes) holds what mimetype.DetectReader would
 // allocate for each file: on go-toolchain, 100 MB less garbage while the
-// layers are unpacked. TestMIMETypeIsStereoscopes compares the two.
-func mimeType(r io.Reader, buf []byte) string {
-	n, err := io.ReadFull(r, buf)
+// layers are unpacked. The type of contents that are all zeros depends on
+// their length only, and is detected once per length: an outline's
+// left-out contents read as zeros (holes), so on a warm release most
+// files of the lower layers are. TestMIMETypeIsStereoscopes compares the
+// two.
+type mimeDetector struct {
+	buf   []byte
+	zeros map[int]string // by length
+}
+
+func newMIMEDetector() *mimeDetector {
+	return &mimeDetector{buf: make([]byte, mimeReadLimit), zeros: map[int]string{}}
+}
+
+// zeroBlock is compared with what a detector read.
+var zeroBlock = make([]byte, mimeReadLimit)
+
+func (d *mimeDetector) detect(r io.Reader) string {
+	n, err := io.ReadFull(r, d.buf)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return ""
 	}
 	if n == 0 {
 		return ""
 	}
-	t, _, _ := strings.Cut(mimetype.Detect(buf[:n]).String(), ";")
+	zero := bytes.Equal(d.buf[:n], zeroBlock[:n])
+	if t, ok := d.zeros[n]; ok && zero {
+		return t
+	}
+	t, _, _ := strings.Cut(mimetype.Detect(d.buf[:n]).String(), ";")
+	if zero {
+		d.zeros[n] = t
+	}
 	return t
 }
 

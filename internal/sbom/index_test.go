@@ -677,14 +677,25 @@ func TestMIMETypeIsStereoscopes(t *testing.T) {
 		append(slices.Clone(text[:mimeReadLimit-10]), bytes.Repeat([]byte{0, 0xff}, 100)...),
 		[]byte("\x1f\x8b\x08\x00\x00\x00\x00\x00"), []byte("%PDF-1.4\n"), []byte("\x89PNG\r\n\x1a\n"),
 	}
-	buf := make([]byte, mimeReadLimit)
+	// Zeros (an outline's left-out contents), each length twice, the
+	// second time from the detector's memory; and contents that start
+	// like zeros of a length seen before.
+	for _, n := range []int{1, 2, 3, 4, 8, 16, 100, 511, 512, 513, 4095, mimeReadLimit, mimeReadLimit + 1, 1 << 20} {
+		z := make([]byte, n)
+		contents = append(contents, z, z, append(z[:min(n, mimeReadLimit-1):min(n, mimeReadLimit-1)], elf...))
+	}
+	contents = append(contents, append(make([]byte, 1), "#!/bin/sh\n"...), append([]byte("\x7fELF"), make([]byte, 4092)...))
+	d := newMIMEDetector()
 	for i, c := range contents {
 		want := stfile.MIMEType(bytes.NewReader(c))
-		if got := mimeType(bytes.NewReader(c), buf); got != want {
+		if got := d.detect(bytes.NewReader(c)); got != want {
 			t.Errorf("contents %d (%d bytes): %q, stereoscope %q", i, len(c), got, want)
 		}
-		if got := mimeType(iotest.HalfReader(bytes.NewReader(c)), buf); got != want {
+		if got := d.detect(iotest.HalfReader(bytes.NewReader(c))); got != want {
 			t.Errorf("contents %d (%d bytes), read in halves: %q, stereoscope %q", i, len(c), got, want)
 		}
+	}
+	if len(d.zeros) == 0 {
+		t.Error("no length of zeros was remembered")
 	}
 }
