@@ -172,6 +172,77 @@ func TestLayersCatalogLikeTheWholeImage(t *testing.T) {
 	}
 }
 
+// A cache entry that is sound (its checksum holds) but whose catalog does
+// not decode is not trusted: that layer is cataloged again, its squashed
+// tree built again where readImage merged it into the next one's, and the
+// SBOM is the whole image's.
+func TestLayersUndecodableEntryCatalogedAgain(t *testing.T) {
+	lc, err := layercache.Open(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := layeredImage(t, "12")
+	catalog(t, img, lc)
+	keys := configKeys(t, img)
+	jar, err := fixture.LibraryJar(fixture.Maven{Group: "org.example", Artifact: "next", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := layeredImage(t, "12", fixture.File{Path: "opt/lib/next-1.0.0.jar", Data: jar})
+	want := cdx(t, catalog(t, next, nil))
+	for _, tc := range []struct {
+		name    string
+		damaged []int // of img's layers
+		want    LayerStats
+	}{
+		{"the layer under the new top", []int{len(keys) - 1}, LayerStats{Cached: 3, Cataloged: 2}},
+		// The top layer's catalog is cached now.
+		{"the lowest and the one under the top", []int{0, len(keys) - 1}, LayerStats{Cached: 3, Cataloged: 2}},
+		{"a middle one", []int{1}, LayerStats{Cached: 4, Cataloged: 1}},
+	} {
+		for _, i := range tc.damaged {
+			if err := lc.Put(keys[i], []byte(`{"not": "a catalog"}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := catalog(t, next, lc)
+		if got := s.Layers(); got != tc.want {
+			t.Errorf("%s damaged: %+v, want %+v", tc.name, got, tc.want)
+		}
+		if got := cdx(t, s); got != want {
+			t.Fatalf("%s damaged:\n%s\nwhole:\n%s", tc.name, got, want)
+		}
+	}
+	// The top layer's own entry: the image is released again.
+	nextKeys := configKeys(t, next)
+	if err := lc.Put(nextKeys[len(nextKeys)-1], []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	s := catalog(t, next, lc)
+	if got := s.Layers(); got != (LayerStats{Cached: 4, Cataloged: 1}) {
+		t.Errorf("top damaged: %+v", got)
+	}
+	if got := cdx(t, s); got != want {
+		t.Fatalf("top damaged:\n%s\nwhole:\n%s", got, want)
+	}
+}
+
+// configKeys are the layer cache's keys of img's layers, bottom first.
+func configKeys(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	chain := ""
+	for _, d := range cf.RootFS.DiffIDs {
+		chain = chainID(chain, d.String())
+		keys = append(keys, layerKey(chain))
+	}
+	return keys
+}
+
 // The catalog of the layer cataloged last goes into the cache in the
 // background while the SBOM is encoded (see catalogLayers): encoding it
 // meanwhile reads what the write reads (go test -race checks that nothing
