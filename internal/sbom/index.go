@@ -437,15 +437,13 @@ const mimeReadLimit = 4096
 // two.
 type mimeDetector struct {
 	buf   []byte
-	zeros map[int]string // by length
+	zero  []byte         // mimeReadLimit zeros, compared with what buf holds
+	zeros map[int]string // the type of zeros, by length
 }
 
 func newMIMEDetector() *mimeDetector {
-	return &mimeDetector{buf: make([]byte, mimeReadLimit), zeros: map[int]string{}}
+	return &mimeDetector{buf: make([]byte, mimeReadLimit), zero: make([]byte, mimeReadLimit), zeros: map[int]string{}}
 }
-
-// zeroBlock is compared with what a detector read.
-var zeroBlock = make([]byte, mimeReadLimit)
 
 func (d *mimeDetector) detect(r io.Reader) string {
 	n, err := io.ReadFull(r, d.buf)
@@ -455,7 +453,7 @@ func (d *mimeDetector) detect(r io.Reader) string {
 	if n == 0 {
 		return ""
 	}
-	zero := bytes.Equal(d.buf[:n], zeroBlock[:n])
+	zero := bytes.Equal(d.buf[:n], d.zero[:n])
 	if t, ok := d.zeros[n]; ok && zero {
 		return t
 	}
