@@ -24,7 +24,6 @@ import (
 	"github.com/anchore/syft/syft/cataloging"
 	"github.com/anchore/syft/syft/cataloging/filecataloging"
 	"github.com/anchore/syft/syft/format"
-	"github.com/anchore/syft/syft/format/common/cyclonedxhelpers"
 	"github.com/anchore/syft/syft/format/common/spdxhelpers"
 	"github.com/anchore/syft/syft/format/cyclonedxjson"
 	"github.com/anchore/syft/syft/format/spdxjson"
@@ -325,13 +324,7 @@ func (s *SBOM) Encode(w io.Writer, f Format) error {
 	switch f {
 	case CycloneDXJSON:
 		// syft's encoder, with lotse's property added (see installedBy).
-		bom := cyclonedxhelpers.ToFormatModel(*s.s)
-		addInstalledBy(bom, s.s, s.installed)
-		creditTools(bom, s.s.Descriptor)
-		e := cyclonedx.NewBOMEncoder(w, cyclonedx.BOMFileFormatJSON)
-		e.SetPretty(false)
-		e.SetEscapeHTML(false)
-		if err := e.EncodeVersion(bom, cyclonedxSpec); err != nil {
+		if err := encodeCycloneDX(w, s.cycloneDXModel()); err != nil {
 			return fmt.Errorf("encode %s SBOM: %w", f, err)
 		}
 		return nil
