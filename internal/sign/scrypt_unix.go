@@ -16,6 +16,7 @@ func mapWords(n int) (words []uint32, release func(), err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("scrypt: map %d bytes: %w", 4*n, err)
 	}
+	adviseHugePages(b)
 	// Mapped memory is page-aligned, so aligned for uint32.
 	words = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), n)
 	return words, func() { unix.Munmap(b) }, nil //nolint:errcheck // unmapping what was mapped fails only on a bad address
