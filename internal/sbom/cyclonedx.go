@@ -32,10 +32,16 @@ func (s *SBOM) cycloneDXModel() *cyclonedx.BOM {
 func encodeCycloneDX(w io.Writer, bom *cyclonedx.BOM) error {
 	gobRoundTrip(reflect.ValueOf(bom).Elem())
 	cycloneDXConvert(bom, cyclonedxSpec)
+	return newCycloneDXEncoder(w).Encode(bom)
+}
+
+// newCycloneDXEncoder is the JSON encoder syft's CycloneDX format uses:
+// neither indented nor HTML-escaped.
+func newCycloneDXEncoder(w io.Writer) cyclonedx.BOMEncoder {
 	e := cyclonedx.NewBOMEncoder(w, cyclonedx.BOMFileFormatJSON)
 	e.SetPretty(false)
 	e.SetEscapeHTML(false)
-	return e.Encode(bom)
+	return e
 }
 
 // cycloneDXConvert is cyclonedx-go's (*BOM).convert, which EncodeVersion

@@ -60,10 +60,7 @@ func TestCycloneDXEncodingIsEncodeVersions(t *testing.T) {
 	for i, s := range sboms {
 		bom := s.cycloneDXModel()
 		var want, got bytes.Buffer
-		e := cyclonedx.NewBOMEncoder(&want, cyclonedx.BOMFileFormatJSON)
-		e.SetPretty(false)
-		e.SetEscapeHTML(false)
-		if err := e.EncodeVersion(bom, cyclonedxSpec); err != nil { // leaves bom as it was
+		if err := newCycloneDXEncoder(&want).EncodeVersion(bom, cyclonedxSpec); err != nil { // leaves bom as it was
 			t.Fatal(err)
 		}
 		if err := encodeCycloneDX(&got, bom); err != nil {
