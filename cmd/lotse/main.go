@@ -20,7 +20,8 @@ import (
 var version = "dev"
 
 func main() {
-	dropStartupPages() //nolint:errcheck // without it, lotse only holds more pages
+	dropStartupPages()                                //nolint:errcheck // without it, lotse only holds more pages
+	growHugeHeap(hugeHeapBytes, os.Getenv("GODEBUG")) //nolint:errcheck // without it, the heap has pages of 4 KiB
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	stop()
