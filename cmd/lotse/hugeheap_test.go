@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,7 +49,11 @@ func TestGrowHugeHeap(t *testing.T) {
 	if !grown {
 		t.Skip("transparent huge pages are not in the madvise mode here, or the address space is limited")
 	}
-	runtime.GC() // frees the space growHugeHeap took
+	// The collector's goal is set from the live heap, not from the
+	// space growHugeHeap allocated and dropped.
+	if goal := heapGoal(); goal > n/2 {
+		t.Fatalf("after growHugeHeap, the collector's heap goal is %d MiB", goal>>20)
+	}
 	// Larger than the whole heap before: it cannot fit below the space.
 	size := int(ms.HeapSys) + 8<<20
 	if size > n {
@@ -61,6 +66,13 @@ func TestGrowHugeHeap(t *testing.T) {
 	if !slices.Contains(strings.Fields(flags), "hg") {
 		t.Errorf("the heap's new allocation at %#x is in a mapping without huge-page advice (VmFlags: %s)", addr, flags)
 	}
+}
+
+// heapGoal is the collector's heap goal, in bytes.
+func heapGoal() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // vmFlags returns the VmFlags of the mapping holding addr, from
