@@ -10,7 +10,10 @@ package ci
 // and release. At 300 it runs four times. Measured on the bench's 128 MiB
 // image: release 6 % faster with the same heap peak; sbom 7 % faster with a
 // peak RSS 40 MB higher (290 MB). The window is short: whatever the image,
-// the heap can grow by no more than what is allocated in it.
+// the heap can grow by no more than what is allocated in it. In a cold
+// release the window keeps coldGOGC (gcpace leaves a phase's percentage
+// alone); the scanner is compiled only when lotse's snapshot of it does
+// not fit.
 const scannerGOGC = 300
 
 // warmGOGC is the collector's percentage (GOGC) for a release whose layer
@@ -25,8 +28,8 @@ const scannerGOGC = 300
 // timings moved by a tenth): warm debian-files 0.02–0.03 s faster, 0.04–0.09
 // s less CPU, for a peak 46 MB higher (228 MB against the chain's
 // 256–271); go-toolchain 0.02 s faster (+21 MB, 317 against 421); node
-// and java 0.01–0.02 s faster (+6–11 MB). A cold release keeps the
-// default: its peak is the one near the chain's.
+// and java 0.01–0.02 s faster (+6–11 MB). A cold release runs at
+// coldGOGC: its peak is the one near the chain's.
 const warmGOGC = 200
 
 // lowerLayersCached says whether cached (sbom.CachedLayers) holds every
@@ -42,6 +45,24 @@ func lowerLayersCached(cached []bool) bool {
 	}
 	return true
 }
+
+// coldGOGC is the collector's percentage (GOGC) for a release that is not
+// warm, until its SBOM is cataloged (then coldTailGOGC, with a layer
+// cache) and its lanes are done.
+//
+// Since lotse's heap is on huge pages (cmd/lotse/hugeheap.go) the runtime
+// takes its heap from address space mapped at start, so the heap seldom
+// grows; the runtime returns free memory to the system mostly as the heap
+// grows (it scavenges on growth), so less was returned during a cold
+// release (45-62 MB free at the peak, against 25) and debian-files' peak
+// rose by about 20 MB, to 0.92-0.95x the chain's largest process. A
+// collection also costs less with fewer page faults. At 70, measured in interleaved runs (medians of 4-6): cold
+// debian-files peak 236 MB against 253 (232 before the huge heap),
+// go-toolchain 330 MB against 405, node and java 2-7 MB lower, wall time
+// and CPU no higher on any of them (debian-files 1.69 s against 1.84,
+// go-toolchain 3.21 s against 3.24). 80 took debian-files to 242 MB and
+// go-toolchain to 362.
+const coldGOGC = 70
 
 // coldTailGOGC is the collector's percentage for the rest of a cold release
 // (one whose layer cache lacks some lower layer's catalog) once syft's

@@ -159,19 +159,22 @@ func (a *app) release(cmd *cobra.Command, srcArg string, rf *registryFlags, df *
 	})
 	defer removeCopies()
 	a.log.DebugContext(ctx, "image read", "took", a.now().Sub(start))
-	warm := false
+	// A warm release runs the collector at warmGOGC, a cold one at
+	// coldGOGC, and then from its SBOM's cataloging on at coldTailGOGC
+	// when it has a layer cache (see ci/gc.go).
+	var cold *gcpace.Phase
 	if layers != nil && lowerLayersCached(img.cachedLayers(layers)) {
-		warm = true
 		done := make(chan struct{})
 		defer close(done)
-		if gcpace.SetUntil(warmGOGC, done) {
+		if gcpace.SetUntil(warmGOGC, done) != nil {
 			a.log.DebugContext(ctx, "lower layers cached: the collector runs at a higher percentage", "gogc", warmGOGC)
 		}
+	} else if cold = gcpace.SetUntil(coldGOGC, tail); cold != nil {
+		a.log.DebugContext(ctx, "a cold release: the collector runs at a lower percentage", "gogc", coldGOGC)
 	}
-	// cataloged lowers the collector's percentage for the rest of a cold
-	// release with a layer cache, once its SBOM is cataloged.
 	cataloged := func() {
-		if layers != nil && !warm && gcpace.SetUntil(coldTailGOGC, tail) {
+		if cold != nil && layers != nil {
+			cold.Set(coldTailGOGC)
 			a.log.DebugContext(ctx, "layers cataloged: the collector runs at a lower percentage", "gogc", coldTailGOGC)
 		}
 	}

@@ -16,7 +16,7 @@ func gcPercent() int64 {
 func TestSetUntil(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	done := make(chan struct{})
-	if !SetUntil(300, done) {
+	if SetUntil(300, done) == nil {
 		t.Fatal("SetUntil says it left the default alone")
 	}
 	if got := gcPercent(); got != 300 {
@@ -31,10 +31,41 @@ func TestSetUntil(t *testing.T) {
 
 	// A percentage the user chose stays.
 	debug.SetGCPercent(50)
-	if SetUntil(300, make(chan struct{})) {
+	if SetUntil(300, make(chan struct{})) != nil {
 		t.Error("SetUntil says it changed the user's percentage")
 	}
 	if got := gcPercent(); got != 50 {
 		t.Errorf("GOGC = %d, want the user's 50", got)
+	}
+}
+
+func TestPhaseSet(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	done := make(chan struct{})
+	p := SetUntil(70, done)
+	if p == nil {
+		t.Fatal("SetUntil says it left the default alone")
+	}
+	p.Set(50)
+	if got := gcPercent(); got != 50 {
+		t.Fatalf("GOGC after Set = %d, want 50", got)
+	}
+	close(done)
+	for deadline := time.Now().Add(5 * time.Second); gcPercent() != 100; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("GOGC = %d after the phase, want 100 again", gcPercent())
+		}
+	}
+	p.Set(50) // the phase is over: the percentage stays
+	if got := gcPercent(); got != 100 {
+		t.Errorf("GOGC after Set on a phase that is over = %d, want 100", got)
+	}
+
+	// A phase SetUntil did not start changes nothing.
+	debug.SetGCPercent(80)
+	var none *Phase = SetUntil(300, make(chan struct{}))
+	none.Set(50)
+	if got := gcPercent(); got != 80 {
+		t.Errorf("GOGC = %d, want the user's 80", got)
 	}
 }
