@@ -56,12 +56,12 @@ func lowerLayersCached(cached []bool) bool {
 // grows (it scavenges on growth), so less was returned during a cold
 // release (45-62 MB free at the peak, against 25) and debian-files' peak
 // rose by about 20 MB, to 0.92-0.95x the chain's largest process. A
-// collection also costs less with fewer page faults. At 70, measured in interleaved runs (medians of 4-6): cold
-// debian-files peak 236 MB against 253 (232 before the huge heap),
-// go-toolchain 330 MB against 405, node and java 2-7 MB lower, wall time
-// and CPU no higher on any of them (debian-files 1.69 s against 1.84,
-// go-toolchain 3.21 s against 3.24). 80 took debian-files to 242 MB and
-// go-toolchain to 362.
+// collection also costs less with fewer page faults. At 70, measured in
+// interleaved runs (medians of 4-6): cold debian-files peak 236 MB
+// against 253 (232 before the huge heap), go-toolchain 330 MB against
+// 405, node and java 2-7 MB lower, wall time and CPU no higher on any of
+// them (debian-files 1.69 s against 1.84, go-toolchain 3.21 s against
+// 3.24). 80 took debian-files to 242 MB and go-toolchain to 362.
 const coldGOGC = 70
 
 // coldTailGOGC is the collector's percentage for the rest of a cold release

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -19,9 +20,10 @@ import (
 // space that carries the advice; the runtime then allocates from it
 // before it maps more. Measured on the bench's images (medians,
 // interleaved): a warm release of debian-files 1.32 s -> 0.9 s, a cold
-// one of go-toolchain 3.6 s -> 3.05 s, with a third less CPU and the same
-// peak RSS (the heap is dense, so 2 MiB pages hold little that 4 KiB
-// pages would not).
+// one of go-toolchain 3.6 s -> 3.05 s, with a third less CPU. The heap
+// then seldom grows, and the runtime returns free memory mostly as it
+// grows: a cold release's peak rose by about 20 MB, which a cold
+// release's collector percentage takes back (coldGOGC, ci/gc.go).
 //
 // lotse is a command that runs for seconds. The runtime leaves huge pages
 // alone for good reasons that belong to long-running programs (memory
@@ -34,22 +36,27 @@ import (
 // and a page is resident only once the heap uses it.
 const hugeHeapBytes = 512 << 20
 
-// hugeHeapWanted says whether growing the heap with huge-page advice
-// helps and is safe, from the system's transparent huge page mode
+// hugeHeapWanted says whether growing the heap by n bytes with huge-page
+// advice helps and is safe, from the system's transparent huge page mode
 // (/sys/kernel/mm/transparent_hugepage/enabled), its overcommit mode
-// (/proc/sys/vm/overcommit_memory), whether the process's address space
-// is limited (ulimit -v), and the runtime's GODEBUG settings:
+// (/proc/sys/vm/overcommit_memory), its memory (/proc/meminfo), whether
+// the process's address space is limited (ulimit -v), and the runtime's
+// GODEBUG settings:
 //   - only in the "madvise" mode: with "always" the heap has huge pages
 //     already, with "never" the advice does nothing;
 //   - not under strict overcommit (mode 2), where untouched address space
 //     counts against the system's commit limit;
+//   - not on a system with less than 4n of memory, where the kernel's
+//     overcommit heuristic could refuse the space and the runtime, which
+//     cannot do without it, would stop lotse;
 //   - not with a limit on the address space, where the runtime, which
 //     reserves much of it, would run out sooner;
 //   - not with GODEBUG=disablethp=1, the runtime's own switch for keeping
 //     huge pages off its heap.
-func hugeHeapWanted(thp, overcommit []byte, addressSpaceLimited bool, godebug string) bool {
+func hugeHeapWanted(n int, thp, overcommit, meminfo []byte, addressSpaceLimited bool, godebug string) bool {
 	return bytes.Contains(thp, []byte("[madvise]")) &&
 		string(bytes.TrimSpace(overcommit)) != "2" &&
+		memTotal(meminfo) >= 4*int64(n) &&
 		!addressSpaceLimited &&
 		!slices.Contains(strings.Split(godebug, ","), "disablethp=1")
 }
@@ -69,11 +76,15 @@ func growHugeHeap(n int, godebug string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	meminfo, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return false, err
+	}
 	limited, err := addressSpaceLimited()
 	if err != nil {
 		return false, err
 	}
-	if !hugeHeapWanted(thp, overcommit, limited, godebug) {
+	if !hugeHeapWanted(n, thp, overcommit, meminfo, limited, godebug) {
 		return false, nil
 	}
 	err = allocAdvised(n)
@@ -82,9 +93,10 @@ func growHugeHeap(n int, godebug string) (bool, error) {
 	// The one the allocation started may have found it live: it was on
 	// this goroutine's stack while madvise ran. The collector then set
 	// its goal from the 512 MiB and did not run again for the rest of the
-	// release: the peak resident set doubled in one release in twenty.
-	// runtime.GC waits for that collection and runs one more (5 ms here,
-	// with the 10 MB that package initialisation leaves live).
+	// release: the peak resident set doubled in one cold release in ten
+	// to twenty.
+	// runtime.GC waits for that collection and runs one more (about 7 ms
+	// here, with the 11 MB that package initialisation leaves live).
 	runtime.GC()
 	return err == nil, err
 }
@@ -94,4 +106,19 @@ func growHugeHeap(n int, godebug string) (bool, error) {
 func allocAdvised(n int) error {
 	b := make([]byte, n)
 	return adviseHugePages(b)
+}
+
+// memTotal is MemTotal of a /proc/meminfo listing, in bytes; 0 if it has
+// none.
+func memTotal(meminfo []byte) int64 {
+	for line := range bytes.Lines(meminfo) {
+		if v, ok := bytes.CutPrefix(line, []byte("MemTotal:")); ok {
+			kb, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -14,24 +14,29 @@ import (
 )
 
 func TestHugeHeapWanted(t *testing.T) {
+	const n = 512 << 20
+	mem := func(kb int) string { return "MemTotal:       " + strconv.Itoa(kb) + " kB\nMemFree:  1000 kB\n" }
 	for _, tc := range []struct {
-		thp, overcommit string
-		limited         bool
-		godebug         string
-		want            bool
+		thp, overcommit, meminfo string
+		limited                  bool
+		godebug                  string
+		want                     bool
 	}{
-		{"always [madvise] never\n", "0\n", false, "", true},
-		{"always [madvise] never\n", "1\n", false, "", true},
-		{"always [madvise] never\n", "0\n", false, "gctrace=1,disablethp=0", true},
-		{"[always] madvise never\n", "0\n", false, "", false}, // huge pages already
-		{"always madvise [never]\n", "0\n", false, "", false}, // the advice does nothing
-		{"always [madvise] never\n", "2\n", false, "", false}, // strict overcommit
-		{"always [madvise] never\n", "0\n", true, "", false},  // ulimit -v
-		{"always [madvise] never\n", "0\n", false, "gctrace=1,disablethp=1", false},
-		{"", "0\n", false, "", false},
+		{"always [madvise] never\n", "0\n", mem(8 << 20), false, "", true},
+		{"always [madvise] never\n", "1\n", mem(8 << 20), false, "", true},
+		{"always [madvise] never\n", "0\n", mem(2 << 20), false, "", true}, // 4n
+		{"always [madvise] never\n", "0\n", mem(8 << 20), false, "gctrace=1,disablethp=0", true},
+		{"[always] madvise never\n", "0\n", mem(8 << 20), false, "", false}, // huge pages already
+		{"always madvise [never]\n", "0\n", mem(8 << 20), false, "", false}, // the advice does nothing
+		{"always [madvise] never\n", "2\n", mem(8 << 20), false, "", false}, // strict overcommit
+		{"always [madvise] never\n", "0\n", mem(2<<20 - 1), false, "", false},
+		{"always [madvise] never\n", "0\n", "MemFree: 1000 kB\n", false, "", false},
+		{"always [madvise] never\n", "0\n", mem(8 << 20), true, "", false}, // ulimit -v
+		{"always [madvise] never\n", "0\n", mem(8 << 20), false, "gctrace=1,disablethp=1", false},
+		{"", "0\n", mem(8 << 20), false, "", false},
 	} {
-		if got := hugeHeapWanted([]byte(tc.thp), []byte(tc.overcommit), tc.limited, tc.godebug); got != tc.want {
-			t.Errorf("hugeHeapWanted(%q, %q, %v, %q) = %v, want %v", tc.thp, tc.overcommit, tc.limited, tc.godebug, got, tc.want)
+		if got := hugeHeapWanted(n, []byte(tc.thp), []byte(tc.overcommit), []byte(tc.meminfo), tc.limited, tc.godebug); got != tc.want {
+			t.Errorf("hugeHeapWanted(%q, %q, %q, %v, %q) = %v, want %v", tc.thp, tc.overcommit, tc.meminfo, tc.limited, tc.godebug, got, tc.want)
 		}
 	}
 }
