@@ -13,6 +13,17 @@ func gcPercent() int64 {
 	return int64(s[0].Value.Uint64())
 }
 
+// waitPercent waits until the collector's percentage is want: a phase's
+// end sets it back in its own goroutine.
+func waitPercent(t *testing.T, want int64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); gcPercent() != want; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("GOGC = %d after the phase, want %d again", gcPercent(), want)
+		}
+	}
+}
+
 func TestSetUntil(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	done := make(chan struct{})
@@ -23,11 +34,7 @@ func TestSetUntil(t *testing.T) {
 		t.Fatalf("GOGC during the phase = %d, want 300", got)
 	}
 	close(done)
-	for deadline := time.Now().Add(5 * time.Second); gcPercent() != 100; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("GOGC = %d after the phase, want 100 again", gcPercent())
-		}
-	}
+	waitPercent(t, 100)
 
 	// A percentage the user chose stays.
 	debug.SetGCPercent(50)
@@ -51,11 +58,7 @@ func TestPhaseSet(t *testing.T) {
 		t.Fatalf("GOGC after Set = %d, want 50", got)
 	}
 	close(done)
-	for deadline := time.Now().Add(5 * time.Second); gcPercent() != 100; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("GOGC = %d after the phase, want 100 again", gcPercent())
-		}
-	}
+	waitPercent(t, 100)
 	p.Set(50) // the phase is over: the percentage stays
 	if got := gcPercent(); got != 100 {
 		t.Errorf("GOGC after Set on a phase that is over = %d, want 100", got)
