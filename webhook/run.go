@@ -229,7 +229,7 @@ func assemble(ctx context.Context, cfg *Config, version string, verifier Verifie
 		statuses: gl, sources: gl, claims: db, audit: db, gates: &gates{verifier: verifier}, metrics: m, log: log,
 		records: &records{attester: attester, signedWith: cfg.SigningKey, now: now},
 		deploys: gl, deployLog: db}
-	run := &runner{states: db, effects: eff, now: now, log: log}
+	run := &runner{states: db, shared: db, effects: eff, now: now, log: log}
 	disp := &dispatcher{config: config, runner: run, commits: gl, files: gl, authors: authors, gitopsProject: cfg.GitOpsProject,
 		bot: bot, now: now, log: log}
 	l.workers = &workers{queue: db, handoff: h, proc: disp, owner: owner, n: cfg.Workers, ttl: leaseTTL, maxAttempts: cfg.MaxAttempts, metrics: m, now: now, log: log}

@@ -45,6 +45,16 @@ type runner struct {
 	now     func() time.Time
 	log     *slog.Logger
 	locks   appLocks
+	// shared, when set, is the app's lock across the processes that share
+	// the store (several replicas on PostgreSQL): without it two replicas
+	// would carry out one outbox head at once, and two writes of one
+	// promotion branch look to each other like someone else's commits.
+	shared appLocker
+}
+
+// appLocker takes an app's lock across every process sharing the store.
+type appLocker interface {
+	LockApp(ctx context.Context, app string) (*store.AppLock, error)
 }
 
 // apply runs events through the engine for p.App and then empties the
@@ -53,6 +63,15 @@ type runner struct {
 // carries it out first.
 func (r *runner) apply(ctx context.Context, snap *snapshot, p promotion.Policy, events []promotion.Event) error {
 	defer r.locks.lock(p.App)()
+	held := func(context.Context) error { return nil }
+	if r.shared != nil {
+		l, err := r.shared.LockApp(ctx, p.App)
+		if err != nil {
+			return fmt.Errorf("app %s: %w", p.App, err)
+		}
+		defer l.Unlock()
+		held = l.Held
+	}
 	if err := r.step(ctx, p, events, nil); err != nil {
 		return err
 	}
@@ -68,6 +87,12 @@ func (r *runner) apply(ctx context.Context, snap *snapshot, p promotion.Policy, 
 		a, err := decodeAction(head)
 		if err != nil {
 			return &permanentError{fmt.Errorf("app %s: %w", p.App, err)}
+		}
+		// Another replica may hold the app once this one's lock is gone:
+		// then this one stops, and the action is carried out by whoever
+		// holds the lock (or by this one's retry).
+		if err := held(ctx); err != nil {
+			return fmt.Errorf("app %s: %w", p.App, err)
 		}
 		actx, cancel := context.WithTimeout(ctx, actionTimeout)
 		follow, err := r.effects.perform(actx, snap, p.App, a)
