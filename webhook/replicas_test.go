@@ -2,12 +2,7 @@ package webhook
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"log/slog"
-	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +10,7 @@ import (
 
 	"github.com/lotse/lotse/internal/promotion"
 	"github.com/lotse/lotse/internal/store"
+	"github.com/lotse/lotse/internal/store/storetest"
 )
 
 // overlapProbe carries out every action slowly and counts how many it is
@@ -45,7 +41,7 @@ func (o *overlapProbe) perform(ctx context.Context, _ *snapshot, _ string, _ pro
 // same outbox head, and two writes of one promotion branch each found the
 // other's commit on it (TestTwoReplicasOnPostgres, now and then).
 func TestReplicasApplyOneAtATime(t *testing.T) {
-	u := postgresForTest(t)
+	u := storetest.PostgresURL(t)
 	ctx := context.Background()
 	w := newTestWorld(t)
 	p, _ := w.snap.policy("shop")
@@ -78,39 +74,4 @@ func TestReplicasApplyOneAtATime(t *testing.T) {
 	if m := probe.most.Load(); m != 1 {
 		t.Errorf("the two replicas carried out %d actions of one app at once", m)
 	}
-}
-
-// postgresForTest returns the URL of a schema of its own on the PostgreSQL
-// that LOTSE_TEST_POSTGRES_URL names (make test starts one), dropped at
-// the end.
-func postgresForTest(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("LOTSE_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("LOTSE_TEST_POSTGRES_URL is not set (eval \"$(scripts/postgres.sh)\")")
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "w_" + hex.EncodeToString(rnd[:])
-	if _, err := admin.ExecContext(context.Background(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	pu, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := pu.Query()
-	q.Set("search_path", schema)
-	pu.RawQuery = q.Encode()
-	return pu.String()
 }

@@ -3,9 +3,7 @@ package auditapi
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +18,7 @@ import (
 
 	"github.com/lotse/lotse/internal/audit"
 	"github.com/lotse/lotse/internal/store"
+	"github.com/lotse/lotse/internal/store/storetest"
 )
 
 const token = "s3cret-read-token"
@@ -51,28 +48,9 @@ func openSQLite(t *testing.T) (*store.DB, *sql.DB) {
 // openPostgres makes a schema of its own in $LOTSE_TEST_POSTGRES_URL
 // (scripts/postgres.sh), dropped at the end.
 func openPostgres(t *testing.T) (*store.DB, *sql.DB) {
-	base := os.Getenv("LOTSE_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("LOTSE_TEST_POSTGRES_URL is not set (eval \"$(scripts/postgres.sh)\")")
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "t_" + hex.EncodeToString(rnd[:])
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	db := openStore(t, u.String())
-	raw, err := sql.Open("postgres", u.String())
+	u := storetest.PostgresURL(t)
+	db := openStore(t, u)
+	raw, err := sql.Open("postgres", u)
 	if err != nil {
 		t.Fatal(err)
 	}

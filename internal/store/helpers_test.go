@@ -2,19 +2,13 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-// pgEnv names the PostgreSQL the tests use (scripts/postgres.sh starts
-// one); without it the PostgreSQL half is skipped.
-const pgEnv = "LOTSE_TEST_POSTGRES_URL"
+	"github.com/lotse/lotse/internal/store/storetest"
+)
 
 // backend opens fresh, empty stores of one kind.
 type backend struct {
@@ -48,35 +42,7 @@ func sqliteURL(t testing.TB) string {
 // returns a URL whose search_path points at it.
 func postgresURL(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(pgEnv)
-	if base == "" {
-		t.Skip(pgEnv + " is not set (eval \"$(scripts/postgres.sh)\")")
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatalf("open %s: %v", pgEnv, err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "t_" + hex.EncodeToString(rnd[:])
-	ctx := context.Background()
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parse %s: %v", pgEnv, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return storetest.PostgresURL(t)
 }
 
 // open opens a store at u and closes it at the end of the test.
