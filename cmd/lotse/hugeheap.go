@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/lotse/lotse/internal/hugepages"
 )
 
 // Page faults are a large part of what a release costs: the Go runtime
@@ -105,7 +107,7 @@ func growHugeHeap(n int, godebug string) (bool, error) {
 // space, advises them to be backed by huge pages, and drops them.
 func allocAdvised(n int) error {
 	b := make([]byte, n)
-	return adviseHugePages(b)
+	return hugepages.Advise(b)
 }
 
 // memTotal is MemTotal of a /proc/meminfo listing, in bytes; 0 if it has

@@ -5,14 +5,6 @@ import (
 	"syscall"
 )
 
-// adviseHugePages asks Linux to back b with transparent huge pages.
-func adviseHugePages(b []byte) error {
-	if err := syscall.Madvise(b, syscall.MADV_HUGEPAGE); err != nil {
-		return fmt.Errorf("madvise MADV_HUGEPAGE: %w", err)
-	}
-	return nil
-}
-
 // addressSpaceLimited says whether the process's address space has a
 // limit (RLIMIT_AS, ulimit -v).
 func addressSpaceLimited() (bool, error) {

@@ -2,11 +2,6 @@
 
 package main
 
-import "errors"
-
 // Where there is no /sys/kernel/mm/transparent_hugepage, growHugeHeap
-// stops before it needs these.
-
-func adviseHugePages([]byte) error { return errors.ErrUnsupported }
-
+// stops before it needs this.
 func addressSpaceLimited() (bool, error) { return true, nil }
